@@ -1,0 +1,1 @@
+"""visio: video appointments between France Services desks and operator back-offices."""

@@ -1,0 +1,115 @@
+"""Settings: one frozen dataclass, built from ``VISIO_*`` environment variables.
+
+This module is the only reader of ``os.environ`` in visio.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/visio.db"
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything visio reads from its environment."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    """SQLAlchemy async URL; SQLite (aiosqlite) by default, PostgreSQL (asyncpg) in production."""
+    host: str = "127.0.0.1"
+    """Address `visio serve` binds to."""
+    port: int = 8080
+    """Port `visio serve` listens on."""
+    secret_key: str = ""
+    """Secret for signing; `make run` keeps a generated dev key in var/secret_key."""
+    base_url: str = "http://127.0.0.1:8080"
+    """Public base URL, used in links and for the allowed WebSocket Origin."""
+    log_level: str = "INFO"
+    """Python logging level name."""
+    token_ttl_seconds: int = 12 * 3600
+    """Lifetime of an API bearer token."""
+    login_max_failures: int = 5
+    """Failed logins (per account or per address) allowed inside the window before 429."""
+    login_window_seconds: int = 900
+    """Window over which failed logins are counted."""
+    redis_url: str = ""
+    """Redis URL linking several signaling instances; empty for a single process."""
+    allowed_origins: tuple[str, ...] = ()
+    """Origins allowed to open signaling WebSockets (base_url's origin is always allowed)."""
+    join_before_seconds: int = 15 * 60
+    """A join token is valid from the appointment's start minus this."""
+    join_after_seconds: int = 30 * 60
+    """A join token is valid until the appointment's end plus this."""
+    stun_urls: tuple[str, ...] = ()
+    """STUN URLs handed to clients."""
+    turn_urls: tuple[str, ...] = ()
+    """TURN URLs handed to clients with short-lived credentials."""
+    turn_secrets: tuple[str, ...] = ()
+    """coturn static-auth-secret(s); the first signs, all are listed for rotation."""
+    turn_ttl_seconds: int = 4 * 3600
+    """Lifetime of TURN credentials (at most 4 h)."""
+    echo_max_sessions: int = 4
+    """Concurrent test calls (echo peers) per instance."""
+    signing_key_path: str = ""
+    """Ed25519 private key (PEM) for join tokens; derived from secret_key when empty."""
+    extra: Mapping[str, str] = field(default_factory=dict)
+    """Unrecognised VISIO_* variables, kept to report typos."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``VISIO_*`` variables (``os.environ`` by default)."""
+        env = os.environ if environ is None else environ
+        known = {
+            "VISIO_DATABASE_URL", "VISIO_HOST", "VISIO_PORT", "VISIO_SECRET_KEY",
+            "VISIO_BASE_URL", "VISIO_LOG_LEVEL", "VISIO_TOKEN_TTL_SECONDS",
+            "VISIO_LOGIN_MAX_FAILURES", "VISIO_LOGIN_WINDOW_SECONDS", "VISIO_REDIS_URL",
+            "VISIO_ALLOWED_ORIGINS", "VISIO_JOIN_BEFORE_SECONDS", "VISIO_JOIN_AFTER_SECONDS",
+            "VISIO_STUN_URLS", "VISIO_TURN_URLS", "VISIO_TURN_SECRETS",
+            "VISIO_TURN_TTL_SECONDS", "VISIO_ECHO_MAX_SESSIONS", "VISIO_SIGNING_KEY_PATH",
+            "VISIO_SECRET_KEY_FILE",
+        }
+        secret = env.get("VISIO_SECRET_KEY", "")
+        secret_file = env.get("VISIO_SECRET_KEY_FILE", "")
+        if not secret and secret_file:
+            secret = load_or_create_secret(Path(secret_file))
+        return cls(
+            database_url=env.get("VISIO_DATABASE_URL", DEFAULT_DATABASE_URL),
+            host=env.get("VISIO_HOST", "127.0.0.1"),
+            port=int(env.get("VISIO_PORT", "8080")),
+            secret_key=secret,
+            base_url=env.get("VISIO_BASE_URL", "http://127.0.0.1:8080").rstrip("/"),
+            log_level=env.get("VISIO_LOG_LEVEL", "INFO").upper(),
+            token_ttl_seconds=int(env.get("VISIO_TOKEN_TTL_SECONDS", str(12 * 3600))),
+            login_max_failures=int(env.get("VISIO_LOGIN_MAX_FAILURES", "5")),
+            login_window_seconds=int(env.get("VISIO_LOGIN_WINDOW_SECONDS", "900")),
+            redis_url=env.get("VISIO_REDIS_URL", ""),
+            allowed_origins=_split(env.get("VISIO_ALLOWED_ORIGINS", "")),
+            join_before_seconds=int(env.get("VISIO_JOIN_BEFORE_SECONDS", "900")),
+            join_after_seconds=int(env.get("VISIO_JOIN_AFTER_SECONDS", "1800")),
+            stun_urls=_split(env.get("VISIO_STUN_URLS", "")),
+            turn_urls=_split(env.get("VISIO_TURN_URLS", "")),
+            turn_secrets=_split(env.get("VISIO_TURN_SECRETS", "")),
+            turn_ttl_seconds=min(int(env.get("VISIO_TURN_TTL_SECONDS", "14400")), 14400),
+            echo_max_sessions=int(env.get("VISIO_ECHO_MAX_SESSIONS", "4")),
+            signing_key_path=env.get("VISIO_SIGNING_KEY_PATH", ""),
+            extra={k: v for k, v in env.items() if k.startswith("VISIO_") and k not in known},
+        )
+
+
+def load_or_create_secret(path: Path) -> str:
+    """Read a dev secret key from ``path``, generating it once if absent."""
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    path.write_text(value + "\n", encoding="utf-8")
+    path.chmod(0o600)
+    return value
