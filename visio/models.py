@@ -1,0 +1,371 @@
+"""ORM models. Alembic migrations are the only source of the schema; these mirror them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, time
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from visio.clock import utcnow
+
+
+def new_id() -> str:
+    """Return a new random identifier (UUID4 as text)."""
+    return str(uuid.uuid4())
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An instant, always timezone-aware UTC in Python, whatever the database."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("naive datetimes are never stored")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            # SQLite keeps text; a fixed UTC format keeps ordering and comparisons right.
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base; every relationship is loaded explicitly (no lazy loads)."""
+
+    type_annotation_map: dict[Any, Any] = {  # noqa: RUF012
+        datetime: UTCDateTime(),
+        date: sa.Date(),
+        time: sa.Time(),
+    }
+    metadata = sa.MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+ID = sa.String(36)
+
+
+class Theme(Base):
+    __tablename__ = "themes"
+
+    code: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    label_fr: Mapped[str] = mapped_column(sa.String(120))
+    label_nl: Mapped[str] = mapped_column(sa.String(120))
+
+
+class Operator(Base):
+    __tablename__ = "operators"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    code: Mapped[str] = mapped_column(sa.String(40), unique=True)
+    country: Mapped[str] = mapped_column(sa.String(2))
+    kind: Mapped[str] = mapped_column(sa.String(20))
+    languages: Mapped[list[str]] = mapped_column(sa.JSON)
+    timezone: Mapped[str] = mapped_column(sa.String(64))
+
+    __table_args__ = (
+        sa.CheckConstraint("country IN ('FR', 'BE')", name="country"),
+        sa.CheckConstraint("kind IN ('national', 'cross_border')", name="kind"),
+    )
+
+
+class Desk(Base):
+    __tablename__ = "desks"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    operator_id: Mapped[str] = mapped_column(ID, sa.ForeignKey("operators.id"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+
+
+class StaffMember(Base):
+    __tablename__ = "staff_members"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    desk_id: Mapped[str] = mapped_column(ID, sa.ForeignKey("desks.id"), index=True)
+    display_name: Mapped[str] = mapped_column(sa.String(200))
+    languages: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
+    active: Mapped[bool] = mapped_column(sa.Boolean, default=True)
+
+
+class Service(Base):
+    __tablename__ = "services"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    operator_id: Mapped[str] = mapped_column(ID, sa.ForeignKey("operators.id"), index=True)
+    theme: Mapped[str] = mapped_column(sa.String(32), sa.ForeignKey("themes.code"))
+    duration_minutes: Mapped[int] = mapped_column(sa.Integer, default=30)
+    buffer_minutes: Mapped[int] = mapped_column(sa.Integer, default=0)
+    languages: Mapped[list[str]] = mapped_column(sa.JSON)
+    notice_minutes: Mapped[int] = mapped_column(sa.Integer, default=120)
+    horizon_days: Mapped[int] = mapped_column(sa.Integer, default=56)
+
+    __table_args__ = (
+        sa.UniqueConstraint("operator_id", "theme", name="uq_services_operator_theme"),
+        sa.CheckConstraint("duration_minutes BETWEEN 5 AND 480", name="duration"),
+        sa.CheckConstraint("buffer_minutes BETWEEN 0 AND 240", name="buffer"),
+    )
+
+
+class Site(Base):
+    __tablename__ = "sites"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    kind: Mapped[str] = mapped_column(sa.String(20))
+    commune: Mapped[str] = mapped_column(sa.String(120))
+    address: Mapped[str] = mapped_column(sa.String(300))
+    timezone: Mapped[str] = mapped_column(sa.String(64))
+    country: Mapped[str] = mapped_column(sa.String(2), default="FR")
+    booths: Mapped[int] = mapped_column(sa.Integer, default=1)
+
+    __table_args__ = (
+        sa.CheckConstraint("kind IN ('fixed', 'itinerant')", name="kind"),
+        sa.CheckConstraint("booths BETWEEN 1 AND 50", name="booths"),
+    )
+
+
+class SiteHours(Base):
+    """One opening range of a fixed site on one weekday (0 = Monday)."""
+
+    __tablename__ = "site_hours"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    site_id: Mapped[str] = mapped_column(ID, sa.ForeignKey("sites.id"), index=True)
+    weekday: Mapped[int] = mapped_column(sa.Integer)
+    opens: Mapped[time]
+    closes: Mapped[time]
+
+    __table_args__ = (
+        sa.CheckConstraint("weekday BETWEEN 0 AND 6", name="weekday"),
+        sa.CheckConstraint("opens < closes", name="range"),
+    )
+
+
+class TourStop(Base):
+    """A dated stop of an itinerant site: where the bus is, and its hours that day."""
+
+    __tablename__ = "tour_stops"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    site_id: Mapped[str] = mapped_column(ID, sa.ForeignKey("sites.id"), index=True)
+    day: Mapped[date]
+    commune: Mapped[str] = mapped_column(sa.String(120))
+    place: Mapped[str] = mapped_column(sa.String(300))
+    # [["09:30", "12:30"], ["13:30", "16:00"]], wall-clock in the site's zone.
+    hours: Mapped[list[list[str]]] = mapped_column(sa.JSON)
+
+    __table_args__ = (sa.UniqueConstraint("site_id", "day", name="uq_tour_stops_site_day"),)
+
+
+class ClosureDay(Base):
+    """A date on which a site, an operator or a desk is closed (besides public holidays)."""
+
+    __tablename__ = "closure_days"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    site_id: Mapped[str | None] = mapped_column(ID, sa.ForeignKey("sites.id"), index=True)
+    operator_id: Mapped[str | None] = mapped_column(ID, sa.ForeignKey("operators.id"), index=True)
+    desk_id: Mapped[str | None] = mapped_column(ID, sa.ForeignKey("desks.id"), index=True)
+    day: Mapped[date]
+    reason: Mapped[str] = mapped_column(sa.String(200), default="")
+
+    __table_args__ = (
+        sa.CheckConstraint(
+            "(CASE WHEN site_id IS NULL THEN 0 ELSE 1 END)"
+            " + (CASE WHEN operator_id IS NULL THEN 0 ELSE 1 END)"
+            " + (CASE WHEN desk_id IS NULL THEN 0 ELSE 1 END) = 1",
+            name="one_owner",
+        ),
+    )
+
+
+class AvailabilityRule(Base):
+    """A weekly availability range of a staff member, in the operator's zone."""
+
+    __tablename__ = "availability_rules"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    staff_id: Mapped[str] = mapped_column(ID, sa.ForeignKey("staff_members.id"), index=True)
+    weekday: Mapped[int] = mapped_column(sa.Integer)
+    opens: Mapped[time]
+    closes: Mapped[time]
+    valid_from: Mapped[date | None]
+    valid_until: Mapped[date | None]
+
+    __table_args__ = (
+        sa.CheckConstraint("weekday BETWEEN 0 AND 6", name="weekday"),
+        sa.CheckConstraint("opens < closes", name="range"),
+    )
+
+
+class AvailabilityOverride(Base):
+    """A date whose availability replaces the weekly rules; no range means closed."""
+
+    __tablename__ = "availability_overrides"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    staff_id: Mapped[str] = mapped_column(ID, sa.ForeignKey("staff_members.id"), index=True)
+    day: Mapped[date]
+    opens: Mapped[time | None]
+    closes: Mapped[time | None]
+
+
+class BusyPeriod(Base):
+    """Time a staff member is away or busy (absence, or later an imported calendar)."""
+
+    __tablename__ = "busy_periods"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    staff_id: Mapped[str] = mapped_column(ID, sa.ForeignKey("staff_members.id"), index=True)
+    start: Mapped[datetime]
+    end: Mapped[datetime]
+    source: Mapped[str] = mapped_column(sa.String(40), default="absence")
+    reason: Mapped[str] = mapped_column(sa.String(200), default="")
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    email: Mapped[str] = mapped_column(sa.String(254), unique=True)
+    display_name: Mapped[str] = mapped_column(sa.String(200))
+    password_hash: Mapped[str] = mapped_column(sa.String(200))
+    role: Mapped[str] = mapped_column(sa.String(10))
+    staff_id: Mapped[str | None] = mapped_column(ID, sa.ForeignKey("staff_members.id"))
+    active: Mapped[bool] = mapped_column(sa.Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        sa.CheckConstraint("role IN ('agent', 'staff', 'admin')", name="role"),
+        sa.CheckConstraint("role <> 'staff' OR staff_id IS NOT NULL", name="staff_has_desk"),
+    )
+
+
+class UserSite(Base):
+    """An agent's attachment to a France Services site."""
+
+    __tablename__ = "user_sites"
+
+    user_id: Mapped[str] = mapped_column(ID, sa.ForeignKey("users.id"), primary_key=True)
+    site_id: Mapped[str] = mapped_column(ID, sa.ForeignKey("sites.id"), primary_key=True)
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ID, sa.ForeignKey("users.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class LoginFailure(Base):
+    """A failed login, counted per account key and per address for throttling."""
+
+    __tablename__ = "login_failures"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    # SHA-256 of the lower-cased e-mail given, whether or not such an account exists.
+    account_key: Mapped[str] = mapped_column(sa.String(64), index=True)
+    address: Mapped[str] = mapped_column(sa.String(64), index=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+
+
+class Appointment(Base):
+    __tablename__ = "appointments"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    status: Mapped[str] = mapped_column(sa.String(12), default="booked")
+    site_id: Mapped[str] = mapped_column(ID, sa.ForeignKey("sites.id"))
+    stop_id: Mapped[str | None] = mapped_column(ID, sa.ForeignKey("tour_stops.id"))
+    booth: Mapped[int] = mapped_column(sa.Integer)
+    operator_id: Mapped[str] = mapped_column(ID, sa.ForeignKey("operators.id"))
+    desk_id: Mapped[str] = mapped_column(ID, sa.ForeignKey("desks.id"))
+    staff_id: Mapped[str] = mapped_column(ID, sa.ForeignKey("staff_members.id"))
+    service_id: Mapped[str] = mapped_column(ID, sa.ForeignKey("services.id"))
+    theme: Mapped[str] = mapped_column(sa.String(32), sa.ForeignKey("themes.code"))
+    start: Mapped[datetime]
+    end: Mapped[datetime]
+    # end + the service's buffer: the staff member's time this appointment holds.
+    staff_until: Mapped[datetime]
+    usager_first_name: Mapped[str] = mapped_column(sa.String(100))
+    usager_last_name: Mapped[str] = mapped_column(sa.String(100))
+    usager_phone: Mapped[str | None] = mapped_column(sa.String(32))
+    usager_email: Mapped[str | None] = mapped_column(sa.String(254))
+    usager_language: Mapped[str] = mapped_column(sa.String(5))
+    usager_consent: Mapped[bool] = mapped_column(sa.Boolean)
+    booked_by: Mapped[str] = mapped_column(ID, sa.ForeignKey("users.id"))
+    version: Mapped[int] = mapped_column(sa.Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    cancel_reason: Mapped[str | None] = mapped_column(sa.String(500))
+
+    __table_args__ = (
+        sa.CheckConstraint(
+            "status IN ('booked', 'cancelled', 'done', 'no_show')", name="status"
+        ),
+        sa.CheckConstraint('start < "end"', name="range"),
+        sa.CheckConstraint('staff_until >= "end"', name="staff_until"),
+        sa.Index("ix_appointments_staff_start", "staff_id", "start"),
+        sa.Index("ix_appointments_site_start", "site_id", "start"),
+        sa.Index("ix_appointments_operator_start", "operator_id", "start"),
+    )
+
+
+class IdempotencyKey(Base):
+    """A client's Idempotency-Key with the stored answer, scoped to the caller."""
+
+    __tablename__ = "idempotency_keys"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ID, sa.ForeignKey("users.id"))
+    key: Mapped[str] = mapped_column(sa.String(255))
+    request_hash: Mapped[str] = mapped_column(sa.String(64))
+    state: Mapped[str] = mapped_column(sa.String(12))
+    response_status: Mapped[int | None] = mapped_column(sa.Integer)
+    response_body: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+
+    __table_args__ = (
+        sa.UniqueConstraint("user_id", "key", name="uq_idempotency_keys_user_key"),
+    )
+
+
+class AuditEntry(Base):
+    """Who did what to which appointment, when. Never personal data."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor_id: Mapped[str | None] = mapped_column(ID, sa.ForeignKey("users.id"))
+    action: Mapped[str] = mapped_column(sa.String(40))
+    appointment_id: Mapped[str | None] = mapped_column(
+        ID, sa.ForeignKey("appointments.id"), index=True
+    )
+    detail: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
