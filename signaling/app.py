@@ -1,0 +1,89 @@
+"""The signaling aiohttp application."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from .broker import create_broker
+from .echo import EchoSessions, echo
+from .handlers import websocket
+from .hooks import SignalingConfig, SignalingHooks
+from .keys import CONFIG_KEY, HOOKS_KEY, STATE_KEY, SignalingState
+from .protocol import CloseCode
+from .rooms import Hub, run_sweeper
+
+
+async def _hub_context(app: web.Application) -> AsyncIterator[None]:
+    config, state = app[CONFIG_KEY], app[STATE_KEY]
+    broker = create_broker(
+        config.broker_url,
+        instance_id=config.instance_id,
+        prefix=config.broker_prefix,
+        presence_ttl=config.presence_ttl,
+    )
+    hub = Hub(broker, instance_id=config.instance_id)
+    await broker.start(hub.deliver)
+    interval = max(0.05, min(config.ping_interval, config.silence_timeout / 3))
+    sweeper = asyncio.create_task(
+        run_sweeper(
+            hub,
+            interval=interval,
+            silence_timeout=config.silence_timeout,
+            presence_every=config.presence_ttl / 3,
+        ),
+        name="signaling-sweeper",
+    )
+    state.tasks.add(sweeper)
+    state.hub = hub
+    try:
+        yield
+    finally:
+        await hub.close_all(CloseCode.GOING_AWAY, "server shutting down")
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
+        state.tasks.discard(sweeper)
+        await broker.close()
+        state.hub = None
+
+
+async def _echo_context(app: web.Application) -> AsyncIterator[None]:
+    config, state = app[CONFIG_KEY], app[STATE_KEY]
+    sessions = EchoSessions(
+        max_sessions=config.echo_max_sessions,
+        max_duration=config.echo_max_duration,
+        width=config.echo_max_width,
+        height=config.echo_max_height,
+        fps=config.echo_max_fps,
+    )
+    state.echo = sessions
+    try:
+        yield
+    finally:
+        await sessions.close()
+        state.echo = None
+
+
+async def _on_shutdown(app: web.Application) -> None:
+    # Open WebSockets would otherwise hold graceful shutdown until its timeout.
+    hub = app[STATE_KEY].hub
+    if hub is not None:
+        await hub.close_all(CloseCode.GOING_AWAY, "server shutting down")
+
+
+def create_signaling_app(config: SignalingConfig, hooks: SignalingHooks) -> web.Application:
+    """Build the signaling app: ``/ws`` WebSocket and ``/echo`` test call."""
+    app = web.Application()
+    app[CONFIG_KEY] = config
+    app[HOOKS_KEY] = hooks
+    app[STATE_KEY] = SignalingState()
+    app.cleanup_ctx.append(_hub_context)
+    app.cleanup_ctx.append(_echo_context)
+    app.on_shutdown.append(_on_shutdown)
+    app.router.add_get("/ws", websocket)
+    app.router.add_post("/echo", echo)
+    return app

@@ -1,0 +1,392 @@
+"""Brokers: room membership, the participant cap, and delivery between instances."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+Envelope = dict[str, Any]
+Deliver = Callable[[Envelope], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One participant of a room, as every instance sees it."""
+
+    peer_id: str
+    role: str
+    conn_id: str
+    instance_id: str
+    can_rollback: bool
+    audio: bool = True
+    video: bool = True
+    seq: int = 0
+
+    def to_json(self) -> str:
+        """Serialise for storage."""
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Member:
+        """Deserialise from storage."""
+        return cls(**json.loads(text))
+
+
+@dataclass(frozen=True, slots=True)
+class JoinResult:
+    """Outcome of an atomic join: admitted or not, who was replaced, who else is there."""
+
+    admitted: bool
+    member: Member
+    previous: Member | None
+    others: list[Member]
+
+
+class Broker(Protocol):
+    """Membership and delivery shared by every signaling instance."""
+
+    async def start(self, deliver: Deliver) -> None:
+        """Start receiving envelopes addressed to this instance."""
+        ...
+
+    async def close(self) -> None:
+        """Stop receiving and release connections."""
+        ...
+
+    async def join(self, room: str, member: Member, cap: int) -> JoinResult:
+        """Admit ``member`` atomically unless the room already holds ``cap`` others."""
+        ...
+
+    async def leave(self, room: str, peer_id: str, conn_id: str) -> bool:
+        """Remove the peer if ``conn_id`` is still its connection; return whether it was."""
+        ...
+
+    async def set_media(
+        self, room: str, peer_id: str, conn_id: str, audio: bool, video: bool
+    ) -> None:
+        """Store a peer's mute state."""
+        ...
+
+    async def refresh(self, room: str, peers: Sequence[tuple[str, str]]) -> None:
+        """Extend presence of (peer_id, conn_id) pairs held by this instance."""
+        ...
+
+    async def route(self, room: str, peer_id: str, envelope: Envelope) -> bool:
+        """Send to the instance holding ``peer_id`` if remote; return whether it is a member."""
+        ...
+
+    async def publish_room(self, room: str, envelope: Envelope) -> None:
+        """Send to every other instance holding members of ``room``."""
+        ...
+
+    async def to_instance(self, instance_id: str, envelope: Envelope) -> None:
+        """Send to one instance (this one included)."""
+        ...
+
+    async def broadcast(self, envelope: Envelope) -> None:
+        """Send to every instance, this one included."""
+        ...
+
+
+class InMemoryBroker:
+    """Single-process broker: membership in a dict, delivery by direct call."""
+
+    def __init__(self, instance_id: str) -> None:
+        self._instance_id = instance_id
+        self._rooms: dict[str, dict[str, Member]] = {}
+        self._seq = 0
+        self._deliver: Deliver | None = None
+
+    async def start(self, deliver: Deliver) -> None:
+        """Remember the local delivery callback."""
+        self._deliver = deliver
+
+    async def close(self) -> None:
+        """Forget every room."""
+        self._rooms.clear()
+        self._deliver = None
+
+    async def join(self, room: str, member: Member, cap: int) -> JoinResult:
+        """Admit atomically (no await between check and insert)."""
+        members = self._rooms.setdefault(room, {})
+        previous = members.get(member.peer_id)
+        if previous is None and len(members) >= cap:
+            return JoinResult(False, member, None, list(members.values()))
+        self._seq += 1
+        member = replace(member, seq=self._seq)
+        members[member.peer_id] = member
+        others = [m for p, m in members.items() if p != member.peer_id]
+        return JoinResult(True, member, previous, others)
+
+    async def leave(self, room: str, peer_id: str, conn_id: str) -> bool:
+        """Remove the peer if the connection still owns its seat."""
+        members = self._rooms.get(room)
+        if not members or peer_id not in members or members[peer_id].conn_id != conn_id:
+            return False
+        del members[peer_id]
+        if not members:
+            del self._rooms[room]
+        return True
+
+    async def set_media(
+        self, room: str, peer_id: str, conn_id: str, audio: bool, video: bool
+    ) -> None:
+        """Store a peer's mute state."""
+        members = self._rooms.get(room, {})
+        current = members.get(peer_id)
+        if current is not None and current.conn_id == conn_id:
+            members[peer_id] = replace(current, audio=audio, video=video)
+
+    async def refresh(self, room: str, peers: Sequence[tuple[str, str]]) -> None:
+        """Nothing expires in a single process."""
+
+    async def route(self, room: str, peer_id: str, envelope: Envelope) -> bool:
+        """Every member is local here, so only report membership."""
+        return peer_id in self._rooms.get(room, {})
+
+    async def publish_room(self, room: str, envelope: Envelope) -> None:
+        """No other instance exists."""
+
+    async def to_instance(self, instance_id: str, envelope: Envelope) -> None:
+        """Deliver locally when addressed to this instance."""
+        if instance_id == self._instance_id and self._deliver is not None:
+            await self._deliver(envelope)
+
+    async def broadcast(self, envelope: Envelope) -> None:
+        """Deliver locally."""
+        if self._deliver is not None:
+            await self._deliver(envelope)
+
+
+# KEYS: members hash, expiry zset, sequence counter. ARGV: peer_id, member json, cap, ttl.
+# Expired seats (a crashed instance stops refreshing them) are purged before counting, and
+# the count and the insert happen in one script, so racing joins cannot exceed the cap.
+_JOIN = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local ttl = tonumber(ARGV[4])
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
+for _, p in ipairs(expired) do
+  redis.call('HDEL', KEYS[1], p)
+  redis.call('ZREM', KEYS[2], p)
+end
+local prev = redis.call('HGET', KEYS[1], ARGV[1])
+if not prev and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then
+  return {0, '', '', redis.call('HVALS', KEYS[1])}
+end
+local seq = redis.call('INCR', KEYS[3])
+local member = cjson.decode(ARGV[2])
+member['seq'] = seq
+local encoded = cjson.encode(member)
+redis.call('HSET', KEYS[1], ARGV[1], encoded)
+redis.call('ZADD', KEYS[2], now + ttl, ARGV[1])
+local keep = math.ceil(ttl * 4)
+for i = 1, 3 do redis.call('EXPIRE', KEYS[i], keep) end
+local others = {}
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  if all[i] ~= ARGV[1] then table.insert(others, all[i + 1]) end
+end
+return {1, encoded, prev or '', others}
+"""
+
+# KEYS: members hash, expiry zset. ARGV: peer_id, conn_id.
+_LEAVE = """
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if not cur then return 0 end
+if cjson.decode(cur)['conn_id'] ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+"""
+
+# KEYS: members hash. ARGV: peer_id, conn_id, audio, video.
+_MEDIA = """
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if not cur then return 0 end
+local m = cjson.decode(cur)
+if m['conn_id'] ~= ARGV[2] then return 0 end
+m['audio'] = ARGV[3] == '1'
+m['video'] = ARGV[4] == '1'
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(m))
+return 1
+"""
+
+# KEYS: members hash, expiry zset, sequence. ARGV: ttl, then peer_id/conn_id pairs.
+_REFRESH = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local ttl = tonumber(ARGV[1])
+for i = 2, #ARGV, 2 do
+  local cur = redis.call('HGET', KEYS[1], ARGV[i])
+  if cur and cjson.decode(cur)['conn_id'] == ARGV[i + 1] then
+    redis.call('ZADD', KEYS[2], now + ttl, ARGV[i])
+  end
+end
+local keep = math.ceil(ttl * 4)
+for i = 1, 3 do redis.call('EXPIRE', KEYS[i], keep) end
+return 1
+"""
+
+# KEYS: members hash. ARGV: peer_id, channel prefix, this instance, envelope.
+_ROUTE = """
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if not cur then return 0 end
+local inst = cjson.decode(cur)['instance_id']
+if inst ~= ARGV[3] then redis.call('PUBLISH', ARGV[2] .. inst, ARGV[4]) end
+return 1
+"""
+
+# KEYS: members hash. ARGV: channel prefix, this instance, envelope.
+_PUBLISH_ROOM = """
+local seen = {}
+seen[ARGV[2]] = true
+for _, v in ipairs(redis.call('HVALS', KEYS[1])) do
+  local inst = cjson.decode(v)['instance_id']
+  if not seen[inst] then
+    seen[inst] = true
+    redis.call('PUBLISH', ARGV[1] .. inst, ARGV[3])
+  end
+end
+return 1
+"""
+
+
+class RedisBroker:
+    """Broker over Redis: seats in a hash per room, one pub/sub channel per instance."""
+
+    def __init__(self, url: str, *, instance_id: str, prefix: str, presence_ttl: float) -> None:
+        import redis.asyncio as redis
+
+        self._redis: Any = redis.Redis.from_url(url)
+        self._instance_id = instance_id
+        self._prefix = prefix
+        self._ttl = presence_ttl
+        self._inst_prefix = f"{prefix}:inst:"
+        self._all_channel = f"{prefix}:all"
+        self._join = self._redis.register_script(_JOIN)
+        self._leave = self._redis.register_script(_LEAVE)
+        self._media = self._redis.register_script(_MEDIA)
+        self._refresh = self._redis.register_script(_REFRESH)
+        self._route = self._redis.register_script(_ROUTE)
+        self._publish_room = self._redis.register_script(_PUBLISH_ROOM)
+        self._pubsub: Any = None
+        self._reader: asyncio.Task[None] | None = None
+        self._deliver: Deliver | None = None
+
+    def _keys(self, room: str) -> list[str]:
+        base = f"{self._prefix}:room:{room}"
+        return [f"{base}:members", f"{base}:expiry", f"{base}:seq"]
+
+    async def start(self, deliver: Deliver) -> None:
+        """Subscribe to this instance's channel and the broadcast channel."""
+        self._deliver = deliver
+        self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        await self._pubsub.subscribe(self._inst_prefix + self._instance_id, self._all_channel)
+        self._reader = asyncio.create_task(self._read(), name="signaling-redis-reader")
+
+    async def _read(self) -> None:
+        assert self._pubsub is not None
+        while True:
+            try:
+                msg = await self._pubsub.get_message(timeout=1.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("redis pub/sub read failed; retrying")
+                await asyncio.sleep(1.0)
+                continue
+            if msg is None or msg.get("type") != "message" or self._deliver is None:
+                continue
+            try:
+                await self._deliver(json.loads(msg["data"]))
+            except Exception:
+                log.exception("delivery of a broker envelope failed")
+
+    async def close(self) -> None:
+        """Stop the reader and close connections."""
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+            self._reader = None
+        if self._pubsub is not None:
+            await self._pubsub.aclose()
+            self._pubsub = None
+        await self._redis.aclose()
+
+    async def join(self, room: str, member: Member, cap: int) -> JoinResult:
+        """Admit atomically with a Lua script."""
+        ok, encoded, prev, others = await self._join(
+            keys=self._keys(room), args=[member.peer_id, member.to_json(), cap, self._ttl]
+        )
+        others_m = [Member.from_json(v) for v in others]
+        if not ok:
+            return JoinResult(False, member, None, others_m)
+        previous = Member.from_json(prev) if prev else None
+        return JoinResult(True, Member.from_json(encoded), previous, others_m)
+
+    async def leave(self, room: str, peer_id: str, conn_id: str) -> bool:
+        """Remove the seat if still owned by ``conn_id``."""
+        done = await self._leave(keys=self._keys(room)[:2], args=[peer_id, conn_id])
+        return bool(done)
+
+    async def set_media(
+        self, room: str, peer_id: str, conn_id: str, audio: bool, video: bool
+    ) -> None:
+        """Store a peer's mute state."""
+        await self._media(
+            keys=self._keys(room)[:1], args=[peer_id, conn_id, int(audio), int(video)]
+        )
+
+    async def refresh(self, room: str, peers: Sequence[tuple[str, str]]) -> None:
+        """Extend presence of this instance's seats."""
+        args: list[Any] = [self._ttl]
+        for peer_id, conn_id in peers:
+            args += [peer_id, conn_id]
+        await self._refresh(keys=self._keys(room), args=args)
+
+    async def route(self, room: str, peer_id: str, envelope: Envelope) -> bool:
+        """Look up the peer's instance and publish there, in one round trip."""
+        found = await self._route(
+            keys=self._keys(room)[:1],
+            args=[peer_id, self._inst_prefix, self._instance_id, json.dumps(envelope)],
+        )
+        return bool(found)
+
+    async def publish_room(self, room: str, envelope: Envelope) -> None:
+        """Publish once to each other instance holding members of the room."""
+        await self._publish_room(
+            keys=self._keys(room)[:1],
+            args=[self._inst_prefix, self._instance_id, json.dumps(envelope)],
+        )
+
+    async def to_instance(self, instance_id: str, envelope: Envelope) -> None:
+        """Publish to one instance's channel."""
+        await self._redis.publish(self._inst_prefix + instance_id, json.dumps(envelope))
+
+    async def broadcast(self, envelope: Envelope) -> None:
+        """Publish to every instance."""
+        await self._redis.publish(self._all_channel, json.dumps(envelope))
+
+
+def create_broker(url: str, *, instance_id: str, prefix: str, presence_ttl: float) -> Broker:
+    """Return the broker named by ``url``: "" for in-memory, ``redis://`` for Redis."""
+    if not url:
+        return InMemoryBroker(instance_id)
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return RedisBroker(url, instance_id=instance_id, prefix=prefix, presence_ttl=presence_ttl)
+    raise ValueError("broker_url must be empty or a redis:// URL")
+
+
+def monotonic() -> float:
+    """Monotonic clock used for heartbeats and rate limits."""
+    return time.monotonic()

@@ -1,0 +1,333 @@
+"""HTTP and WebSocket handlers of the signaling app."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from .broker import Envelope, Member
+from .hooks import CallEvent, SignalingConfig, SignalingHooks
+from .keys import CONFIG_KEY, HOOKS_KEY, STATE_KEY
+from .protocol import CloseCode, Frame, FrameError, parse
+from .rooms import Connection, Hub
+from .tokens import JoinClaims, TokenRefused, verify_join_token
+
+log = logging.getLogger(__name__)
+
+
+def hub_of(app: web.Application) -> Hub:
+    """Return the running hub of a signaling app."""
+    hub = app[STATE_KEY].hub
+    if hub is None:
+        raise RuntimeError("signaling app is not running")
+    return hub
+
+
+async def close_room(app: web.Application, appointment_id: str, reason: str) -> None:
+    """Close every socket of a room on every instance with a ``room_closed`` frame."""
+    envelope: Envelope = {
+        "room": appointment_id,
+        "frame": {"type": "room_closed", "reason": reason},
+        "close": [int(CloseCode.ROOM_CLOSED), "room closed"],
+    }
+    await hub_of(app).broker.broadcast(envelope)
+
+
+def origin_allowed(request: web.Request, config: SignalingConfig) -> bool:
+    """Browsers always send Origin; only clients that are not browsers may omit it."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return config.allow_missing_origin
+    return origin in config.allowed_origins
+
+
+async def _record(
+    hooks: SignalingHooks,
+    room: str,
+    kind: str,
+    conn: Connection,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    event = CallEvent(
+        kind=kind, peer_id=conn.peer_id, role=conn.role, at=datetime.now(UTC), detail=detail or {}
+    )
+    try:
+        await hooks.record(room, event)
+    except Exception:
+        log.exception("recording a call event failed")
+
+
+def _polite(newcomer_can_rollback: bool, existing_can_rollback: bool) -> bool:
+    """Whether the newcomer is the polite side toward an existing peer.
+
+    The newcomer is impolite (it offers) unless only the newcomer can roll back.
+    """
+    return newcomer_can_rollback and not existing_can_rollback
+
+
+class _Session:
+    """The life of one WebSocket, read only by its handler task."""
+
+    def __init__(self, request: web.Request, ws: web.WebSocketResponse, conn: Connection) -> None:
+        self.app = request.app
+        self.config = request.app[CONFIG_KEY]
+        self.hooks = request.app[HOOKS_KEY]
+        self.hub = hub_of(request.app)
+        self.ws = ws
+        self.conn = conn
+
+    async def receive_join(self) -> tuple[JoinClaims, bool] | None:
+        try:
+            msg = await self.ws.receive(timeout=self.config.join_timeout)
+        except TimeoutError:
+            await self.conn.close(CloseCode.JOIN_TIMEOUT, "no join received in time")
+            return None
+        if msg.type is not WSMsgType.TEXT:
+            if msg.type is WSMsgType.BINARY:
+                await self.conn.close(CloseCode.PROTOCOL, "text frames only")
+            return None
+        try:
+            frame = parse(msg.data)
+        except FrameError as exc:
+            await self.conn.close(CloseCode.PROTOCOL, f"first frame must be a join: {exc.message}")
+            return None
+        if frame.type != "join":
+            await self.conn.close(CloseCode.PROTOCOL, "first frame must be a join")
+            return None
+        try:
+            claims = verify_join_token(
+                frame.data["token"], public_keys=self.config.public_keys, now=datetime.now(UTC)
+            )
+        except TokenRefused as exc:
+            log.info("join refused: %s", exc.reason)
+            await self.conn.close(exc.code, exc.reason)
+            return None
+        return claims, bool(frame.data["can_rollback"])
+
+    async def run(self) -> None:
+        joined = await self.receive_join()
+        if joined is None:
+            return
+        claims, can_rollback = joined
+        conn = self.conn
+        conn.room, conn.peer_id, conn.role = claims.appointment_id, claims.participant, claims.role
+        conn.can_rollback = can_rollback
+        room = conn.room
+        if not await self.hooks.is_live(room):
+            await _record(self.hooks, room, "refused", conn, {"reason": "not_live"})
+            await conn.close(CloseCode.NOT_LIVE, "appointment is not live")
+            return
+        self.hub.register(conn)
+        try:
+            if not await self._admit():
+                return
+            await self._loop()
+        finally:
+            self.hub.unregister(conn)
+            if conn.member is not None:
+                await self._leave()
+
+    async def _admit(self) -> bool:
+        conn, hub, room = self.conn, self.hub, self.conn.room
+        member = Member(
+            peer_id=conn.peer_id,
+            role=conn.role,
+            conn_id=conn.conn_id,
+            instance_id=hub.instance_id,
+            can_rollback=conn.can_rollback,
+        )
+        result = await hub.broker.join(room, member, self.config.max_participants)
+        if not result.admitted:
+            await _record(self.hooks, room, "refused", conn, {"reason": "room_full"})
+            await conn.close(CloseCode.ROOM_FULL, "room is full")
+            return False
+        conn.member = result.member
+        others = [m for m in result.others if m.peer_id != conn.peer_id]
+        if result.previous is not None:
+            # The same participant reconnected: its old socket, wherever it is, is closed.
+            await hub.broker.to_instance(
+                result.previous.instance_id,
+                {
+                    "room": room,
+                    "conn": result.previous.conn_id,
+                    "close": [int(CloseCode.REPLACED), "replaced by a newer connection"],
+                },
+            )
+            await hub.fanout(
+                room,
+                {
+                    "room": room,
+                    "exclude": conn.peer_id,
+                    "frame": {"type": "peer_left", "peer_id": conn.peer_id},
+                },
+            )
+        polite_for = {m.peer_id: not _polite(conn.can_rollback, m.can_rollback) for m in others}
+        await hub.fanout(
+            room,
+            {
+                "room": room,
+                "exclude": conn.peer_id,
+                "seq": result.member.seq,
+                "polite_for": polite_for,
+                "frame": {
+                    "type": "peer_joined",
+                    "peer_id": conn.peer_id,
+                    "role": conn.role,
+                    "media": {"audio": True, "video": True},
+                    "reconnected": result.previous is not None,
+                },
+            },
+        )
+        ice = await self.hooks.ice_servers(conn.peer_id)
+        await conn.send(
+            {
+                "type": "joined",
+                "peer_id": conn.peer_id,
+                "role": conn.role,
+                "peers": [
+                    {
+                        "peer_id": m.peer_id,
+                        "role": m.role,
+                        "media": {"audio": m.audio, "video": m.video},
+                    }
+                    for m in others
+                ],
+                "ice_servers": ice,
+                "polite_toward": {
+                    m.peer_id: _polite(conn.can_rollback, m.can_rollback) for m in others
+                },
+                "ping_interval": self.config.ping_interval,
+            }
+        )
+        await hub.flush(conn)
+        await _record(
+            self.hooks,
+            room,
+            "join",
+            conn,
+            {"reconnected": result.previous is not None, "can_rollback": conn.can_rollback},
+        )
+        return True
+
+    async def _leave(self) -> None:
+        conn, room = self.conn, self.conn.room
+        left = False
+        try:
+            left = await self.hub.broker.leave(room, conn.peer_id, conn.conn_id)
+            if left:
+                await self.hub.fanout(
+                    room,
+                    {
+                        "room": room,
+                        "exclude": conn.peer_id,
+                        "frame": {"type": "peer_left", "peer_id": conn.peer_id},
+                    },
+                )
+        except Exception:
+            log.exception("leaving a room failed")
+        await _record(
+            self.hooks,
+            room,
+            "leave",
+            conn,
+            {"close_code": self.ws.close_code, "replaced": not left},
+        )
+
+    async def _loop(self) -> None:
+        conn, config = self.conn, self.config
+        while True:
+            msg = await self.ws.receive()
+            if msg.type is WSMsgType.TEXT:
+                if not conn.take_token(config.rate_limit_per_second, config.rate_limit_burst):
+                    await conn.close(CloseCode.RATE_LIMITED, "too many messages")
+                    return
+                try:
+                    frame = parse(msg.data)
+                    if not await self._handle(frame):
+                        return
+                except FrameError as exc:
+                    await conn.send({"type": "error", "code": exc.code, "message": exc.message})
+            elif msg.type is WSMsgType.BINARY:
+                await conn.send(
+                    {"type": "error", "code": "bad_frame", "message": "text frames only"}
+                )
+            else:
+                return  # closed, closing or error (1009 is sent by aiohttp itself)
+
+    async def _handle(self, frame: Frame) -> bool:
+        conn, hub, room, data = self.conn, self.hub, self.conn.room, frame.data
+        kind = frame.type
+        if kind == "ping":
+            await conn.send({"type": "pong"})
+        elif kind in ("sdp", "ice"):
+            to = data["to"]
+            # "from" is always stamped by the server; the client's own is never relayed.
+            out = {"type": kind, "from": conn.peer_id}
+            if kind == "sdp":
+                out["description"] = data["description"]
+            else:
+                out["candidate"] = data["candidate"]
+            if to == conn.peer_id or not await hub.send_to(
+                room, to, {"room": room, "to": to, "frame": out}
+            ):
+                raise FrameError("unknown_peer", "no such peer in this room")
+        elif kind == "media":
+            await hub.broker.set_media(
+                room, conn.peer_id, conn.conn_id, data["audio"], data["video"]
+            )
+            await hub.fanout(
+                room,
+                {
+                    "room": room,
+                    "exclude": conn.peer_id,
+                    "frame": {
+                        "type": "peer_media",
+                        "from": conn.peer_id,
+                        "audio": data["audio"],
+                        "video": data["video"],
+                    },
+                },
+            )
+            await _record(self.hooks, room, "media", conn, dict(data))
+        elif kind == "connection":
+            detail = {k: v for k, v in data.items() if v is not None}
+            await _record(self.hooks, room, "connection_state", conn, detail)
+            if data.get("stats"):
+                await _record(self.hooks, room, "stats", conn, dict(data["stats"]))
+        elif kind == "leave":
+            await conn.close(CloseCode.NORMAL, "left")
+            return False
+        elif kind == "join":
+            raise FrameError("already_joined", "this socket has already joined")
+        return True
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    """Signaling WebSocket: join, then relay sdp/ice and report media/connection state."""
+    config = request.app[CONFIG_KEY]
+    if not origin_allowed(request, config):
+        return web.json_response({"error": "origin not allowed"}, status=403)
+    hub = hub_of(request.app)
+    ws = web.WebSocketResponse(
+        compress=False, max_msg_size=config.max_frame_bytes, autoping=True, heartbeat=None
+    )
+    await ws.prepare(request)
+    conn = Connection(ws, secrets.token_hex(8), burst=config.rate_limit_burst)
+    hub.unjoined.add(conn)
+    try:
+        await _Session(request, ws, conn).run()
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("signaling session failed")
+        await conn.close(CloseCode.INTERNAL_ERROR, "internal error")
+    finally:
+        hub.unregister(conn)
+        if not ws.closed:
+            await conn.close(CloseCode.NORMAL, "bye")
+    return ws

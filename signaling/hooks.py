@@ -1,0 +1,67 @@
+"""What the host application provides and receives: configuration, hooks, call events."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+
+@dataclass(frozen=True, slots=True)
+class CallEvent:
+    """Something that happened in a call, handed to ``SignalingHooks.record``."""
+
+    kind: str
+    peer_id: str
+    role: str
+    at: datetime
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+class SignalingHooks(Protocol):
+    """Callbacks into the host application."""
+
+    async def is_live(self, appointment_id: str) -> bool:
+        """Return whether the appointment exists and is not cancelled."""
+        ...
+
+    async def record(self, appointment_id: str, event: CallEvent) -> None:
+        """Record a call event of the appointment."""
+        ...
+
+    async def ice_servers(self, peer_id: str) -> list[dict[str, Any]]:
+        """Return RTCIceServer dicts (urls, username, credential) for this peer."""
+        ...
+
+
+def _instance_id() -> str:
+    return secrets.token_hex(8)
+
+
+@dataclass(frozen=True, slots=True)
+class SignalingConfig:
+    """Settings of one signaling instance; every timing is in seconds."""
+
+    public_keys: Mapping[str, Ed25519PublicKey]
+    allowed_origins: tuple[str, ...] = ()
+    broker_url: str = ""
+    max_participants: int = 4
+    join_timeout: float = 5.0
+    ping_interval: float = 5.0
+    silence_timeout: float = 15.0
+    max_frame_bytes: int = 65536
+    rate_limit_per_second: int = 50
+    rate_limit_burst: int = 100
+    echo_max_sessions: int = 4
+    echo_max_duration: float = 300.0
+    echo_max_width: int = 640
+    echo_max_height: int = 480
+    echo_max_fps: int = 15
+    allow_missing_origin: bool = True
+    broker_prefix: str = "visio:signaling"
+    presence_ttl: float = 45.0
+    instance_id: str = field(default_factory=_instance_id)

@@ -1,0 +1,171 @@
+"""Wire protocol: close codes and validation of client frames."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+
+class CloseCode(IntEnum):
+    """WebSocket close codes used by the signaling server."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 1011
+    PROTOCOL = 4400
+    TOKEN_INVALID = 4401
+    TOKEN_ALGORITHM = 4402
+    TOKEN_UNKNOWN_KEY = 4403
+    TOKEN_EXPIRED = 4404
+    TOKEN_NOT_YET_VALID = 4405
+    NOT_LIVE = 4406
+    JOIN_TIMEOUT = 4407
+    ROOM_FULL = 4408
+    REPLACED = 4409
+    ROOM_CLOSED = 4410
+    SILENT = 4411
+    ORIGIN = 4412
+    RATE_LIMITED = 4429
+
+
+class FrameError(Exception):
+    """A client frame that cannot be accepted; answered with an ``error`` frame."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+CLIENT_TYPES = frozenset({"join", "sdp", "ice", "media", "connection", "ping", "leave"})
+CONNECTION_STATES = frozenset(
+    {"new", "connecting", "connected", "disconnected", "failed", "closed"}
+)
+CANDIDATE_TYPES = frozenset({"relay", "direct"})
+MAX_SDP_CHARS = 60_000
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """A parsed client frame: its type and its (validated) fields."""
+
+    type: str
+    data: dict[str, Any]
+
+
+def dumps(frame: dict[str, Any]) -> str:
+    """Serialise a server frame."""
+    return json.dumps(frame, separators=(",", ":"))
+
+
+def _str(data: dict[str, Any], key: str, *, max_len: int = 200) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value or len(value) > max_len:
+        raise FrameError("bad_field", f"field {key!r} must be a non-empty string")
+    return value
+
+
+def _bool(data: dict[str, Any], key: str) -> bool:
+    value = data.get(key)
+    if not isinstance(value, bool):
+        raise FrameError("bad_field", f"field {key!r} must be a boolean")
+    return value
+
+
+def _description(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise FrameError("bad_field", "field 'description' must be an object")
+    kind, sdp = value.get("type"), value.get("sdp")
+    if kind not in ("offer", "answer", "pranswer", "rollback"):
+        raise FrameError(
+            "bad_field", "description.type must be offer, answer, pranswer or rollback"
+        )
+    if not isinstance(sdp, str) or len(sdp) > MAX_SDP_CHARS:
+        raise FrameError("bad_field", "description.sdp must be a string")
+    return {"type": kind, "sdp": sdp}
+
+
+def _candidate(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None  # end-of-candidates
+    if not isinstance(value, dict):
+        raise FrameError("bad_field", "field 'candidate' must be an object or null")
+    cand = value.get("candidate")
+    mid = value.get("sdpMid")
+    index = value.get("sdpMLineIndex")
+    if not isinstance(cand, str) or len(cand) > 2000:
+        raise FrameError("bad_field", "candidate.candidate must be a string")
+    if mid is not None and (not isinstance(mid, str) or len(mid) > 64):
+        raise FrameError("bad_field", "candidate.sdpMid must be a string or null")
+    if index is not None and (not isinstance(index, int) or isinstance(index, bool) or index < 0):
+        raise FrameError("bad_field", "candidate.sdpMLineIndex must be a non-negative integer")
+    out: dict[str, Any] = {"candidate": cand, "sdpMid": mid, "sdpMLineIndex": index}
+    frag = value.get("usernameFragment")
+    if isinstance(frag, str) and len(frag) <= 256:
+        out["usernameFragment"] = frag
+    return out
+
+
+def _stats(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise FrameError("bad_field", "field 'stats' must be an object")
+    out: dict[str, Any] = {}
+    for key in ("rtt_ms", "packet_loss"):
+        num = value.get(key)
+        if num is not None:
+            if not isinstance(num, int | float) or isinstance(num, bool) or num != num or num < 0:
+                raise FrameError("bad_field", f"stats.{key} must be a non-negative number")
+            out[key] = num
+    kind = value.get("candidate_type")
+    if kind is not None:
+        if kind not in CANDIDATE_TYPES:
+            raise FrameError("bad_field", "stats.candidate_type must be relay or direct")
+        out["candidate_type"] = kind
+    return out
+
+
+def parse(text: str) -> Frame:
+    """Parse and validate one client frame; unknown extra fields are dropped."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise FrameError("bad_json", "frame is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise FrameError("bad_frame", "frame must be a JSON object")
+    kind = data.get("type")
+    if not isinstance(kind, str) or kind not in CLIENT_TYPES:
+        raise FrameError("unknown_type", "unknown frame type")
+    # Only known fields are kept, so client-supplied "from"/"role" never reach other peers.
+    if kind == "join":
+        token = data.get("token")
+        if not isinstance(token, str) or not token or len(token) > 4096:
+            raise FrameError("bad_field", "field 'token' must be a string")
+        rollback = data.get("can_rollback", True)
+        if not isinstance(rollback, bool):
+            raise FrameError("bad_field", "field 'can_rollback' must be a boolean")
+        return Frame(kind, {"token": token, "can_rollback": rollback})
+    if kind == "sdp":
+        return Frame(
+            kind, {"to": _str(data, "to"), "description": _description(data.get("description"))}
+        )
+    if kind == "ice":
+        if "candidate" not in data:
+            raise FrameError("bad_field", "field 'candidate' is required (null ends candidates)")
+        return Frame(kind, {"to": _str(data, "to"), "candidate": _candidate(data["candidate"])})
+    if kind == "media":
+        return Frame(kind, {"audio": _bool(data, "audio"), "video": _bool(data, "video")})
+    if kind == "connection":
+        state = data.get("state")
+        if state not in CONNECTION_STATES:
+            raise FrameError("bad_field", "field 'state' must be an RTCPeerConnectionState")
+        out: dict[str, Any] = {"state": state, "stats": _stats(data.get("stats"))}
+        peer = data.get("peer")
+        if isinstance(peer, str) and len(peer) <= 200:
+            out["peer"] = peer
+        return Frame(kind, out)
+    return Frame(kind, {})

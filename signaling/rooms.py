@@ -1,0 +1,215 @@
+"""Local registry of sockets per room, delivery to them, heartbeat sweeping."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from typing import Any
+
+from aiohttp import web
+
+from .broker import Broker, Envelope, Member, monotonic
+from .protocol import CloseCode, dumps
+
+log = logging.getLogger(__name__)
+
+
+class Connection:
+    """One joined (or joining) WebSocket of a participant."""
+
+    __slots__ = (
+        "_lock",
+        "can_rollback",
+        "closing",
+        "conn_id",
+        "last_seen",
+        "member",
+        "peer_id",
+        "pending",
+        "role",
+        "room",
+        "stamp",
+        "tokens",
+        "ws",
+    )
+
+    def __init__(self, ws: web.WebSocketResponse, conn_id: str, *, burst: int) -> None:
+        self.ws = ws
+        self.conn_id = conn_id
+        self.room = ""
+        self.peer_id = ""
+        self.role = ""
+        self.can_rollback = True
+        self.member: Member | None = None
+        # Frames addressed to this socket before its own `joined` was sent, flushed after it.
+        self.pending: list[Envelope] | None = []
+        self.last_seen = monotonic()
+        self.tokens = float(burst)
+        self.stamp = self.last_seen
+        self.closing = False
+        self._lock = asyncio.Lock()
+
+    def take_token(self, rate: float, burst: int) -> bool:
+        """Token bucket: return False when the socket exceeded its rate and burst."""
+        now = monotonic()
+        self.last_seen = now
+        self.tokens = min(float(burst), self.tokens + (now - self.stamp) * rate)
+        self.stamp = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        """Send one frame; sends from the handler and from broker delivery are serialised."""
+        if self.closing or self.ws.closed:
+            return
+        try:
+            async with self._lock:
+                await self.ws.send_str(dumps(frame))
+        except (ConnectionError, RuntimeError):
+            self.closing = True
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close the socket with a code and a short reason."""
+        if self.ws.closed:
+            return
+        self.closing = True
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await self.ws.close(code=code, message=reason.encode("utf-8")[:120])
+
+
+class Hub:
+    """The sockets of this instance, by room and by connection id."""
+
+    def __init__(self, broker: Broker, *, instance_id: str) -> None:
+        self.broker = broker
+        self.instance_id = instance_id
+        self.rooms: dict[str, dict[str, Connection]] = defaultdict(dict)
+        self.by_conn: dict[str, Connection] = {}
+        self.unjoined: set[Connection] = set()
+
+    def register(self, conn: Connection) -> None:
+        """Make a joining socket reachable before its seat is taken."""
+        self.unjoined.discard(conn)
+        self.rooms[conn.room][conn.peer_id] = conn
+        self.by_conn[conn.conn_id] = conn
+
+    def unregister(self, conn: Connection) -> None:
+        """Forget a socket; a newer socket of the same peer stays."""
+        self.unjoined.discard(conn)
+        self.by_conn.pop(conn.conn_id, None)
+        room = self.rooms.get(conn.room)
+        if room is not None and room.get(conn.peer_id) is conn:
+            del room[conn.peer_id]
+            if not room:
+                del self.rooms[conn.room]
+
+    def local(self, room: str, peer_id: str) -> Connection | None:
+        """Return this instance's socket of a peer, if any."""
+        members = self.rooms.get(room)
+        return None if members is None else members.get(peer_id)
+
+    def all_connections(self) -> list[Connection]:
+        """Every socket, joined or not."""
+        return [*self.by_conn.values(), *self.unjoined]
+
+    async def deliver(self, envelope: Envelope) -> None:
+        """Deliver an envelope to the local sockets it addresses."""
+        room = envelope.get("room", "")
+        conn_id = envelope.get("conn")
+        targets: list[Connection]
+        if conn_id is not None:
+            found = self.by_conn.get(conn_id)
+            targets = [found] if found is not None and found.room == room else []
+        else:
+            members = self.rooms.get(room, {})
+            to = envelope.get("to")
+            if to is not None:
+                one = members.get(to)
+                targets = [one] if one is not None else []
+            else:
+                exclude = envelope.get("exclude")
+                targets = [c for p, c in members.items() if p != exclude]
+        for conn in targets:
+            await self._deliver_one(conn, envelope)
+
+    async def _deliver_one(self, conn: Connection, envelope: Envelope) -> None:
+        if conn.pending is not None and "close" not in envelope:
+            conn.pending.append(envelope)
+            return
+        await self._send_envelope(conn, envelope)
+
+    async def _send_envelope(self, conn: Connection, envelope: Envelope) -> None:
+        frame = envelope.get("frame")
+        if frame is not None:
+            polite_for = envelope.get("polite_for")
+            if polite_for is not None:
+                frame = {**frame, "polite": bool(polite_for.get(conn.peer_id, True))}
+            await conn.send(frame)
+        close = envelope.get("close")
+        if close is not None:
+            await conn.close(int(close[0]), str(close[1]))
+
+    async def flush(self, conn: Connection) -> None:
+        """Send frames queued while the socket was joining, dropping stale peer_joined."""
+        queue = conn.pending or []
+        own_seq = conn.member.seq if conn.member is not None else 0
+        while queue:
+            envelope = queue.pop(0)
+            frame = envelope.get("frame") or {}
+            # A peer that joined before us is already in our `joined` peers list.
+            if frame.get("type") == "peer_joined" and int(envelope.get("seq", 0)) < own_seq:
+                continue
+            await self._send_envelope(conn, envelope)
+        conn.pending = None
+
+    async def fanout(self, room: str, envelope: Envelope) -> None:
+        """Deliver to local sockets of the room, then to other instances."""
+        await self.deliver(envelope)
+        await self.broker.publish_room(room, envelope)
+
+    async def send_to(self, room: str, peer_id: str, envelope: Envelope) -> bool:
+        """Deliver to one peer wherever it is; return False if it is not in the room."""
+        conn = self.local(room, peer_id)
+        if conn is not None:
+            await self._deliver_one(conn, envelope)
+            return True
+        return await self.broker.route(room, peer_id, envelope)
+
+    async def sweep(self, silence_timeout: float) -> None:
+        """Close sockets silent for longer than ``silence_timeout``."""
+        limit = monotonic() - silence_timeout
+        for conn in self.all_connections():
+            if conn.last_seen < limit and not conn.ws.closed:
+                await conn.close(CloseCode.SILENT, "no ping received")
+
+    async def refresh_presence(self) -> None:
+        """Extend the broker seats of this instance's joined sockets."""
+        for room, members in list(self.rooms.items()):
+            seats = [(p, c.conn_id) for p, c in members.items() if c.member is not None]
+            if seats:
+                await self.broker.refresh(room, seats)
+
+    async def close_all(self, code: int, reason: str) -> None:
+        """Close every socket (shutdown)."""
+        conns = self.all_connections()
+        await asyncio.gather(*(c.close(code, reason) for c in conns), return_exceptions=True)
+
+
+async def run_sweeper(
+    hub: Hub, *, interval: float, silence_timeout: float, presence_every: float
+) -> None:
+    """Periodic task: heartbeat sweep and presence refresh, one task per instance."""
+    last_refresh = monotonic()
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await hub.sweep(silence_timeout)
+            if monotonic() - last_refresh >= presence_every:
+                last_refresh = monotonic()
+                await hub.refresh_presence()
+        except Exception:
+            log.exception("signaling sweep failed")
