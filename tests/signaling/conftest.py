@@ -1,0 +1,100 @@
+"""Fixtures for the signaling package: keys, a fake host, servers, Redis."""
+
+from __future__ import annotations
+
+import importlib.util
+import secrets
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+# The pytest entry point does not put the repository on sys.path and the project is not
+# installed in the virtualenv, so make the top-level `signaling` package importable.
+if importlib.util.find_spec("signaling") is None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import pytest
+from aiohttp.test_utils import TestServer
+from sigsupport import (
+    ORIGIN,
+    REDIS_URL,
+    FakeHost,
+    Keys,
+    ServerFactory,
+    service_missing,
+)
+
+from signaling import SignalingConfig, create_signaling_app
+
+
+@pytest.fixture
+def keys() -> Keys:
+    return Keys()
+
+
+@pytest.fixture
+def host() -> FakeHost:
+    return FakeHost()
+
+
+@pytest.fixture
+def room(host: FakeHost) -> str:
+    appointment = "apt-" + secrets.token_hex(4)
+    host.live.add(appointment)
+    return appointment
+
+
+@pytest.fixture
+async def make_server(keys: Keys, host: FakeHost) -> AsyncIterator[ServerFactory]:
+    """Start signaling instances sharing the test keys and host; stop them afterwards."""
+    servers: list[TestServer] = []
+
+    async def factory(**overrides: Any) -> TestServer:
+        hooks = overrides.pop("hooks", host)
+        fields: dict[str, Any] = {"public_keys": keys.public_keys, "allowed_origins": (ORIGIN,)}
+        fields.update(overrides)
+        app = create_signaling_app(SignalingConfig(**fields), hooks)
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        servers.append(server)
+        return server
+
+    yield factory
+    for server in reversed(servers):
+        await server.close()
+
+
+@pytest.fixture
+async def redis_url() -> str:
+    """The test Redis URL, after checking it answers."""
+    import redis.asyncio as redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        await client.ping()
+    except Exception as exc:
+        service_missing(f"Redis unreachable at {REDIS_URL}: {exc}")
+    finally:
+        await client.aclose()
+    return REDIS_URL
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    return "visio-test:" + secrets.token_hex(6)
+
+
+@pytest.fixture
+async def redis_cleanup(redis_url: str, redis_prefix: str) -> AsyncIterator[None]:
+    """Delete this test's keys afterwards."""
+    yield
+    import redis.asyncio as redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys_found = [k async for k in client.scan_iter(match=redis_prefix + ":*")]
+        if keys_found:
+            await client.delete(*keys_found)
+    finally:
+        await client.aclose()
