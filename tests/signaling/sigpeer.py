@@ -69,8 +69,8 @@ class Counter:
         async with self._changed:
             self._changed.notify_all()
 
-    async def wait_for(self, kind: str, n: int, timeout: float = 20.0) -> None:
-        async with asyncio.timeout(timeout):
+    async def wait_for(self, kind: str, n: int, within: float = 20.0) -> None:
+        async with asyncio.timeout(within):
             async with self._changed:
                 await self._changed.wait_for(lambda: self.counts[kind] >= n)
 
@@ -142,7 +142,7 @@ class SignalingSocket:
     async def send(self, frame: dict[str, Any]) -> None:
         await self.ws.send_str(json.dumps(frame))
 
-    async def next(self, kind: str, timeout: float = 10.0, **match: Any) -> dict[str, Any]:
+    async def next(self, kind: str, within: float = 10.0, **match: Any) -> dict[str, Any]:
         """Wait for (and consume) the first received frame of a type matching fields."""
 
         def find() -> dict[str, Any] | None:
@@ -151,7 +151,7 @@ class SignalingSocket:
                     return frame
             return None
 
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             async with self._arrived:
                 await self._arrived.wait_for(lambda: find() is not None or self.closed.is_set())
                 found = find()
@@ -166,8 +166,8 @@ class SignalingSocket:
         await self.send({"type": "join", "token": token, "can_rollback": can_rollback})
         return await self.next("joined")
 
-    async def wait_closed(self, timeout: float = 10.0) -> int | None:
-        async with asyncio.timeout(timeout):
+    async def wait_closed(self, within: float = 10.0) -> int | None:
+        async with asyncio.timeout(within):
             await self.closed.wait()
         return self.close_code
 

@@ -54,12 +54,12 @@ class FakeHost:
         return [e.kind for a, e in self.events if a == appointment_id]
 
     async def wait_event(
-        self, pred: Callable[[str, CallEvent], bool], timeout: float = 10.0
+        self, pred: Callable[[str, CallEvent], bool], within: float = 10.0
     ) -> CallEvent:
         def find() -> CallEvent | None:
             return next((e for a, e in self.events if pred(a, e)), None)
 
-        async with asyncio.timeout(timeout), self._changed:
+        async with asyncio.timeout(within), self._changed:
             await self._changed.wait_for(lambda: find() is not None)
         found = find()
         assert found is not None
