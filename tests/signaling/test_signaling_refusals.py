@@ -78,7 +78,10 @@ async def test_token_refusals(
     elif case == "hs256":
         # Key confusion attempt: HMAC keyed with something public.
         token = jwt.encode(
-            _claims(room), "public-key-bytes-that-anyone-could-know", algorithm="HS256", headers={"kid": keys.kid}
+            _claims(room),
+            "public-key-bytes-that-anyone-could-know",
+            algorithm="HS256",
+            headers={"kid": keys.kid},
         )
     elif case == "alg_none":
         token = f"{_b64({'alg': 'none', 'typ': 'JWT', 'kid': keys.kid})}.{_b64(_claims(room))}."
