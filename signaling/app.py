@@ -59,6 +59,7 @@ async def _echo_context(app: web.Application) -> AsyncIterator[None]:
         width=config.echo_max_width,
         height=config.echo_max_height,
         fps=config.echo_max_fps,
+        stun_urls=config.echo_stun_urls,
     )
     state.echo = sessions
     try:

@@ -10,7 +10,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
 from aiortc.contrib.media import MediaRelay
 
 from .keys import CONFIG_KEY, STATE_KEY
@@ -63,8 +70,17 @@ class EchoSessions:
     """The echo peer connections of one instance, capped in number and duration."""
 
     def __init__(
-        self, *, max_sessions: int, max_duration: float, width: int, height: int, fps: int
+        self,
+        *,
+        max_sessions: int,
+        max_duration: float,
+        width: int,
+        height: int,
+        fps: int,
+        stun_urls: tuple[str, ...] = (),
     ) -> None:
+        # Without an explicit list aiortc would query a public Google STUN server.
+        self._ice = [RTCIceServer(urls=list(stun_urls))] if stun_urls else []
         self.max_sessions = max_sessions
         self.max_duration = max_duration
         self._caps = (width, height, fps)
@@ -92,7 +108,7 @@ class EchoSessions:
 
     async def answer(self, offer: RTCSessionDescription) -> RTCSessionDescription:
         """Answer an offer with a peer that loops media back and answers data pings."""
-        pc = RTCPeerConnection()
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=list(self._ice)))
         self.pcs.add(pc)
         width, height, fps = self._caps
 

@@ -61,6 +61,7 @@ class SignalingConfig:
     echo_max_width: int = 640
     echo_max_height: int = 480
     echo_max_fps: int = 15
+    echo_stun_urls: tuple[str, ...] = ()
     allow_missing_origin: bool = True
     broker_prefix: str = "visio:signaling"
     presence_ttl: float = 45.0

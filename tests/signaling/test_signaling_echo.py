@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 import aiohttp
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError
 from sigpeer import Counter, SyntheticVideoTrack
 from sigsupport import Keys, ServerFactory
@@ -22,7 +22,7 @@ async def _offer(pc: RTCPeerConnection, *, big: bool = False) -> dict[str, str]:
 async def test_echo_returns_frames(make_server: ServerFactory, keys: Keys, room: str) -> None:
     server = await make_server(echo_max_sessions=1)
     url = str(server.make_url("/echo"))
-    pc = RTCPeerConnection()
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     counter = Counter()
     tasks: set[asyncio.Task[Any]] = set()
     pongs: asyncio.Queue[str] = asyncio.Queue()
@@ -66,7 +66,7 @@ async def test_echo_returns_frames(make_server: ServerFactory, keys: Keys, room:
             async with asyncio.timeout(10):
                 assert await pongs.get() == "pong 1"
             # A second test call while one runs exceeds echo_max_sessions=1.
-            other = RTCPeerConnection()
+            other = RTCPeerConnection(RTCConfiguration(iceServers=[]))
             try:
                 offer2 = await _offer(other)
                 async with http.post(url, json={**offer2, "token": token}) as resp:
@@ -91,7 +91,7 @@ async def test_echo_sessions_end_after_max_duration(
     token = keys.token(room, "desk-1", "test")
     async with aiohttp.ClientSession() as http:
         for _ in range(2):
-            pc = RTCPeerConnection()
+            pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
             try:
                 offer = await _offer(pc)
                 async with asyncio.timeout(10):
