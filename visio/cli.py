@@ -1,0 +1,103 @@
+"""The ``visio`` command: db upgrade, seed, serve, users."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from visio.app import create_app
+from visio.db import open_database
+from visio.errors import VisioError
+from visio.logs import configure_logging
+from visio.migrate import upgrade
+from visio.security import password_hasher
+from visio.services import accounts
+from visio.settings import Settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="visio", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    db = sub.add_parser("db", help="database schema").add_subparsers(dest="action",
+                                                                     required=True)
+    db.add_parser("upgrade", help="apply every Alembic migration")
+    seed = sub.add_parser("seed", help="load data")
+    seed.add_argument("--demo", action="store_true", required=True,
+                      help="the Département du Nord demo (idempotent)")
+    serve = sub.add_parser("serve", help="serve the API")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    users = sub.add_parser("users", help="accounts").add_subparsers(dest="action",
+                                                                    required=True)
+    create = users.add_parser("create", help="create an account; password on stdin")
+    create.add_argument("--email", required=True)
+    create.add_argument("--role", required=True, choices=accounts.ROLES)
+    create.add_argument("--name", help="display name (default: the e-mail)")
+    create.add_argument("--site", action="append", default=[], help="site id (agents)")
+    create.add_argument("--desk", help="desk id (staff)")
+    users.add_parser("list", help="list accounts")
+    return parser
+
+
+async def _create_user(settings: Settings, args: argparse.Namespace, password: str) -> str:
+    db = open_database(settings.database_url)
+    try:
+        user = await accounts.create_user(
+            db=db, hasher=password_hasher(), email=args.email, password=password,
+            role=args.role, display_name=args.name or args.email, site_ids=args.site,
+            desk_id=args.desk)
+    finally:
+        await db.dispose()
+    return user.id
+
+
+async def _list_users(settings: Settings) -> list[accounts.UserSummary]:
+    db = open_database(settings.database_url)
+    try:
+        return await accounts.list_users(db=db)
+    finally:
+        await db.dispose()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = _parser().parse_args(argv)
+    settings = Settings.from_env()
+    configure_logging(settings.log_level)
+    if args.command == "db":
+        upgrade(settings.database_url)
+        print("Database is at the latest schema.")
+        return 0
+    if args.command == "seed":
+        from visio.seed import seed_demo
+
+        print(asyncio.run(seed_demo(settings)))
+        return 0
+    if args.command == "serve":
+        if not settings.secret_key:
+            print("VISIO_SECRET_KEY (or VISIO_SECRET_KEY_FILE) must be set.", file=sys.stderr)
+            return 2
+        web.run_app(create_app(settings), host=args.host or settings.host,
+                    port=args.port or settings.port)
+        return 0
+    if args.action == "create":
+        password = sys.stdin.readline().rstrip("\n")
+        try:
+            user_id = asyncio.run(_create_user(settings, args, password))
+        except VisioError as err:
+            print(err.detail, file=sys.stderr)
+            return 1
+        print(user_id)
+        return 0
+    for user in asyncio.run(_list_users(settings)):
+        where = ",".join(user.site_ids) or user.desk_id or "-"
+        print(f"{user.id}\t{user.role}\t{user.email}\t{where}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,16 @@
+"""Every piece of application state, as a typed ``web.AppKey``."""
+
+from __future__ import annotations
+
+from argon2 import PasswordHasher
+from aiohttp import web
+
+from visio.db import Database
+from visio.domain.calendars import HolidayCalendar
+from visio.settings import Settings
+
+settings_key = web.AppKey("settings", Settings)
+database_key = web.AppKey("database", Database)
+hasher_key = web.AppKey("hasher", PasswordHasher)
+dummy_hash_key = web.AppKey("dummy_hash", str)
+holidays_key = web.AppKey("holidays", HolidayCalendar)

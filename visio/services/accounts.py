@@ -1,0 +1,246 @@
+"""Accounts: log in, bearer tokens, principals and their scope."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from argon2 import PasswordHasher
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from visio import models as m
+from visio.db import Database
+from visio.errors import InvalidInput, NotAuthenticated, NotFound, TooManyAttempts
+from visio.security import digest, hash_password, new_api_token, verify_password
+
+ROLES = ("agent", "staff", "admin")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling, and what they may see."""
+
+    user_id: str
+    role: str
+    site_ids: frozenset[str] = frozenset()
+    staff_id: str | None = None
+    desk_id: str | None = None
+    operator_id: str | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    access_token: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LoginPolicy:
+    max_failures: int
+    window: timedelta
+    token_ttl: timedelta
+
+
+async def log_in(
+    *,
+    db: Database,
+    hasher: PasswordHasher,
+    dummy_hash: str,
+    email: str,
+    password: str,
+    address: str,
+    policy: LoginPolicy,
+    now: datetime,
+) -> IssuedToken:
+    """Exchange e-mail and password for a bearer token, throttling repeated failures."""
+    account_key = digest(email.strip().lower())
+    since = now - policy.window
+    async with db.write() as session:
+        retry_after = await _throttled_for(
+            session=session, account_key=account_key, address=address, since=since,
+            policy=policy, now=now,
+        )
+        if retry_after is not None:
+            raise TooManyAttempts(
+                "Too many failed logins; wait before trying again.", retry_after=retry_after
+            )
+        user = await session.scalar(
+            sa.select(m.User).where(m.User.email == email.strip().lower(), m.User.active)
+        )
+        # Verify against a dummy hash for unknown accounts: same cost, nothing revealed.
+        ok = verify_password(hasher, user.password_hash if user else dummy_hash, password)
+        if user is None or not ok:
+            session.add(m.LoginFailure(account_key=account_key, address=address, at=now))
+            failed = True
+        else:
+            failed = False
+            await session.execute(
+                sa.delete(m.LoginFailure).where(m.LoginFailure.account_key == account_key)
+            )
+            token = new_api_token()
+            expires_at = now + policy.token_ttl
+            session.add(
+                m.ApiToken(user_id=user.id, token_hash=digest(token), created_at=now,
+                           expires_at=expires_at)
+            )
+    if failed:
+        raise NotAuthenticated("The e-mail address or the password is wrong.")
+    return IssuedToken(access_token=token, expires_at=expires_at)
+
+
+async def _throttled_for(
+    *, session: AsyncSession, account_key: str, address: str,
+    since: datetime, policy: LoginPolicy, now: datetime,
+) -> int | None:
+    for column, value in ((m.LoginFailure.account_key, account_key),
+                          (m.LoginFailure.address, address)):
+        row = (await session.execute(
+            sa.select(sa.func.count(), sa.func.min(m.LoginFailure.at))
+            .where(column == value, m.LoginFailure.at > since)
+        )).one()
+        count, oldest = row
+        if count >= policy.max_failures and oldest is not None:
+            wait = (oldest + policy.window - now).total_seconds()
+            return max(1, math.ceil(wait))
+    return None
+
+
+async def authenticate(*, db: Database, token: str, now: datetime) -> Principal:
+    """The principal behind a bearer token; NotAuthenticated if unknown, expired or revoked."""
+    async with db.read() as session:
+        row = (await session.execute(
+            sa.select(m.User, m.ApiToken.expires_at)
+            .join(m.ApiToken, m.ApiToken.user_id == m.User.id)
+            .where(m.ApiToken.token_hash == digest(token), m.ApiToken.revoked_at.is_(None))
+        )).one_or_none()
+        if row is None:
+            raise NotAuthenticated("The bearer token is unknown or has been revoked.")
+        user, expires_at = row
+        if expires_at <= now:
+            raise NotAuthenticated("The bearer token has expired; log in again.")
+        if not user.active:
+            raise NotAuthenticated("This account is disabled.")
+        return await _principal(session=session, user=user)
+
+
+async def _principal(*, session: AsyncSession, user: m.User) -> Principal:
+    site_ids: frozenset[str] = frozenset()
+    desk_id = operator_id = None
+    if user.role == "agent":
+        site_ids = frozenset((await session.scalars(
+            sa.select(m.UserSite.site_id).where(m.UserSite.user_id == user.id)
+        )).all())
+    if user.staff_id is not None:
+        row = (await session.execute(
+            sa.select(m.Desk.id, m.Desk.operator_id)
+            .join(m.StaffMember, m.StaffMember.desk_id == m.Desk.id)
+            .where(m.StaffMember.id == user.staff_id)
+        )).one()
+        desk_id, operator_id = row
+    return Principal(user_id=user.id, role=user.role, site_ids=site_ids,
+                     staff_id=user.staff_id, desk_id=desk_id, operator_id=operator_id)
+
+
+async def log_out(*, db: Database, token: str, now: datetime) -> None:
+    """Revoke a bearer token."""
+    async with db.write() as session:
+        await session.execute(
+            sa.update(m.ApiToken)
+            .where(m.ApiToken.token_hash == digest(token), m.ApiToken.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class UserSummary:
+    id: str
+    email: str
+    display_name: str
+    role: str
+    site_ids: tuple[str, ...]
+    staff_id: str | None
+    desk_id: str | None
+
+
+async def create_user(
+    *,
+    db: Database,
+    hasher: PasswordHasher,
+    email: str,
+    password: str,
+    role: str,
+    display_name: str,
+    site_ids: Sequence[str] = (),
+    desk_id: str | None = None,
+    staff_id: str | None = None,
+) -> UserSummary:
+    """Create an account: agents need sites, staff a desk (a staff member is created)."""
+    email = email.strip().lower()
+    if role not in ROLES:
+        raise InvalidInput(f"Unknown role {role!r}; use one of {', '.join(ROLES)}.")
+    if "@" not in email or len(email) > 254:
+        raise InvalidInput("The e-mail address is not valid.")
+    if len(password) < 12:
+        raise InvalidInput("The password must have at least 12 characters.")
+    if role == "agent" and not site_ids:
+        raise InvalidInput("An agent must be attached to at least one site.")
+    if role == "staff" and desk_id is None and staff_id is None:
+        raise InvalidInput("A staff account must be attached to a desk.")
+    password_hash = hash_password(hasher, password)
+    try:
+        async with db.write() as session:
+            for site_id in site_ids:
+                if await session.get(m.Site, site_id) is None:
+                    raise NotFound(f"There is no site {site_id!r}.")
+            if role == "staff" and staff_id is None:
+                assert desk_id is not None
+                if await session.get(m.Desk, desk_id) is None:
+                    raise NotFound(f"There is no desk {desk_id!r}.")
+                staff = m.StaffMember(desk_id=desk_id, display_name=display_name,
+                                      languages=[], active=True)
+                session.add(staff)
+                await session.flush()
+                staff_id = staff.id
+            elif staff_id is not None:
+                staff_row = await session.get(m.StaffMember, staff_id)
+                if staff_row is None:
+                    raise NotFound(f"There is no staff member {staff_id!r}.")
+                desk_id = staff_row.desk_id
+            user = m.User(email=email, display_name=display_name, password_hash=password_hash,
+                          role=role, staff_id=staff_id if role == "staff" else None,
+                          active=True)
+            session.add(user)
+            await session.flush()
+            for site_id in site_ids if role == "agent" else ():
+                session.add(m.UserSite(user_id=user.id, site_id=site_id))
+    except IntegrityError as err:
+        raise InvalidInput(f"An account with the e-mail address {email} exists already.") from err
+    return UserSummary(id=user.id, email=email, display_name=display_name, role=role,
+                       site_ids=tuple(site_ids) if role == "agent" else (),
+                       staff_id=user.staff_id, desk_id=desk_id if role == "staff" else None)
+
+
+async def list_users(*, db: Database) -> list[UserSummary]:
+    """Every account, with its sites or desk."""
+    async with db.read() as session:
+        users = (await session.scalars(sa.select(m.User).order_by(m.User.email))).all()
+        links = (await session.execute(sa.select(m.UserSite.user_id, m.UserSite.site_id))).all()
+        desks = dict((await session.execute(
+            sa.select(m.StaffMember.id, m.StaffMember.desk_id))).tuples().all())
+    sites: dict[str, list[str]] = {}
+    for user_id, site_id in links:
+        sites.setdefault(user_id, []).append(site_id)
+    return [
+        UserSummary(id=u.id, email=u.email, display_name=u.display_name, role=u.role,
+                    site_ids=tuple(sorted(sites.get(u.id, []))), staff_id=u.staff_id,
+                    desk_id=desks.get(u.staff_id) if u.staff_id else None)
+        for u in users
+    ]
