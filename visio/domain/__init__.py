@@ -1,0 +1,48 @@
+"""Pure business rules for availability and slot search (no I/O, no framework)."""
+
+from visio.domain.calendars import (
+    DailyRange,
+    DateOverride,
+    HolidayCalendar,
+    WeeklyRule,
+    local_days,
+    local_ranges_to_utc,
+    ranges_for_day,
+)
+from visio.domain.intervals import Interval, IntervalIndex, intersect, merge, saturated, subtract
+from visio.domain.slots import (
+    Refusal,
+    ServiceRule,
+    SiteCalendar,
+    Slot,
+    StaffCalendar,
+    Stop,
+    check_start,
+    nearest,
+    search_slots,
+)
+
+__all__ = [
+    "DailyRange",
+    "DateOverride",
+    "HolidayCalendar",
+    "Interval",
+    "IntervalIndex",
+    "Refusal",
+    "ServiceRule",
+    "SiteCalendar",
+    "Slot",
+    "StaffCalendar",
+    "Stop",
+    "WeeklyRule",
+    "check_start",
+    "intersect",
+    "local_days",
+    "local_ranges_to_utc",
+    "merge",
+    "nearest",
+    "ranges_for_day",
+    "saturated",
+    "search_slots",
+    "subtract",
+]

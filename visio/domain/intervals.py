@@ -1,0 +1,173 @@
+"""Half-open intervals of aware UTC instants and the set algebra slot search needs.
+
+Every function here treats a list of intervals as the *set* of instants they cover:
+results are merged (sorted, disjoint, and never touching — back-to-back pieces are
+joined into one), whatever the order or overlap of the inputs.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+__all__ = ["Interval", "IntervalIndex", "intersect", "merge", "saturated", "subtract"]
+
+
+def _require_aware(value: datetime, what: str) -> None:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{what} must be a timezone-aware datetime, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Interval:
+    """The half-open span ``[start, end)`` between two aware instants (stored in UTC)."""
+
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        _require_aware(self.start, "Interval.start")
+        _require_aware(self.end, "Interval.end")
+        # Normalise to the single ``datetime.UTC`` tzinfo: comparisons between datetimes
+        # sharing one tzinfo object are plain field comparisons (fast, and what bisect uses).
+        if self.start.tzinfo is not UTC:
+            object.__setattr__(self, "start", self.start.astimezone(UTC))
+        if self.end.tzinfo is not UTC:
+            object.__setattr__(self, "end", self.end.astimezone(UTC))
+        if self.end <= self.start:
+            raise ValueError(f"Interval end {self.end} must be after its start {self.start}")
+
+    @property
+    def duration(self) -> timedelta:
+        """Return the length of the interval."""
+        return self.end - self.start
+
+    def overlaps(self, other: Interval) -> bool:
+        """Return True if the two intervals share an instant (back-to-back ones do not)."""
+        return self.start < other.end and other.start < self.end
+
+    def contains(self, other: Interval) -> bool:
+        """Return True if ``other`` lies entirely inside this interval."""
+        return self.start <= other.start and other.end <= self.end
+
+
+def merge(intervals: Iterable[Interval]) -> list[Interval]:
+    """Return the sorted union of ``intervals``, joining overlapping and touching pieces."""
+    result: list[Interval] = []
+    for iv in sorted(intervals):
+        if result and iv.start <= result[-1].end:
+            last = result[-1]
+            if iv.end > last.end:
+                result[-1] = Interval(last.start, iv.end)
+        else:
+            result.append(iv)
+    return result
+
+
+def intersect(a: Sequence[Interval], b: Sequence[Interval]) -> list[Interval]:
+    """Return the instants covered by both ``a`` and ``b`` as a merged list."""
+    left, right = merge(a), merge(b)
+    result: list[Interval] = []
+    i = j = 0
+    while i < len(left) and j < len(right):
+        x, y = left[i], right[j]
+        start = max(x.start, y.start)
+        end = min(x.end, y.end)
+        if start < end:
+            result.append(x if (start, end) == (x.start, x.end) else Interval(start, end))
+        if x.end <= y.end:
+            i += 1
+        else:
+            j += 1
+    return result
+
+
+def subtract(a: Sequence[Interval], b: Sequence[Interval]) -> list[Interval]:
+    """Return the instants covered by ``a`` but not by ``b`` as a merged list."""
+    holes = merge(b)
+    result: list[Interval] = []
+    j = 0
+    for iv in merge(a):
+        cursor = iv.start
+        while j < len(holes) and holes[j].end <= cursor:
+            j += 1
+        k = j
+        while k < len(holes) and holes[k].start < iv.end:
+            hole = holes[k]
+            if hole.start > cursor:
+                result.append(Interval(cursor, hole.start))
+            cursor = max(cursor, hole.end)
+            if cursor >= iv.end:
+                break
+            k += 1
+        if cursor < iv.end:
+            result.append(iv if cursor == iv.start else Interval(cursor, iv.end))
+    return result
+
+
+def saturated(intervals: Sequence[Interval], capacity: int) -> list[Interval]:
+    """Return the merged periods where at least ``capacity`` of ``intervals`` overlap."""
+    if capacity < 1:
+        raise ValueError(f"capacity must be at least 1, got {capacity}")
+    # Ends sort before starts at the same instant: half-open intervals that merely
+    # touch never count as overlapping.
+    events = sorted(
+        [(iv.start, 1) for iv in intervals] + [(iv.end, -1) for iv in intervals],
+    )
+    pieces: list[Interval] = []
+    depth = 0
+    opened: datetime | None = None
+    for at, delta in events:
+        depth += delta
+        if opened is None and depth >= capacity:
+            opened = at
+        elif opened is not None and depth < capacity:
+            if at > opened:
+                pieces.append(Interval(opened, at))
+            opened = None
+    return merge(pieces)
+
+
+class IntervalIndex:
+    """A merged, sorted set of intervals answering overlap/cover queries in O(log n)."""
+
+    __slots__ = ("_ends", "_intervals", "_starts")
+
+    def __init__(self, intervals: Iterable[Interval] = ()) -> None:
+        self._intervals = tuple(merge(intervals))
+        self._starts = [iv.start for iv in self._intervals]
+        self._ends = [iv.end for iv in self._intervals]
+
+    @property
+    def intervals(self) -> tuple[Interval, ...]:
+        """Return the merged intervals, sorted."""
+        return self._intervals
+
+    def __len__(self) -> int:
+        return len(self._intervals)
+
+    def __iter__(self) -> Iterator[Interval]:
+        return iter(self._intervals)
+
+    def __repr__(self) -> str:
+        return f"IntervalIndex({list(self._intervals)!r})"
+
+    def overlaps(self, iv: Interval) -> bool:
+        """Return True if ``iv`` shares an instant with the indexed set."""
+        return self.overlaps_span(iv.start, iv.end)
+
+    def covers(self, iv: Interval) -> bool:
+        """Return True if ``iv`` lies entirely inside the indexed set."""
+        return self.covers_span(iv.start, iv.end)
+
+    def overlaps_span(self, start: datetime, end: datetime) -> bool:
+        """Return True if ``[start, end)`` shares an instant with the indexed set."""
+        i = bisect_left(self._starts, end) - 1
+        return i >= 0 and self._ends[i] > start
+
+    def covers_span(self, start: datetime, end: datetime) -> bool:
+        """Return True if ``[start, end)`` lies entirely inside the indexed set."""
+        i = bisect_right(self._starts, start) - 1
+        return i >= 0 and self._ends[i] >= end
