@@ -1,0 +1,445 @@
+"""Benchmark of the signaling server beside a bare aiohttp WebSocket relay.
+
+Run with ``.venv/bin/python bench/bench_signaling.py``; loopback only, bounded loops,
+prints a markdown table. Servers run in subprocesses so their RSS can be measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import secrets
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import WSMsgType, web
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from signaling import (  # noqa: E402
+    CallEvent,
+    SignalingConfig,
+    create_signaling_app,
+    derive_private_key,
+    issue_join_token,
+    key_id_for,
+)
+
+SECRET = "bench-secret-not-for-production"
+ORIGIN = "http://bench.local"
+REDIS_URL = os.environ.get("VISIO_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+IDLE_SOCKETS = 2000
+LATENCY_MESSAGES = 2000
+LATENCY_RATE = 1000
+THROUGHPUT_MESSAGES = 20000
+
+
+# ---------------------------------------------------------------- servers (subprocess side)
+
+
+class _Host:
+    async def is_live(self, appointment_id: str) -> bool:
+        return True
+
+    async def record(self, appointment_id: str, event: CallEvent) -> None:
+        return None
+
+    async def ice_servers(self, peer_id: str) -> list[dict[str, Any]]:
+        return []
+
+
+def _bare_app() -> web.Application:
+    """A relay without any check: every text frame goes to the other sockets."""
+    sockets: set[web.WebSocketResponse] = set()
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(compress=False)
+        await ws.prepare(request)
+        sockets.add(ws)
+        try:
+            async for msg in ws:
+                if msg.type is WSMsgType.TEXT:
+                    for other in sockets:
+                        if other is not ws:
+                            await other.send_str(msg.data)
+        finally:
+            sockets.discard(ws)
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/ws", handler)
+    return app
+
+
+def _signaling_app(broker_url: str, prefix: str) -> web.Application:
+    key = derive_private_key(SECRET)
+    config = SignalingConfig(
+        public_keys={key_id_for(key.public_key()): key.public_key()},
+        allowed_origins=(ORIGIN,),
+        broker_url=broker_url,
+        broker_prefix=prefix,
+        rate_limit_per_second=1_000_000,
+        rate_limit_burst=1_000_000,
+        silence_timeout=600,
+        join_timeout=60,
+    )
+    return create_signaling_app(config, _Host())
+
+
+async def _serve(kind: str, broker_url: str, prefix: str) -> None:
+    app = _bare_app() if kind == "bare" else _signaling_app(broker_url, prefix)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, backlog=4096)
+    await site.start()
+    port = runner.addresses[0][1]
+    print(f"READY {port}", flush=True)
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    finally:
+        await runner.cleanup()
+
+
+# ------------------------------------------------------------------ client (bench side)
+
+
+class Server:
+    """A server subprocess; stopped by closing its stdin."""
+
+    def __init__(self, kind: str, broker_url: str = "", prefix: str = "") -> None:
+        cmd = [sys.executable, __file__, "--serve", kind, "--broker", broker_url,
+               "--prefix", prefix]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().decode()
+        if not line.startswith("READY"):
+            raise RuntimeError(f"server {kind} did not start: {line!r}")
+        self.url = f"ws://127.0.0.1:{int(line.split()[1])}/ws"
+
+    def rss_kib(self) -> int:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
+
+    def stop(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+_KEY = derive_private_key(SECRET)
+_KID = key_id_for(_KEY.public_key())
+
+
+def token(room: str, peer: str) -> str:
+    now = datetime.now(UTC)
+    return issue_join_token(private_key=_KEY, kid=_KID, appointment_id=room, participant=peer,
+                            role="agent", not_before=now - timedelta(minutes=1),
+                            expires_at=now + timedelta(hours=1))
+
+
+async def _joined(http: aiohttp.ClientSession, url: str, room: str, peer: str,
+                  bare: bool) -> aiohttp.ClientWebSocketResponse:
+    ws = await http.ws_connect(url, headers={"Origin": ORIGIN})
+    if not bare:
+        await ws.send_str(json.dumps({"type": "join", "token": token(room, peer)}))
+        while True:
+            msg = json.loads((await ws.receive()).data)
+            if msg["type"] == "joined":
+                break
+    return ws
+
+
+async def _pair(http: aiohttp.ClientSession, url_a: str, url_b: str, bare: bool) -> tuple[
+    aiohttp.ClientWebSocketResponse, aiohttp.ClientWebSocketResponse
+]:
+    room = "bench-" + secrets.token_hex(4)
+    a = await _joined(http, url_a, room, "a", bare)
+    b = await _joined(http, url_b, room, "b", bare)
+    if not bare:
+        while json.loads((await a.receive()).data)["type"] != "peer_joined":
+            pass
+    return a, b
+
+
+def _frame(i: int, t: float) -> str:
+    return json.dumps({"type": "ice", "to": "b",
+                       "candidate": {"candidate": f"candidate:{i} {t!r}", "sdpMid": "0",
+                                     "sdpMLineIndex": 0}})
+
+
+def _sent_at(data: str) -> float:
+    return float(json.loads(data)["candidate"]["candidate"].split()[1])
+
+
+async def relay_latency(url_a: str, url_b: str, bare: bool) -> tuple[float, float]:
+    """p50/p99 in ms of A→B relay at LATENCY_RATE msg/s."""
+    async with aiohttp.ClientSession() as http:
+        a, b = await _pair(http, url_a, url_b, bare)
+        lat: list[float] = []
+
+        async def receive() -> None:
+            while len(lat) < LATENCY_MESSAGES:
+                msg = await b.receive()
+                lat.append(time.perf_counter() - _sent_at(msg.data))
+
+        reader = asyncio.create_task(receive())
+        start = time.perf_counter()
+        for i in range(LATENCY_MESSAGES):
+            delay = start + i / LATENCY_RATE - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await a.send_str(_frame(i, time.perf_counter()))
+        await asyncio.wait_for(reader, 30)
+        await a.close()
+        await b.close()
+    q = statistics.quantiles(lat, n=100)
+    return q[49] * 1000, q[98] * 1000
+
+
+async def relay_throughput(url_a: str, url_b: str, bare: bool) -> float:
+    """Messages/s relayed A→B when A sends as fast as it can."""
+    async with aiohttp.ClientSession() as http:
+        a, b = await _pair(http, url_a, url_b, bare)
+        got = 0
+
+        async def receive() -> None:
+            nonlocal got
+            while got < THROUGHPUT_MESSAGES:
+                await b.receive()
+                got += 1
+
+        reader = asyncio.create_task(receive())
+        start = time.perf_counter()
+        payload = _frame(0, 0.0)
+        for i in range(THROUGHPUT_MESSAGES):
+            await a.send_str(payload)
+            if i % 200 == 0:
+                await asyncio.sleep(0)  # let the reader run
+        await asyncio.wait_for(reader, 60)
+        elapsed = time.perf_counter() - start
+        await a.close()
+        await b.close()
+    return THROUGHPUT_MESSAGES / elapsed
+
+
+async def idle_memory(server: Server, bare: bool) -> float:
+    """RSS growth per idle (joined) socket, in KiB."""
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        # Warm up allocators and imports with a few sockets first.
+        warm = [await _joined(http, server.url, f"warm-{i // 4}", f"w{i}", bare) for i in range(20)]
+        await asyncio.sleep(0.2)
+        before = server.rss_kib()
+        socks: list[aiohttp.ClientWebSocketResponse] = []
+        sem = asyncio.Semaphore(100)
+
+        async def one(i: int) -> None:
+            async with sem:
+                socks.append(await _joined(http, server.url, f"idle-{i // 4}", f"p{i % 4}", bare))
+
+        await asyncio.gather(*(one(i) for i in range(IDLE_SOCKETS)))
+        await asyncio.sleep(0.5)
+        after = server.rss_kib()
+        await asyncio.gather(*(s.close() for s in socks + warm))
+    return (after - before) / IDLE_SOCKETS
+
+
+async def join_latency(url: str) -> float:
+    """p99 in ms from sending `join` to receiving `joined` (sequential joins)."""
+    times: list[float] = []
+    async with aiohttp.ClientSession() as http:
+        for i in range(300):
+            ws = await http.ws_connect(url, headers={"Origin": ORIGIN})
+            frame = json.dumps({"type": "join", "token": token(f"join-{i}", "p")})
+            start = time.perf_counter()
+            await ws.send_str(frame)
+            while json.loads((await ws.receive()).data)["type"] != "joined":
+                pass
+            times.append(time.perf_counter() - start)
+            await ws.close()
+    return statistics.quantiles(times, n=100)[98] * 1000
+
+
+async def rtc_connect_time(url: str) -> float:
+    """Median seconds from the second peer's `join` to both aiortc peers connected."""
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+    from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
+
+    results: list[float] = []
+    async with aiohttp.ClientSession() as http:
+        for run in range(3):
+            room = f"rtc-{run}-{secrets.token_hex(3)}"
+            a = await _joined(http, url, room, "a", False)
+            b = await http.ws_connect(url, headers={"Origin": ORIGIN})
+            pcs = [RTCPeerConnection(RTCConfiguration(iceServers=[])) for _ in range(2)]
+            both = asyncio.Event()
+
+            def check() -> None:
+                if all(pc.connectionState == "connected" for pc in pcs):
+                    both.set()
+
+            for pc in pcs:
+                pc.on("connectionstatechange", check)
+                pc.addTrack(AudioStreamTrack())
+                pc.addTrack(VideoStreamTrack())
+            start = time.perf_counter()
+            await b.send_str(json.dumps({"type": "join", "token": token(room, "b"),
+                                         "can_rollback": False}))
+            while json.loads((await b.receive()).data)["type"] != "joined":
+                pass
+            await pcs[1].setLocalDescription(await pcs[1].createOffer())
+            desc = pcs[1].localDescription
+            await b.send_str(json.dumps({"type": "sdp", "to": "a", "description":
+                                         {"type": desc.type, "sdp": desc.sdp}}))
+            while (msg := json.loads((await a.receive()).data))["type"] != "sdp":
+                pass
+            await pcs[0].setRemoteDescription(RTCSessionDescription(**msg["description"]))
+            await pcs[0].setLocalDescription(await pcs[0].createAnswer())
+            desc = pcs[0].localDescription
+            await a.send_str(json.dumps({"type": "sdp", "to": "b", "description":
+                                         {"type": desc.type, "sdp": desc.sdp}}))
+            while (msg := json.loads((await b.receive()).data))["type"] != "sdp":
+                pass
+            await pcs[1].setRemoteDescription(RTCSessionDescription(**msg["description"]))
+            await asyncio.wait_for(both.wait(), 20)
+            results.append(time.perf_counter() - start)
+            for pc in pcs:
+                await pc.close()
+            await a.close()
+            await b.close()
+    return statistics.median(results)
+
+
+async def _redis_ok() -> bool:
+    try:
+        import redis.asyncio as redis
+
+        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+        try:
+            await client.ping()
+        finally:
+            await client.aclose()
+        return True
+    except Exception:
+        return False
+
+
+async def bench() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 16384)), hard))
+    rows: list[tuple[str, str, str, bool | None]] = []
+
+    def row(name: str, value: str, target: str, met: bool | None) -> None:
+        rows.append((name, value, target, met))
+        print(f"  {name}: {value}", file=sys.stderr, flush=True)
+
+    async def with_servers(kinds: list[tuple[str, str, str]],
+                           body: Callable[..., Awaitable[None]]) -> None:
+        servers = [Server(*k) for k in kinds]
+        try:
+            await body(*servers)
+        finally:
+            for s in servers:
+                s.stop()
+
+    results: dict[str, Any] = {}
+
+    async def bare(s: Server) -> None:
+        results["bare_lat"] = await relay_latency(s.url, s.url, True)
+        results["bare_tp"] = await relay_throughput(s.url, s.url, True)
+        results["bare_mem"] = await idle_memory(s, True)
+
+    async def one(s: Server) -> None:
+        results["one_lat"] = await relay_latency(s.url, s.url, False)
+        results["one_tp"] = await relay_throughput(s.url, s.url, False)
+        results["join_p99"] = await join_latency(s.url)
+        results["rtc"] = await rtc_connect_time(s.url)
+
+    async def mem(s: Server) -> None:
+        results["one_mem"] = await idle_memory(s, False)
+
+    async def two(s1: Server, s2: Server) -> None:
+        results["two_lat"] = await relay_latency(s1.url, s2.url, False)
+        results["two_tp"] = await relay_throughput(s1.url, s2.url, False)
+
+    print("bare relay…", file=sys.stderr, flush=True)
+    await with_servers([("bare", "", "")], bare)
+    print("signaling, one instance…", file=sys.stderr, flush=True)
+    await with_servers([("signaling", "", "")], one)
+    await with_servers([("signaling", "", "")], mem)
+    redis_ok = await _redis_ok()
+    if redis_ok:
+        print("signaling, two instances on Redis…", file=sys.stderr, flush=True)
+        prefix = "visio-bench:" + secrets.token_hex(4)
+        await with_servers([("signaling", REDIS_URL, prefix)] * 2, two)
+
+    bare_p50, bare_p99 = results["bare_lat"]
+    row("bare relay latency p50/p99 @1k msg/s", f"{bare_p50:.2f} / {bare_p99:.2f} ms",
+        "reference", None)
+    row("bare relay throughput", f"{results['bare_tp']:,.0f} msg/s", "reference", None)
+    p50, p99 = results["one_lat"]
+    row("signaling 1 instance latency p50/p99 @1k msg/s", f"{p50:.2f} / {p99:.2f} ms",
+        "p99 < 5 ms", p99 < 5)
+    ratio = results["one_tp"] / results["bare_tp"]
+    row("signaling 1 instance throughput", f"{results['one_tp']:,.0f} msg/s ({ratio:.2f}× bare)",
+        "≥ 0.8× bare", ratio >= 0.8)
+    if redis_ok:
+        p50, p99 = results["two_lat"]
+        row("signaling 2 instances (Redis) latency p50/p99 @1k msg/s",
+            f"{p50:.2f} / {p99:.2f} ms", "p99 < 15 ms", p99 < 15)
+        ratio = results["two_tp"] / results["bare_tp"]
+        row("signaling 2 instances (Redis) throughput",
+            f"{results['two_tp']:,.0f} msg/s ({ratio:.2f}× bare)", "≥ 0.8× bare", ratio >= 0.8)
+    else:
+        row("signaling 2 instances (Redis)", f"not run: Redis unreachable at {REDIS_URL}",
+            "", None)
+    row(f"bare relay memory per idle socket ({IDLE_SOCKETS})",
+        f"{results['bare_mem']:.1f} KiB", "reference", None)
+    row(f"signaling memory per idle joined socket ({IDLE_SOCKETS})",
+        f"{results['one_mem']:.1f} KiB", "< 24 KiB", results["one_mem"] < 24)
+    row("join → joined p99 (300 sequential joins)", f"{results['join_p99']:.2f} ms",
+        "p99 < 50 ms", results["join_p99"] < 50)
+    row("join → connected, two aiortc peers (median of 3)", f"{results['rtc'] * 1000:.0f} ms",
+        "reported", None)
+
+    print("| measure | value | target | result |")
+    print("|---|---|---|---|")
+    for name, value, target, met in rows:
+        verdict = "—" if met is None else ("target met" if met else "target missed")
+        print(f"| {name} | {value} | {target} | {verdict} |")
+
+
+def main() -> None:
+    """Run the benchmark, or one server when called with --serve."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--serve", choices=["bare", "signaling"])
+    parser.add_argument("--broker", default="")
+    parser.add_argument("--prefix", default="visio-bench")
+    args = parser.parse_args()
+    if args.serve:
+        asyncio.run(_serve(args.serve, args.broker, args.prefix))
+    else:
+        started = time.perf_counter()
+        asyncio.run(bench())
+        print(f"\n(total {time.perf_counter() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
