@@ -119,8 +119,16 @@ class Server:
     """A server subprocess; stopped by closing its stdin."""
 
     def __init__(self, kind: str, broker_url: str = "", prefix: str = "") -> None:
-        cmd = [sys.executable, __file__, "--serve", kind, "--broker", broker_url,
-               "--prefix", prefix]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--serve",
+            kind,
+            "--broker",
+            broker_url,
+            "--prefix",
+            prefix,
+        ]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().decode()
@@ -150,13 +158,20 @@ _KID = key_id_for(_KEY.public_key())
 
 def token(room: str, peer: str) -> str:
     now = datetime.now(UTC)
-    return issue_join_token(private_key=_KEY, kid=_KID, appointment_id=room, participant=peer,
-                            role="agent", not_before=now - timedelta(minutes=1),
-                            expires_at=now + timedelta(hours=1))
+    return issue_join_token(
+        private_key=_KEY,
+        kid=_KID,
+        appointment_id=room,
+        participant=peer,
+        role="agent",
+        not_before=now - timedelta(minutes=1),
+        expires_at=now + timedelta(hours=1),
+    )
 
 
-async def _joined(http: aiohttp.ClientSession, url: str, room: str, peer: str,
-                  bare: bool) -> aiohttp.ClientWebSocketResponse:
+async def _joined(
+    http: aiohttp.ClientSession, url: str, room: str, peer: str, bare: bool
+) -> aiohttp.ClientWebSocketResponse:
     ws = await http.ws_connect(url, headers={"Origin": ORIGIN})
     if not bare:
         await ws.send_str(json.dumps({"type": "join", "token": token(room, peer)}))
@@ -167,9 +182,9 @@ async def _joined(http: aiohttp.ClientSession, url: str, room: str, peer: str,
     return ws
 
 
-async def _pair(http: aiohttp.ClientSession, url_a: str, url_b: str, bare: bool) -> tuple[
-    aiohttp.ClientWebSocketResponse, aiohttp.ClientWebSocketResponse
-]:
+async def _pair(
+    http: aiohttp.ClientSession, url_a: str, url_b: str, bare: bool
+) -> tuple[aiohttp.ClientWebSocketResponse, aiohttp.ClientWebSocketResponse]:
     room = "bench-" + secrets.token_hex(4)
     a = await _joined(http, url_a, room, "a", bare)
     b = await _joined(http, url_b, room, "b", bare)
@@ -180,9 +195,13 @@ async def _pair(http: aiohttp.ClientSession, url_a: str, url_b: str, bare: bool)
 
 
 def _frame(i: int, t: float) -> str:
-    return json.dumps({"type": "ice", "to": "b",
-                       "candidate": {"candidate": f"candidate:{i} {t!r}", "sdpMid": "0",
-                                     "sdpMLineIndex": 0}})
+    return json.dumps(
+        {
+            "type": "ice",
+            "to": "b",
+            "candidate": {"candidate": f"candidate:{i} {t!r}", "sdpMid": "0", "sdpMLineIndex": 0},
+        }
+    )
 
 
 def _sent_at(data: str) -> float:
@@ -291,7 +310,7 @@ async def rtc_connect_time(url: str) -> float:
             pcs = [RTCPeerConnection(RTCConfiguration(iceServers=[])) for _ in range(2)]
             both = asyncio.Event()
 
-            def check() -> None:
+            def check(pcs: list[RTCPeerConnection] = pcs, both: asyncio.Event = both) -> None:
                 if all(pc.connectionState == "connected" for pc in pcs):
                     both.set()
 
@@ -300,21 +319,28 @@ async def rtc_connect_time(url: str) -> float:
                 pc.addTrack(AudioStreamTrack())
                 pc.addTrack(VideoStreamTrack())
             start = time.perf_counter()
-            await b.send_str(json.dumps({"type": "join", "token": token(room, "b"),
-                                         "can_rollback": False}))
+            await b.send_str(
+                json.dumps({"type": "join", "token": token(room, "b"), "can_rollback": False})
+            )
             while json.loads((await b.receive()).data)["type"] != "joined":
                 pass
             await pcs[1].setLocalDescription(await pcs[1].createOffer())
             desc = pcs[1].localDescription
-            await b.send_str(json.dumps({"type": "sdp", "to": "a", "description":
-                                         {"type": desc.type, "sdp": desc.sdp}}))
+            await b.send_str(
+                json.dumps(
+                    {"type": "sdp", "to": "a", "description": {"type": desc.type, "sdp": desc.sdp}}
+                )
+            )
             while (msg := json.loads((await a.receive()).data))["type"] != "sdp":
                 pass
             await pcs[0].setRemoteDescription(RTCSessionDescription(**msg["description"]))
             await pcs[0].setLocalDescription(await pcs[0].createAnswer())
             desc = pcs[0].localDescription
-            await a.send_str(json.dumps({"type": "sdp", "to": "b", "description":
-                                         {"type": desc.type, "sdp": desc.sdp}}))
+            await a.send_str(
+                json.dumps(
+                    {"type": "sdp", "to": "b", "description": {"type": desc.type, "sdp": desc.sdp}}
+                )
+            )
             while (msg := json.loads((await b.receive()).data))["type"] != "sdp":
                 pass
             await pcs[1].setRemoteDescription(RTCSessionDescription(**msg["description"]))
@@ -350,8 +376,9 @@ async def bench() -> None:
         rows.append((name, value, target, met))
         print(f"  {name}: {value}", file=sys.stderr, flush=True)
 
-    async def with_servers(kinds: list[tuple[str, str, str]],
-                           body: Callable[..., Awaitable[None]]) -> None:
+    async def with_servers(
+        kinds: list[tuple[str, str, str]], body: Callable[..., Awaitable[None]]
+    ) -> None:
         servers = [Server(*k) for k in kinds]
         try:
             await body(*servers)
@@ -391,33 +418,68 @@ async def bench() -> None:
         await with_servers([("signaling", REDIS_URL, prefix)] * 2, two)
 
     bare_p50, bare_p99 = results["bare_lat"]
-    row("bare relay latency p50/p99 @1k msg/s", f"{bare_p50:.2f} / {bare_p99:.2f} ms",
-        "reference", None)
+    row(
+        "bare relay latency p50/p99 @1k msg/s",
+        f"{bare_p50:.2f} / {bare_p99:.2f} ms",
+        "reference",
+        None,
+    )
     row("bare relay throughput", f"{results['bare_tp']:,.0f} msg/s", "reference", None)
     p50, p99 = results["one_lat"]
-    row("signaling 1 instance latency p50/p99 @1k msg/s", f"{p50:.2f} / {p99:.2f} ms",
-        "p99 < 5 ms", p99 < 5)
+    row(
+        "signaling 1 instance latency p50/p99 @1k msg/s",
+        f"{p50:.2f} / {p99:.2f} ms",
+        "p99 < 5 ms",
+        p99 < 5,
+    )
     ratio = results["one_tp"] / results["bare_tp"]
-    row("signaling 1 instance throughput", f"{results['one_tp']:,.0f} msg/s ({ratio:.2f}× bare)",
-        "≥ 0.8× bare", ratio >= 0.8)
+    row(
+        "signaling 1 instance throughput",
+        f"{results['one_tp']:,.0f} msg/s ({ratio:.2f}x bare)",
+        "≥ 0.8x bare",
+        ratio >= 0.8,
+    )
     if redis_ok:
         p50, p99 = results["two_lat"]
-        row("signaling 2 instances (Redis) latency p50/p99 @1k msg/s",
-            f"{p50:.2f} / {p99:.2f} ms", "p99 < 15 ms", p99 < 15)
+        row(
+            "signaling 2 instances (Redis) latency p50/p99 @1k msg/s",
+            f"{p50:.2f} / {p99:.2f} ms",
+            "p99 < 15 ms",
+            p99 < 15,
+        )
         ratio = results["two_tp"] / results["bare_tp"]
-        row("signaling 2 instances (Redis) throughput",
-            f"{results['two_tp']:,.0f} msg/s ({ratio:.2f}× bare)", "≥ 0.8× bare", ratio >= 0.8)
+        row(
+            "signaling 2 instances (Redis) throughput",
+            f"{results['two_tp']:,.0f} msg/s ({ratio:.2f}x bare)",
+            "≥ 0.8x bare",
+            ratio >= 0.8,
+        )
     else:
-        row("signaling 2 instances (Redis)", f"not run: Redis unreachable at {REDIS_URL}",
-            "", None)
-    row(f"bare relay memory per idle socket ({IDLE_SOCKETS})",
-        f"{results['bare_mem']:.1f} KiB", "reference", None)
-    row(f"signaling memory per idle joined socket ({IDLE_SOCKETS})",
-        f"{results['one_mem']:.1f} KiB", "< 24 KiB", results["one_mem"] < 24)
-    row("join → joined p99 (300 sequential joins)", f"{results['join_p99']:.2f} ms",
-        "p99 < 50 ms", results["join_p99"] < 50)
-    row("join → connected, two aiortc peers (median of 3)", f"{results['rtc'] * 1000:.0f} ms",
-        "reported", None)
+        row("signaling 2 instances (Redis)", f"not run: Redis unreachable at {REDIS_URL}", "", None)
+    row(
+        f"bare relay memory per idle socket ({IDLE_SOCKETS})",
+        f"{results['bare_mem']:.1f} KiB",
+        "reference",
+        None,
+    )
+    row(
+        f"signaling memory per idle joined socket ({IDLE_SOCKETS})",
+        f"{results['one_mem']:.1f} KiB",
+        "< 24 KiB",
+        results["one_mem"] < 24,
+    )
+    row(
+        "join → joined p99 (300 sequential joins)",
+        f"{results['join_p99']:.2f} ms",
+        "p99 < 50 ms",
+        results["join_p99"] < 50,
+    )
+    row(
+        "join → connected, two aiortc peers (median of 3)",
+        f"{results['rtc'] * 1000:.0f} ms",
+        "reported",
+        None,
+    )
 
     print("| measure | value | target | result |")
     print("|---|---|---|---|")
