@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 
 from aiohttp import web
 
@@ -10,7 +11,8 @@ from visio.api.problems import problems_middleware
 from visio.api.routes import api_routes
 from visio.db import open_database
 from visio.domain.calendars import HolidayCalendar
-from visio.keys import database_key, dummy_hash_key, hasher_key, holidays_key, settings_key
+from visio.clock import utcnow
+from visio.keys import clock_key, database_key, dummy_hash_key, hasher_key, holidays_key, settings_key
 from visio.security import dummy_hash, password_hasher
 from visio.settings import Settings
 
@@ -20,10 +22,13 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def create_app(settings: Settings) -> web.Application:
-    """Build the aiohttp application for ``settings``."""
+def create_app(
+    settings: Settings, *, clock: Callable[[], datetime] = utcnow
+) -> web.Application:
+    """Build the aiohttp application for ``settings`` (``clock`` is fixed only in tests)."""
     app = web.Application(middlewares=[problems_middleware], client_max_size=256 * 1024)
     app[settings_key] = settings
+    app[clock_key] = clock
     hasher = password_hasher()
     app[hasher_key] = hasher
     app[dummy_hash_key] = dummy_hash(hasher)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+
 from argon2 import PasswordHasher
 from aiohttp import web
 
@@ -14,3 +17,4 @@ database_key = web.AppKey("database", Database)
 hasher_key = web.AppKey("hasher", PasswordHasher)
 dummy_hash_key = web.AppKey("dummy_hash", str)
 holidays_key = web.AppKey("holidays", HolidayCalendar)
+clock_key = web.AppKey("clock", Callable[[], datetime])

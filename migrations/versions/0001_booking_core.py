@@ -56,7 +56,7 @@ def upgrade() -> None:
     sa.CheckConstraint('booths BETWEEN 1 AND 50', name=op.f('ck_sites_booths')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_sites'))
     )
-    op.create_table('themes',
+    themes = op.create_table('themes',
     sa.Column('code', sa.String(length=32), nullable=False),
     sa.Column('label_fr', sa.String(length=120), nullable=False),
     sa.Column('label_nl', sa.String(length=120), nullable=False),
@@ -301,6 +301,21 @@ def upgrade() -> None:
 
 
     _no_overlap_constraints()
+    op.bulk_insert(themes, [{"code": c, "label_fr": fr, "label_nl": nl} for c, fr, nl in THEMES])
+
+
+# Reference data: the themes every operator's services are filed under.
+THEMES = [
+    ("retraite", "Retraite", "Pensioen"),
+    ("famille", "Famille, prestations familiales", "Gezin, kinderbijslag"),
+    ("sante", "Santé, assurance maladie", "Gezondheid, ziekteverzekering"),
+    ("fiscalite", "Impôts, fiscalité", "Belastingen"),
+    ("emploi", "Emploi, insertion", "Werk, inschakeling"),
+    ("mobilite", "Mobilité, transport", "Mobiliteit"),
+    ("autonomie", "Autonomie, handicap", "Zelfstandigheid, handicap"),
+    ("papiers", "Papiers d'identité, permis, carte grise", "Identiteitspapieren, rijbewijs"),
+    ("droit", "Accès au droit", "Toegang tot het recht"),
+]
 
 
 # Two non-cancelled appointments never overlap for one staff member (including the

@@ -13,10 +13,9 @@ from aiohttp import web
 from visio import representations
 from visio.api import parsing
 from visio.api.context import caller, listing, ok
-from visio.clock import utcnow
 from visio.domain.intervals import Interval
 from visio.errors import InvalidInput
-from visio.keys import database_key, holidays_key
+from visio.keys import clock_key, database_key, holidays_key
 from visio.services import availability, booking, idempotency
 
 LANGUAGES = ("fr", "nl")
@@ -50,7 +49,7 @@ async def search_slots(request: web.Request) -> web.Response:
         staff_id=parsing.query_value(request, "staff_id"),
     )
     slots, zone = await booking.find_slots(
-        db=request.app[database_key], principal=principal, query=query, now=utcnow(),
+        db=request.app[database_key], principal=principal, query=query, now=request.app[clock_key](),
         holidays=request.app[holidays_key])
     return listing([representations.slot(s, zone) for s in slots])
 
@@ -104,7 +103,7 @@ async def book(request: web.Request) -> web.Response:
         staff_id=parsing.text(body, "staff_id", max_length=64, required=False),
     )
     outcome = await booking.book(
-        db=request.app[database_key], principal=principal, request=data, now=utcnow(),
+        db=request.app[database_key], principal=principal, request=data, now=request.app[clock_key](),
         holidays=request.app[holidays_key],
         idempotency_request=idempotency.IdempotencyRequest(
             user_id=principal.user_id, key=key, request_hash=digest),
@@ -153,7 +152,7 @@ async def cancel(request: web.Request) -> web.Response:
     appointment, zone = await booking.cancel(
         db=request.app[database_key], principal=principal,
         appointment_id=parsing.path_id(request),
-        reason=parsing.required_text(body, "reason", max_length=500), now=utcnow())
+        reason=parsing.required_text(body, "reason", max_length=500), now=request.app[clock_key]())
     return ok(representations.appointment(appointment, zone))
 
 
@@ -164,7 +163,7 @@ async def reschedule(request: web.Request) -> web.Response:
     appointment, zone = await booking.reschedule(
         db=request.app[database_key], principal=principal,
         appointment_id=parsing.path_id(request), start=parsing.instant(body.get("start"), "start"),
-        staff_id=parsing.text(body, "staff_id", max_length=64, required=False), now=utcnow(),
+        staff_id=parsing.text(body, "staff_id", max_length=64, required=False), now=request.app[clock_key](),
         holidays=request.app[holidays_key])
     return ok(representations.appointment(appointment, zone))
 

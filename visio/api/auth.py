@@ -8,8 +8,7 @@ from aiohttp import web
 
 from visio.api import parsing
 from visio.api.context import bearer, ok
-from visio.clock import utcnow
-from visio.keys import database_key, dummy_hash_key, hasher_key, settings_key
+from visio.keys import clock_key, database_key, dummy_hash_key, hasher_key, settings_key
 from visio.services import accounts
 
 
@@ -28,7 +27,7 @@ async def issue_token(request: web.Request) -> web.Response:
             window=timedelta(seconds=settings.login_window_seconds),
             token_ttl=timedelta(seconds=settings.token_ttl_seconds),
         ),
-        now=utcnow(),
+        now=request.app[clock_key](),
     )
     return ok({"access_token": token.access_token, "token_type": "Bearer",
                "expires_at": token.expires_at.isoformat()})
@@ -37,6 +36,6 @@ async def issue_token(request: web.Request) -> web.Response:
 async def log_out(request: web.Request) -> web.Response:
     """Revoke the bearer token of the request."""
     token = bearer(request)
-    await accounts.authenticate(db=request.app[database_key], token=token, now=utcnow())
-    await accounts.log_out(db=request.app[database_key], token=token, now=utcnow())
+    await accounts.authenticate(db=request.app[database_key], token=token, now=request.app[clock_key]())
+    await accounts.log_out(db=request.app[database_key], token=token, now=request.app[clock_key]())
     return web.Response(status=204)

@@ -7,9 +7,8 @@ from typing import Any
 
 from aiohttp import web
 
-from visio.clock import utcnow
 from visio.errors import NotAuthenticated
-from visio.keys import database_key, settings_key
+from visio.keys import clock_key, database_key, settings_key
 from visio.services import accounts
 
 
@@ -25,7 +24,7 @@ def bearer(request: web.Request) -> str:
 async def caller(request: web.Request) -> accounts.Principal:
     """The authenticated principal; 401 when the token is missing or bad."""
     return await accounts.authenticate(
-        db=request.app[database_key], token=bearer(request), now=utcnow()
+        db=request.app[database_key], token=bearer(request), now=request.app[clock_key]()
     )
 
 

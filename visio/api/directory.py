@@ -2,37 +2,37 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from aiohttp import web
 
 from visio.api import parsing
 from visio.api.context import caller, listing, ok
-from visio.clock import utcnow
 from visio.errors import InvalidInput
-from visio.keys import database_key, hasher_key
+from visio.keys import clock_key, database_key, hasher_key
 from visio.services import accounts, directory
 
 COUNTRIES = ("FR", "BE")
 LANGUAGES = ("fr", "nl", "de", "en")
 
 
-def _today() -> Any:
-    return utcnow().date()
+def _today(request: web.Request) -> date:
+    return request.app[clock_key]().date()
 
 
 async def list_sites(request: web.Request) -> web.Response:
     """Sites in the caller's scope."""
     principal = await caller(request)
     return listing(await directory.list_sites(db=request.app[database_key],
-                                              principal=principal, today=_today()))
+                                              principal=principal, today=_today(request)))
 
 
 async def get_site(request: web.Request) -> web.Response:
     """One site with hours, booths and upcoming stops."""
     principal = await caller(request)
     return ok(await directory.get_site(db=request.app[database_key], principal=principal,
-                                       site_id=parsing.path_id(request), today=_today()))
+                                       site_id=parsing.path_id(request), today=_today(request)))
 
 
 async def list_operators(request: web.Request) -> web.Response:
@@ -104,7 +104,7 @@ async def create_site(request: web.Request) -> web.Response:
         opening_hours=_opening_hours(body.get("opening_hours", {})),
     )
     return ok(await directory.create_site(db=request.app[database_key], principal=principal,
-                                          data=data, today=_today()), status=201)
+                                          data=data, today=_today(request)), status=201)
 
 
 async def update_site(request: web.Request) -> web.Response:
@@ -124,7 +124,7 @@ async def update_site(request: web.Request) -> web.Response:
         changes["opening_hours"] = _opening_hours(body["opening_hours"])
     return ok(await directory.update_site(db=request.app[database_key], principal=principal,
                                           site_id=parsing.path_id(request), changes=changes,
-                                          today=_today()))
+                                          today=_today(request)))
 
 
 def _stop(value: object, name: str) -> directory.StopInput:

@@ -1,0 +1,146 @@
+"""Shared fixtures: databases migrated once with Alembic, then one copy per test.
+
+Each test gets its own database copied from a migrated template (a file copy on SQLite,
+``CREATE DATABASE … TEMPLATE`` on PostgreSQL): real commits, real ``BEGIN IMMEDIATE``
+and real exclusion constraints, so race tests and ordinary tests run the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import warnings
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy.engine import make_url
+
+from visio.app import create_app
+from visio.db import Database, open_database
+from visio.migrate import upgrade
+from visio.settings import Settings
+
+REQUIRE_SERVICES = os.environ.get("VISIO_REQUIRE_SERVICES") == "1"
+POSTGRES_URL = os.environ.get(
+    "VISIO_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+
+
+def missing_service(what: str, why: str) -> None:
+    """Skip loudly, or fail when CI requires every service."""
+    message = f"{what} unavailable ({why}): set it up or these tests do not run"
+    if REQUIRE_SERVICES:
+        pytest.fail(f"VISIO_REQUIRE_SERVICES=1 but {message}")
+    warnings.warn(message, pytest.PytestWarning, stacklevel=2)
+    pytest.skip(message)
+
+
+def _dsn(url: str, database: str | None = None) -> str:
+    parsed = make_url(url).set(drivername="postgresql")
+    if database is not None:
+        parsed = parsed.set(database=database)
+    return parsed.render_as_string(hide_password=False)
+
+
+@dataclass
+class PostgresTemplate:
+    admin_dsn: str
+    template: str
+    url: str
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head, once per session."""
+    path = tmp_path_factory.mktemp("sqlite") / "template.db"
+    upgrade(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[PostgresTemplate | str]:
+    """A PostgreSQL database migrated to head once per session (or why it is missing)."""
+    admin = _dsn(POSTGRES_URL)
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(admin, timeout=5)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    name = f"visio_tpl_{os.getpid()}_{secrets.token_hex(3)}"
+    try:
+        asyncio.run(run(f'CREATE DATABASE "{name}"'))
+    except (OSError, asyncpg.PostgresError, TimeoutError) as err:
+        yield f"{type(err).__name__}: {err}"
+        return
+    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    upgrade(url)
+    yield PostgresTemplate(admin_dsn=admin, template=name, url=url)
+    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Run the test on SQLite and on PostgreSQL."""
+    return str(request.param)
+
+
+@pytest.fixture
+async def database_url(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[str]:
+    """A fresh, migrated database of the test's own."""
+    if backend == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        path = tmp_path / "visio.db"
+        shutil.copyfile(template, path)
+        yield f"sqlite+aiosqlite:///{path}"
+        return
+    pg = request.getfixturevalue("postgres_template")
+    if isinstance(pg, str):
+        missing_service("PostgreSQL", pg)
+    assert isinstance(pg, PostgresTemplate)
+    name = f"visio_t_{secrets.token_hex(6)}"
+    conn = await asyncpg.connect(pg.admin_dsn)
+    try:
+        await conn.execute(
+            f'CREATE DATABASE "{name}" TEMPLATE "{pg.template}" STRATEGY FILE_COPY')
+    finally:
+        await conn.close()
+    yield make_url(pg.url).set(database=name).render_as_string(hide_password=False)
+    conn = await asyncpg.connect(pg.admin_dsn)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    """The test's database, for factories and direct checks."""
+    database = open_database(database_url)
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    """Settings for an app on the test's database."""
+    return Settings(database_url=database_url, secret_key="test-secret-" + "x" * 32,
+                    login_max_failures=5, login_window_seconds=900)
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    """An HTTP client on the real application."""
+    app = create_app(settings)
+    async with TestClient(TestServer(app)) as test_client:
+        yield test_client

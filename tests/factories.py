@@ -1,0 +1,145 @@
+"""Async factory functions for test data, written straight into the test's database."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, time
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from visio import models as m
+from visio.db import Database
+from visio.security import hash_password, password_hasher
+
+PASSWORD = "correct horse battery staple"
+FIXED_HOURS: dict[int, tuple[tuple[time, time], ...]] = {
+    d: ((time(9), time(12)), (time(14), time(17))) for d in range(4)
+} | {4: ((time(9), time(13)), (time(14), time(16)))}
+STAFF_HOURS: dict[int, tuple[tuple[time, time], ...]] = {
+    d: ((time(9), time(12)), (time(13, 30), time(17))) for d in range(5)
+}
+_HASHER = password_hasher()
+_HASH = hash_password(_HASHER, PASSWORD)
+
+
+def _uid(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(4)}"
+
+
+async def make_site(
+    db: Database, *, kind: str = "fixed", booths: int = 1, zone: str = "Europe/Paris",
+    hours: Mapping[int, Sequence[tuple[time, time]]] = FIXED_HOURS, name: str | None = None,
+) -> m.Site:
+    """A France Services site with weekly hours (fixed) or none (itinerant)."""
+    async with db.write() as session:
+        site = m.Site(name=name or _uid("Site"), kind=kind, commune="Hondschoote",
+                      address="1 place de la mairie", timezone=zone, country="FR",
+                      booths=booths)
+        session.add(site)
+        await session.flush()
+        if kind == "fixed":
+            for weekday, ranges in hours.items():
+                for opens, closes in ranges:
+                    session.add(m.SiteHours(site_id=site.id, weekday=weekday, opens=opens,
+                                            closes=closes))
+    return site
+
+
+async def make_stop(
+    db: Database, site: m.Site, day: date,
+    hours: Sequence[Sequence[str]] = (("09:30", "12:30"), ("13:30", "16:00")),
+) -> m.TourStop:
+    """A dated stop of a bus."""
+    async with db.write() as session:
+        stop = m.TourStop(site_id=site.id, day=day, commune=_uid("Commune"),
+                          place="Place du marché", hours=[list(h) for h in hours])
+        session.add(stop)
+    return stop
+
+
+@dataclass
+class OperatorBundle:
+    operator: m.Operator
+    desk: m.Desk
+    services: dict[str, m.Service]
+    staff: list[m.StaffMember] = field(default_factory=list)
+
+    @property
+    def service(self) -> m.Service:
+        return next(iter(self.services.values()))
+
+
+async def make_operator(
+    db: Database, *, country: str = "FR", languages: Sequence[str] = ("fr",),
+    themes: Mapping[str, int] | Iterable[str] = ("famille",), buffer: int = 0,
+    notice: int = 120, horizon: int = 56, staff: int = 1,
+    hours: Mapping[int, Sequence[tuple[time, time]]] = STAFF_HOURS,
+) -> OperatorBundle:
+    """An operator with one desk, services (theme → duration) and staff with weekly hours."""
+    durations = dict(themes) if isinstance(themes, Mapping) else {t: 30 for t in themes}
+    zone = "Europe/Paris" if country == "FR" else "Europe/Brussels"
+    kind = "national" if country == "FR" else "cross_border"
+    async with db.write() as session:
+        operator = m.Operator(name=_uid("Operator"), code=_uid("OP"), country=country,
+                              kind=kind, languages=list(languages), timezone=zone)
+        session.add(operator)
+        await session.flush()
+        desk = m.Desk(operator_id=operator.id, name=_uid("Desk"))
+        session.add(desk)
+        await session.flush()
+        services = {}
+        for theme, duration in durations.items():
+            service = m.Service(operator_id=operator.id, theme=theme, duration_minutes=duration,
+                                buffer_minutes=buffer, languages=list(languages),
+                                notice_minutes=notice, horizon_days=horizon)
+            session.add(service)
+            services[theme] = service
+        members = []
+        for _ in range(staff):
+            member = m.StaffMember(desk_id=desk.id, display_name=_uid("Staff"),
+                                   languages=list(languages), active=True)
+            session.add(member)
+            await session.flush()
+            members.append(member)
+            for weekday, ranges in hours.items():
+                for opens, closes in ranges:
+                    session.add(m.AvailabilityRule(staff_id=member.id, weekday=weekday,
+                                                   opens=opens, closes=closes,
+                                                   valid_from=None, valid_until=None))
+    return OperatorBundle(operator=operator, desk=desk, services=services, staff=members)
+
+
+async def make_user(
+    db: Database, *, role: str, sites: Sequence[m.Site] = (),
+    staff: m.StaffMember | None = None,
+) -> m.User:
+    """An account; its password is PASSWORD."""
+    async with db.write() as session:
+        user = m.User(email=f"{_uid(role)}@visio.test", display_name=_uid("User"),
+                      password_hash=_HASH, role=role,
+                      staff_id=staff.id if staff else None, active=True)
+        session.add(user)
+        await session.flush()
+        for site in sites:
+            session.add(m.UserSite(user_id=user.id, site_id=site.id))
+    return user
+
+
+async def auth_headers(client: TestClient[web.Request, web.Application],
+                       user: m.User) -> dict[str, str]:
+    """Log in through the API; the Authorization header to send."""
+    response = await client.post("/api/v1/auth/token",
+                                 json={"email": user.email, "password": PASSWORD})
+    assert response.status == 200, await response.text()
+    token = (await response.json())["access_token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
+def usager(**overrides: Any) -> dict[str, Any]:
+    """A usager as the booking body carries it."""
+    return {"first_name": "Jeanne", "last_name": "Martin", "phone": "+33612345678",
+            "email": None, "language": "fr", "consent": True, **overrides}
