@@ -122,13 +122,14 @@ class _Session:
             await _record(self.hooks, room, "refused", conn, {"reason": "not_live"})
             await conn.close(CloseCode.NOT_LIVE, "appointment is not live")
             return
-        self.hub.register(conn)
+        displaced = self.hub.register(conn)
         try:
             if not await self._admit():
                 return
             await self._loop()
         finally:
-            self.hub.unregister(conn)
+            # A refused join must not hide the peer's socket that still holds the seat.
+            self.hub.unregister(conn, restore=None if conn.member is not None else displaced)
             if conn.member is not None:
                 await self._leave()
 

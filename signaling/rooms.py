@@ -91,18 +91,24 @@ class Hub:
         self.by_conn: dict[str, Connection] = {}
         self.unjoined: set[Connection] = set()
 
-    def register(self, conn: Connection) -> None:
-        """Make a joining socket reachable before its seat is taken."""
+    def register(self, conn: Connection) -> Connection | None:
+        """Make a joining socket reachable before its seat is taken; return the one it hides."""
         self.unjoined.discard(conn)
-        self.rooms[conn.room][conn.peer_id] = conn
+        members = self.rooms[conn.room]
+        displaced = members.get(conn.peer_id)
+        members[conn.peer_id] = conn
         self.by_conn[conn.conn_id] = conn
+        return displaced
 
-    def unregister(self, conn: Connection) -> None:
-        """Forget a socket; a newer socket of the same peer stays."""
+    def unregister(self, conn: Connection, *, restore: Connection | None = None) -> None:
+        """Forget a socket; a newer socket of the same peer stays, a hidden one comes back."""
         self.unjoined.discard(conn)
         self.by_conn.pop(conn.conn_id, None)
         room = self.rooms.get(conn.room)
         if room is not None and room.get(conn.peer_id) is conn:
+            if restore is not None and not restore.ws.closed and restore.conn_id in self.by_conn:
+                room[conn.peer_id] = restore
+                return
             del room[conn.peer_id]
             if not room:
                 del self.rooms[conn.room]

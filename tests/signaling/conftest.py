@@ -9,10 +9,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-# The pytest entry point does not put the repository on sys.path and the project is not
-# installed in the virtualenv, so make the top-level `signaling` package importable.
-if importlib.util.find_spec("signaling") is None:
+# The pytest entry point does not put the repository on sys.path, and tests/ (inserted for
+# tests/conftest.py) holds this directory, which Python would import as a namespace package
+# named `signaling`. Put the repository first so the real package wins.
+_spec = importlib.util.find_spec("signaling")
+if _spec is None or _spec.origin is None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    sys.modules.pop("signaling", None)
 
 import pytest
 from aiohttp.test_utils import TestServer

@@ -1,0 +1,76 @@
+"""Lifetimes: shutdown closes sockets, Redis seats of a crashed instance expire."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sigpeer import SignalingSocket
+from sigsupport import Keys, ServerFactory, ws_url
+
+from signaling import Member, RedisBroker, SignalingConfig, create_signaling_app
+
+
+async def test_shutdown_closes_sockets(keys: Keys, host: object, room: str) -> None:
+    from aiohttp.test_utils import TestServer
+
+    config = SignalingConfig(public_keys=keys.public_keys, allowed_origins=("https://visio.test",))
+    server = TestServer(create_signaling_app(config, host), host="127.0.0.1")  # type: ignore[arg-type]
+    await server.start_server()
+    sock = await SignalingSocket.open(ws_url(server))
+    try:
+        await sock.join(keys.token(room, "agent-1"))
+        await server.close()
+        assert await sock.wait_closed() == 1001
+    finally:
+        await sock.close()
+
+
+async def test_seats_of_a_crashed_instance_expire(
+    redis_url: str, redis_prefix: str, redis_cleanup: None
+) -> None:
+    crashed = RedisBroker(redis_url, instance_id="crashed", prefix=redis_prefix, presence_ttl=0.5)
+    alive = RedisBroker(redis_url, instance_id="alive", prefix=redis_prefix, presence_ttl=30)
+
+    async def ignore(envelope: object) -> None:
+        return None
+
+    await crashed.start(ignore)
+    await alive.start(ignore)
+    try:
+        for i in range(4):
+            member = Member(f"p{i}", "agent", f"c{i}", "crashed", can_rollback=True)
+            assert (await crashed.join("room", member, 4)).admitted
+        newcomer = Member("late", "agent", "c9", "alive", can_rollback=True)
+        assert not (await alive.join("room", newcomer, 4)).admitted
+        # Nobody refreshes the crashed instance's seats: they expire and free the room.
+        async with asyncio.timeout(5):
+            while not (result := await alive.join("room", newcomer, 4)).admitted:
+                await asyncio.sleep(0.1)
+        assert result.others == []
+        # A refreshed seat does not expire.
+        await alive.refresh("room", [("late", "c9")])
+        assert not await alive.leave("room", "late", "other-connection")
+        assert await alive.leave("room", "late", "c9")
+    finally:
+        await crashed.close()
+        await alive.close()
+
+
+async def test_same_instance_reconnect_keeps_delivery(
+    make_server: ServerFactory, keys: Keys, room: str
+) -> None:
+    server = await make_server()
+    a = await SignalingSocket.open(ws_url(server))
+    b = await SignalingSocket.open(ws_url(server))
+    b2 = await SignalingSocket.open(ws_url(server))
+    try:
+        await a.join(keys.token(room, "agent-1"))
+        await b.join(keys.token(room, "operator-1"))
+        await b2.join(keys.token(room, "operator-1"))
+        assert await b.wait_closed() == 4409
+        offer = {"type": "offer", "sdp": "v=0\r\n"}
+        await a.send({"type": "sdp", "to": "operator-1", "description": offer})
+        assert (await b2.next("sdp"))["from"] == "agent-1"
+    finally:
+        for s in (a, b, b2):
+            await s.close()
