@@ -17,9 +17,9 @@ if _spec is None or _spec.origin is None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     sys.modules.pop("signaling", None)
 
-import pytest
-from aiohttp.test_utils import TestServer
-from sigsupport import (
+import pytest  # noqa: E402
+from aiohttp.test_utils import TestServer  # noqa: E402
+from sigsupport import (  # noqa: E402
     ORIGIN,
     REDIS_URL,
     FakeHost,
@@ -28,7 +28,7 @@ from sigsupport import (
     service_missing,
 )
 
-from signaling import SignalingConfig, create_signaling_app
+from signaling import SignalingConfig, create_signaling_app  # noqa: E402
 
 
 @pytest.fixture
