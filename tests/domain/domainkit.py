@@ -56,7 +56,9 @@ def day_window(first: date, last: date | None = None, zone: str = PARIS) -> Inte
     )
 
 
-def weekly(opens: str = "09:00", closes: str = "17:00", days: Iterable[int] = range(5)) -> tuple[WeeklyRule, ...]:
+def weekly(
+    opens: str = "09:00", closes: str = "17:00", days: Iterable[int] = range(5)
+) -> tuple[WeeklyRule, ...]:
     return tuple(WeeklyRule(d, hm(opens), hm(closes)) for d in days)
 
 

@@ -24,10 +24,18 @@ BRUSSELS = ZoneInfo("Europe/Brussels")
 
 def test_a_paris_0900_rule_is_0800z_in_winter_and_0700z_in_summer() -> None:
     morning = [rng("09:00", "12:00")]
-    assert local_ranges_to_utc(date(2026, 3, 23), morning, PARIS) == [iv(utc(2026, 3, 23, 8), utc(2026, 3, 23, 11))]
-    assert local_ranges_to_utc(date(2026, 3, 30), morning, PARIS) == [iv(utc(2026, 3, 30, 7), utc(2026, 3, 30, 10))]
-    assert local_ranges_to_utc(date(2026, 10, 23), morning, BRUSSELS)[0].start == utc(2026, 10, 23, 7)
-    assert local_ranges_to_utc(date(2026, 10, 26), morning, BRUSSELS)[0].start == utc(2026, 10, 26, 8)
+    assert local_ranges_to_utc(date(2026, 3, 23), morning, PARIS) == [
+        iv(utc(2026, 3, 23, 8), utc(2026, 3, 23, 11))
+    ]
+    assert local_ranges_to_utc(date(2026, 3, 30), morning, PARIS) == [
+        iv(utc(2026, 3, 30, 7), utc(2026, 3, 30, 10))
+    ]
+    assert local_ranges_to_utc(date(2026, 10, 23), morning, BRUSSELS)[0].start == utc(
+        2026, 10, 23, 7
+    )
+    assert local_ranges_to_utc(date(2026, 10, 26), morning, BRUSSELS)[0].start == utc(
+        2026, 10, 26, 8
+    )
 
 
 def test_nonexistent_spring_forward_times_shift_forward() -> None:
@@ -48,8 +56,12 @@ def test_ambiguous_fall_back_times_take_the_first_occurrence() -> None:
 def test_local_days_are_the_dates_a_utc_window_touches() -> None:
     window = iv(at(2026, 3, 23, 0), at(2026, 3, 25, 0))
     assert local_days(window, PARIS) == [date(2026, 3, 23), date(2026, 3, 24)]
-    assert local_days(iv(utc(2026, 3, 23, 23, 30), utc(2026, 3, 24, 0, 30)), PARIS) == [date(2026, 3, 24)]
-    assert local_days(iv(utc(2026, 3, 23, 22, 30), utc(2026, 3, 23, 23, 30)), ZoneInfo("UTC")) == [date(2026, 3, 23)]
+    assert local_days(iv(utc(2026, 3, 23, 23, 30), utc(2026, 3, 24, 0, 30)), PARIS) == [
+        date(2026, 3, 24)
+    ]
+    assert local_days(iv(utc(2026, 3, 23, 22, 30), utc(2026, 3, 23, 23, 30)), ZoneInfo("UTC")) == [
+        date(2026, 3, 23)
+    ]
 
 
 def test_ranges_for_day_uses_rules_valid_on_that_date() -> None:
@@ -59,9 +71,15 @@ def test_ranges_for_day_uses_rules_valid_on_that_date() -> None:
         WeeklyRule(0, hm("13:00"), hm("15:00"), valid_until=date(2026, 3, 23)),
         WeeklyRule(1, hm("09:00"), hm("10:00")),
     )
-    assert ranges_for_day(date(2026, 3, 23), rules, {}) == (rng("09:00", "12:00"), rng("13:00", "15:00"))
+    assert ranges_for_day(date(2026, 3, 23), rules, {}) == (
+        rng("09:00", "12:00"),
+        rng("13:00", "15:00"),
+    )
     assert ranges_for_day(date(2026, 3, 30), rules, {}) == (rng("09:00", "12:00"),)
-    assert ranges_for_day(date(2026, 4, 6), rules, {}) == (rng("09:00", "12:00"), rng("14:00", "17:00"))
+    assert ranges_for_day(date(2026, 4, 6), rules, {}) == (
+        rng("09:00", "12:00"),
+        rng("14:00", "17:00"),
+    )
     assert ranges_for_day(date(2026, 3, 29), rules, {}) == ()
 
 
@@ -96,7 +114,9 @@ def test_ranges_and_rules_refuse_nonsense() -> None:
         (date(2026, 3, 23), False, False),
     ],
 )
-def test_public_holidays_in_france_and_belgium(day: date, in_france: bool, in_belgium: bool) -> None:
+def test_public_holidays_in_france_and_belgium(
+    day: date, in_france: bool, in_belgium: bool
+) -> None:
     assert HOLIDAYS.is_holiday("FR", day) is in_france
     assert HOLIDAYS.is_holiday("BE", day) is in_belgium
     assert (HOLIDAYS.name("FR", day) is not None) is in_france

@@ -66,10 +66,13 @@ def test_a_bookable_start_has_no_refusal() -> None:
 
 
 def test_too_soon_names_the_real_notice() -> None:
-    refusal = check(at(2026, 3, 23, 10), now=at(2026, 3, 23, 9), rule=service(notice=timedelta(hours=2)))
+    refusal = check(
+        at(2026, 3, 23, 10), now=at(2026, 3, 23, 9), rule=service(notice=timedelta(hours=2))
+    )
     assert refusal == Refusal(
         "too_soon",
-        "Appointments must be booked at least 2 hours ahead: Monday 23 March 2026 at 10:00 is too soon.",
+        "Appointments must be booked at least 2 hours ahead: "
+        "Monday 23 March 2026 at 10:00 is too soon.",
         conflict=False,
     )
 
@@ -135,7 +138,9 @@ def test_outside_availability_for_hours_absences_and_staff_side_holidays() -> No
     belgian = check(at(2026, 7, 21, 10), staff=member("be1", country="BE", zone=BRUSSELS))
     assert belgian is not None
     assert belgian.code == "outside_availability"
-    assert belgian.message.startswith("21 July 2026 is a public holiday in Belgium (Fête nationale)")
+    assert belgian.message.startswith(
+        "21 July 2026 is a public holiday in Belgium (Fête nationale)"
+    )
     assert not belgian.conflict
     assert check(at(2026, 7, 21, 10)) is None  # the French operator works that day
     closed_day = member(overrides=(DateOverride(date(2026, 3, 23), ()),))
@@ -154,7 +159,9 @@ def test_language_is_checked_against_service_and_staff() -> None:
     assert check(at(2026, 3, 23, 9), rule=rule, language="nl") is None
     assert code(check(at(2026, 3, 23, 9), rule=rule, language="de")) == "language"
     french_only = member(languages=frozenset({"fr"}))
-    assert code(check(at(2026, 3, 23, 9), rule=rule, staff=french_only, language="nl")) == "language"
+    assert (
+        code(check(at(2026, 3, 23, 9), rule=rule, staff=french_only, language="nl")) == "language"
+    )
 
 
 def test_staff_busy_and_booth_full_are_conflicts() -> None:
@@ -245,7 +252,9 @@ def test_check_start_agrees_with_search_over_a_busy_holiday_week() -> None:
         ),
     )
     rules = [
-        service("caf", duration=30, buffer=10, notice=timedelta(hours=3), horizon=timedelta(days=200)),
+        service(
+            "caf", duration=30, buffer=10, notice=timedelta(hours=3), horizon=timedelta(days=200)
+        ),
         service("caf", service_id="caf-long", duration=45, step=15, languages=("fr", "en")),
         service("be", duration=20, step=20, languages=("fr", "nl")),
     ]
@@ -269,7 +278,12 @@ def test_check_start_agrees_with_search_over_a_busy_holiday_week() -> None:
 def test_check_start_agrees_with_search_across_the_spring_change_at_night() -> None:
     every_day = range(7)
     site = fixed_site(rng("00:00", "23:30"), days=every_day)
-    staff = [member(rules=weekly("01:00", "05:00", days=every_day) + weekly("20:00", "23:00", days=every_day))]
+    staff = [
+        member(
+            rules=weekly("01:00", "05:00", days=every_day)
+            + weekly("20:00", "23:00", days=every_day)
+        )
+    ]
     window = day_window(date(2026, 3, 28), date(2026, 3, 29))
     assert agree(site, [service(step=20)], staff, window, mins(10)) > 0
 
@@ -294,7 +308,9 @@ def test_check_start_agrees_with_search_for_a_bus_and_its_stops() -> None:
 
 quarter_hours = st.integers(0, 10 * 4).map(lambda q: at(2026, 3, 23, 8) + timedelta(minutes=15 * q))
 spans = st.lists(
-    st.tuples(quarter_hours, st.integers(1, 6)).map(lambda p: iv(p[0], p[0] + timedelta(minutes=10 * p[1]))),
+    st.tuples(quarter_hours, st.integers(1, 6)).map(
+        lambda p: iv(p[0], p[0] + timedelta(minutes=10 * p[1]))
+    ),
     max_size=6,
 )
 
@@ -318,7 +334,9 @@ def test_check_start_agrees_with_search_on_random_calendars(
     step: int | None,
     buffer: int,
 ) -> None:
-    site = fixed_site(rng("08:30", "12:00"), rng("13:00", "18:00"), booths=booths, booth_busy=tuple(booth_busy))
+    site = fixed_site(
+        rng("08:30", "12:00"), rng("13:00", "18:00"), booths=booths, booth_busy=tuple(booth_busy)
+    )
     person = member(busy=tuple(busy), absences=tuple(absences), rules=weekly("08:00", "17:00"))
     rule = service(duration=duration, step=step, buffer=buffer)
     agree(site, [rule], [person], day_window(date(2026, 3, 23)), mins(5))

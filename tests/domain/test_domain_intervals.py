@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from itertools import pairwise
 
 import pytest
 from domainkit import iv, utc
@@ -37,7 +38,9 @@ def test_interval_refuses_naive_datetimes_and_empty_spans() -> None:
 
 def test_interval_is_stored_in_utc() -> None:
     paris_winter = timezone(timedelta(hours=1))
-    span = Interval(datetime(2026, 3, 2, 9, tzinfo=paris_winter), datetime(2026, 3, 2, 10, tzinfo=paris_winter))
+    span = Interval(
+        datetime(2026, 3, 2, 9, tzinfo=paris_winter), datetime(2026, 3, 2, 10, tzinfo=paris_winter)
+    )
     assert span.start == utc(2026, 3, 2, 8)
     assert span.start.tzinfo is UTC
 
@@ -89,7 +92,9 @@ def minutes(intervals: list[Interval]) -> set[int]:
     return {
         k
         for x in intervals
-        for k in range(int((x.start - T0).total_seconds() // 60), int((x.end - T0).total_seconds() // 60))
+        for k in range(
+            int((x.start - T0).total_seconds() // 60), int((x.end - T0).total_seconds() // 60)
+        )
     }
 
 
@@ -99,7 +104,7 @@ def test_set_algebra_agrees_with_minute_sets(a: list[Interval], b: list[Interval
     assert minutes(intersect(a, b)) == minutes(a) & minutes(b)
     assert minutes(subtract(a, b)) == minutes(a) - minutes(b)
     for result in (merge(a), intersect(a, b), subtract(a, b)):
-        assert all(x.end < y.start for x, y in zip(result, result[1:], strict=False))
+        assert all(x.end < y.start for x, y in pairwise(result))
 
 
 @given(spans, st.integers(1, 3))
@@ -111,7 +116,9 @@ def test_saturated_agrees_with_counting_each_minute(a: list[Interval], capacity:
 
 
 @given(spans, st.integers(0, 230), st.integers(1, 30))
-def test_interval_index_agrees_with_a_linear_scan(a: list[Interval], start: int, length: int) -> None:
+def test_interval_index_agrees_with_a_linear_scan(
+    a: list[Interval], start: int, length: int
+) -> None:
     index = IntervalIndex(a)
     probe = m(start, start + length)
     assert index.overlaps(probe) == any(x.overlaps(probe) for x in a)

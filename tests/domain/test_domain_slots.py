@@ -203,7 +203,9 @@ def test_an_existing_appointments_buffer_blocks_the_following_slot() -> None:
 
 def test_the_new_appointments_own_buffer_must_end_before_the_next_one() -> None:
     staff = [member(busy=(iv(at(2026, 3, 23, 10), at(2026, 3, 23, 10, 30)),))]
-    hours = hours_of(search(fixed_site(), staff, day_window(date(2026, 3, 23)), [service(buffer=15)]))
+    hours = hours_of(
+        search(fixed_site(), staff, day_window(date(2026, 3, 23)), [service(buffer=15)])
+    )
     assert "09:30" not in hours
     assert "09:00" in hours
     assert "10:30" in hours
@@ -268,9 +270,14 @@ def test_the_language_filter_checks_service_and_staff_languages() -> None:
     rule = service(languages=("fr", "nl"))
     staff = [member("a1", languages=frozenset({"fr"})), member("a2")]
     day = day_window(date(2026, 3, 23))
-    assert {s.staff_id for s in search(fixed_site(), staff, day, [rule], language="nl", per_staff=True)} == {"a2"}
+    assert {
+        s.staff_id for s in search(fixed_site(), staff, day, [rule], language="nl", per_staff=True)
+    } == {"a2"}
     assert search(fixed_site(), staff, day, [rule], language="de") == []
-    assert {s.staff_id for s in search(fixed_site(), staff, day, [rule], per_staff=True)} == {"a1", "a2"}
+    assert {s.staff_id for s in search(fixed_site(), staff, day, [rule], per_staff=True)} == {
+        "a1",
+        "a2",
+    }
 
 
 # --------------------------------------------------------------------------- dedup
@@ -278,7 +285,10 @@ def test_the_language_filter_checks_service_and_staff_languages() -> None:
 
 def test_one_slot_per_start_and_operator_goes_to_the_least_loaded_staff() -> None:
     day = day_window(date(2026, 3, 23))
-    a1_busy = (iv(at(2026, 3, 23, 16), at(2026, 3, 23, 16, 30)), iv(at(2026, 3, 23, 16, 30), at(2026, 3, 23, 17)))
+    a1_busy = (
+        iv(at(2026, 3, 23, 16), at(2026, 3, 23, 16, 30)),
+        iv(at(2026, 3, 23, 16, 30), at(2026, 3, 23, 17)),
+    )
     a2_busy = (iv(at(2026, 3, 23, 9), at(2026, 3, 23, 9, 30)),)
     staff = [member("a1", busy=a1_busy), member("a2", busy=a2_busy), member("b1", "cpam")]
     slots = search(fixed_site(), staff, day, [service("caf"), service("cpam")])
@@ -308,7 +318,9 @@ def test_per_staff_keeps_every_staff_member() -> None:
 
 
 def test_staff_only_serve_their_own_operators_services() -> None:
-    slots = search(fixed_site(), [member("b1", "cpam")], day_window(date(2026, 3, 23)), [service("caf")])
+    slots = search(
+        fixed_site(), [member("b1", "cpam")], day_window(date(2026, 3, 23)), [service("caf")]
+    )
     assert slots == []
 
 

@@ -185,11 +185,20 @@ def _speaks(language: str | None, service: ServiceRule, staff: StaffCalendar) ->
 class _Cache:
     """Per-call memo of wall-clock → UTC conversions shared by staff with equal rules."""
 
-    __slots__ = ("grids", "utc")
+    __slots__ = ("calendar", "grids", "holidays", "utc")
 
-    def __init__(self) -> None:
+    def __init__(self, holidays: HolidayCalendar) -> None:
+        self.calendar = holidays
+        self.holidays: dict[tuple[str, date], bool] = {}
         self.utc: dict[tuple[str, date, tuple[DailyRange, ...]], list[Interval]] = {}
         self.grids: dict[object, list[datetime]] = {}
+
+    def is_holiday(self, country: str, day: date) -> bool:
+        key = (country, day)
+        found = self.holidays.get(key)
+        if found is None:
+            found = self.holidays[key] = self.calendar.is_holiday(country, day)
+        return found
 
     def ranges_utc(
         self, day: date, ranges: tuple[DailyRange, ...], zone: ZoneInfo
@@ -246,7 +255,6 @@ class _SiteView:
 def _site_view(
     site: SiteCalendar,
     span: Interval,
-    holidays: HolidayCalendar,
     stop_id: str | None,
     cache: _Cache,
 ) -> _SiteView:
@@ -260,7 +268,7 @@ def _site_view(
             if stop_id is None or stop.stop_id == stop_id:
                 stops_by_day.setdefault(stop.day, []).append(stop)
     for day in local_days(span, zone):
-        if day in site.closures or holidays.is_holiday(site.country, day):
+        if day in site.closures or cache.is_holiday(site.country, day):
             continue
         if itinerant:
             for stop in stops_by_day.get(day, ()):
@@ -313,17 +321,27 @@ class _StaffView:
         return found
 
 
-def _staff_view(
-    staff: StaffCalendar, span: Interval, holidays: HolidayCalendar, cache: _Cache
-) -> _StaffView:
+def _staff_view(staff: StaffCalendar, span: Interval, cache: _Cache) -> _StaffView:
     zone = ZoneInfo(staff.zone)
     overrides = {o.day: o for o in staff.overrides}
+    by_weekday: dict[int, list[WeeklyRule]] = {}
+    for rule in staff.rules:
+        by_weekday.setdefault(rule.weekday, []).append(rule)
     working: dict[date, tuple[DailyRange, ...]] = {}
     pieces: list[Interval] = []
+    shapes: dict[tuple[WeeklyRule, ...], tuple[DailyRange, ...]] = {}
     for day in local_days(span, zone):
-        if day in staff.closures or holidays.is_holiday(staff.country, day):
+        if day in staff.closures or cache.is_holiday(staff.country, day):
             continue
-        ranges = ranges_for_day(day, staff.rules, overrides)
+        if day in overrides:
+            ranges = ranges_for_day(day, (), overrides)
+        else:
+            # Memoised per set of applicable rules: most weeks repeat the same shape.
+            applicable = tuple(r for r in by_weekday.get(day.weekday(), ()) if r.applies_on(day))
+            found = shapes.get(applicable)
+            if found is None:
+                found = shapes[applicable] = ranges_for_day(day, applicable, {})
+            ranges = found
         if ranges:
             working[day] = ranges
             pieces.extend(cache.ranges_utc(day, ranges, zone))
@@ -356,12 +374,12 @@ def search_slots(
 ) -> list[Slot]:
     """Return the bookable slots in ``window`` at ``site``, sorted by (start, operator, staff)."""
     now = _require_aware(now, "now")
-    cache = _Cache()
+    cache = _Cache(holidays)
     # One extra local day before the window: a candidate generated on the previous local
     # date can only land in the window through a DST gap at midnight, but check_start
     # considers it, so the search must too.
     span = Interval(window.start - _DAY, window.end)
-    site_view = _site_view(site, span, holidays, stop_id, cache)
+    site_view = _site_view(site, span, stop_id, cache)
     if not site_view.open:
         return []
     site_free = subtract(site_view.open.intervals, site_view.full.intervals)
@@ -383,7 +401,7 @@ def search_slots(
         ]
         if not offered:
             continue
-        view = _staff_view(member, span, holidays, cache)
+        view = _staff_view(member, span, cache)
         free = intersect(view.available.intervals, site_free)
         if not free:
             continue
@@ -465,7 +483,7 @@ def check_start(
     start = _require_aware(start, "start")
     now = _require_aware(now, "now")
     end = start + service.duration
-    cache = _Cache()
+    cache = _Cache(holidays)
     site_zone = ZoneInfo(site.zone)
     local = start.astimezone(site_zone)
     when = _when_text(local)
@@ -492,11 +510,11 @@ def check_start(
         )
 
     span = Interval(start - 2 * _DAY, end + 2 * _DAY)
-    site_view = _site_view(site, span, holidays, stop_id, cache)
+    site_view = _site_view(site, span, stop_id, cache)
     if not site_view.admits(start, end):
         return _refuse("site_closed", _site_closed_text(site, site_day, local, end, stop_id))
 
-    view = _staff_view(staff, span, holidays, cache)
+    view = _staff_view(staff, span, cache)
     if not view.available.covers_span(start, end):
         return _refuse("outside_availability", _unavailable_text(view, start, end, holidays))
 
