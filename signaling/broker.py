@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 
 Envelope = dict[str, Any]
 Deliver = Callable[[Envelope], Awaitable[None]]
+Missing = Callable[[], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +80,8 @@ class Broker(Protocol):
         """Extend presence of (peer_id, conn_id) pairs held by this instance."""
         ...
 
-    async def route(self, room: str, peer_id: str, envelope: Envelope) -> bool:
-        """Send to the instance holding ``peer_id`` if remote; return whether it is a member."""
+    async def route(self, room: str, peer_id: str, envelope: Envelope, on_missing: Missing) -> None:
+        """Send to the instance holding ``peer_id``; call ``on_missing`` if it is no member."""
         ...
 
     async def publish_room(self, room: str, envelope: Envelope) -> None:
@@ -148,9 +149,10 @@ class InMemoryBroker:
     async def refresh(self, room: str, peers: Sequence[tuple[str, str]]) -> None:
         """Nothing expires in a single process."""
 
-    async def route(self, room: str, peer_id: str, envelope: Envelope) -> bool:
-        """Every member is local here, so only report membership."""
-        return peer_id in self._rooms.get(room, {})
+    async def route(self, room: str, peer_id: str, envelope: Envelope, on_missing: Missing) -> None:
+        """Every member is local here, so only report a missing one."""
+        if peer_id not in self._rooms.get(room, {}):
+            await on_missing()
 
     async def publish_room(self, room: str, envelope: Envelope) -> None:
         """No other instance exists."""
@@ -260,6 +262,11 @@ return 1
 """
 
 
+OUTBOX_SIZE = 10_000
+BATCH_SIZE = 256
+_Outgoing = tuple[Any, list[str], list[Any], Missing | None]
+
+
 class RedisBroker:
     """Broker over Redis: seats in a hash per room, one pub/sub channel per instance."""
 
@@ -280,7 +287,11 @@ class RedisBroker:
         self._publish_room = self._redis.register_script(_PUBLISH_ROOM)
         self._pubsub: Any = None
         self._reader: asyncio.Task[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
         self._deliver: Deliver | None = None
+        # Relays and fan-outs go through one FIFO written in pipelines by one task: senders
+        # do not wait for a Redis round trip per frame, and frames keep their order.
+        self._outbox: asyncio.Queue[_Outgoing] = asyncio.Queue(maxsize=OUTBOX_SIZE)
 
     def _keys(self, room: str) -> list[str]:
         base = f"{self._prefix}:room:{room}"
@@ -292,6 +303,31 @@ class RedisBroker:
         self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
         await self._pubsub.subscribe(self._inst_prefix + self._instance_id, self._all_channel)
         self._reader = asyncio.create_task(self._read(), name="signaling-redis-reader")
+        self._writer = asyncio.create_task(self._write(), name="signaling-redis-writer")
+
+    async def _write(self) -> None:
+        while True:
+            batch = [await self._outbox.get()]
+            while len(batch) < BATCH_SIZE and not self._outbox.empty():
+                batch.append(self._outbox.get_nowait())
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for script, keys, args, _ in batch:
+                        if script is None:
+                            pipe.publish(*args)
+                        else:
+                            await script(keys=keys, args=args, client=pipe)
+                    results = await pipe.execute()
+                for (_, _, _, on_missing), result in zip(batch, results, strict=True):
+                    if on_missing is not None and not result:
+                        await on_missing()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("redis publish pipeline failed; %d frames lost", len(batch))
+            finally:
+                for _ in batch:
+                    self._outbox.task_done()
 
     async def _read(self) -> None:
         assert self._pubsub is not None
@@ -312,7 +348,15 @@ class RedisBroker:
                 log.exception("delivery of a broker envelope failed")
 
     async def close(self) -> None:
-        """Stop the reader and close connections."""
+        """Flush pending publishes, stop the tasks and close connections."""
+        if self._writer is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2.0):
+                    await self._outbox.join()
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+            self._writer = None
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -354,28 +398,24 @@ class RedisBroker:
             args += [peer_id, conn_id]
         await self._refresh(keys=self._keys(room), args=args)
 
-    async def route(self, room: str, peer_id: str, envelope: Envelope) -> bool:
-        """Look up the peer's instance and publish there, in one round trip."""
-        found = await self._route(
-            keys=self._keys(room)[:1],
-            args=[peer_id, self._inst_prefix, self._instance_id, json.dumps(envelope)],
-        )
-        return bool(found)
+    async def route(self, room: str, peer_id: str, envelope: Envelope, on_missing: Missing) -> None:
+        """Look up the peer's instance and publish there, in one pipelined script call."""
+        args = [peer_id, self._inst_prefix, self._instance_id, json.dumps(envelope)]
+        await self._outbox.put((self._route, self._keys(room)[:1], args, on_missing))
 
     async def publish_room(self, room: str, envelope: Envelope) -> None:
         """Publish once to each other instance holding members of the room."""
-        await self._publish_room(
-            keys=self._keys(room)[:1],
-            args=[self._inst_prefix, self._instance_id, json.dumps(envelope)],
-        )
+        args = [self._inst_prefix, self._instance_id, json.dumps(envelope)]
+        await self._outbox.put((self._publish_room, self._keys(room)[:1], args, None))
 
     async def to_instance(self, instance_id: str, envelope: Envelope) -> None:
         """Publish to one instance's channel."""
-        await self._redis.publish(self._inst_prefix + instance_id, json.dumps(envelope))
+        args = [self._inst_prefix + instance_id, json.dumps(envelope)]
+        await self._outbox.put((None, [], args, None))
 
     async def broadcast(self, envelope: Envelope) -> None:
         """Publish to every instance."""
-        await self._redis.publish(self._all_channel, json.dumps(envelope))
+        await self._outbox.put((None, [], [self._all_channel, json.dumps(envelope)], None))
 
 
 def create_broker(url: str, *, instance_id: str, prefix: str, presence_ttl: float) -> Broker:

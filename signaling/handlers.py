@@ -260,6 +260,11 @@ class _Session:
             else:
                 return  # closed, closing or error (1009 is sent by aiohttp itself)
 
+    async def _no_peer(self) -> None:
+        await self.conn.send(
+            {"type": "error", "code": "unknown_peer", "message": "no such peer in this room"}
+        )
+
     async def _handle(self, frame: Frame) -> bool:
         conn, hub, room, data = self.conn, self.hub, self.conn.room, frame.data
         kind = frame.type
@@ -273,10 +278,9 @@ class _Session:
                 out["description"] = data["description"]
             else:
                 out["candidate"] = data["candidate"]
-            if to == conn.peer_id or not await hub.send_to(
-                room, to, {"room": room, "to": to, "frame": out}
-            ):
+            if to == conn.peer_id:
                 raise FrameError("unknown_peer", "no such peer in this room")
+            await hub.send_to(room, to, {"room": room, "to": to, "frame": out}, self._no_peer)
         elif kind == "media":
             await hub.broker.set_media(
                 room, conn.peer_id, conn.conn_id, data["audio"], data["video"]

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .broker import Broker, Envelope, Member, monotonic
+from .broker import Broker, Envelope, Member, Missing, monotonic
 from .protocol import CloseCode, dumps
 
 log = logging.getLogger(__name__)
@@ -177,13 +177,15 @@ class Hub:
         await self.deliver(envelope)
         await self.broker.publish_room(room, envelope)
 
-    async def send_to(self, room: str, peer_id: str, envelope: Envelope) -> bool:
-        """Deliver to one peer wherever it is; return False if it is not in the room."""
+    async def send_to(
+        self, room: str, peer_id: str, envelope: Envelope, on_missing: Missing
+    ) -> None:
+        """Deliver to one peer wherever it is; call ``on_missing`` if it is not in the room."""
         conn = self.local(room, peer_id)
         if conn is not None:
             await self._deliver_one(conn, envelope)
-            return True
-        return await self.broker.route(room, peer_id, envelope)
+        else:
+            await self.broker.route(room, peer_id, envelope, on_missing)
 
     async def sweep(self, silence_timeout: float) -> None:
         """Close sockets silent for longer than ``silence_timeout``."""

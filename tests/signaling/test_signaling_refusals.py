@@ -397,3 +397,26 @@ async def test_peers_list_carries_media_state(
             await b.close()
     finally:
         await a.close()
+
+
+async def test_unknown_peer_across_instances(
+    make_server: ServerFactory,
+    keys: Keys,
+    room: str,
+    redis_url: str,
+    redis_prefix: str,
+    redis_cleanup: None,
+) -> None:
+    one = await make_server(broker_url=redis_url, broker_prefix=redis_prefix)
+    two = await make_server(broker_url=redis_url, broker_prefix=redis_prefix)
+    a = await _joined(one, keys.token(room, "agent-1"))
+    b = await _joined(two, keys.token(room, "operator-1", "operator"))
+    try:
+        offer = {"type": "offer", "sdp": "v=0\r\n"}
+        await a.send({"type": "sdp", "to": "stranger", "from": "x", "description": offer})
+        assert (await a.next("error"))["code"] == "unknown_peer"
+        await a.send({"type": "sdp", "to": "operator-1", "from": "x", "description": offer})
+        assert await b.next("sdp") == {"type": "sdp", "from": "agent-1", "description": offer}
+    finally:
+        await a.close()
+        await b.close()
