@@ -238,33 +238,63 @@ for i = 1, 3 do redis.call('EXPIRE', KEYS[i], keep) end
 return 1
 """
 
-# KEYS: members hash. ARGV: peer_id, channel prefix, this instance, envelope.
-_ROUTE = """
-local cur = redis.call('HGET', KEYS[1], ARGV[1])
-if not cur then return 0 end
-local inst = cjson.decode(cur)['instance_id']
-if inst ~= ARGV[3] then redis.call('PUBLISH', ARGV[2] .. inst, ARGV[4]) end
-return 1
-"""
-
-# KEYS: members hash. ARGV: channel prefix, this instance, envelope.
-_PUBLISH_ROOM = """
-local seen = {}
-seen[ARGV[2]] = true
-for _, v in ipairs(redis.call('HVALS', KEYS[1])) do
-  local inst = cjson.decode(v)['instance_id']
-  if not seen[inst] then
-    seen[inst] = true
-    redis.call('PUBLISH', ARGV[1] .. inst, ARGV[3])
+# One call delivers a whole batch of outgoing envelopes, in order. ARGV: channel prefix,
+# this instance, broadcast channel, then records of four fields: kind, index into KEYS (a
+# room's members hash), target, envelope JSON. Kinds: "r" to one peer (result 1 if it is
+# a member), "p" to every other instance of the room, "i" to one instance, "a" to all.
+# Each channel gets a single message holding the JSON array of its envelopes, so Redis
+# and the receiving instances handle one message per batch, not one per frame.
+_BATCH = """
+local prefix, self_id, all_channel = ARGV[1], ARGV[2], ARGV[3]
+local queues, order, results = {}, {}, {}
+local function push(channel, envelope)
+  local q = queues[channel]
+  if not q then
+    q = {}
+    queues[channel] = q
+    table.insert(order, channel)
   end
+  table.insert(q, envelope)
 end
-return 1
+for i = 4, #ARGV, 4 do
+  local kind, key, target, envelope = ARGV[i], KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2], ARGV[i + 3]
+  local result = 1
+  if kind == 'r' then
+    local cur = redis.call('HGET', key, target)
+    if cur then
+      local inst = cjson.decode(cur)['instance_id']
+      if inst ~= self_id then push(prefix .. inst, envelope) end
+    else
+      result = 0
+    end
+  elseif kind == 'p' then
+    local seen = {}
+    seen[self_id] = true
+    for _, v in ipairs(redis.call('HVALS', key)) do
+      local inst = cjson.decode(v)['instance_id']
+      if not seen[inst] then
+        seen[inst] = true
+        push(prefix .. inst, envelope)
+      end
+    end
+  elseif kind == 'i' then
+    push(prefix .. target, envelope)
+  else
+    push(all_channel, envelope)
+  end
+  table.insert(results, result)
+end
+for _, channel in ipairs(order) do
+  redis.call('PUBLISH', channel, '[' .. table.concat(queues[channel], ',') .. ']')
+end
+return results
 """
 
 
 OUTBOX_SIZE = 10_000
 BATCH_SIZE = 256
-_Outgoing = tuple[Any, list[str], list[Any], Missing | None]
+# kind, room (or ""), target, envelope JSON, callback when the target peer is missing
+_Outgoing = tuple[str, str, str, str, Missing | None]
 
 
 class RedisBroker:
@@ -283,8 +313,7 @@ class RedisBroker:
         self._leave = self._redis.register_script(_LEAVE)
         self._media = self._redis.register_script(_MEDIA)
         self._refresh = self._redis.register_script(_REFRESH)
-        self._route = self._redis.register_script(_ROUTE)
-        self._publish_room = self._redis.register_script(_PUBLISH_ROOM)
+        self._batch = self._redis.register_script(_BATCH)
         self._pubsub: Any = None
         self._reader: asyncio.Task[None] | None = None
         self._writer: asyncio.Task[None] | None = None
@@ -311,14 +340,19 @@ class RedisBroker:
             while len(batch) < BATCH_SIZE and not self._outbox.empty():
                 batch.append(self._outbox.get_nowait())
             try:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for script, keys, args, _ in batch:
-                        if script is None:
-                            pipe.publish(*args)
-                        else:
-                            await script(keys=keys, args=args, client=pipe)
-                    results = await pipe.execute()
-                for (_, _, _, on_missing), result in zip(batch, results, strict=True):
+                keys: list[str] = []
+                key_index: dict[str, int] = {}
+                args: list[str] = [self._inst_prefix, self._instance_id, self._all_channel]
+                for kind, room, target, envelope, _ in batch:
+                    index = 1
+                    if room:
+                        if room not in key_index:
+                            keys.append(self._keys(room)[0])
+                            key_index[room] = len(keys)
+                        index = key_index[room]
+                    args += [kind, str(index), target, envelope]
+                results = await self._batch(keys=keys, args=args)
+                for (_, _, _, _, on_missing), result in zip(batch, results, strict=True):
                     if on_missing is not None and not result:
                         await on_missing()
             except asyncio.CancelledError:
@@ -343,7 +377,8 @@ class RedisBroker:
             if msg is None or msg.get("type") != "message" or self._deliver is None:
                 continue
             try:
-                await self._deliver(json.loads(msg["data"]))
+                for envelope in json.loads(msg["data"]):
+                    await self._deliver(envelope)
             except Exception:
                 log.exception("delivery of a broker envelope failed")
 
@@ -399,23 +434,20 @@ class RedisBroker:
         await self._refresh(keys=self._keys(room), args=args)
 
     async def route(self, room: str, peer_id: str, envelope: Envelope, on_missing: Missing) -> None:
-        """Look up the peer's instance and publish there, in one pipelined script call."""
-        args = [peer_id, self._inst_prefix, self._instance_id, json.dumps(envelope)]
-        await self._outbox.put((self._route, self._keys(room)[:1], args, on_missing))
+        """Queue for the instance holding ``peer_id`` (looked up when the batch runs)."""
+        await self._outbox.put(("r", room, peer_id, json.dumps(envelope), on_missing))
 
     async def publish_room(self, room: str, envelope: Envelope) -> None:
-        """Publish once to each other instance holding members of the room."""
-        args = [self._inst_prefix, self._instance_id, json.dumps(envelope)]
-        await self._outbox.put((self._publish_room, self._keys(room)[:1], args, None))
+        """Queue for every other instance holding members of the room."""
+        await self._outbox.put(("p", room, "", json.dumps(envelope), None))
 
     async def to_instance(self, instance_id: str, envelope: Envelope) -> None:
-        """Publish to one instance's channel."""
-        args = [self._inst_prefix + instance_id, json.dumps(envelope)]
-        await self._outbox.put((None, [], args, None))
+        """Queue for one instance."""
+        await self._outbox.put(("i", "", instance_id, json.dumps(envelope), None))
 
     async def broadcast(self, envelope: Envelope) -> None:
-        """Publish to every instance."""
-        await self._outbox.put((None, [], [self._all_channel, json.dumps(envelope)], None))
+        """Queue for every instance."""
+        await self._outbox.put(("a", "", "", json.dumps(envelope), None))
 
 
 def create_broker(url: str, *, instance_id: str, prefix: str, presence_ttl: float) -> Broker:
