@@ -12,9 +12,12 @@ import os
 import secrets
 import shutil
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import asyncpg
 import pytest
@@ -27,6 +30,7 @@ from visio.db import Database, open_database
 from visio.migrate import upgrade
 from visio.settings import Settings
 
+T = TypeVar("T")
 REQUIRE_SERVICES = os.environ.get("VISIO_REQUIRE_SERVICES") == "1"
 POSTGRES_URL = os.environ.get(
     "VISIO_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
@@ -39,6 +43,12 @@ def missing_service(what: str, why: str) -> None:
         pytest.fail(f"VISIO_REQUIRE_SERVICES=1 but {message}")
     warnings.warn(message, pytest.PytestWarning, stacklevel=2)
     pytest.skip(message)
+
+
+def in_thread(fn: Callable[[], T]) -> T:
+    """Run blocking set-up (Alembic, its own event loop) off the test's running loop."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(fn).result()
 
 
 def _dsn(url: str, database: str | None = None) -> str:
@@ -59,7 +69,7 @@ class PostgresTemplate:
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A SQLite file migrated to head, once per session."""
     path = tmp_path_factory.mktemp("sqlite") / "template.db"
-    upgrade(f"sqlite+aiosqlite:///{path}")
+    in_thread(lambda: upgrade(f"sqlite+aiosqlite:///{path}"))
     return path
 
 
@@ -77,14 +87,14 @@ def postgres_template() -> Iterator[PostgresTemplate | str]:
 
     name = f"visio_tpl_{os.getpid()}_{secrets.token_hex(3)}"
     try:
-        asyncio.run(run(f'CREATE DATABASE "{name}"'))
+        in_thread(lambda: asyncio.run(run(f'CREATE DATABASE "{name}"')))
     except (OSError, asyncpg.PostgresError, TimeoutError) as err:
         yield f"{type(err).__name__}: {err}"
         return
     url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    upgrade(url)
+    in_thread(lambda: upgrade(url))
     yield PostgresTemplate(admin_dsn=admin, template=name, url=url)
-    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    in_thread(lambda: asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')))
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -112,7 +122,7 @@ async def database_url(
     conn = await asyncpg.connect(pg.admin_dsn)
     try:
         await conn.execute(
-            f'CREATE DATABASE "{name}" TEMPLATE "{pg.template}" STRATEGY FILE_COPY')
+            f'CREATE DATABASE "{name}" TEMPLATE "{pg.template}" STRATEGY WAL_LOG')
     finally:
         await conn.close()
     yield make_url(pg.url).set(database=name).render_as_string(hide_password=False)
@@ -138,9 +148,29 @@ def settings(database_url: str) -> Settings:
                     login_max_failures=5, login_window_seconds=900)
 
 
+# Monday 23 November 2026, 08:00 in Paris: the app's "now" unless a test moves it.
+DEFAULT_NOW = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
+Client = TestClient[web.Request, web.Application]
+
+
 @pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[TestClient[web.Request, web.Application]]:
-    """An HTTP client on the real application."""
-    app = create_app(settings)
-    async with TestClient(TestServer(app)) as test_client:
-        yield test_client
+async def make_client(settings: Settings) -> AsyncIterator[Callable[..., Awaitable[Client]]]:
+    """Start the real application with its clock fixed at a given instant."""
+    clients: list[Client] = []
+
+    async def factory(now: datetime = DEFAULT_NOW) -> Client:
+        app = create_app(settings, clock=lambda: now)
+        test_client: Client = TestClient(TestServer(app))
+        await test_client.start_server()
+        clients.append(test_client)
+        return test_client
+
+    yield factory
+    for test_client in clients:
+        await test_client.close()
+
+
+@pytest.fixture
+async def client(make_client: Callable[..., Awaitable[Client]]) -> Client:
+    """An HTTP client on the real application, at DEFAULT_NOW."""
+    return await make_client()

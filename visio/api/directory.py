@@ -90,6 +90,7 @@ SITE_FIELDS = ("name", "kind", "commune", "address", "timezone", "booths", "open
 async def create_site(request: web.Request) -> web.Response:
     """Create a site (admins)."""
     principal = await caller(request)
+    directory.require_admin(principal)
     body = await parsing.json_object(request, allowed=SITE_FIELDS)
     kind = parsing.required_text(body, "kind")
     if kind not in ("fixed", "itinerant"):
@@ -110,6 +111,7 @@ async def create_site(request: web.Request) -> web.Response:
 async def update_site(request: web.Request) -> web.Response:
     """Change a site (admins)."""
     principal = await caller(request)
+    directory.require_admin(principal)
     body = await parsing.json_object(request, allowed=[f for f in SITE_FIELDS if f != "kind"])
     changes: dict[str, Any] = {}
     for field, limit in (("name", 200), ("commune", 120), ("address", 300)):
@@ -142,6 +144,7 @@ def _stop(value: object, name: str) -> directory.StopInput:
 async def add_stops(request: web.Request) -> web.Response:
     """Add stops to a bus's tour (admins)."""
     principal = await caller(request)
+    directory.require_admin(principal)
     body = await parsing.json_object(request, allowed=("stops",))
     stops = parsing.items(body, "stops", _stop, max_items=400)
     return listing(await directory.add_stops(db=request.app[database_key], principal=principal,
@@ -151,6 +154,7 @@ async def add_stops(request: web.Request) -> web.Response:
 async def remove_stop(request: web.Request) -> web.Response:
     """Remove a stop from a tour (admins)."""
     principal = await caller(request)
+    directory.require_admin(principal)
     await directory.remove_stop(db=request.app[database_key], principal=principal,
                                 site_id=parsing.path_id(request),
                                 stop_id=parsing.path_id(request, "stop_id"))
@@ -170,6 +174,7 @@ OPERATOR_FIELDS = ("name", "code", "country", "kind", "languages", "timezone")
 async def create_operator(request: web.Request) -> web.Response:
     """Create an operator (admins)."""
     principal = await caller(request)
+    directory.require_admin(principal)
     body = await parsing.json_object(request, allowed=OPERATOR_FIELDS)
     country = parsing.required_text(body, "country")
     kind = parsing.required_text(body, "kind")
@@ -190,6 +195,7 @@ async def create_operator(request: web.Request) -> web.Response:
 async def update_operator(request: web.Request) -> web.Response:
     """Change an operator (admins)."""
     principal = await caller(request)
+    directory.require_admin(principal)
     body = await parsing.json_object(request, allowed=("name", "languages", "timezone"))
     changes: dict[str, Any] = {}
     if "name" in body:
@@ -207,6 +213,7 @@ async def update_operator(request: web.Request) -> web.Response:
 async def create_desk(request: web.Request) -> web.Response:
     """Add a desk to an operator (admins)."""
     principal = await caller(request)
+    directory.require_admin(principal)
     body = await parsing.json_object(request, allowed=("name",))
     return ok(await directory.create_desk(db=request.app[database_key], principal=principal,
                                           operator_id=parsing.path_id(request),
@@ -221,6 +228,7 @@ SERVICE_NUMBERS = {"duration_minutes": (5, 480, 30), "buffer_minutes": (0, 240, 
 async def create_service(request: web.Request) -> web.Response:
     """Create a service (admins)."""
     principal = await caller(request)
+    directory.require_admin(principal)
     body = await parsing.json_object(
         request, allowed=("operator_id", "theme", "languages", *SERVICE_NUMBERS))
     numbers = {k: parsing.integer(body, k, low=lo, high=hi, default=d)
@@ -236,6 +244,7 @@ async def create_service(request: web.Request) -> web.Response:
 async def update_service(request: web.Request) -> web.Response:
     """Change a service (admins)."""
     principal = await caller(request)
+    directory.require_admin(principal)
     body = await parsing.json_object(request, allowed=("languages", *SERVICE_NUMBERS))
     changes: dict[str, Any] = {k: parsing.integer(body, k, low=lo, high=hi)
                                for k, (lo, hi, _) in SERVICE_NUMBERS.items() if k in body}
@@ -249,6 +258,7 @@ async def update_service(request: web.Request) -> web.Response:
 async def add_closure(request: web.Request) -> web.Response:
     """Close a site, operator or desk on a date (admins)."""
     principal = await caller(request)
+    directory.require_admin(principal)
     body = await parsing.json_object(
         request, allowed=("date", "reason", "site_id", "operator_id", "desk_id"))
     data = directory.ClosureInput(

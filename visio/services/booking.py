@@ -225,6 +225,9 @@ async def _book_with_retries(
                 continue
             raise await _taken(db=db, principal=principal, request=request, now=now,
                                holidays=holidays) from err
+        except SlotTaken as err:
+            raise await _taken(db=db, principal=principal, request=request, now=now,
+                               holidays=holidays, detail=err.detail) from err
     raise AssertionError("unreachable")
 
 
@@ -358,8 +361,9 @@ async def _book_once(
 
 async def _taken(
     *, db: Database, principal: Principal, request: BookingRequest, now: datetime,
-    holidays: HolidayCalendar,
+    holidays: HolidayCalendar, detail: str | None = None,
 ) -> SlotTaken:
+    """A 409 that proposes the nearest free slots for the same operator and theme."""
     alternatives: list[dict[str, Any]] = []
     try:
         async with db.read() as session:
@@ -378,7 +382,8 @@ async def _taken(
     except VisioError:
         alternatives = []
     return SlotTaken(
-        "Someone else has just booked this time; here are the nearest free slots.",
+        (detail or "Someone else has just booked this time.")
+        + (" Here are the nearest free slots." if alternatives else ""),
         extra={"alternatives": alternatives},
     )
 
