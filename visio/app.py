@@ -9,10 +9,17 @@ from aiohttp import web
 
 from visio.api.problems import problems_middleware
 from visio.api.routes import api_routes
+from visio.clock import utcnow
 from visio.db import open_database
 from visio.domain.calendars import HolidayCalendar
-from visio.clock import utcnow
-from visio.keys import clock_key, database_key, dummy_hash_key, hasher_key, holidays_key, settings_key
+from visio.keys import (
+    clock_key,
+    database_key,
+    dummy_hash_key,
+    hasher_key,
+    holidays_key,
+    settings_key,
+)
 from visio.security import dummy_hash, password_hasher
 from visio.settings import Settings
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
+from typing import Protocol
 
-from argon2 import PasswordHasher
 from aiohttp import web
+from argon2 import PasswordHasher
 
 from visio.db import Database
 from visio.domain.calendars import HolidayCalendar
@@ -17,4 +17,12 @@ database_key = web.AppKey("database", Database)
 hasher_key = web.AppKey("hasher", PasswordHasher)
 dummy_hash_key = web.AppKey("dummy_hash", str)
 holidays_key = web.AppKey("holidays", HolidayCalendar)
-clock_key = web.AppKey("clock", Callable[[], datetime])
+
+
+class Clock(Protocol):
+    """Gives the current instant (``visio.clock.utcnow``, or a fixed one in tests)."""
+
+    def __call__(self) -> datetime: ...
+
+
+clock_key = web.AppKey("clock", Clock)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import unicodedata
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, time, timedelta
 from typing import Any
@@ -52,7 +53,7 @@ FIXED_SITES = [
     ("Bruay-sur-l'Escaut", "France Services de Bruay-sur-l'Escaut",
      "Rue Jean Jaurès, 59860 Bruay-sur-l'Escaut"),
 ]
-FIXED_HOURS = {d: ((time(9), time(12)), (time(14), time(17))) for d in range(4)} | {
+FIXED_HOURS: Mapping[int, tuple[tuple[time, time], ...]] = {d: ((time(9), time(12)), (time(14), time(17))) for d in range(4)} | {
     4: ((time(9), time(13)), (time(14), time(16)))}
 
 TOURS: dict[str, list[str]] = {
@@ -143,19 +144,20 @@ OPERATORS = [
                  ("emploi", "mobilite"), "VDAB – grensarbeiders"),
 ]
 STAFF_PER_DESK = 2
-STAFF_HOURS = {d: ((time(9), time(12)), (time(13, 30), time(16, 30))) for d in range(4)} | {
+STAFF_HOURS: Mapping[int, tuple[tuple[time, time], ...]] = {d: ((time(9), time(12)), (time(13, 30), time(16, 30))) for d in range(4)} | {
     4: ((time(9), time(12)),)}
 
 
 def _tour_days(start: date, months: int, holidays: HolidayCalendar) -> list[list[date]]:
-    """Working days (Mon–Fri, not French holidays) of each month from ``start``."""
+    """Working days (Mon–Fri, not French holidays) of each month, for 3 months from ``start``."""
     result: list[list[date]] = []
     year, month = start.year, start.month
     for _ in range(months):
         day = date(year, month, 1)
         days = []
         while day.month == month:
-            if day.weekday() < 5 and not holidays.is_holiday("FR", day) and day >= start:
+            if (day.weekday() < 5 and not holidays.is_holiday("FR", day)
+                    and start <= day <= start + timedelta(days=92)):
                 days.append(day)
             day += timedelta(days=1)
         result.append(days)
@@ -192,7 +194,7 @@ async def _load(session: AsyncSession, today: date) -> dict[str, Any]:
                       booths=1)
         await session.merge(site)
         sites.append(site)
-        for month_days in _tour_days(today, 3, holidays):
+        for month_days in _tour_days(today, 4, holidays):
             for index, day in enumerate(month_days[:len(communes)]):
                 commune = communes[index]
                 await session.merge(m.TourStop(
@@ -247,8 +249,9 @@ async def seed_demo(settings: Settings) -> str:
             wanted: list[tuple[str, str, str, str | None, str | None]] = [
                 ("admin@visio.test", "Administration visio", "admin", None, None)]
             for site in loaded["sites"]:
-                wanted.append((f"agent.{_slug(site.commune if site.kind == 'fixed' else site.name.split('FSI ')[-1])}@visio.test",
-                               f"Agent – {site.name}", "agent", site.id, None))
+                place = site.commune if site.kind == "fixed" else site.name.split("FSI ")[-1]
+                wanted.append((f"agent.{_slug(place)}@visio.test", f"Agent – {site.name}",
+                               "agent", site.id, None))
             for code in ("CAF59", "CARSAT-HDF", "SFP-TF", "VDAB-GA"):
                 wanted.append((f"staff.{_slug(code)}@visio.test", f"Conseiller·ère {code}",
                                "staff", None, loaded["staff_ids"][code][0]))

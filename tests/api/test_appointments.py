@@ -106,9 +106,11 @@ async def test_agent_searches_books_reads_and_cancels(db: Database, client: Clie
     assert slots[0]["end"] == "2026-11-30T09:30:00+01:00"
     status, created = await world.book(world.booking())
     assert status == 201, created
-    assert created["status"] == "booked" and created["version"] == 1
+    assert created["status"] == "booked"
+    assert created["version"] == 1
     assert created["usager"]["phone"] == "+33612345678"
-    assert created["booth"] == 1 and created["staff_id"] == world.op.staff[0].id
+    assert created["booth"] == 1
+    assert created["staff_id"] == world.op.staff[0].id
 
     fetched = await client.get(f"/api/v1/appointments/{created['id']}", headers=world.headers)
     assert (await fetched.json())["id"] == created["id"]
@@ -121,7 +123,9 @@ async def test_agent_searches_books_reads_and_cancels(db: Database, client: Clie
                                   json={"reason": "L'usager a trouvé une solution"},
                                   headers=world.headers)
     body = await cancelled.json()
-    assert cancelled.status == 200 and body["status"] == "cancelled" and body["version"] == 2
+    assert cancelled.status == 200
+    assert body["status"] == "cancelled"
+    assert body["version"] == 2
     again = await world.slots("2026-11-30T00:00:00+01:00", "2026-12-01T00:00:00+01:00")
     assert MONDAY_9 in {s["start"] for s in again}
     twice = await client.post(f"/api/v1/appointments/{created['id']}/cancel",
@@ -154,7 +158,8 @@ async def _race(world: World, bodies: list[dict[str, Any]]) -> Counter[int]:
     results = await asyncio.gather(*(world.book(body) for body in bodies))
     for status, body in results:
         if status == 409:
-            assert body["title"] and "alternatives" in body
+            assert body["title"]
+            assert "alternatives" in body
     return Counter(status for status, _ in results)
 
 
@@ -238,7 +243,8 @@ async def test_retry_with_same_key_replays_the_booking(db: Database, client: Cli
     world = await make_world(db, client)
     first = await world.book(world.booking(), key="retry-1")
     second = await world.book(world.booking(), key="retry-1")
-    assert first == second and first[0] == 201
+    assert first == second
+    assert first[0] == 201
     assert await count_appointments(db) == 1
 
 
@@ -266,7 +272,8 @@ async def test_twenty_concurrent_requests_with_one_key_make_one_appointment(
     body = world.booking()
     results = await asyncio.gather(*(world.book(body, key="same") for _ in range(20)))
     statuses = Counter(status for status, _ in results)
-    assert set(statuses) <= {201, 409} and statuses[201] >= 1
+    assert set(statuses) <= {201, 409}
+    assert statuses[201] >= 1
     assert len({b["id"] for s, b in results if s == 201}) == 1
     assert await count_appointments(db) == 1
     assert (await world.book(body, key="same"))[0] == 201
@@ -306,7 +313,8 @@ async def test_wall_clock_hours_stay_put_across_the_march_change(
     assert {s["start"][11:] for s in after if s["start"][11:13] == "09"} == {
         "09:00:00+02:00", "09:30:00+02:00"}
     status, body = await world.book(world.booking("2026-03-30T09:00:00+02:00"))
-    assert status == 201 and body["start"] == "2026-03-30T09:00:00+02:00"
+    assert status == 201
+    assert body["start"] == "2026-03-30T09:00:00+02:00"
 
 
 async def test_french_site_is_closed_on_14_july_even_for_a_belgian_cell(
@@ -329,7 +337,8 @@ async def test_belgian_cell_is_closed_on_21_july_while_a_french_operator_is_open
     french = await make_operator(db, country="FR")
     day = ("2026-07-21T00:00:00+02:00", "2026-07-22T00:00:00+02:00")
     slots = await world.slots(*day)
-    assert slots and {s["operator_id"] for s in slots} == {french.operator.id}
+    assert slots
+    assert {s["operator_id"] for s in slots} == {french.operator.id}
     status, body = await world.book(world.booking("2026-07-21T09:00:00+02:00"))
     assert_problem(status, body, 422)
     assert body["reason"] == "outside_availability"
@@ -359,7 +368,8 @@ async def test_itinerant_site_offers_slots_only_on_its_stop_days(
     assert_problem(status, body, 422)
     assert body["reason"] == "site_closed"
     status, body = await world.book(world.booking("2026-12-01T10:00:00+01:00"))
-    assert status == 201 and body["stop_id"] == stop.id
+    assert status == 201
+    assert body["stop_id"] == stop.id
 
 
 @pytest.mark.parametrize(
@@ -418,12 +428,14 @@ async def test_reschedule_frees_the_old_time_only_when_the_new_one_is_obtained(
     assert_problem(taken.status, await taken.json(), 409)
     kept = await (await client.get(f"/api/v1/appointments/{first['id']}",
                                    headers=world.headers)).json()
-    assert kept["start"] == MONDAY_9 and kept["version"] == 1
+    assert kept["start"] == MONDAY_9
+    assert kept["version"] == 1
 
     moved = await client.post(url, json={"start": "2026-11-30T11:00:00+01:00"},
                               headers=world.headers)
     body = await moved.json()
-    assert moved.status == 200 and body["start"] == "2026-11-30T11:00:00+01:00"
+    assert moved.status == 200
+    assert body["start"] == "2026-11-30T11:00:00+01:00"
     assert body["version"] == 2
     free = await world.slots("2026-11-30T00:00:00+01:00", "2026-12-01T00:00:00+01:00")
     assert MONDAY_9 in {s["start"] for s in free}
@@ -598,7 +610,8 @@ async def test_passwords_are_stored_with_argon2id(db: Database) -> None:
     await make_user(db, role="admin")
     async with db.read() as session:
         stored = await session.scalar(sa.select(m.User.password_hash))
-    assert stored is not None and stored.startswith("$argon2id$")
+    assert stored is not None
+    assert stored.startswith("$argon2id$")
     assert "m=19456,t=2" in stored
 
 

@@ -49,7 +49,8 @@ async def search_slots(request: web.Request) -> web.Response:
         staff_id=parsing.query_value(request, "staff_id"),
     )
     slots, zone = await booking.find_slots(
-        db=request.app[database_key], principal=principal, query=query, now=request.app[clock_key](),
+        db=request.app[database_key], principal=principal, query=query,
+        now=request.app[clock_key](),
         holidays=request.app[holidays_key])
     return listing([representations.slot(s, zone) for s in slots])
 
@@ -103,7 +104,8 @@ async def book(request: web.Request) -> web.Response:
         staff_id=parsing.text(body, "staff_id", max_length=64, required=False),
     )
     outcome = await booking.book(
-        db=request.app[database_key], principal=principal, request=data, now=request.app[clock_key](),
+        db=request.app[database_key], principal=principal, request=data,
+        now=request.app[clock_key](),
         holidays=request.app[holidays_key],
         idempotency_request=idempotency.IdempotencyRequest(
             user_id=principal.user_id, key=key, request_hash=digest),
@@ -162,8 +164,10 @@ async def reschedule(request: web.Request) -> web.Response:
     body = await parsing.json_object(request, allowed=("start", "staff_id"))
     appointment, zone = await booking.reschedule(
         db=request.app[database_key], principal=principal,
-        appointment_id=parsing.path_id(request), start=parsing.instant(body.get("start"), "start"),
-        staff_id=parsing.text(body, "staff_id", max_length=64, required=False), now=request.app[clock_key](),
+        appointment_id=parsing.path_id(request),
+        start=parsing.instant(body.get("start"), "start"),
+        staff_id=parsing.text(body, "staff_id", max_length=64, required=False),
+        now=request.app[clock_key](),
         holidays=request.app[holidays_key])
     return ok(representations.appointment(appointment, zone))
 

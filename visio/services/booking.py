@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar, Unpack
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -98,7 +98,10 @@ def _check_site_scope(principal: Principal, site_id: str) -> None:
     raise NotFound(f"There is no site {site_id!r} you can book for.")
 
 
-def _scoped(query: sa.Select[Any], principal: Principal) -> sa.Select[Any]:
+SelectT = TypeVar("SelectT", bound="sa.Select[Unpack[tuple[Any, ...]]]")
+
+
+def _scoped(query: SelectT, principal: Principal) -> SelectT:
     if principal.is_admin:
         return query
     if principal.role == "agent":

@@ -161,7 +161,9 @@ async def load_staff(
             m.ClosureDay.day.between(first, last),
         )
     )).all():
-        closures[op_id or desk_id].add(day)
+        owner = op_id if op_id is not None else desk_id
+        if owner is not None:
+            closures[owner].add(day)
 
     busy_query = sa.select(m.Appointment.staff_id, m.Appointment.start,
                            m.Appointment.staff_until).where(

@@ -76,11 +76,11 @@ async def _with_details(session: AsyncSession, sites: Sequence[m.Site],
             m.SiteHours.site_id.in_(ids)).order_by(m.SiteHours.weekday, m.SiteHours.opens))):
         hours[row.site_id].append(row)
     stops: dict[str, list[m.TourStop]] = defaultdict(list)
-    for row in (await session.scalars(sa.select(m.TourStop).where(
+    for stop in (await session.scalars(sa.select(m.TourStop).where(
             m.TourStop.site_id.in_(ids),
             m.TourStop.day.between(today, today + timedelta(days=UPCOMING_STOP_DAYS)),
     ).order_by(m.TourStop.day))):
-        stops[row.site_id].append(row)
+        stops[stop.site_id].append(stop)
     return [_site_json(s, hours[s.id], stops[s.id]) for s in sites]
 
 

@@ -79,7 +79,8 @@ async def claim(*, db: Database, request: IdempotencyRequest, now: datetime) -> 
                         "use a new key for a new booking."
                     )
                 if row.state == "done":
-                    assert row.response_status is not None and row.response_body is not None
+                    assert row.response_status is not None
+                    assert row.response_body is not None
                     return Replay(status=row.response_status, body=row.response_body)
                 if row.created_at > now - ABANDONED_AFTER:
                     raise RequestInFlight(

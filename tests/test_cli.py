@@ -1,0 +1,60 @@
+"""The visio command: migrate, seed, create and list users."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from visio import models as m
+from visio.db import open_database
+
+VISIO = [sys.executable, "-m", "visio"]
+
+
+def _run(args: list[str], env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*VISIO, *args], env=env, input=stdin, capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+async def test_seeds_the_demo_twice_and_manages_users(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    env = {**os.environ, "VISIO_DATABASE_URL": url, "VISIO_LOG_LEVEL": "WARNING"}
+    assert _run(["db", "upgrade"], env).returncode == 0
+    first = _run(["seed", "--demo"], env)
+    assert first.returncode == 0, first.stderr
+    assert "agent.hondschoote@visio.test" in first.stdout
+    assert _run(["seed", "--demo"], env).returncode == 0
+
+    db = open_database(url)
+    try:
+        async with db.read() as session:
+            sites = (await session.scalars(sa.select(m.Site))).all()
+            operators = (await session.scalars(sa.select(m.Operator))).all()
+            stops = (await session.execute(
+                sa.select(m.TourStop.site_id, sa.func.count(sa.distinct(m.TourStop.commune)))
+                .group_by(m.TourStop.site_id))).all()
+            site_id = sites[0].id
+    finally:
+        await db.dispose()
+    assert sorted(s.kind for s in sites) == ["fixed"] * 3 + ["itinerant"] * 6
+    assert len([o for o in operators if o.country == "FR"]) >= 8
+    belgian = [o for o in operators if o.country == "BE"]
+    assert len(belgian) >= 6
+    assert any(o.languages == ["nl"] for o in belgian)
+    assert len(stops) == 6
+    assert all(count == 20 for _, count in stops)
+
+    created = _run(["users", "create", "--email", "new.agent@visio.test", "--role", "agent",
+                    "--site", site_id], env, stdin="a long enough password\n")
+    assert created.returncode == 0, created.stderr
+    duplicate = _run(["users", "create", "--email", "new.agent@visio.test", "--role",
+                      "agent", "--site", site_id], env, stdin="a long enough password\n")
+    assert duplicate.returncode == 1
+    assert "exists already" in duplicate.stderr
+    listed = _run(["users", "list"], env)
+    assert "new.agent@visio.test" in listed.stdout
+    assert site_id in listed.stdout
