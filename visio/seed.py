@@ -53,7 +53,8 @@ FIXED_SITES = [
     ("Bruay-sur-l'Escaut", "France Services de Bruay-sur-l'Escaut",
      "Rue Jean Jaurès, 59860 Bruay-sur-l'Escaut"),
 ]
-FIXED_HOURS: Mapping[int, tuple[tuple[time, time], ...]] = {d: ((time(9), time(12)), (time(14), time(17))) for d in range(4)} | {
+FIXED_HOURS: Mapping[int, tuple[tuple[time, time], ...]] = {
+    d: ((time(9), time(12)), (time(14), time(17))) for d in range(4)} | {
     4: ((time(9), time(13)), (time(14), time(16)))}
 
 TOURS: dict[str, list[str]] = {
@@ -144,7 +145,8 @@ OPERATORS = [
                  ("emploi", "mobilite"), "VDAB – grensarbeiders"),
 ]
 STAFF_PER_DESK = 2
-STAFF_HOURS: Mapping[int, tuple[tuple[time, time], ...]] = {d: ((time(9), time(12)), (time(13, 30), time(16, 30))) for d in range(4)} | {
+STAFF_HOURS: Mapping[int, tuple[tuple[time, time], ...]] = {
+    d: ((time(9), time(12)), (time(13, 30), time(16, 30))) for d in range(4)} | {
     4: ((time(9), time(12)),)}
 
 

@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar, Unpack
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -98,7 +98,7 @@ def _check_site_scope(principal: Principal, site_id: str) -> None:
     raise NotFound(f"There is no site {site_id!r} you can book for.")
 
 
-SelectT = TypeVar("SelectT", bound="sa.Select[Unpack[tuple[Any, ...]]]")
+SelectT = TypeVar("SelectT", bound="sa.Select[*tuple[Any, ...]]")
 
 
 def _scoped(query: SelectT, principal: Principal) -> SelectT:
