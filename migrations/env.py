@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from visio.models import Base
+from visio.models import Base, UTCDateTime
 from visio.settings import Settings
 
 config = context.config
@@ -22,10 +23,18 @@ def _url() -> str:
     return Settings.from_env().database_url
 
 
+def _render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
+    # Migrations use plain SQLAlchemy types, never visio's Python-side decorators.
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
 def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
+        render_item=_render_item,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
     )

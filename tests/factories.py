@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, time
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -143,3 +143,22 @@ def usager(**overrides: Any) -> dict[str, Any]:
     """A usager as the booking body carries it."""
     return {"first_name": "Jeanne", "last_name": "Martin", "phone": "+33612345678",
             "email": None, "language": "fr", "consent": True, **overrides}
+
+
+async def make_appointment(
+    db: Database, *, site: m.Site, op: OperatorBundle, start: datetime, booked_by: m.User,
+    minutes: int = 30, staff: m.StaffMember | None = None,
+) -> m.Appointment:
+    """An appointment row written directly (calls need one at the real current time)."""
+    member = staff or op.staff[0]
+    end = start + timedelta(minutes=minutes)
+    async with db.write() as session:
+        appointment = m.Appointment(
+            status="booked", site_id=site.id, stop_id=None, booth=1,
+            operator_id=op.operator.id, desk_id=op.desk.id, staff_id=member.id,
+            service_id=op.service.id, theme=op.service.theme, start=start, end=end,
+            staff_until=end, usager_first_name="Jeanne", usager_last_name="Martin",
+            usager_phone=None, usager_email=None, usager_language="fr", usager_consent=True,
+            booked_by=booked_by.id, version=1, created_at=start, updated_at=start)
+        session.add(appointment)
+    return appointment

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from visio.api.problems import problems_middleware
 from visio.api.routes import api_routes
+from visio.calls import mount_signaling
 from visio.clock import utcnow
 from visio.db import open_database
 from visio.domain.calendars import HolidayCalendar
@@ -47,7 +48,9 @@ def create_app(
         yield
         await database.dispose()
 
+    # The database comes first: signaling hooks and the settling job use it.
     app.cleanup_ctx.append(database_ctx)
+    mount_signaling(app, settings)
     app.router.add_get("/healthz", healthz)
     app.router.add_routes(api_routes())
     return app

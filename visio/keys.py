@@ -10,6 +10,7 @@ from argon2 import PasswordHasher
 
 from visio.db import Database
 from visio.domain.calendars import HolidayCalendar
+from visio.services.calls import CallPolicy
 from visio.settings import Settings
 
 settings_key = web.AppKey("settings", Settings)
@@ -26,3 +27,5 @@ class Clock(Protocol):
 
 
 clock_key = web.AppKey("clock", Clock)
+call_policy_key = web.AppKey("call_policy", CallPolicy)
+signaling_app_key = web.AppKey("signaling_app", web.Application)

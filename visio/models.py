@@ -369,3 +369,19 @@ class AuditEntry(Base):
         ID, sa.ForeignKey("appointments.id"), index=True
     )
     detail: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+
+
+class CallEventRow(Base):
+    """Something that happened in an appointment's call (join, leave, connection, stats)."""
+
+    __tablename__ = "call_events"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    appointment_id: Mapped[str] = mapped_column(
+        ID, sa.ForeignKey("appointments.id"), index=True
+    )
+    at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(sa.String(30))
+    peer_id: Mapped[str] = mapped_column(sa.String(100))
+    role: Mapped[str] = mapped_column(sa.String(20))
+    detail: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)

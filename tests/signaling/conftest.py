@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import secrets
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-# The pytest entry point does not put the repository on sys.path, and tests/ (inserted for
-# tests/conftest.py) holds this directory, which Python would import as a namespace package
-# named `signaling`. Put the repository first so the real package wins.
-_spec = importlib.util.find_spec("signaling")
-if _spec is None or _spec.origin is None:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    sys.modules.pop("signaling", None)
+import pytest
+from aiohttp.test_utils import TestServer
 
-import pytest  # noqa: E402
-from aiohttp.test_utils import TestServer  # noqa: E402
-from sigsupport import (  # noqa: E402
+from signaling import SignalingConfig, create_signaling_app
+from tests.signaling.sigsupport import (
     ORIGIN,
     REDIS_URL,
     FakeHost,
@@ -27,8 +18,6 @@ from sigsupport import (  # noqa: E402
     ServerFactory,
     service_missing,
 )
-
-from signaling import SignalingConfig, create_signaling_app  # noqa: E402
 
 
 @pytest.fixture

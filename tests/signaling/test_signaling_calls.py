@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from sigpeer import RtcPeer, SignalingSocket
-from sigsupport import FakeHost, Keys, ServerFactory, ws_url
+from tests.signaling.sigpeer import RtcPeer, SignalingSocket
+from tests.signaling.sigsupport import FakeHost, Keys, ServerFactory, ws_url
 
 FRAMES = 30
 

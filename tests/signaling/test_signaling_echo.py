@@ -8,8 +8,9 @@ from typing import Any
 import aiohttp
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError
-from sigpeer import Counter, SyntheticVideoTrack
-from sigsupport import Keys, ServerFactory
+
+from tests.signaling.sigpeer import Counter, SyntheticVideoTrack
+from tests.signaling.sigsupport import Keys, ServerFactory
 
 
 async def _offer(pc: RTCPeerConnection, *, big: bool = False) -> dict[str, str]:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from sigpeer import SignalingSocket
-from sigsupport import Keys, ServerFactory, ws_url
-
 from signaling import Member, RedisBroker, SignalingConfig, create_signaling_app
+from tests.signaling.sigpeer import SignalingSocket
+from tests.signaling.sigsupport import Keys, ServerFactory, ws_url
 
 
 async def test_shutdown_closes_sockets(keys: Keys, host: object, room: str) -> None:

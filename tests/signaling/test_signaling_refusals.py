@@ -12,10 +12,10 @@ import jwt
 import pytest
 from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sigpeer import SignalingSocket
-from sigsupport import FakeHost, Keys, ServerFactory, ws_url
 
 from signaling import close_room
+from tests.signaling.sigpeer import SignalingSocket
+from tests.signaling.sigsupport import FakeHost, Keys, ServerFactory, ws_url
 
 
 def _b64(data: dict[str, object]) -> str:

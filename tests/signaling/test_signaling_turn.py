@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
-from sigpeer import RtcPeer, SignalingSocket, SyntheticVideoTrack, to_ice_servers
-from sigsupport import FakeHost, Keys, ServerFactory, service_missing, ws_url
 
 from signaling import ice_servers
+from tests.signaling.sigpeer import RtcPeer, SignalingSocket, SyntheticVideoTrack, to_ice_servers
+from tests.signaling.sigsupport import FakeHost, Keys, ServerFactory, service_missing, ws_url
 
 TURNSERVER = "/usr/bin/turnserver"
 SECRETS = ("current-turn-secret", "previous-turn-secret")

@@ -15,8 +15,15 @@ from visio.api import parsing
 from visio.api.context import caller, listing, ok
 from visio.domain.intervals import Interval
 from visio.errors import InvalidInput
-from visio.keys import clock_key, database_key, holidays_key
-from visio.services import availability, booking, idempotency
+from signaling import close_room
+from visio.keys import (
+    call_policy_key,
+    clock_key,
+    database_key,
+    holidays_key,
+    signaling_app_key,
+)
+from visio.services import availability, booking, calls, idempotency
 
 LANGUAGES = ("fr", "nl")
 STATUSES = ("booked", "cancelled", "done", "no_show")
@@ -155,6 +162,8 @@ async def cancel(request: web.Request) -> web.Response:
         db=request.app[database_key], principal=principal,
         appointment_id=parsing.path_id(request),
         reason=parsing.required_text(body, "reason", max_length=500), now=request.app[clock_key]())
+    # After the commit: a live call of a cancelled appointment is closed on every instance.
+    await close_room(request.app[signaling_app_key], appointment.id, "cancelled")
     return ok(representations.appointment(appointment, zone))
 
 
@@ -232,3 +241,26 @@ async def put_availability(request: web.Request) -> web.Response:
     return ok(await availability.replace_availability(
         db=request.app[database_key], principal=principal, staff_id=parsing.path_id(request),
         data=data))
+
+
+# ---------------------------------------------------------------- calls
+
+
+async def join(request: web.Request) -> web.Response:
+    """A join token for the appointment's call (its agents, its staff member, their desk)."""
+    principal = await caller(request)
+    grant = await calls.grant_join(
+        db=request.app[database_key], principal=principal,
+        appointment_id=parsing.path_id(request), now=request.app[clock_key](),
+        policy=request.app[call_policy_key])
+    return ok({"signaling_url": grant.signaling_url, "token": grant.token,
+               "not_before": grant.not_before.isoformat(),
+               "expires_at": grant.expires_at.isoformat(), "role": grant.role,
+               "peer_id": grant.peer_id, "ice_servers": grant.ice_servers})
+
+
+async def call_log(request: web.Request) -> web.Response:
+    """Joins, leaves, connection states and stats of the appointment's call."""
+    principal = await caller(request)
+    return ok(await calls.call_log(db=request.app[database_key], principal=principal,
+                                   appointment_id=parsing.path_id(request)))

@@ -90,6 +90,14 @@ SCHEMAS: dict[str, Any] = {
     "User": _obj({"id": STR, "email": STR, "role": STR}, ("id", "email", "role"),
                  closed=False),
     "Desk": _obj({"id": STR, "operator_id": STR, "name": STR}, ("id", "name"), closed=False),
+    "JoinGrant": _obj({"signaling_url": STR, "token": STR, "expires_at": DT, "role": STR,
+                       "ice_servers": {"type": "array", "items": {"type": "object"}}},
+                      ("signaling_url", "token", "expires_at", "role", "ice_servers"),
+                      closed=False),
+    "CallLog": _obj({"appointment_id": STR, "summary": {"type": "object"},
+                     "items": {"type": "array", "items": {"type": "object"}},
+                     "next_cursor": NSTR}, ("appointment_id", "summary", "items"),
+                    closed=False),
     "Closure": _obj({"id": STR, "date": DATE}, ("id", "date"), closed=False),
 }
 
@@ -258,6 +266,11 @@ def _paths() -> dict[str, Any]:
         "/api/v1/appointments/{id}/reschedule": {"post": _op(
             "Reschedule atomically", schema=_ref("Appointment"), params=[_path()],
             body=_obj({"start": DT, "staff_id": ID}, ("start",)))},
+        "/api/v1/appointments/{id}/join": {"post": _op(
+            "A join token for the appointment's call", schema=_ref("JoinGrant"),
+            params=[_path()])},
+        "/api/v1/appointments/{id}/call-log": {"get": _op(
+            "The appointment's call events", schema=_ref("CallLog"), params=[_path()])},
     }
 
 

@@ -43,4 +43,6 @@ def api_routes() -> list[web.RouteDef]:
         web.get(f"{p}/appointments/{{id}}", appointments.get_appointment),
         web.post(f"{p}/appointments/{{id}}/cancel", appointments.cancel),
         web.post(f"{p}/appointments/{{id}}/reschedule", appointments.reschedule),
+        web.post(f"{p}/appointments/{{id}}/join", appointments.join),
+        web.get(f"{p}/appointments/{{id}}/call-log", appointments.call_log),
     ]

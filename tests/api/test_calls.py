@@ -1,0 +1,234 @@
+"""Calls through visio: join tokens from the API, real aiortc peers, the call log."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pytest
+import redis.asyncio as redis
+from aiohttp.test_utils import TestClient, TestServer
+
+from tests.conftest import Client, missing_service
+from tests.factories import (
+    OperatorBundle,
+    auth_headers,
+    make_appointment,
+    make_operator,
+    make_site,
+    make_user,
+)
+from tests.signaling.sigpeer import RtcPeer, SignalingSocket
+from visio import models as m
+from visio.app import create_app
+from visio.calls import settle_now
+from visio.clock import utcnow
+from visio.db import Database
+from visio.settings import Settings
+
+FRAMES = 30
+ORIGIN = "http://127.0.0.1:8080"
+REDIS_URL = os.environ.get("VISIO_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+MakeClient = Callable[..., Awaitable[Client]]
+
+
+@dataclass
+class Call:
+    appointment: m.Appointment
+    site: m.Site
+    op: OperatorBundle
+    agent_headers: dict[str, str]
+    staff_headers: dict[str, str]
+
+
+async def make_call(db: Database, client: Client) -> Call:
+    """An appointment happening now, an agent of its site and its staff member, logged in."""
+    site = await make_site(db)
+    op = await make_operator(db, staff=2)
+    agent = await make_user(db, role="agent", sites=[site])
+    staff = await make_user(db, role="staff", staff=op.staff[0])
+    appointment = await make_appointment(db, site=site, op=op, booked_by=agent,
+                                         start=utcnow() - timedelta(minutes=1))
+    return Call(appointment=appointment, site=site, op=op,
+                agent_headers=await auth_headers(client, agent),
+                staff_headers=await auth_headers(client, staff))
+
+
+async def join_grant(client: Client, call: Call, headers: dict[str, str]) -> dict[str, str]:
+    response = await client.post(f"/api/v1/appointments/{call.appointment.id}/join",
+                                 headers=headers)
+    assert response.status == 200, await response.text()
+    return dict(await response.json())
+
+
+async def peer(client: Client, token: str) -> RtcPeer:
+    sock = await SignalingSocket.open(str(client.make_url("/signaling/ws")), origin=ORIGIN)
+    rtc = RtcPeer(sock)
+    await rtc.join(token)
+    return rtc
+
+
+async def frames_flow(a: RtcPeer, b: RtcPeer) -> None:
+    await asyncio.gather(a.counter(b.peer_id).wait_for("video", FRAMES),
+                         b.counter(a.peer_id).wait_for("video", FRAMES))
+
+
+@pytest.fixture
+async def now_client(make_client: MakeClient) -> Client:
+    """The app with its clock at the real current time (signaling checks tokens on it)."""
+    return await make_client(utcnow())
+
+
+async def test_kiosk_and_staff_member_get_a_working_call(
+    db: Database, now_client: Client
+) -> None:
+    call = await make_call(db, now_client)
+    kiosk_grant = await join_grant(now_client, call, call.agent_headers)
+    staff_grant = await join_grant(now_client, call, call.staff_headers)
+    assert kiosk_grant["role"] == "kiosk"
+    assert staff_grant["role"] == "operator"
+    assert kiosk_grant["signaling_url"].endswith("/signaling/ws")
+    kiosk = await peer(now_client, kiosk_grant["token"])
+    staff = await peer(now_client, staff_grant["token"])
+    try:
+        await frames_flow(kiosk, staff)
+        await asyncio.gather(kiosk.sock.send({"type": "connection", "state": "connected"}),
+                             staff.sock.send({"type": "connection", "state": "connected",
+                                              "stats": {"rtt_ms": 3, "packet_loss": 0,
+                                                        "candidate_type": "direct"}}))
+        await staff.sock.send({"type": "ping"})
+        await staff.sock.next("pong")
+    finally:
+        await kiosk.close()
+        await staff.close()
+
+    log = await (await now_client.get(f"/api/v1/appointments/{call.appointment.id}/call-log",
+                                      headers=call.agent_headers)).json()
+    kinds = [e["kind"] for e in log["items"]]
+    assert kinds.count("join") == 2
+    assert "stats" in kinds
+    assert log["summary"] == {"kiosk_joined": True, "operator_joined": True,
+                              "connected": True}
+
+
+async def test_an_appointment_whose_two_sides_connected_is_done_after_it_ends(
+    db: Database, make_client: MakeClient
+) -> None:
+    client = await make_client(utcnow())
+    call = await make_call(db, client)
+    kiosk = await peer(client, (await join_grant(client, call, call.agent_headers))["token"])
+    staff = await peer(client, (await join_grant(client, call, call.staff_headers))["token"])
+    try:
+        await kiosk.sock.send({"type": "connection", "state": "connected"})
+        await staff.sock.send({"type": "connection", "state": "connected"})
+        await staff.sock.send({"type": "ping"})
+        await staff.sock.next("pong")
+        await kiosk.sock.send({"type": "ping"})
+        await kiosk.sock.next("pong")
+    finally:
+        await kiosk.close()
+        await staff.close()
+    later = await make_client(call.appointment.end + timedelta(minutes=1))
+    assert await settle_now(later.app) == 1
+    body = await (await later.get(f"/api/v1/appointments/{call.appointment.id}",
+                                  headers=call.agent_headers)).json()
+    assert body["status"] == "done"
+    assert body["version"] == 2
+
+
+async def test_an_operator_who_never_joined_is_visible_in_the_call_log(
+    db: Database, now_client: Client
+) -> None:
+    call = await make_call(db, now_client)
+    kiosk = await peer(now_client, (await join_grant(now_client, call,
+                                                     call.agent_headers))["token"])
+    await kiosk.close()
+    log = await (await now_client.get(f"/api/v1/appointments/{call.appointment.id}/call-log",
+                                      headers=call.staff_headers)).json()
+    assert log["summary"]["kiosk_joined"] is True
+    assert log["summary"]["operator_joined"] is False
+    assert await settle_now(now_client.app) == 0
+
+
+async def test_only_the_site_the_staff_member_and_the_desk_may_join(
+    db: Database, now_client: Client
+) -> None:
+    call = await make_call(db, now_client)
+    colleague = await make_user(db, role="staff", staff=call.op.staff[1])
+    assert (await join_grant(now_client, call,
+                             await auth_headers(now_client, colleague)))["role"] == "operator"
+    other_op = await make_operator(db)
+    outsider_staff = await make_user(db, role="staff", staff=other_op.staff[0])
+    outsider_agent = await make_user(db, role="agent", sites=[await make_site(db)])
+    admin = await make_user(db, role="admin")
+    for user in (outsider_staff, outsider_agent, admin):
+        response = await now_client.post(f"/api/v1/appointments/{call.appointment.id}/join",
+                                         headers=await auth_headers(now_client, user))
+        assert response.status == 404
+        assert response.content_type == "application/problem+json"
+
+
+async def test_cancelling_closes_the_live_room_and_refuses_new_joins(
+    db: Database, now_client: Client
+) -> None:
+    call = await make_call(db, now_client)
+    grant = await join_grant(now_client, call, call.agent_headers)
+    staff_token = (await join_grant(now_client, call, call.staff_headers))["token"]
+    sock = await SignalingSocket.open(str(now_client.make_url("/signaling/ws")), origin=ORIGIN)
+    await sock.join(grant["token"])
+    cancelled = await now_client.post(f"/api/v1/appointments/{call.appointment.id}/cancel",
+                                      json={"reason": "Usager absent"},
+                                      headers=call.agent_headers)
+    assert cancelled.status == 200
+    closed = await sock.next("room_closed")
+    assert closed["reason"] == "cancelled"
+    await sock.close()
+    refused = await now_client.post(f"/api/v1/appointments/{call.appointment.id}/join",
+                                    headers=call.staff_headers)
+    assert refused.status == 422
+    late = await SignalingSocket.open(str(now_client.make_url("/signaling/ws")), origin=ORIGIN)
+    await late.send({"type": "join", "token": staff_token})
+    assert await late.wait_closed() == 4406
+    await late.close()
+
+
+@pytest.fixture
+async def redis_url() -> str:
+    """The real Redis linking instances (skips loudly when absent, fails in CI)."""
+    client = redis.from_url(REDIS_URL)
+    try:
+        await client.ping()
+    except (OSError, redis.RedisError) as err:
+        missing_service("Redis", str(err))
+    finally:
+        await client.aclose()
+    return REDIS_URL
+
+
+async def test_a_call_works_across_two_instances_linked_by_redis(
+    db: Database, settings: Settings, redis_url: str
+) -> None:
+    shared = dataclasses.replace(settings, redis_url=redis_url)
+    now = utcnow()
+    instances = []
+    for _ in range(2):
+        test_client: Client = TestClient(TestServer(create_app(shared, clock=lambda: now)))
+        await test_client.start_server()
+        instances.append(test_client)
+    one, two = instances
+    try:
+        call = await make_call(db, one)
+        kiosk = await peer(one, (await join_grant(one, call, call.agent_headers))["token"])
+        staff = await peer(two, (await join_grant(two, call, call.staff_headers))["token"])
+        try:
+            await frames_flow(kiosk, staff)
+        finally:
+            await kiosk.close()
+            await staff.close()
+    finally:
+        for test_client in instances:
+            await test_client.close()

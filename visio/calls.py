@@ -1,0 +1,115 @@
+"""Wiring the signaling package into visio: keys, hooks, mounting, periodic settling."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from signaling import CallEvent, SignalingConfig, create_signaling_app
+from signaling.tokens import derive_private_key, key_id_for
+from visio.keys import call_policy_key, clock_key, database_key, signaling_app_key
+from visio.services import calls
+from visio.settings import Settings
+
+log = logging.getLogger("visio.calls")
+SETTLE_EVERY_SECONDS = 60
+
+
+def signing_key(settings: Settings) -> Ed25519PrivateKey:
+    """The Ed25519 key that signs join tokens: a PEM file, or derived from the secret."""
+    if settings.signing_key_path:
+        key = serialization.load_pem_private_key(
+            Path(settings.signing_key_path).read_bytes(), password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ValueError("VISIO_SIGNING_KEY_PATH must hold an Ed25519 private key")
+        return key
+    return derive_private_key(settings.secret_key or "visio-unset-secret")
+
+
+def origin_of(url: str) -> str:
+    """scheme://host[:port] of a URL."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def call_policy(settings: Settings) -> calls.CallPolicy:
+    """Join-token and ICE policy from the settings."""
+    key = signing_key(settings)
+    parts = urlsplit(settings.base_url)
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    return calls.CallPolicy(
+        private_key=key, kid=key_id_for(key.public_key()),
+        join_before=timedelta(seconds=settings.join_before_seconds),
+        join_after=timedelta(seconds=settings.join_after_seconds),
+        signaling_url=f"{scheme}://{parts.netloc}/signaling/ws",
+        stun_urls=settings.stun_urls, turn_urls=settings.turn_urls,
+        turn_secrets=settings.turn_secrets,
+        turn_ttl=timedelta(seconds=settings.turn_ttl_seconds),
+    )
+
+
+class SignalingHost:
+    """visio's side of the signaling hooks: the database and the ICE policy."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+
+    async def is_live(self, appointment_id: str) -> bool:
+        return await calls.is_live(db=self._app[database_key], appointment_id=appointment_id)
+
+    async def record(self, appointment_id: str, event: CallEvent) -> None:
+        await calls.record_event(db=self._app[database_key], appointment_id=appointment_id,
+                                 event=event)
+
+    async def ice_servers(self, peer_id: str) -> list[dict[str, Any]]:
+        return self._app[call_policy_key].ice_servers(peer_id, self._app[clock_key]())
+
+
+def mount_signaling(app: web.Application, settings: Settings) -> None:
+    """Mount the signaling app at /signaling and settle finished calls periodically."""
+    policy = call_policy(settings)
+    app[call_policy_key] = policy
+    config = SignalingConfig(
+        public_keys={policy.kid: policy.private_key.public_key()},
+        allowed_origins=(origin_of(settings.base_url), *settings.allowed_origins),
+        broker_url=settings.redis_url,
+        echo_max_sessions=settings.echo_max_sessions,
+        echo_stun_urls=settings.stun_urls,
+    )
+    signaling_app = create_signaling_app(config, SignalingHost(app))
+    app[signaling_app_key] = signaling_app
+    app.add_subapp("/signaling", signaling_app)
+    app.cleanup_ctx.append(_settling)
+
+
+async def settle_now(app: web.Application) -> int:
+    """Mark done the ended appointments whose two sides were connected."""
+    return await calls.settle_calls(db=app[database_key], now=app[clock_key]())
+
+
+async def _settling(app: web.Application) -> AsyncIterator[None]:
+    scheduler = AsyncIOScheduler()
+
+    async def job() -> None:
+        try:
+            settled = await settle_now(app)
+        except Exception:
+            log.exception("settling finished calls failed")
+            return
+        if settled:
+            log.info("marked %d appointment(s) done", settled)
+
+    scheduler.add_job(job, "interval", seconds=SETTLE_EVERY_SECONDS, coalesce=True,
+                      max_instances=1)
+    scheduler.start()
+    yield
+    scheduler.shutdown(wait=False)
