@@ -1,0 +1,529 @@
+"""Benchmark of slot search and booking on SQLite and PostgreSQL.
+
+Run with ``.venv/bin/python bench/bench_booking.py`` (or through ``bench/run.py``).
+For each backend: a fresh, migrated database; a bulk-loaded dataset (one fixed site with
+20 booths, 10 operators x 10 staff, 20,000 booked appointments); then
+
+1. ``booking.find_slots`` over a 4-week window (3 warm-ups, 30 timed runs);
+2. the same search with the calendars already in memory (``search_slots`` only);
+3. ``booking.book`` throughput, sequential and with 8 concurrent tasks.
+
+Times use ``time.perf_counter()``; nothing is asserted on time. Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import math
+import secrets
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as clock_time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from visio import models as m
+from visio.clock import utcnow
+from visio.db import Database, open_database
+from visio.domain.calendars import HolidayCalendar
+from visio.domain.intervals import Interval
+from visio.domain.slots import Slot, search_slots
+from visio.errors import VisioError
+from visio.migrate import upgrade
+from visio.services import booking
+from visio.services.accounts import Principal
+from visio.services.calendars import load_site, load_staff, service_rule
+from visio.services.idempotency import IdempotencyRequest
+
+POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+PARIS = ZoneInfo("Europe/Paris")
+THEME = "famille"
+
+OPERATORS = 10
+STAFF_PER_OPERATOR = 10
+BOOTHS = 20
+APPOINTMENTS = 20_000
+# Average appointments per half-hour of the site's grid: below BOOTHS, so that the site is
+# never full and a booth or two stays free at each time for the booking benchmark.
+TARGET_PER_SLOT = 18.2
+SITE_OPENS, SITE_CLOSES = clock_time(8), clock_time(19)
+STAFF_HOURS = ((clock_time(9), clock_time(12)), (clock_time(13, 30), clock_time(17)))
+DURATION = timedelta(minutes=30)
+
+SEARCH_DAYS = 28
+WARMUPS = 3
+RUNS = 30
+BOOKINGS = 200
+CONCURRENCY = 8
+BOOKING_DAYS = 42  # bookings are taken from the first 6 weeks (inside the 56-day horizon)
+SEARCH_P95_TARGET_MS = 50.0
+
+
+# ------------------------------------------------------------------------------ report
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    backend: str
+    measure: str
+    value: str
+    target: str = "—"
+    ok: str = ""
+
+
+def markdown(rows: Sequence[Row]) -> str:
+    """The rows as a markdown table."""
+    lines = ["| backend | measure | value | target | ok |", "|---|---|---|---|---|"]
+    lines += [f"| {r.backend} | {r.measure} | {r.value} | {r.target} | {r.ok} |" for r in rows]
+    return "\n".join(lines)
+
+
+def p50(samples: Sequence[float]) -> float:
+    return statistics.median(samples)
+
+
+def p95(samples: Sequence[float]) -> float:
+    """Nearest-rank 95th percentile."""
+    ordered = sorted(samples)
+    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+
+
+def log(message: str) -> None:
+    print(f"  [bench_booking] {message}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------ dataset
+
+
+def next_monday() -> date:
+    """The first Monday strictly after today (Europe/Paris)."""
+    today = utcnow().astimezone(PARIS).date()
+    return today + timedelta(days=(7 - today.weekday()) % 7 or 7)
+
+
+def at(day: date, hour: clock_time) -> datetime:
+    """A wall-clock time in Paris as an aware UTC instant."""
+    return datetime.combine(day, hour, tzinfo=PARIS).astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Dataset:
+    site_id: str
+    admin_id: str
+    operator_ids: list[str]
+    service_ids: dict[str, str]  # operator id -> service id
+    monday: date
+    appointments: int
+    first_day: date
+    last_day: date
+
+
+def _grid(day: date) -> list[datetime]:
+    starts = []
+    wall = datetime.combine(day, SITE_OPENS, tzinfo=PARIS)
+    closes = datetime.combine(day, SITE_CLOSES, tzinfo=PARIS)
+    while wall + DURATION <= closes:
+        starts.append(wall.astimezone(UTC))
+        wall += DURATION
+    return starts
+
+
+def _appointment_days(monday: date, holidays: HolidayCalendar) -> list[date]:
+    """Enough open weekdays from ``monday`` on to hold the appointments below the cap."""
+    per_day = len(_grid(monday))
+    needed = math.ceil(APPOINTMENTS / (per_day * TARGET_PER_SLOT))
+    days: list[date] = []
+    day = monday
+    while len(days) < needed:
+        if day.weekday() < 5 and not holidays.is_holiday("FR", day):
+            days.append(day)
+        day += timedelta(days=1)
+    return days
+
+
+async def load_dataset(db: Database, monday: date, holidays: HolidayCalendar) -> Dataset:
+    """Insert the benchmark's rows with bulk core inserts, in one transaction."""
+    created = utcnow()
+    site_id = str(uuid.uuid4())
+    admin_id = str(uuid.uuid4())
+    operators, desks, services, staff, rules = [], [], [], [], []
+    staff_ids: list[str] = []
+    staff_desk: dict[str, tuple[str, str]] = {}  # staff id -> (operator id, desk id)
+    service_ids: dict[str, str] = {}
+    for o in range(OPERATORS):
+        operator_id, desk_id, service_id = (str(uuid.uuid4()) for _ in range(3))
+        operators.append({"id": operator_id, "name": f"Bench operator {o}",
+                          "code": f"BENCH{o:02d}", "country": "FR", "kind": "national",
+                          "languages": ["fr"], "timezone": "Europe/Paris"})
+        desks.append({"id": desk_id, "operator_id": operator_id, "name": f"Desk {o}"})
+        services.append({"id": service_id, "operator_id": operator_id, "theme": THEME,
+                         "duration_minutes": 30, "buffer_minutes": 0, "languages": ["fr"],
+                         "notice_minutes": 120, "horizon_days": 56})
+        service_ids[operator_id] = service_id
+        for s in range(STAFF_PER_OPERATOR):
+            staff_id = str(uuid.uuid4())
+            staff_ids.append(staff_id)
+            staff_desk[staff_id] = (operator_id, desk_id)
+            staff.append({"id": staff_id, "desk_id": desk_id,
+                          "display_name": f"Advisor {o}-{s}", "languages": ["fr"],
+                          "active": True})
+            rules += [{"id": str(uuid.uuid4()), "staff_id": staff_id, "weekday": weekday,
+                       "opens": opens, "closes": closes, "valid_from": None,
+                       "valid_until": None}
+                      for weekday in range(5) for opens, closes in STAFF_HOURS]
+
+    # Appointments on the site's half-hour grid (08:00-19:00): the staff rules cover only
+    # 6.5 h a day, and 20 booths x 13 half-hours x 50 days is 13,000 < 20,000, so part of
+    # them lie outside the weekly rules (as earlier rules or overrides would leave them).
+    # At each time, booths 1..k and k distinct staff: no booth and no staff overlap.
+    days = _appointment_days(monday, holidays)
+    times = [start for day in days for start in _grid(day)]
+    base, extra = divmod(APPOINTMENTS, len(times))
+    assert base + (extra > 0) < BOOTHS
+    every = len(times) / extra if extra else 0.0
+    plus_one = {int(i * every) for i in range(extra)}
+    appointments: list[dict[str, Any]] = []
+    cursor = 0
+    for index, start in enumerate(times):
+        count = base + (index in plus_one)
+        for booth in range(1, count + 1):
+            staff_id = staff_ids[cursor % len(staff_ids)]
+            cursor += 1
+            operator_id, desk_id = staff_desk[staff_id]
+            appointments.append({
+                "id": str(uuid.uuid4()), "status": "booked", "site_id": site_id,
+                "stop_id": None, "booth": booth, "operator_id": operator_id,
+                "desk_id": desk_id, "staff_id": staff_id,
+                "service_id": service_ids[operator_id], "theme": THEME, "start": start,
+                "end": start + DURATION, "staff_until": start + DURATION,
+                "usager_first_name": "Jeanne", "usager_last_name": f"Bench{len(appointments)}",
+                "usager_phone": "+33612345678", "usager_email": None,
+                "usager_language": "fr", "usager_consent": True, "booked_by": admin_id,
+                "version": 1, "created_at": created, "updated_at": created,
+                "cancel_reason": None,
+            })
+    assert len(appointments) == APPOINTMENTS
+
+    async with db.write() as session:
+        await session.execute(sa.insert(m.User), [{
+            "id": admin_id, "email": f"bench-admin-{secrets.token_hex(4)}@visio.test",
+            "display_name": "Bench admin", "password_hash": "not-a-hash", "role": "admin",
+            "staff_id": None, "active": True, "created_at": created}])
+        await session.execute(sa.insert(m.Site), [{
+            "id": site_id, "name": "France Services bench", "kind": "fixed",
+            "commune": "Hondschoote", "address": "1 place de la mairie",
+            "timezone": "Europe/Paris", "country": "FR", "booths": BOOTHS}])
+        await session.execute(sa.insert(m.SiteHours), [
+            {"id": str(uuid.uuid4()), "site_id": site_id, "weekday": weekday,
+             "opens": SITE_OPENS, "closes": SITE_CLOSES} for weekday in range(5)])
+        await session.execute(sa.insert(m.Operator), operators)
+        await session.execute(sa.insert(m.Desk), desks)
+        await session.execute(sa.insert(m.Service), services)
+        await session.execute(sa.insert(m.StaffMember), staff)
+        await session.execute(sa.insert(m.AvailabilityRule), rules)
+        # Latest first: SQLite's overlap triggers then scan only the few rows starting at or
+        # after the new one (in time order each insert would scan every earlier row).
+        appointments.reverse()
+        for i in range(0, len(appointments), 2000):
+            await session.execute(sa.insert(m.Appointment), appointments[i:i + 2000])
+    if db.dialect == "postgresql":
+        # What autovacuum would soon do after such a load; without it the planner guesses.
+        async with db.write_engine.connect() as conn:
+            autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await autocommit.exec_driver_sql("ANALYZE")
+    return Dataset(site_id=site_id, admin_id=admin_id, operator_ids=list(service_ids),
+                   service_ids=service_ids, monday=monday, appointments=len(appointments),
+                   first_day=days[0], last_day=days[-1])
+
+
+# ------------------------------------------------------------------------------ measures
+
+
+async def timed(fn: Callable[[], Awaitable[Any]]) -> tuple[float, Any]:
+    started = time.perf_counter()
+    result = await fn()
+    return (time.perf_counter() - started) * 1000, result
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    db_ms: list[float]
+    memory_ms: list[float]
+    slots: int
+    memory_slots: int
+
+
+async def measure_search(db: Database, data: Dataset, holidays: HolidayCalendar) -> SearchResult:
+    principal = Principal(user_id=data.admin_id, role="admin")
+    now = at(data.monday - timedelta(days=1), clock_time(0))
+    window = Interval(at(data.monday, clock_time(0)),
+                      at(data.monday + timedelta(days=SEARCH_DAYS), clock_time(0)))
+    query = booking.SlotQuery(site_id=data.site_id, theme=THEME, window=window)
+
+    async def db_search() -> list[Slot]:
+        slots, _zone = await booking.find_slots(db=db, principal=principal, query=query,
+                                                now=now, holidays=holidays)
+        return slots
+
+    for _ in range(WARMUPS):
+        await db_search()
+    db_ms: list[float] = []
+    slots: list[Slot] = []
+    for _ in range(RUNS):
+        elapsed, slots = await timed(db_search)
+        db_ms.append(elapsed)
+
+    async with db.read() as session:
+        site = await session.get(m.Site, data.site_id)
+        assert site is not None
+        services = [service_rule(s) for s in (await session.scalars(
+            sa.select(m.Service).where(m.Service.theme == THEME))).all()]
+        site_calendar = await load_site(session=session, site=site, window=window)
+        staff = await load_staff(session=session,
+                                 operator_ids=sorted({s.operator_id for s in services}),
+                                 window=window)
+
+    def memory_search() -> list[Slot]:
+        return search_slots(site=site_calendar, services=services, staff=staff, window=window,
+                            now=now, holidays=holidays)
+
+    for _ in range(WARMUPS):
+        memory_search()
+    memory_ms: list[float] = []
+    memory_slots: list[Slot] = []
+    for _ in range(RUNS):
+        started = time.perf_counter()
+        memory_slots = memory_search()
+        memory_ms.append((time.perf_counter() - started) * 1000)
+    return SearchResult(db_ms=db_ms, memory_ms=memory_ms, slots=len(slots),
+                        memory_slots=len(memory_slots))
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    start: datetime
+    operator_id: str
+
+
+async def free_booths(
+    db: Database, site_id: str, starts: Sequence[datetime]
+) -> dict[datetime, int]:
+    """How many booths are still free at each of ``starts``."""
+    async with db.read() as session:
+        taken = Counter((await session.scalars(
+            sa.select(m.Appointment.start).where(
+                m.Appointment.site_id == site_id, m.Appointment.status != "cancelled",
+                m.Appointment.start.in_(list(starts)))
+        )).all())
+    return {s: BOOTHS - taken.get(s, 0) for s in starts}
+
+
+async def plan_bookings(db: Database, data: Dataset, holidays: HolidayCalendar, now: datetime,
+                        count: int) -> list[Plan]:
+    """``count`` (start, operator) pairs that are free now, one booth each, interleaved so
+    that neighbours in the list (booked at the same moment by concurrent tasks) differ in
+    start and never race for one booth or one advisor."""
+    principal = Principal(user_id=data.admin_id, role="admin")
+    window = Interval(max(now + timedelta(hours=3), at(data.monday, clock_time(0))),
+                      at(data.monday + timedelta(days=BOOKING_DAYS), clock_time(0)))
+    slots, _zone = await booking.find_slots(
+        db=db, principal=principal, now=now, holidays=holidays,
+        query=booking.SlotQuery(site_id=data.site_id, theme=THEME, window=window))
+    by_start: dict[datetime, list[str]] = defaultdict(list)
+    for slot in slots:
+        by_start[slot.start].append(slot.operator_id)
+    booths = await free_booths(db, data.site_id, list(by_start))
+    rounds: list[list[Plan]] = []
+    for start in sorted(by_start):
+        operators = by_start[start][:booths[start]]
+        for i, operator_id in enumerate(operators):
+            if i == len(rounds):
+                rounds.append([])
+            rounds[i].append(Plan(start, operator_id))
+    plan = [p for r in rounds for p in r][:count]
+    if len(plan) < count:
+        log(f"only {len(plan)} free (start, operator) pairs for {count} bookings")
+    return plan
+
+
+@dataclass(frozen=True, slots=True)
+class BookingResult:
+    seconds: float
+    booked: int
+    failed: int
+    latencies_ms: list[float]
+
+
+async def measure_bookings(db: Database, data: Dataset, holidays: HolidayCalendar,
+                           concurrency: int) -> BookingResult:
+    principal = Principal(user_id=data.admin_id, role="admin")
+    plan = await plan_bookings(db, data, holidays, utcnow(), BOOKINGS)
+    queue: asyncio.Queue[Plan] = asyncio.Queue()
+    for item in plan:
+        queue.put_nowait(item)
+    latencies: list[float] = []
+    failures: Counter[str] = Counter()
+
+    async def book_one(item: Plan) -> None:
+        request = booking.BookingRequest(
+            site_id=data.site_id, start=item.start, operator_id=item.operator_id, theme=THEME,
+            usager=booking.Usager(first_name="Jeanne", last_name="Martin",
+                                  phone="+33612345678", email=None, language="fr",
+                                  consent=True),
+        )
+        key = f"bench-{uuid.uuid4()}"
+        request_hash = hashlib.sha256(f"{item.start.isoformat()}|{item.operator_id}".encode())
+        started = time.perf_counter()
+        try:
+            outcome = await booking.book(
+                db=db, principal=principal, request=request, now=utcnow(), holidays=holidays,
+                idempotency_request=IdempotencyRequest(user_id=data.admin_id, key=key,
+                                                       request_hash=request_hash.hexdigest()),
+            )
+        except VisioError as err:
+            failures[type(err).__name__] += 1
+            return
+        latencies.append((time.perf_counter() - started) * 1000)
+        if outcome.status != 201:
+            failures[f"status {outcome.status}"] += 1
+
+    async def worker() -> None:
+        while not queue.empty():
+            await book_one(queue.get_nowait())
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    seconds = time.perf_counter() - started
+    if failures:
+        log(f"booking failures ({concurrency} task(s)): {dict(failures)}")
+    failed = sum(failures.values())
+    return BookingResult(seconds=seconds, booked=len(plan) - failed, failed=failed,
+                         latencies_ms=latencies)
+
+
+# ------------------------------------------------------------------------------ backends
+
+
+async def bench_backend(label: str, url: str) -> list[Row]:
+    holidays = HolidayCalendar()
+    db = open_database(url)
+    try:
+        started = time.perf_counter()
+        data = await load_dataset(db, next_monday(), holidays)
+        log(f"{label}: loaded {data.appointments} appointments "
+            f"({data.first_day}..{data.last_day}) in {time.perf_counter() - started:.1f} s")
+        search = await measure_search(db, data, holidays)
+        log(f"{label}: search done")
+        sequential = await measure_bookings(db, data, holidays, 1)
+        concurrent = await measure_bookings(db, data, holidays, CONCURRENCY)
+        log(f"{label}: bookings done")
+    finally:
+        await db.dispose()
+
+    db_p95 = p95(search.db_ms)
+    rows = [
+        Row(label, f"find_slots 4 weeks p50 (ms; {search.slots} slots)",
+            f"{p50(search.db_ms):.1f}"),
+    ]
+    if label == "postgresql":
+        ok = "ok" if db_p95 < SEARCH_P95_TARGET_MS else "missed"
+        rows.append(Row(label, "find_slots 4 weeks p95 (ms)", f"{db_p95:.1f}",
+                        f"< {SEARCH_P95_TARGET_MS:.0f} ms", ok))
+    else:
+        rows.append(Row(label, "find_slots 4 weeks p95 (ms)", f"{db_p95:.1f}"))
+    same = "" if search.memory_slots == search.slots else f" ≠ {search.slots}!"
+    rows += [
+        Row(label, f"search_slots in memory p50 (ms; {search.memory_slots} slots{same})",
+            f"{p50(search.memory_ms):.1f}"),
+        Row(label, "search_slots in memory p95 (ms)", f"{p95(search.memory_ms):.1f}"),
+        Row(label, "ratio find_slots p50 / in-memory p50",
+            f"{p50(search.db_ms) / p50(search.memory_ms):.2f}"),
+    ]
+    for name, result in (("sequential", sequential), (f"{CONCURRENCY} tasks", concurrent)):
+        failed = f", {result.failed} failed" if result.failed else ""
+        latency = (f"; p50 {p50(result.latencies_ms):.1f} ms" if result.latencies_ms else "")
+        rows.append(Row(
+            label, f"book {name} (bookings/s; {result.booked} booked{failed}{latency})",
+            f"{result.booked / result.seconds:.1f}",
+        ))
+    return rows
+
+
+async def _admin(sql: str) -> None:
+    conn = await asyncpg.connect(make_url(POSTGRES_URL).set(drivername="postgresql")
+                                 .render_as_string(hide_password=False), timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def run_sqlite() -> list[Row]:
+    directory = Path(tempfile.mkdtemp(prefix="visio_bench_"))
+    try:
+        url = f"sqlite+aiosqlite:///{directory / 'bench.db'}"
+        upgrade(url)
+        return asyncio.run(bench_backend("sqlite", url))
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def run_postgres() -> list[Row]:
+    name = f"visio_bench_{secrets.token_hex(4)}"
+    try:
+        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    except (OSError, asyncpg.PostgresError, TimeoutError) as err:
+        return [Row("postgresql", "unreachable", f"{type(err).__name__}: {err}", "—",
+                    "skipped")]
+    try:
+        url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+        upgrade(url)
+        return asyncio.run(bench_backend("postgresql", url))
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+BACKENDS: dict[str, Callable[[], list[Row]]] = {"sqlite": run_sqlite, "postgres": run_postgres}
+
+
+def run(backends: Sequence[str] = tuple(BACKENDS)) -> tuple[str, bool]:
+    """Run the benchmark on ``backends``: the markdown table, and whether all ran."""
+    rows: list[Row] = []
+    complete = True
+    for name in backends:
+        try:
+            rows += BACKENDS[name]()
+        except Exception as err:  # one backend's failure must not hide the other's numbers
+            traceback.print_exc()
+            rows.append(Row(name, "error", f"{type(err).__name__}: {err}", "—", "error"))
+            complete = False
+    return markdown(rows), complete
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--backend", choices=[*BACKENDS, "all"], default="all")
+    args = parser.parse_args()
+    table, complete = run(tuple(BACKENDS) if args.backend == "all" else (args.backend,))
+    print(table)
+    sys.exit(0 if complete else 1)
+
+
+if __name__ == "__main__":
+    main()
