@@ -10,12 +10,12 @@ from typing import Any
 import phonenumbers
 from aiohttp import web
 
+from signaling import close_room
 from visio import representations
 from visio.api import parsing
 from visio.api.context import caller, listing, ok
 from visio.domain.intervals import Interval
 from visio.errors import InvalidInput
-from signaling import close_room
 from visio.keys import (
     call_policy_key,
     clock_key,
