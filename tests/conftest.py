@@ -30,6 +30,8 @@ from visio.db import Database, open_database
 from visio.migrate import upgrade
 from visio.settings import Settings
 
+pytest_plugins = ["tests.coturn"]
+
 T = TypeVar("T")
 REQUIRE_SERVICES = os.environ.get("VISIO_REQUIRE_SERVICES") == "1"
 POSTGRES_URL = os.environ.get(

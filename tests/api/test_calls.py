@@ -14,6 +14,7 @@ import redis.asyncio as redis
 from aiohttp.test_utils import TestClient, TestServer
 
 from tests.conftest import Client, missing_service
+from tests.coturn import SECRETS
 from tests.factories import (
     OperatorBundle,
     auth_headers,
@@ -232,3 +233,40 @@ async def test_a_call_works_across_two_instances_linked_by_redis(
     finally:
         for test_client in instances:
             await test_client.close()
+
+
+async def test_relay_only_peers_connect_through_coturn_with_visio_credentials(
+    db: Database, settings: Settings, coturn: str
+) -> None:
+    with_turn = dataclasses.replace(settings, turn_urls=(coturn,), turn_secrets=SECRETS)
+    now = utcnow()
+    client: Client = TestClient(TestServer(create_app(with_turn, clock=lambda: now)))
+    await client.start_server()
+    try:
+        call = await make_call(db, client)
+        grants = [await join_grant(client, call, h)
+                  for h in (call.agent_headers, call.staff_headers)]
+        for grant in grants:
+            (server,) = grant["ice_servers"]
+            assert server["urls"] == [coturn]
+            expiry, _, peer_id = server["username"].partition(":")
+            assert peer_id == grant["peer_id"]
+            assert now.timestamp() < int(expiry) <= now.timestamp() + 4 * 3600 + 1
+        peers = []
+        for grant in grants:
+            sock = await SignalingSocket.open(str(client.make_url("/signaling/ws")),
+                                              origin=ORIGIN)
+            rtc = RtcPeer(sock, relay_only=True)
+            joined = await rtc.join(grant["token"])
+            assert joined["ice_servers"][0]["urls"] == [coturn]
+            peers.append(rtc)
+        try:
+            await asyncio.gather(peers[0].counter(peers[1].peer_id).wait_for("video", FRAMES,
+                                                                              within=30),
+                                 peers[1].counter(peers[0].peer_id).wait_for("video", FRAMES,
+                                                                              within=30))
+        finally:
+            for rtc in peers:
+                await rtc.close()
+    finally:
+        await client.close()

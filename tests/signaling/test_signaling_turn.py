@@ -3,96 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
-import subprocess
-import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
 
 from signaling import ice_servers
+from tests.coturn import SECRETS
 from tests.signaling.sigpeer import RtcPeer, SignalingSocket, SyntheticVideoTrack, to_ice_servers
-from tests.signaling.sigsupport import FakeHost, Keys, ServerFactory, service_missing, ws_url
-
-TURNSERVER = "/usr/bin/turnserver"
-SECRETS = ("current-turn-secret", "previous-turn-secret")
-REALM = "visio.test"
-
-
-def _free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _wait_listening(port: int, proc: subprocess.Popen[bytes], within: float = 10.0) -> None:
-    """Poll coturn's TCP listener (it listens on TCP and UDP on the same port)."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"turnserver exited with {proc.returncode}")
-        with socket.socket() as s:
-            s.settimeout(0.2)
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError("turnserver did not start listening")
-
-
-@pytest.fixture(scope="module")
-def coturn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Start coturn on loopback with the configuration of docs/deployment.md."""
-    if shutil.which(TURNSERVER) is None:
-        service_missing(f"{TURNSERVER} not installed (Debian package coturn)")
-    work: Path = tmp_path_factory.mktemp("coturn")
-    port = _free_port(socket.SOCK_STREAM)
-    low = 49152 + (port % 1000) * 10
-    config = "\n".join(
-        [
-            f"listening-port={port}",
-            "listening-ip=127.0.0.1",
-            "relay-ip=127.0.0.1",
-            f"min-port={low}",
-            f"max-port={low + 200}",
-            "fingerprint",
-            "use-auth-secret",
-            *(f"static-auth-secret={s}" for s in SECRETS),
-            f"realm={REALM}",
-            "no-cli",
-            "no-tls",
-            "no-dtls",
-            "no-multicast-peers",
-            # Only for this loopback test: production denies private and loopback peers.
-            "allow-loopback-peers",
-            f"pidfile={work / 'turnserver.pid'}",
-            f"userdb={work / 'turndb'}",
-            f"log-file={work / 'turn.log'}",
-            "simple-log",
-            "",
-        ]
-    )
-    conf = work / "turnserver.conf"
-    conf.write_text(config)
-    proc = subprocess.Popen(
-        [TURNSERVER, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        _wait_listening(port, proc)
-        yield f"turn:127.0.0.1:{port}?transport=udp"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+from tests.signaling.sigsupport import FakeHost, Keys, ServerFactory, ws_url
 
 
 async def test_relay_only_call_through_coturn(
