@@ -233,8 +233,8 @@ async def list_users(*, db: Database) -> list[UserSummary]:
     async with db.read() as session:
         users = (await session.scalars(sa.select(m.User).order_by(m.User.email))).all()
         links = (await session.execute(sa.select(m.UserSite.user_id, m.UserSite.site_id))).all()
-        desks = dict((await session.execute(
-            sa.select(m.StaffMember.id, m.StaffMember.desk_id))).tuples().all())
+        desks = {staff_id: desk_id for staff_id, desk_id in (await session.execute(
+            sa.select(m.StaffMember.id, m.StaffMember.desk_id))).all()}
     sites: dict[str, list[str]] = {}
     for user_id, site_id in links:
         sites.setdefault(user_id, []).append(site_id)
