@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 from collections.abc import Awaitable, Callable
@@ -12,6 +13,13 @@ from datetime import timedelta
 import pytest
 import redis.asyncio as redis
 from aiohttp.test_utils import TestClient, TestServer
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError
 
 from tests.conftest import Client, missing_service
 from tests.coturn import SECRETS
@@ -23,7 +31,7 @@ from tests.factories import (
     make_site,
     make_user,
 )
-from tests.signaling.sigpeer import RtcPeer, SignalingSocket
+from tests.signaling.sigpeer import Counter, RtcPeer, SignalingSocket, SyntheticVideoTrack
 from visio import models as m
 from visio.app import create_app
 from visio.calls import settle_now
@@ -270,3 +278,44 @@ async def test_relay_only_peers_connect_through_coturn_with_visio_credentials(
                 await rtc.close()
     finally:
         await client.close()
+
+
+async def test_a_test_call_token_reaches_the_echo_peer_but_no_room(
+    db: Database, now_client: Client
+) -> None:
+    call = await make_call(db, now_client)
+    response = await now_client.post("/api/v1/test-calls", headers=call.staff_headers)
+    assert response.status == 200, await response.text()
+    grant = await response.json()
+    assert grant["echo_url"].endswith("/signaling/echo")
+
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    frames = Counter()
+    consumers: set[asyncio.Task[None]] = set()
+
+    @pc.on("track")
+    def on_track(track: MediaStreamTrack) -> None:
+        async def consume() -> None:
+            with contextlib.suppress(MediaStreamError):
+                while True:
+                    await frames.bump(track.kind, await track.recv())
+
+        consumers.add(asyncio.create_task(consume()))
+
+    pc.addTrack(SyntheticVideoTrack())
+    try:
+        await pc.setLocalDescription(await pc.createOffer())
+        answer = await now_client.post(
+            "/signaling/echo", headers={"Authorization": f"Bearer {grant['token']}"},
+            json={"type": "offer", "sdp": pc.localDescription.sdp})
+        assert answer.status == 200, await answer.text()
+        await pc.setRemoteDescription(RTCSessionDescription(**await answer.json()))
+        await frames.wait_for("video", FRAMES, within=30)
+    finally:
+        await pc.close()
+        for task in consumers:
+            task.cancel()
+    room = await SignalingSocket.open(str(now_client.make_url("/signaling/ws")), origin=ORIGIN)
+    await room.send({"type": "join", "token": grant["token"]})
+    assert await room.wait_closed() == 4406
+    await room.close()

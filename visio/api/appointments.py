@@ -259,6 +259,15 @@ async def join(request: web.Request) -> web.Response:
                "peer_id": grant.peer_id, "ice_servers": grant.ice_servers})
 
 
+async def test_call(request: web.Request) -> web.Response:
+    """A token for the echo peer, to check devices and network before the appointment."""
+    principal = await caller(request)
+    grant = calls.grant_test_call(principal=principal, now=request.app[clock_key](),
+                                  policy=request.app[call_policy_key])
+    return ok({"echo_url": grant.signaling_url, "token": grant.token,
+               "expires_at": grant.expires_at.isoformat(), "ice_servers": grant.ice_servers})
+
+
 async def call_log(request: web.Request) -> web.Response:
     """Joins, leaves, connection states and stats of the appointment's call."""
     principal = await caller(request)

@@ -94,6 +94,9 @@ SCHEMAS: dict[str, Any] = {
                        "ice_servers": {"type": "array", "items": {"type": "object"}}},
                       ("signaling_url", "token", "expires_at", "role", "ice_servers"),
                       closed=False),
+    "TestCall": _obj({"echo_url": STR, "token": STR, "expires_at": DT,
+                      "ice_servers": {"type": "array", "items": {"type": "object"}}},
+                     ("echo_url", "token", "expires_at", "ice_servers"), closed=False),
     "CallLog": _obj({"appointment_id": STR, "summary": {"type": "object"},
                      "items": {"type": "array", "items": {"type": "object"}},
                      "next_cursor": NSTR}, ("appointment_id", "summary", "items"),
@@ -269,6 +272,8 @@ def _paths() -> dict[str, Any]:
         "/api/v1/appointments/{id}/join": {"post": _op(
             "A join token for the appointment's call", schema=_ref("JoinGrant"),
             params=[_path()])},
+        "/api/v1/test-calls": {"post": _op(
+            "A token for a test call with the echo peer", schema=_ref("TestCall"))},
         "/api/v1/appointments/{id}/call-log": {"get": _op(
             "The appointment's call events", schema=_ref("CallLog"), params=[_path()])},
     }

@@ -45,4 +45,5 @@ def api_routes() -> list[web.RouteDef]:
         web.post(f"{p}/appointments/{{id}}/reschedule", appointments.reschedule),
         web.post(f"{p}/appointments/{{id}}/join", appointments.join),
         web.get(f"{p}/appointments/{{id}}/call-log", appointments.call_log),
+        web.post(f"{p}/test-calls", appointments.test_call),
     ]

@@ -20,6 +20,7 @@ from visio.errors import NotFound, Unprocessable
 from visio.services.accounts import Principal
 
 SETTLE_WITHIN = timedelta(days=2)
+TEST_CALL_LIFETIME = timedelta(minutes=10)
 KIOSK = "kiosk"
 OPERATOR = "operator"
 
@@ -91,6 +92,22 @@ async def grant_join(
     return JoinGrant(signaling_url=policy.signaling_url, token=token, not_before=not_before,
                      expires_at=expires_at, role=role, peer_id=peer_id,
                      ice_servers=policy.ice_servers(peer_id, now))
+
+
+def grant_test_call(*, principal: Principal, now: datetime, policy: CallPolicy) -> JoinGrant:
+    """A short token for the echo peer only: check camera, microphone and network."""
+    if principal.role not in ("agent", "staff"):
+        raise NotFound("Test calls are for agents' kiosks and operator staff.")
+    peer_id = f"test-{principal.user_id}"
+    expires_at = now + TEST_CALL_LIFETIME
+    # Its room is no appointment, so the signaling socket refuses it: echo only.
+    token = issue_join_token(
+        private_key=policy.private_key, kid=policy.kid, appointment_id=f"test-call-{peer_id}",
+        participant=peer_id, role="test", not_before=now, expires_at=expires_at,
+    )
+    return JoinGrant(signaling_url=policy.signaling_url.removesuffix("/ws") + "/echo",
+                     token=token, not_before=now, expires_at=expires_at, role="test",
+                     peer_id=peer_id, ice_servers=policy.ice_servers(peer_id, now))
 
 
 async def is_live(*, db: Database, appointment_id: str) -> bool:
