@@ -78,6 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(asyncio.run(seed_demo(settings)))
         return 0
     if args.command == "serve":
+        for name in sorted(settings.extra):
+            if not name.startswith("VISIO_TEST_") and name != "VISIO_REQUIRE_SERVICES":
+                print(f"warning: {name} is not a visio setting (a typo?)", file=sys.stderr)
         if not settings.secret_key:
             print("VISIO_SECRET_KEY (or VISIO_SECRET_KEY_FILE) must be set.", file=sys.stderr)
             return 2

@@ -61,7 +61,7 @@ class Settings:
     signing_key_path: str = ""
     """Ed25519 private key (PEM) for join tokens; derived from secret_key when empty."""
     extra: Mapping[str, str] = field(default_factory=dict)
-    """Unrecognised VISIO_* variables, kept to report typos."""
+    """Unrecognised VISIO_* variables: `visio serve` warns about them (typos)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
