@@ -319,3 +319,12 @@ async def test_a_test_call_token_reaches_the_echo_peer_but_no_room(
     await room.send({"type": "join", "token": grant["token"]})
     assert await room.wait_closed() == 4406
     await room.close()
+
+
+async def test_signaling_sockets_refuse_permessage_deflate(now_client: Client) -> None:
+    # aiohttp compresses by default, about 7x the memory of an idle socket.
+    async with now_client.session.ws_connect(
+        now_client.make_url("/signaling/ws"), headers={"Origin": ORIGIN}, compress=15
+    ) as ws:
+        assert ws.compress == 0
+        assert "Sec-WebSocket-Extensions" not in ws._response.headers
