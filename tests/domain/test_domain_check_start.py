@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 
 import pytest
@@ -174,6 +175,16 @@ def test_staff_busy_and_booth_full_are_conflicts() -> None:
     full = check(at(2026, 3, 23, 9), site=site)
     assert full is not None
     assert (full.code, full.conflict) == ("booth_full", True)
+
+
+def test_booth_full_periods_are_a_conflict_too() -> None:
+    site = replace(
+        fixed_site(booths=3), booth_full=(iv(at(2026, 3, 23, 9), at(2026, 3, 23, 9, 30)),)
+    )
+    full = check(at(2026, 3, 23, 9), site=site)
+    assert full is not None
+    assert (full.code, full.conflict) == ("booth_full", True)
+    assert check(at(2026, 3, 23, 9, 30), site=site) is None
 
 
 def test_refusals_come_in_the_documented_order() -> None:

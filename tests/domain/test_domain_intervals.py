@@ -10,7 +10,16 @@ from domainkit import iv, utc
 from hypothesis import given
 from hypothesis import strategies as st
 
-from visio.domain import Interval, IntervalIndex, intersect, merge, saturated, subtract
+from visio.domain import (
+    Interval,
+    IntervalIndex,
+    feasible_starts,
+    intersect,
+    merge,
+    saturated,
+    saturated_counts,
+    subtract,
+)
 
 T0 = utc(2026, 3, 2)
 
@@ -18,6 +27,16 @@ T0 = utc(2026, 3, 2)
 def m(a: int, b: int) -> Interval:
     """Interval from minute a to minute b after T0."""
     return iv(T0 + timedelta(minutes=a), T0 + timedelta(minutes=b))
+
+
+def at(k: int) -> datetime:
+    """Minute k after T0."""
+    return T0 + timedelta(minutes=k)
+
+
+def minute(t: datetime) -> int:
+    """Whole minutes from T0 to t."""
+    return int((t - T0).total_seconds() // 60)
 
 
 def test_back_to_back_intervals_do_not_overlap() -> None:
@@ -82,10 +101,8 @@ def test_saturated_with_two_booths_only_where_two_appointments_overlap() -> None
         saturated(booked, 0)
 
 
-spans = st.lists(
-    st.tuples(st.integers(0, 200), st.integers(1, 40)).map(lambda p: m(p[0], p[0] + p[1])),
-    max_size=12,
-)
+span = st.tuples(st.integers(0, 200), st.integers(1, 40)).map(lambda p: m(p[0], p[0] + p[1]))
+spans = st.lists(span, max_size=12)
 
 
 def minutes(intervals: list[Interval]) -> set[int]:
@@ -124,3 +141,89 @@ def test_interval_index_agrees_with_a_linear_scan(
     assert index.overlaps(probe) == any(x.overlaps(probe) for x in a)
     assert index.covers(probe) == (minutes([probe]) <= minutes(a))
     assert list(index) == merge(a)
+
+
+def test_saturated_counts_weighs_each_interval() -> None:
+    # Two booths: a (start, end) group counted twice fills the site on its own.
+    assert saturated_counts([(m(0, 30), 2), (m(30, 60), 1)], 2) == [m(0, 30)]
+    assert saturated_counts([(m(0, 30), 1), (m(15, 45), 1), (m(40, 60), 1)], 2) == [
+        m(15, 30),
+        m(40, 45),
+    ]
+    # Ends and starts at one instant add up: back-to-back groups never overlap.
+    assert saturated_counts([(m(0, 30), 3), (m(30, 60), 3)], 4) == []
+    assert saturated_counts([(m(0, 30), 3), (m(30, 60), 3)], 3) == [m(0, 60)]
+    assert saturated_counts([(m(0, 30), 0)], 1) == []
+    with pytest.raises(ValueError, match="capacity"):
+        saturated_counts([], 0)
+    with pytest.raises(ValueError, match="counted"):
+        saturated_counts([(m(0, 30), -1)], 1)
+
+
+@given(
+    st.lists(st.tuples(span, st.integers(0, 3)), max_size=8),
+    st.integers(1, 5),
+)
+def test_saturated_counts_agrees_with_saturated_on_repeated_intervals(
+    counted: list[tuple[Interval, int]], capacity: int
+) -> None:
+    repeated = [x for x, n in counted for _ in range(n)]
+    result = saturated_counts(counted, capacity)
+    assert result == saturated(repeated, capacity)
+    assert result == merge(result)
+
+
+def test_feasible_starts_keeps_the_length_inside_free_time_and_the_reach_off_busy() -> None:
+    # Free 0-120; busy 60-70; 30-minute appointments with a 10-minute buffer: a start s
+    # needs [s, s+30) free and [s, s+40) clear of 60-70.
+    thirty, forty = timedelta(minutes=30), timedelta(minutes=40)
+    starts = feasible_starts([m(0, 120)], [m(60, 70)], thirty, forty, T0, T0 + timedelta(days=1))
+    assert starts == [(at(0), at(20)), (at(70), at(90))]
+    # earliest and latest clip the ranges (both inclusive).
+    assert feasible_starts([m(0, 120)], [m(60, 70)], thirty, forty, at(10), at(75)) == [
+        (at(10), at(20)),
+        (at(70), at(75)),
+    ]
+    # A free piece shorter than the length offers nothing; a single start is a range.
+    assert feasible_starts([m(0, 20), m(40, 70)], [], thirty, thirty, at(0), at(999)) == [
+        (at(40), at(40))
+    ]
+
+
+@given(
+    spans,
+    spans,
+    st.integers(1, 40),
+    st.integers(0, 20),
+    st.integers(0, 240),
+    st.integers(0, 240),
+)
+def test_feasible_starts_agrees_with_checking_each_minute(
+    free: list[Interval],
+    busy: list[Interval],
+    length: int,
+    buffer: int,
+    earliest: int,
+    latest: int,
+) -> None:
+    free, busy = merge(free), merge(busy)
+    index = IntervalIndex(busy)
+    expected = {
+        k
+        for k in range(-10, 260)
+        if earliest <= k <= latest
+        and any(x.contains(m(k, k + length)) for x in free)
+        and not index.overlaps_span(at(k), at(k + length + buffer))
+    }
+    ranges = feasible_starts(
+        free,
+        busy,
+        timedelta(minutes=length),
+        timedelta(minutes=length + buffer),
+        at(earliest),
+        at(latest),
+    )
+    assert all(lo <= hi for lo, hi in ranges)
+    assert all(a[1] < b[0] for a, b in pairwise(ranges))
+    got = {k for lo, hi in ranges for k in range(minute(lo), minute(hi) + 1)}
+    assert got == expected

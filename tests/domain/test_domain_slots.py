@@ -231,6 +231,23 @@ def test_two_booths_are_full_only_where_two_appointments_overlap() -> None:
     assert "10:30" in hours  # from 10:30 only one booth is taken
 
 
+def test_booth_full_periods_block_like_saturated_booth_busy() -> None:
+    # A loader may hand over the periods where every booth is taken instead of each
+    # appointment; both are honoured together.
+    day = day_window(date(2026, 3, 23))
+    full = (iv(at(2026, 3, 23, 10), at(2026, 3, 23, 10, 30)),)
+    one = (iv(at(2026, 3, 23, 11), at(2026, 3, 23, 11, 30)),)
+    site = replace(fixed_site(booths=2, booth_busy=one), booth_full=full)
+    hours = hours_of(search(site, [member()], day))
+    assert "10:00" not in hours
+    assert "11:00" in hours  # one of two booths taken
+    both = replace(site, booth_busy=(*one, *one))
+    assert "11:00" not in hours_of(search(both, [member()], day))
+    assert search(replace(site, booth_full=()), [member()], day) == search(
+        fixed_site(booths=2, booth_busy=one), [member()], day
+    )
+
+
 def test_absences_remove_availability() -> None:
     staff = [member(absences=(iv(at(2026, 3, 23, 14), at(2026, 3, 23, 15)),))]
     hours = hours_of(search(fixed_site(), staff, day_window(date(2026, 3, 23))))

@@ -9,7 +9,16 @@ from visio.domain.calendars import (
     local_ranges_to_utc,
     ranges_for_day,
 )
-from visio.domain.intervals import Interval, IntervalIndex, intersect, merge, saturated, subtract
+from visio.domain.intervals import (
+    Interval,
+    IntervalIndex,
+    feasible_starts,
+    intersect,
+    merge,
+    saturated,
+    saturated_counts,
+    subtract,
+)
 from visio.domain.slots import (
     Refusal,
     ServiceRule,
@@ -36,6 +45,7 @@ __all__ = [
     "Stop",
     "WeeklyRule",
     "check_start",
+    "feasible_starts",
     "intersect",
     "local_days",
     "local_ranges_to_utc",
@@ -43,6 +53,7 @@ __all__ = [
     "nearest",
     "ranges_for_day",
     "saturated",
+    "saturated_counts",
     "search_slots",
     "subtract",
 ]

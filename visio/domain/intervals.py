@@ -13,7 +13,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 
-__all__ = ["Interval", "IntervalIndex", "intersect", "merge", "saturated", "subtract"]
+__all__ = [
+    "Interval",
+    "IntervalIndex",
+    "feasible_starts",
+    "intersect",
+    "merge",
+    "saturated",
+    "saturated_counts",
+    "subtract",
+]
 
 
 def _require_aware(value: datetime, what: str) -> None:
@@ -113,23 +122,85 @@ def subtract(a: Sequence[Interval], b: Sequence[Interval]) -> list[Interval]:
 
 def saturated(intervals: Sequence[Interval], capacity: int) -> list[Interval]:
     """Return the merged periods where at least ``capacity`` of ``intervals`` overlap."""
+    return saturated_counts(((iv, 1) for iv in intervals), capacity)
+
+
+def saturated_counts(counted: Iterable[tuple[Interval, int]], capacity: int) -> list[Interval]:
+    """Return the merged periods where at least ``capacity`` intervals overlap, each
+    ``(interval, n)`` standing for ``n`` copies of ``interval`` (as ``GROUP BY`` counts)."""
     if capacity < 1:
         raise ValueError(f"capacity must be at least 1, got {capacity}")
-    # Ends sort before starts at the same instant: half-open intervals that merely
-    # touch never count as overlapping.
-    events = sorted([(iv.start, 1) for iv in intervals] + [(iv.end, -1) for iv in intervals])
+    # Net change of depth per instant: at an instant where some intervals end and others
+    # start, the depth from that instant on is what counts (half-open intervals that
+    # merely touch never overlap), so ends and starts there simply add up.
+    deltas: dict[datetime, int] = {}
+    for iv, n in counted:
+        if n < 0:
+            raise ValueError(f"an interval cannot be counted {n} times")
+        if n:
+            deltas[iv.start] = deltas.get(iv.start, 0) + n
+            deltas[iv.end] = deltas.get(iv.end, 0) - n
     pieces: list[Interval] = []
     depth = 0
     opened: datetime | None = None
-    for at, delta in events:
-        depth += delta
-        if opened is None and depth >= capacity:
-            opened = at
-        elif opened is not None and depth < capacity:
-            if at > opened:
-                pieces.append(Interval(opened, at))
+    for at in sorted(deltas):
+        depth += deltas[at]
+        if opened is None:
+            if depth >= capacity:
+                opened = at
+        elif depth < capacity:
+            pieces.append(Interval(opened, at))
             opened = None
-    return merge(pieces)
+    # One event per instant: a piece closes strictly before the next one opens, so the
+    # pieces are already sorted, disjoint and not touching.
+    return pieces
+
+
+def feasible_starts(
+    free: Sequence[Interval],
+    busy: Sequence[Interval],
+    length: timedelta,
+    reach: timedelta,
+    earliest: datetime,
+    latest: datetime,
+) -> list[tuple[datetime, datetime]]:
+    """Return the closed ranges ``[lo, hi]`` of the starts ``s`` with ``earliest <= s <=
+    latest``, ``[s, s + length)`` inside one interval of ``free`` and ``[s, s + reach)``
+    overlapping no interval of ``busy``.
+
+    ``free`` and ``busy`` must be merged (sorted, disjoint, not touching), as
+    :func:`merge` and :class:`IntervalIndex` give them; the ranges come out sorted.
+    """
+    result: list[tuple[datetime, datetime]] = []
+    j = 0
+    n = len(busy)
+    for iv in free:
+        lo = iv.start if iv.start > earliest else earliest
+        hi = iv.end - length
+        if hi > latest:
+            hi = latest
+        if lo > hi:
+            continue
+        # A busy interval b excludes the starts in the open range (b.start - reach, b.end).
+        while j < n and busy[j].end <= lo:
+            j += 1
+        cursor = lo
+        k = j
+        while k < n:
+            b = busy[k]
+            hole = b.start - reach
+            if hole >= hi:
+                break
+            if hole >= cursor:
+                result.append((cursor, hole))
+            if b.end > cursor:
+                cursor = b.end
+            if cursor > hi:
+                break
+            k += 1
+        if cursor <= hi:
+            result.append((cursor, hi))
+    return result
 
 
 class IntervalIndex:

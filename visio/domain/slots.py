@@ -11,6 +11,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from operator import attrgetter
 from zoneinfo import ZoneInfo
 
 from visio.domain.calendars import (
@@ -22,7 +23,15 @@ from visio.domain.calendars import (
     local_ranges_to_utc,
     ranges_for_day,
 )
-from visio.domain.intervals import Interval, IntervalIndex, intersect, merge, saturated, subtract
+from visio.domain.intervals import (
+    Interval,
+    IntervalIndex,
+    feasible_starts,
+    intersect,
+    merge,
+    saturated,
+    subtract,
+)
 
 __all__ = [
     "Refusal",
@@ -96,7 +105,13 @@ class Stop:
 
 @dataclass(frozen=True, slots=True)
 class SiteCalendar:
-    """A France Services site: opening hours (or bus stops), closures and booths."""
+    """A France Services site: opening hours (or bus stops), closures and booths.
+
+    Booth occupation is ``booth_busy`` (one interval per appointment holding a booth)
+    and/or ``booth_full`` (periods already known to have every booth taken, as a loader
+    that aggregates appointments gives them): the site is full over the union of
+    ``booth_full`` and the periods where at least ``booths`` of ``booth_busy`` overlap.
+    """
 
     site_id: str
     kind: str
@@ -107,6 +122,7 @@ class SiteCalendar:
     closures: frozenset[date] = frozenset()
     booths: int = 1
     booth_busy: tuple[Interval, ...] = ()
+    booth_full: tuple[Interval, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in ("fixed", "itinerant"):
@@ -185,13 +201,14 @@ def _speaks(language: str | None, service: ServiceRule, staff: StaffCalendar) ->
 class _Cache:
     """Per-call memo of wall-clock → UTC conversions shared by staff with equal rules."""
 
-    __slots__ = ("calendar", "grids", "holidays", "utc")
+    __slots__ = ("calendar", "grids", "holidays", "shapes", "utc")
 
     def __init__(self, holidays: HolidayCalendar) -> None:
         self.calendar = holidays
         self.holidays: dict[tuple[str, date], bool] = {}
         self.utc: dict[tuple[str, date, tuple[DailyRange, ...]], list[Interval]] = {}
         self.grids: dict[object, list[datetime]] = {}
+        self.shapes: dict[object, _Shape] = {}
 
     def is_holiday(self, country: str, day: date) -> bool:
         key = (country, day)
@@ -296,32 +313,39 @@ def _site_view(
         stop_ends=[iv.end for iv, _ in tagged],
         stop_max_end=max_ends,
         stop_ids=[sid for _, sid in tagged],
-        full=IntervalIndex(saturated(relevant, site.booths)),
+        full=IntervalIndex([*saturated(relevant, site.booths), *site.booth_full]),
     )
 
 
 @dataclass(slots=True)
-class _StaffView:
-    calendar: StaffCalendar
+class _Shape:
+    """Working days and hours, shared by the staff with equal rules, overrides, closures."""
+
     zone: ZoneInfo
     working: dict[date, tuple[DailyRange, ...]]  # days with hours (no holiday, no closure)
     hours: IntervalIndex  # working hours, before absences
-    available: IntervalIndex  # working hours minus absences
-    busy: IntervalIndex  # existing appointments (each already including its buffer)
+    grids: dict[timedelta, list[datetime]]  # candidate starts per grid step
 
     def grid(self, step: timedelta, cache: _Cache) -> list[datetime]:
         """Return the sorted UTC candidate starts on every working day."""
-        key = (self.zone.key, step, tuple(self.working.items()))
-        found = cache.grids.get(key)
+        found = self.grids.get(step)
         if found is None:
-            starts: set[datetime] = set()
-            for day, ranges in self.working.items():
-                starts |= _day_grid(day, ranges, self.zone, step)
-            found = cache.grids[key] = sorted(starts)
+            key = (self.zone.key, step, tuple(self.working.items()))
+            found = cache.grids.get(key)
+            if found is None:
+                starts: set[datetime] = set()
+                for day, ranges in self.working.items():
+                    starts |= _day_grid(day, ranges, self.zone, step)
+                found = cache.grids[key] = sorted(starts)
+            self.grids[step] = found
         return found
 
 
-def _staff_view(staff: StaffCalendar, span: Interval, cache: _Cache) -> _StaffView:
+def _shape(staff: StaffCalendar, span: Interval, cache: _Cache) -> _Shape:
+    key = (staff.zone, staff.country, staff.rules, staff.overrides, staff.closures, span)
+    found = cache.shapes.get(key)
+    if found is not None:
+        return found
     zone = ZoneInfo(staff.zone)
     overrides = {o.day: o for o in staff.overrides}
     by_weekday: dict[int, list[WeeklyRule]] = {}
@@ -338,26 +362,53 @@ def _staff_view(staff: StaffCalendar, span: Interval, cache: _Cache) -> _StaffVi
         else:
             # Memoised per set of applicable rules: most weeks repeat the same shape.
             applicable = tuple(r for r in by_weekday.get(day.weekday(), ()) if r.applies_on(day))
-            found = shapes.get(applicable)
-            if found is None:
-                found = shapes[applicable] = ranges_for_day(day, applicable, {})
-            ranges = found
+            found_ranges = shapes.get(applicable)
+            if found_ranges is None:
+                found_ranges = shapes[applicable] = ranges_for_day(day, applicable, {})
+            ranges = found_ranges
         if ranges:
             working[day] = ranges
             pieces.extend(cache.ranges_utc(day, ranges, zone))
-    hours = merge(pieces)
-    available = subtract(hours, staff.absences) if staff.absences else hours
+    found = cache.shapes[key] = _Shape(
+        zone=zone, working=working, hours=IntervalIndex(pieces), grids={}
+    )
+    return found
+
+
+@dataclass(slots=True)
+class _StaffView:
+    calendar: StaffCalendar
+    shape: _Shape
+    zone: ZoneInfo
+    working: dict[date, tuple[DailyRange, ...]]  # days with hours (no holiday, no closure)
+    hours: IntervalIndex  # working hours, before absences
+    available: IntervalIndex  # working hours minus absences
+    busy: IntervalIndex  # existing appointments (each already including its buffer)
+
+    def grid(self, step: timedelta, cache: _Cache) -> list[datetime]:
+        """Return the sorted UTC candidate starts on every working day."""
+        return self.shape.grid(step, cache)
+
+
+def _staff_view(staff: StaffCalendar, span: Interval, cache: _Cache) -> _StaffView:
+    shape = _shape(staff, span, cache)
+    hours = shape.hours
     return _StaffView(
         calendar=staff,
-        zone=zone,
-        working=working,
-        hours=IntervalIndex(hours),
-        available=IntervalIndex(available),
+        shape=shape,
+        zone=shape.zone,
+        working=shape.working,
+        hours=hours,
+        available=(
+            IntervalIndex(subtract(hours.intervals, staff.absences)) if staff.absences else hours
+        ),
         busy=IntervalIndex(staff.busy),
     )
 
 
 # --------------------------------------------------------------------------- search
+
+_SLOT_ORDER = attrgetter("start", "operator_id", "staff_id", "service_id")
 
 
 def search_slots(
@@ -372,7 +423,11 @@ def search_slots(
     stop_id: str | None = None,
     per_staff: bool = False,
 ) -> list[Slot]:
-    """Return the bookable slots in ``window`` at ``site``, sorted by (start, operator, staff)."""
+    """Return the bookable slots in ``window`` at ``site``, sorted by (start, operator, staff).
+
+    Unless ``per_staff``, each (start, operator, service) is offered once, with the staff
+    member holding the fewest appointments in ``window`` (then the smallest staff id).
+    """
     now = _require_aware(now, "now")
     cache = _Cache(holidays)
     # One extra local day before the window: a candidate generated on the previous local
@@ -390,11 +445,10 @@ def search_slots(
     for service in services:
         by_operator.setdefault(service.operator_id, []).append(service)
 
-    # (start, operator, service) -> best (busy count, staff id, slot fields)
-    best: dict[tuple[datetime, str, str], tuple[int, str, StaffCalendar, ServiceRule, str | None]]
-    best = {}
-    found: list[tuple[datetime, StaffCalendar, ServiceRule, str | None]] = []
-
+    # Who can offer what: (load, staff id, member, view, free time, services).
+    members: list[tuple[int, str, StaffCalendar, _StaffView, list[Interval], list[ServiceRule]]]
+    members = []
+    free_by_shape: dict[int, list[Interval]] = {}
     for member in staff:
         offered = [
             s for s in by_operator.get(member.operator_id, ()) if _speaks(language, s, member)
@@ -402,40 +456,69 @@ def search_slots(
         if not offered:
             continue
         view = _staff_view(member, span, cache)
-        free = intersect(view.available.intervals, site_free)
+        if member.absences:
+            free = intersect(view.available.intervals, site_free)
+        else:
+            shared = free_by_shape.get(id(view.shape))
+            if shared is None:
+                shared = free_by_shape[id(view.shape)] = intersect(view.hours.intervals, site_free)
+            free = shared
         if not free:
             continue
         load = sum(1 for b in member.busy if b.start < window.end and b.end > window.start)
+        members.append((load, member.staff_id, member, view, free, offered))
+    if not per_staff:
+        # The first member to claim a (start, operator, service) keeps it: in this order,
+        # the least loaded (then smallest id; then first given) member wins each start.
+        members.sort(key=lambda entry: (entry[0], entry[1]))
+
+    Taken = tuple[StaffCalendar, ServiceRule, str | None]
+    claimed: dict[tuple[str, str], dict[datetime, Taken]] = {}
+    found: list[tuple[datetime, StaffCalendar, ServiceRule, str | None]] = []
+    itinerant = site_view.itinerant
+    for _load, _id, member, view, free, offered in members:
+        busy = view.busy.intervals
         for service in offered:
-            duration, buffer = service.duration, service.buffer_after
+            duration = service.duration
             earliest = max(window.start, now + service.notice)
             latest = min(now + service.horizon, window.end - duration)
             if latest < earliest:
                 continue
             starts = view.grid(service.grid_step, cache)
-            busy = view.busy
-            for iv in free:
-                lo = bisect_left(starts, max(iv.start, earliest))
-                hi = bisect_right(starts, min(iv.end - duration, latest))
-                for start in starts[lo:hi]:
-                    end = start + duration
-                    if busy.overlaps_span(start, end + buffer):
-                        continue
-                    stop: str | None = None
-                    if site_view.itinerant:
-                        stop = site_view.stop_for(start, end)
-                        if stop is None:
-                            continue
-                    if per_staff:
-                        found.append((start, member, service, stop))
-                        continue
-                    key = (start, member.operator_id, service.service_id)
-                    current = best.get(key)
-                    if current is None or (load, member.staff_id) < current[:2]:
-                        best[key] = (load, member.staff_id, member, service, stop)
+            picked: list[datetime] = []
+            for lo, hi in feasible_starts(
+                free, busy, duration, duration + service.buffer_after, earliest, latest
+            ):
+                picked += starts[bisect_left(starts, lo) : bisect_right(starts, hi)]
+            if not picked:
+                continue
+            if per_staff:
+                if itinerant:
+                    for start in picked:
+                        stop = site_view.stop_for(start, start + duration)
+                        if stop is not None:
+                            found.append((start, member, service, stop))
+                else:
+                    found += [(start, member, service, None) for start in picked]
+                continue
+            table = claimed.setdefault((member.operator_id, service.service_id), {})
+            if itinerant:
+                for start in picked:
+                    if start not in table:
+                        stop = site_view.stop_for(start, start + duration)
+                        if stop is not None:
+                            table[start] = (member, service, stop)
+            else:
+                entry: Taken = (member, service, None)
+                for start in picked:
+                    table.setdefault(start, entry)
 
     if not per_staff:
-        found = [(key[0], m, s, stop) for key, (_, _, m, s, stop) in best.items()]
+        found = [
+            (start, m, s, stop)
+            for table in claimed.values()
+            for start, (m, s, stop) in table.items()
+        ]
     slots = [
         Slot(
             start=start,
@@ -448,7 +531,7 @@ def search_slots(
         )
         for start, member, service, stop in found
     ]
-    slots.sort(key=lambda sl: (sl.start, sl.operator_id, sl.staff_id, sl.service_id))
+    slots.sort(key=_SLOT_ORDER)
     return slots
 
 
