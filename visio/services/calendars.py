@@ -1,22 +1,37 @@
-"""Loading: database rows into the domain's calendars, for one site and a time window."""
+"""Loading: database rows into the domain's calendars, for one site and a time window.
+
+Slot search reads thousands of appointment rows per request, so the loaders here stay on
+SQLAlchemy Core (``session.connection()``), select only the columns they need, and decode
+each distinct stored value once: on a half-hour grid, thousands of appointments share a
+few hundred distinct instants, so equal values become one shared object (datetimes and
+``Interval``\\ s alike). Booth occupation is aggregated in SQL (``GROUP BY start, end``)
+and reduced to the periods where every booth is taken.
+"""
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, time, timedelta
+from operator import attrgetter
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.types import NullType
 
 from visio import models as m
 from visio.domain.calendars import DailyRange, DateOverride, WeeklyRule, local_days
-from visio.domain.intervals import Interval
+from visio.domain.intervals import Interval, saturated_counts
 from visio.domain.slots import ServiceRule, SiteCalendar, StaffCalendar, Stop
 
 HOLDS_TIME = m.Appointment.status != "cancelled"
+
+_BOUNDS = attrgetter("start", "end")
 
 
 def parse_hours(hours: Sequence[Sequence[str]]) -> tuple[DailyRange, ...]:
@@ -42,46 +57,133 @@ def _widen(window: Interval, zone: str) -> tuple[date, date]:
     return days[0] - timedelta(days=1), days[-1] + timedelta(days=1)
 
 
+# ------------------------------------------------------------------------------ decoding
+
+
+def _raw(column: Any) -> Any:
+    """``column`` selected as the driver returns it, for a :class:`_Decoder` to convert."""
+    return sa.type_coerce(column, NullType())
+
+
+class _Decoder:
+    """The column type's own result conversion, memoised per distinct driver value."""
+
+    __slots__ = ("_process", "_seen")
+
+    def __init__(self, dialect: Dialect, column: Any) -> None:
+        process = column.type.dialect_impl(dialect).result_processor(dialect, None)
+        self._process: Callable[[Any], Any] = process if process is not None else _same
+        self._seen: dict[Any, Any] = {}
+
+    def __call__(self, raw: Any) -> Any:
+        found = self._seen.get(raw, _MISSING)
+        if found is _MISSING:
+            found = self._seen[raw] = self._process(raw)
+        return found
+
+
+_MISSING = object()
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+class _Intervals:
+    """Intervals from raw (start, end) pairs, one shared ``Interval`` per distinct pair."""
+
+    __slots__ = ("_decode", "_seen")
+
+    def __init__(self, dialect: Dialect, column: Any) -> None:
+        self._decode = _Decoder(dialect, column)
+        self._seen: dict[tuple[Any, Any], Interval] = {}
+
+    def __call__(self, start: Any, end: Any) -> Interval:
+        key = (start, end)
+        found = self._seen.get(key)
+        if found is None:
+            found = self._seen[key] = Interval(self._decode(start), self._decode(end))
+        return found
+
+
+def _collect(dialect: Dialect, column: Any) -> tuple[Any, Callable[[Any], list[Any]]] | None:
+    """An aggregate gathering ``column`` into one list per group, with its decoder; None
+    on a database that has neither ``array_agg`` nor ``json_group_array``."""
+    if dialect.name == "postgresql":
+        return _raw(sa.func.array_agg(column)), list
+    if dialect.name == "sqlite":
+        return _raw(sa.func.json_group_array(column)), json.loads
+    return None
+
+
+async def _connection(session: AsyncSession) -> AsyncConnection:
+    """The session's connection, after the flush an ORM query would have done first."""
+    if session.sync_session.autoflush:
+        await session.flush()
+    return await session.connection()
+
+
+# ------------------------------------------------------------------------------ site
+
+
 async def load_site(
     *, session: AsyncSession, site: m.Site, window: Interval,
     exclude_appointment_id: str | None = None,
 ) -> SiteCalendar:
-    """The site's hours or stops, closures and booth occupation over ``window``."""
+    """The site's hours or stops, closures and booth occupation over ``window``.
+
+    Booth occupation comes as ``booth_full``: the periods where all ``site.booths`` booths
+    are taken (appointments counted per distinct (start, end) in SQL).
+    """
+    conn = await _connection(session)
     first, last = _widen(window, site.timezone)
     hours: dict[int, list[DailyRange]] = defaultdict(list)
     stops: tuple[Stop, ...] = ()
     if site.kind == "fixed":
-        for row in (await session.scalars(
-            sa.select(m.SiteHours).where(m.SiteHours.site_id == site.id)
+        for weekday, opens, closes in (await conn.execute(
+            sa.select(m.SiteHours.weekday, m.SiteHours.opens, m.SiteHours.closes)
+            .where(m.SiteHours.site_id == site.id)
             .order_by(m.SiteHours.weekday, m.SiteHours.opens)
         )).all():
-            hours[row.weekday].append(DailyRange(row.opens, row.closes))
+            hours[weekday].append(DailyRange(opens, closes))
     else:
         stops = tuple(
-            Stop(stop_id=row.id, day=row.day, ranges=parse_hours(row.hours))
-            for row in (await session.scalars(
-                sa.select(m.TourStop).where(
+            Stop(stop_id=stop_id, day=day, ranges=parse_hours(stop_hours))
+            for stop_id, day, stop_hours in (await conn.execute(
+                sa.select(m.TourStop.id, m.TourStop.day, m.TourStop.hours).where(
                     m.TourStop.site_id == site.id, m.TourStop.day.between(first, last)
                 ).order_by(m.TourStop.day)
             )).all()
         )
-    closures = frozenset((await session.scalars(
+    closures = frozenset((await conn.execute(
         sa.select(m.ClosureDay.day).where(
             m.ClosureDay.site_id == site.id, m.ClosureDay.day.between(first, last)
         )
-    )).all())
-    busy_query = sa.select(m.Appointment.start, m.Appointment.end).where(
-        m.Appointment.site_id == site.id, HOLDS_TIME,
-        m.Appointment.start < window.end, m.Appointment.end > window.start,
+    )).scalars().all())
+    busy_query = (
+        sa.select(_raw(m.Appointment.start), _raw(m.Appointment.end), sa.func.count())
+        .where(
+            m.Appointment.site_id == site.id, HOLDS_TIME,
+            m.Appointment.start < window.end, m.Appointment.end > window.start,
+        )
+        .group_by(m.Appointment.start, m.Appointment.end)
     )
     if exclude_appointment_id is not None:
         busy_query = busy_query.where(m.Appointment.id != exclude_appointment_id)
-    booth_busy = tuple(Interval(s, e) for s, e in (await session.execute(busy_query)).all())
+    interval = _Intervals(conn.dialect, m.Appointment.start)
+    booth_full = tuple(saturated_counts(
+        ((interval(start, end), count)
+         for start, end, count in (await conn.execute(busy_query)).all()),
+        site.booths,
+    ))
     return SiteCalendar(
         site_id=site.id, kind=site.kind, zone=site.timezone, country=site.country,
         weekly_hours={k: tuple(v) for k, v in hours.items()}, stops=stops,
-        closures=closures, booths=site.booths, booth_busy=booth_busy,
+        closures=closures, booths=site.booths, booth_full=booth_full,
     )
+
+
+# ------------------------------------------------------------------------------ staff
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,11 +196,92 @@ class StaffRow:
     languages: tuple[str, ...]
 
 
+async def _weekly_rules(
+    conn: AsyncConnection, ids: list[str], first: date, last: date
+) -> dict[str, tuple[WeeklyRule, ...]]:
+    """Each staff member's weekly rules; equal rules (and rule sets) are shared objects."""
+    rule = m.AvailabilityRule
+    columns = (rule.weekday, rule.opens, rule.closes, rule.valid_from, rule.valid_until)
+    decoders = [_Decoder(conn.dialect, c) for c in columns]
+    rows = (await conn.execute(
+        sa.select(_raw(rule.staff_id), *(_raw(c) for c in columns)).where(
+            rule.staff_id.in_(ids),
+            sa.or_(rule.valid_from.is_(None), rule.valid_from <= last),
+            sa.or_(rule.valid_until.is_(None), rule.valid_until >= first),
+        ).order_by(rule.weekday, rule.opens)
+    )).all()
+    keys: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    for staff_id, *values in rows:
+        keys[staff_id].append(tuple(values))
+    rules: dict[tuple[Any, ...], WeeklyRule] = {}
+    sets: dict[tuple[tuple[Any, ...], ...], tuple[WeeklyRule, ...]] = {}
+    result: dict[str, tuple[WeeklyRule, ...]] = {}
+    for staff_id, raw_rules in keys.items():
+        key = tuple(raw_rules)
+        found = sets.get(key)
+        if found is None:
+            built = []
+            for raw in key:
+                one = rules.get(raw)
+                if one is None:
+                    weekday, opens, closes, valid_from, valid_until = (
+                        decode(value) for decode, value in zip(decoders, raw, strict=True)
+                    )
+                    one = rules[raw] = WeeklyRule(
+                        weekday=weekday, opens=opens, closes=closes,
+                        valid_from=valid_from, valid_until=valid_until,
+                    )
+                built.append(one)
+            found = sets[key] = tuple(built)
+        result[staff_id] = found
+    return result
+
+
+async def _staff_busy(
+    conn: AsyncConnection, ids: list[str], window: Interval,
+    exclude_appointment_id: str | None,
+) -> dict[str, list[Interval]]:
+    """Each staff member's appointments (start to ``staff_until``) around ``window``.
+
+    Where the database can, one row per distinct (start, staff_until) with the list of its
+    staff: on a shared grid that is a few hundred rows rather than thousands.
+    """
+    appointment = m.Appointment
+    conditions = [
+        appointment.staff_id.in_(ids), HOLDS_TIME,
+        appointment.start < window.end + timedelta(hours=4),
+        appointment.staff_until > window.start - timedelta(hours=4),
+    ]
+    if exclude_appointment_id is not None:
+        conditions.append(appointment.id != exclude_appointment_id)
+    interval = _Intervals(conn.dialect, appointment.start)
+    busy: dict[str, list[Interval]] = defaultdict(list)
+    collect = _collect(conn.dialect, appointment.staff_id)
+    if collect is None:
+        for sid, start, until in (await conn.execute(
+            sa.select(appointment.staff_id, _raw(appointment.start),
+                      _raw(appointment.staff_until)).where(*conditions)
+        )).all():
+            busy[sid].append(interval(start, until))
+        return busy
+    aggregate, decode = collect
+    for start, until, staff_ids in (await conn.execute(
+        sa.select(_raw(appointment.start), _raw(appointment.staff_until), aggregate)
+        .where(*conditions)
+        .group_by(appointment.start, appointment.staff_until)
+    )).all():
+        iv = interval(start, until)
+        for sid in decode(staff_ids):
+            busy[sid].append(iv)
+    return busy
+
+
 async def load_staff(
     *, session: AsyncSession, operator_ids: Sequence[str], window: Interval,
     staff_id: str | None = None, exclude_appointment_id: str | None = None,
 ) -> list[StaffCalendar]:
     """Availability, absences, closures and busy time of the operators' active staff."""
+    conn = await _connection(session)
     query = (
         sa.select(m.StaffMember.id, m.StaffMember.desk_id, m.Desk.operator_id,
                   m.Operator.country, m.Operator.timezone, m.StaffMember.languages)
@@ -110,7 +293,7 @@ async def load_staff(
     if staff_id is not None:
         query = query.where(m.StaffMember.id == staff_id)
     rows = [StaffRow(a, b, c, d, e, tuple(f or ())) for a, b, c, d, e, f
-            in (await session.execute(query)).all()]
+            in (await conn.execute(query)).all()]
     if not rows:
         return []
     ids = [r.staff_id for r in rows]
@@ -118,43 +301,33 @@ async def load_staff(
     first = min(_widen(window, z)[0] for z in zones)
     last = max(_widen(window, z)[1] for z in zones)
 
-    rules: dict[str, list[WeeklyRule]] = defaultdict(list)
-    for rule in (await session.scalars(
-        sa.select(m.AvailabilityRule).where(
-            m.AvailabilityRule.staff_id.in_(ids),
-            sa.or_(m.AvailabilityRule.valid_from.is_(None), m.AvailabilityRule.valid_from <= last),
-            sa.or_(m.AvailabilityRule.valid_until.is_(None),
-                   m.AvailabilityRule.valid_until >= first),
-        ).order_by(m.AvailabilityRule.weekday, m.AvailabilityRule.opens)
-    )).all():
-        rules[rule.staff_id].append(WeeklyRule(
-            weekday=rule.weekday, opens=rule.opens, closes=rule.closes,
-            valid_from=rule.valid_from, valid_until=rule.valid_until,
-        ))
+    rules = await _weekly_rules(conn, ids, first, last)
 
     override_ranges: dict[str, dict[date, list[DailyRange]]] = defaultdict(dict)
-    for o in (await session.scalars(
-        sa.select(m.AvailabilityOverride).where(
+    for sid, day, opens, closes in (await conn.execute(
+        sa.select(m.AvailabilityOverride.staff_id, m.AvailabilityOverride.day,
+                  m.AvailabilityOverride.opens, m.AvailabilityOverride.closes).where(
             m.AvailabilityOverride.staff_id.in_(ids),
             m.AvailabilityOverride.day.between(first, last),
         ).order_by(m.AvailabilityOverride.day, m.AvailabilityOverride.opens)
     )).all():
-        day_ranges = override_ranges[o.staff_id].setdefault(o.day, [])
-        if o.opens is not None and o.closes is not None:
-            day_ranges.append(DailyRange(o.opens, o.closes))
+        day_ranges = override_ranges[sid].setdefault(day, [])
+        if opens is not None and closes is not None:
+            day_ranges.append(DailyRange(opens, closes))
 
     absences: dict[str, list[Interval]] = defaultdict(list)
-    for sid, start, end in (await session.execute(
-        sa.select(m.BusyPeriod.staff_id, m.BusyPeriod.start, m.BusyPeriod.end).where(
+    absence = _Intervals(conn.dialect, m.BusyPeriod.start)
+    for sid, start, end in (await conn.execute(
+        sa.select(m.BusyPeriod.staff_id, _raw(m.BusyPeriod.start), _raw(m.BusyPeriod.end)).where(
             m.BusyPeriod.staff_id.in_(ids),
             m.BusyPeriod.start < window.end, m.BusyPeriod.end > window.start,
         )
     )).all():
-        absences[sid].append(Interval(start, end))
+        absences[sid].append(absence(start, end))
 
     desk_ids = {r.desk_id for r in rows}
     closures: dict[str, set[date]] = defaultdict(set)
-    for op_id, desk_id, day in (await session.execute(
+    for op_id, desk_id, day in (await conn.execute(
         sa.select(m.ClosureDay.operator_id, m.ClosureDay.desk_id, m.ClosureDay.day).where(
             sa.or_(m.ClosureDay.operator_id.in_(operator_ids),
                    m.ClosureDay.desk_id.in_(desk_ids)),
@@ -165,29 +338,20 @@ async def load_staff(
         if owner is not None:
             closures[owner].add(day)
 
-    busy_query = sa.select(m.Appointment.staff_id, m.Appointment.start,
-                           m.Appointment.staff_until).where(
-        m.Appointment.staff_id.in_(ids), HOLDS_TIME,
-        m.Appointment.start < window.end + timedelta(hours=4),
-        m.Appointment.staff_until > window.start - timedelta(hours=4),
-    )
-    if exclude_appointment_id is not None:
-        busy_query = busy_query.where(m.Appointment.id != exclude_appointment_id)
-    busy: dict[str, list[Interval]] = defaultdict(list)
-    for sid, start, until in (await session.execute(busy_query)).all():
-        busy[sid].append(Interval(start, until))
+    busy = await _staff_busy(conn, ids, window, exclude_appointment_id)
 
+    no_rules: tuple[WeeklyRule, ...] = ()
     return [
         StaffCalendar(
             staff_id=r.staff_id, desk_id=r.desk_id, operator_id=r.operator_id,
-            country=r.country, zone=r.zone, rules=tuple(rules[r.staff_id]),
+            country=r.country, zone=r.zone, rules=rules.get(r.staff_id, no_rules),
             overrides=tuple(
                 DateOverride(day=d, ranges=tuple(rs))
                 for d, rs in sorted(override_ranges[r.staff_id].items())
             ),
-            absences=tuple(sorted(absences[r.staff_id])),
+            absences=tuple(sorted(absences[r.staff_id], key=_BOUNDS)),
             closures=frozenset(closures[r.operator_id] | closures[r.desk_id]),
-            busy=tuple(sorted(busy[r.staff_id])),
+            busy=tuple(sorted(busy[r.staff_id], key=_BOUNDS)),
             languages=frozenset(r.languages),
         )
         for r in rows
