@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol
 
+import orjson
+
 log = logging.getLogger(__name__)
 
 Envelope = dict[str, Any]
@@ -239,14 +241,18 @@ return 1
 """
 
 # One call delivers a whole batch of outgoing envelopes, in order. ARGV: channel prefix,
-# this instance, broadcast channel, then records of four fields: kind, index into KEYS (a
-# room's members hash), target, envelope JSON. Kinds: "r" to one peer (result 1 if it is
-# a member), "p" to every other instance of the room, "i" to one instance, "a" to all.
+# this instance, broadcast channel, then the batch as ONE JSON array of records [kind,
+# index into KEYS (a room's members hash, 0 when unused), target, envelope JSON text].
+# Kinds: "r" to one peer, "p" to every other instance of the room, "i" to one instance,
+# "a" to all. Returns the positions (1-based) of the "r" records whose peer is no member.
 # Each channel gets a single message holding the JSON array of its envelopes, so Redis
-# and the receiving instances handle one message per batch, not one per frame.
+# and the receiving instances handle one message per batch, not one per frame. Within
+# one script nothing else runs, so a seat looked up once holds for the whole batch.
 _BATCH = """
 local prefix, self_id, all_channel = ARGV[1], ARGV[2], ARGV[3]
-local queues, order, results = {}, {}, {}
+local records = cjson.decode(ARGV[4])
+local queues, order, missing = {}, {}, {}
+local peer_inst, room_insts = {}, {}
 local function push(channel, envelope)
   local q = queues[channel]
   if not q then
@@ -256,38 +262,47 @@ local function push(channel, envelope)
   end
   table.insert(q, envelope)
 end
-for i = 4, #ARGV, 4 do
-  local kind, key, target, envelope = ARGV[i], KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2], ARGV[i + 3]
-  local result = 1
+for i, rec in ipairs(records) do
+  local kind, index, target, envelope = rec[1], rec[2], rec[3], rec[4]
   if kind == 'r' then
-    local cur = redis.call('HGET', key, target)
-    if cur then
-      local inst = cjson.decode(cur)['instance_id']
+    local cache_key = index .. ':' .. target
+    local inst = peer_inst[cache_key]
+    if inst == nil then
+      local cur = redis.call('HGET', KEYS[index], target)
+      inst = cur and cjson.decode(cur)['instance_id'] or false
+      peer_inst[cache_key] = inst
+    end
+    if inst then
       if inst ~= self_id then push(prefix .. inst, envelope) end
     else
-      result = 0
+      table.insert(missing, i)
     end
   elseif kind == 'p' then
-    local seen = {}
-    seen[self_id] = true
-    for _, v in ipairs(redis.call('HVALS', key)) do
-      local inst = cjson.decode(v)['instance_id']
-      if not seen[inst] then
-        seen[inst] = true
-        push(prefix .. inst, envelope)
+    local insts = room_insts[index]
+    if not insts then
+      insts = {}
+      local seen = {}
+      seen[self_id] = true
+      for _, v in ipairs(redis.call('HVALS', KEYS[index])) do
+        local inst = cjson.decode(v)['instance_id']
+        if not seen[inst] then
+          seen[inst] = true
+          table.insert(insts, inst)
+        end
       end
+      room_insts[index] = insts
     end
+    for _, inst in ipairs(insts) do push(prefix .. inst, envelope) end
   elseif kind == 'i' then
     push(prefix .. target, envelope)
   else
     push(all_channel, envelope)
   end
-  table.insert(results, result)
 end
 for _, channel in ipairs(order) do
   redis.call('PUBLISH', channel, '[' .. table.concat(queues[channel], ',') .. ']')
 end
-return results
+return missing
 """
 
 
@@ -342,18 +357,21 @@ class RedisBroker:
             try:
                 keys: list[str] = []
                 key_index: dict[str, int] = {}
-                args: list[str] = [self._inst_prefix, self._instance_id, self._all_channel]
+                records: list[tuple[str, int, str, str]] = []
                 for kind, room, target, envelope, _ in batch:
-                    index = 1
+                    index = 0
                     if room:
-                        if room not in key_index:
+                        index = key_index.get(room, 0)
+                        if not index:
                             keys.append(self._keys(room)[0])
-                            key_index[room] = len(keys)
-                        index = key_index[room]
-                    args += [kind, str(index), target, envelope]
-                results = await self._batch(keys=keys, args=args)
-                for (_, _, _, _, on_missing), result in zip(batch, results, strict=True):
-                    if on_missing is not None and not result:
+                            index = key_index[room] = len(keys)
+                    records.append((kind, index, target, envelope))
+                # One argument for the whole batch: packing a command costs per argument.
+                args = [self._inst_prefix, self._instance_id, self._all_channel]
+                missing = await self._batch(keys=keys, args=[*args, orjson.dumps(records)])
+                for position in missing:
+                    on_missing = batch[int(position) - 1][4]
+                    if on_missing is not None:
                         await on_missing()
             except asyncio.CancelledError:
                 raise
@@ -377,7 +395,7 @@ class RedisBroker:
             if msg is None or msg.get("type") != "message" or self._deliver is None:
                 continue
             try:
-                for envelope in json.loads(msg["data"]):
+                for envelope in orjson.loads(msg["data"]):
                     await self._deliver(envelope)
             except Exception:
                 log.exception("delivery of a broker envelope failed")
@@ -433,21 +451,32 @@ class RedisBroker:
             args += [peer_id, conn_id]
         await self._refresh(keys=self._keys(room), args=args)
 
+    async def _queue(self, item: _Outgoing) -> None:
+        # put_nowait spares a coroutine per frame; a full outbox still makes senders wait.
+        try:
+            self._outbox.put_nowait(item)
+        except asyncio.QueueFull:
+            await self._outbox.put(item)
+
     async def route(self, room: str, peer_id: str, envelope: Envelope, on_missing: Missing) -> None:
         """Queue for the instance holding ``peer_id`` (looked up when the batch runs)."""
-        await self._outbox.put(("r", room, peer_id, json.dumps(envelope), on_missing))
+        await self._queue(("r", room, peer_id, _text(envelope), on_missing))
 
     async def publish_room(self, room: str, envelope: Envelope) -> None:
         """Queue for every other instance holding members of the room."""
-        await self._outbox.put(("p", room, "", json.dumps(envelope), None))
+        await self._queue(("p", room, "", _text(envelope), None))
 
     async def to_instance(self, instance_id: str, envelope: Envelope) -> None:
         """Queue for one instance."""
-        await self._outbox.put(("i", "", instance_id, json.dumps(envelope), None))
+        await self._queue(("i", "", instance_id, _text(envelope), None))
 
     async def broadcast(self, envelope: Envelope) -> None:
         """Queue for every instance."""
-        await self._outbox.put(("a", "", "", json.dumps(envelope), None))
+        await self._queue(("a", "", "", _text(envelope), None))
+
+
+def _text(envelope: Envelope) -> str:
+    return orjson.dumps(envelope).decode()
 
 
 def create_broker(url: str, *, instance_id: str, prefix: str, presence_ttl: float) -> Broker:
@@ -459,6 +488,5 @@ def create_broker(url: str, *, instance_id: str, prefix: str, presence_ttl: floa
     raise ValueError("broker_url must be empty or a redis:// URL")
 
 
-def monotonic() -> float:
-    """Monotonic clock used for heartbeats and rate limits."""
-    return time.monotonic()
+# Monotonic clock used for heartbeats and rate limits (an alias: no wrapper call per frame).
+monotonic = time.monotonic

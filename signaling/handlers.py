@@ -13,7 +13,7 @@ from aiohttp import WSMsgType, web
 from .broker import Envelope, Member
 from .hooks import CallEvent, SignalingConfig, SignalingHooks
 from .keys import CONFIG_KEY, HOOKS_KEY, STATE_KEY
-from .protocol import CloseCode, Frame, FrameError, parse
+from .protocol import CloseCode, Frame, FrameError, dumps, parse
 from .rooms import Connection, Hub
 from .tokens import JoinClaims, TokenRefused, verify_join_token
 
@@ -240,16 +240,38 @@ class _Session:
         )
 
     async def _loop(self) -> None:
-        conn, config = self.conn, self.config
+        conn, config, hub, ws = self.conn, self.config, self.hub, self.ws
+        rate, burst = config.rate_limit_per_second, config.rate_limit_burst
+        room, peer_id = conn.room, conn.peer_id
+        text = WSMsgType.TEXT
         while True:
-            msg = await self.ws.receive()
-            if msg.type is WSMsgType.TEXT:
-                if not conn.take_token(config.rate_limit_per_second, config.rate_limit_burst):
+            msg = await ws.receive()
+            if msg.type is text:
+                if not conn.take_token(rate, burst):
                     await conn.close(CloseCode.RATE_LIMITED, "too many messages")
                     return
                 try:
-                    frame = parse(msg.data)
-                    if not await self._handle(frame):
+                    kind, data = parse(msg.data)
+                    if kind == "ice" or kind == "sdp":
+                        # The hot path: one parse, one encode, no other awaits.
+                        to = data["to"]
+                        if to == peer_id:
+                            raise FrameError("unknown_peer", "no such peer in this room")
+                        # "from" is always stamped by the server; the client's is never relayed.
+                        if kind == "ice":
+                            out = {"type": kind, "from": peer_id, "candidate": data["candidate"]}
+                        else:
+                            out = {
+                                "type": kind,
+                                "from": peer_id,
+                                "description": data["description"],
+                            }
+                        target = hub.local(room, to)
+                        if target is not None and target.pending is None:
+                            await target.send_encoded(dumps(out))  # same instance: direct
+                        else:
+                            await hub.send_to(room, to, out, self._no_peer)
+                    elif not await self._handle(Frame(kind, data)):
                         return
                 except FrameError as exc:
                     await conn.send({"type": "error", "code": exc.code, "message": exc.message})
@@ -270,17 +292,6 @@ class _Session:
         kind = frame.type
         if kind == "ping":
             await conn.send({"type": "pong"})
-        elif kind in ("sdp", "ice"):
-            to = data["to"]
-            # "from" is always stamped by the server; the client's own is never relayed.
-            out = {"type": kind, "from": conn.peer_id}
-            if kind == "sdp":
-                out["description"] = data["description"]
-            else:
-                out["candidate"] = data["candidate"]
-            if to == conn.peer_id:
-                raise FrameError("unknown_peer", "no such peer in this room")
-            await hub.send_to(room, to, {"room": room, "to": to, "frame": out}, self._no_peer)
         elif kind == "media":
             await hub.broker.set_media(
                 room, conn.peer_id, conn.conn_id, data["audio"], data["video"]

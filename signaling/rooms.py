@@ -8,7 +8,7 @@ import logging
 from collections import defaultdict
 from typing import Any
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 from .broker import Broker, Envelope, Member, Missing, monotonic
 from .protocol import CloseCode, dumps
@@ -20,7 +20,6 @@ class Connection:
     """One joined (or joining) WebSocket of a participant."""
 
     __slots__ = (
-        "_lock",
         "can_rollback",
         "closing",
         "conn_id",
@@ -49,26 +48,38 @@ class Connection:
         self.tokens = float(burst)
         self.stamp = self.last_seen
         self.closing = False
-        self._lock = asyncio.Lock()
 
     def take_token(self, rate: float, burst: int) -> bool:
-        """Token bucket: return False when the socket exceeded its rate and burst."""
+        """Token bucket, O(1): return False when the socket exceeded its rate and burst."""
         now = monotonic()
         self.last_seen = now
-        self.tokens = min(float(burst), self.tokens + (now - self.stamp) * rate)
+        tokens = self.tokens + (now - self.stamp) * rate
+        if tokens > burst:
+            tokens = float(burst)
         self.stamp = now
-        if self.tokens < 1.0:
+        if tokens < 1.0:
+            self.tokens = tokens
             return False
-        self.tokens -= 1.0
+        self.tokens = tokens - 1.0
         return True
 
     async def send(self, frame: dict[str, Any]) -> None:
-        """Send one frame; sends from the handler and from broker delivery are serialised."""
+        """Encode and send one frame."""
+        await self.send_encoded(dumps(frame))
+
+    async def send_encoded(self, payload: bytes) -> None:
+        """Send one already encoded JSON frame as a text frame.
+
+        No lock is needed: sockets are opened without compression, so aiohttp writes the
+        whole frame to the transport synchronously, before its only await (waiting for the
+        transport to drain). Frames from the handler and from broker delivery therefore
+        never interleave and leave in call order; a slow reader still pushes back on the
+        sender through that drain.
+        """
         if self.closing or self.ws.closed:
             return
         try:
-            async with self._lock:
-                await self.ws.send_str(dumps(frame))
+            await self.ws.send_frame(payload, WSMsgType.TEXT)
         except (ConnectionError, RuntimeError):
             self.closing = True
 
@@ -139,22 +150,29 @@ class Hub:
             else:
                 exclude = envelope.get("exclude")
                 targets = [c for p, c in members.items() if p != exclude]
+        # The frame is encoded once for every recipient (unless it differs per recipient).
+        encoded: bytes | None = None
         for conn in targets:
-            await self._deliver_one(conn, envelope)
+            if conn.pending is not None and "close" not in envelope:
+                conn.pending.append(envelope)
+                continue
+            if encoded is None and "polite_for" not in envelope:
+                frame = envelope.get("frame")
+                if frame is not None:
+                    encoded = dumps(frame)
+            await self._send_envelope(conn, envelope, encoded)
 
-    async def _deliver_one(self, conn: Connection, envelope: Envelope) -> None:
-        if conn.pending is not None and "close" not in envelope:
-            conn.pending.append(envelope)
-            return
-        await self._send_envelope(conn, envelope)
-
-    async def _send_envelope(self, conn: Connection, envelope: Envelope) -> None:
+    async def _send_envelope(
+        self, conn: Connection, envelope: Envelope, encoded: bytes | None = None
+    ) -> None:
         frame = envelope.get("frame")
         if frame is not None:
-            polite_for = envelope.get("polite_for")
-            if polite_for is not None:
-                frame = {**frame, "polite": bool(polite_for.get(conn.peer_id, True))}
-            await conn.send(frame)
+            if encoded is None:
+                polite_for = envelope.get("polite_for")
+                if polite_for is not None:
+                    frame = {**frame, "polite": bool(polite_for.get(conn.peer_id, True))}
+                encoded = dumps(frame)
+            await conn.send_encoded(encoded)
         close = envelope.get("close")
         if close is not None:
             await conn.close(int(close[0]), str(close[1]))
@@ -178,14 +196,21 @@ class Hub:
         await self.broker.publish_room(room, envelope)
 
     async def send_to(
-        self, room: str, peer_id: str, envelope: Envelope, on_missing: Missing
+        self, room: str, peer_id: str, frame: dict[str, Any], on_missing: Missing
     ) -> None:
-        """Deliver to one peer wherever it is; call ``on_missing`` if it is not in the room."""
-        conn = self.local(room, peer_id)
-        if conn is not None:
-            await self._deliver_one(conn, envelope)
-        else:
+        """Deliver a frame to one peer wherever it is; call ``on_missing`` if it is absent.
+
+        A peer on this instance gets the frame encoded once and written directly.
+        """
+        members = self.rooms.get(room)
+        conn = None if members is None else members.get(peer_id)
+        if conn is None:
+            envelope = {"room": room, "to": peer_id, "frame": frame}
             await self.broker.route(room, peer_id, envelope, on_missing)
+        elif conn.pending is not None:
+            conn.pending.append({"room": room, "to": peer_id, "frame": frame})
+        else:
+            await conn.send_encoded(dumps(frame))
 
     async def sweep(self, silence_timeout: float) -> None:
         """Close sockets silent for longer than ``silence_timeout``."""
