@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, time, timedelta
 from operator import attrgetter
@@ -20,6 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.types import NullType
@@ -104,6 +105,14 @@ class _Intervals:
         if found is None:
             found = self._seen[key] = Interval(self._decode(start), self._decode(end))
         return found
+
+
+def _one_of(dialect: Dialect, column: Any, values: Collection[Any]) -> Any:
+    """``column IN values``; on PostgreSQL ``= ANY`` of one array parameter, which spares
+    rendering and binding one parameter per value (a hundred staff ids per search)."""
+    if dialect.name == "postgresql":
+        return column == sa.any_(sa.bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(values)
 
 
 def _collect(dialect: Dialect, column: Any) -> tuple[Any, Callable[[Any], list[Any]]] | None:
@@ -205,7 +214,7 @@ async def _weekly_rules(
     decoders = [_Decoder(conn.dialect, c) for c in columns]
     rows = (await conn.execute(
         sa.select(_raw(rule.staff_id), *(_raw(c) for c in columns)).where(
-            rule.staff_id.in_(ids),
+            _one_of(conn.dialect, rule.staff_id, ids),
             sa.or_(rule.valid_from.is_(None), rule.valid_from <= last),
             sa.or_(rule.valid_until.is_(None), rule.valid_until >= first),
         ).order_by(rule.weekday, rule.opens)
@@ -248,7 +257,7 @@ async def _staff_busy(
     """
     appointment = m.Appointment
     conditions = [
-        appointment.staff_id.in_(ids), HOLDS_TIME,
+        _one_of(conn.dialect, appointment.staff_id, ids), HOLDS_TIME,
         appointment.start < window.end + timedelta(hours=4),
         appointment.staff_until > window.start - timedelta(hours=4),
     ]
@@ -287,7 +296,7 @@ async def load_staff(
                   m.Operator.country, m.Operator.timezone, m.StaffMember.languages)
         .join(m.Desk, m.Desk.id == m.StaffMember.desk_id)
         .join(m.Operator, m.Operator.id == m.Desk.operator_id)
-        .where(m.Desk.operator_id.in_(operator_ids), m.StaffMember.active)
+        .where(_one_of(conn.dialect, m.Desk.operator_id, operator_ids), m.StaffMember.active)
         .order_by(m.StaffMember.id)
     )
     if staff_id is not None:
@@ -307,7 +316,7 @@ async def load_staff(
     for sid, day, opens, closes in (await conn.execute(
         sa.select(m.AvailabilityOverride.staff_id, m.AvailabilityOverride.day,
                   m.AvailabilityOverride.opens, m.AvailabilityOverride.closes).where(
-            m.AvailabilityOverride.staff_id.in_(ids),
+            _one_of(conn.dialect, m.AvailabilityOverride.staff_id, ids),
             m.AvailabilityOverride.day.between(first, last),
         ).order_by(m.AvailabilityOverride.day, m.AvailabilityOverride.opens)
     )).all():
@@ -319,7 +328,7 @@ async def load_staff(
     absence = _Intervals(conn.dialect, m.BusyPeriod.start)
     for sid, start, end in (await conn.execute(
         sa.select(m.BusyPeriod.staff_id, _raw(m.BusyPeriod.start), _raw(m.BusyPeriod.end)).where(
-            m.BusyPeriod.staff_id.in_(ids),
+            _one_of(conn.dialect, m.BusyPeriod.staff_id, ids),
             m.BusyPeriod.start < window.end, m.BusyPeriod.end > window.start,
         )
     )).all():
@@ -329,8 +338,8 @@ async def load_staff(
     closures: dict[str, set[date]] = defaultdict(set)
     for op_id, desk_id, day in (await conn.execute(
         sa.select(m.ClosureDay.operator_id, m.ClosureDay.desk_id, m.ClosureDay.day).where(
-            sa.or_(m.ClosureDay.operator_id.in_(operator_ids),
-                   m.ClosureDay.desk_id.in_(desk_ids)),
+            sa.or_(_one_of(conn.dialect, m.ClosureDay.operator_id, operator_ids),
+                   _one_of(conn.dialect, m.ClosureDay.desk_id, desk_ids)),
             m.ClosureDay.day.between(first, last),
         )
     )).all():
