@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -317,12 +318,9 @@ async def _stop_for(session: AsyncSession, site: m.Site, start: datetime,
     if stop_id is not None:
         await _stop(session, site, stop_id)
         return stop_id
-    from zoneinfo import ZoneInfo
-
     day = start.astimezone(ZoneInfo(site.timezone)).date()
-    found = await session.scalar(sa.select(m.TourStop.id).where(
+    return await session.scalar(sa.select(m.TourStop.id).where(
         m.TourStop.site_id == site.id, m.TourStop.day == day))
-    return found
 
 
 async def _book_once(
