@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from visio.domain import (
     Interval,
     IntervalIndex,
+    clear_starts,
     feasible_starts,
     intersect,
     merge,
@@ -227,3 +228,32 @@ def test_feasible_starts_agrees_with_checking_each_minute(
     assert all(a[1] < b[0] for a, b in pairwise(ranges))
     got = {k for lo, hi in ranges for k in range(minute(lo), minute(hi) + 1)}
     assert got == expected
+
+
+def test_clear_starts_drops_the_starts_whose_reach_meets_a_busy_interval() -> None:
+    grid = [at(k) for k in range(0, 180, 30)]  # 0, 30, ..., 150
+    # Busy 60-70, 40-minute reach: 30 and 60 are out (30+40 > 60), 90 is fine.
+    assert clear_starts(grid, [m(60, 70)], timedelta(minutes=40)) == [
+        at(0),
+        at(90),
+        at(120),
+        at(150),
+    ]
+    # Overlapping busy intervals, one inside another, sorted by start.
+    assert clear_starts(grid, [m(20, 100), m(30, 40), m(125, 150)], timedelta(minutes=10)) == [
+        at(0),
+        at(150),
+    ]
+    assert clear_starts(grid, [], timedelta(minutes=10)) == grid
+    assert clear_starts([], [m(0, 10)], timedelta(minutes=10)) == []
+
+
+@given(st.lists(st.integers(0, 240), unique=True), spans, st.integers(1, 60))
+def test_clear_starts_agrees_with_the_index(
+    starts: list[int], busy: list[Interval], reach: int
+) -> None:
+    grid = [at(k) for k in sorted(starts)]
+    index = IntervalIndex(busy)
+    expected = [s for s in grid if not index.overlaps_span(s, s + timedelta(minutes=reach))]
+    by_start = sorted(busy, key=lambda x: x.start)
+    assert clear_starts(grid, by_start, timedelta(minutes=reach)) == expected

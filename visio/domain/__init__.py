@@ -12,6 +12,7 @@ from visio.domain.calendars import (
 from visio.domain.intervals import (
     Interval,
     IntervalIndex,
+    clear_starts,
     feasible_starts,
     intersect,
     merge,
@@ -45,6 +46,7 @@ __all__ = [
     "Stop",
     "WeeklyRule",
     "check_start",
+    "clear_starts",
     "feasible_starts",
     "intersect",
     "local_days",

@@ -16,6 +16,7 @@ from operator import attrgetter
 __all__ = [
     "Interval",
     "IntervalIndex",
+    "clear_starts",
     "feasible_starts",
     "intersect",
     "merge",
@@ -200,6 +201,29 @@ def feasible_starts(
             k += 1
         if cursor <= hi:
             result.append((cursor, hi))
+    return result
+
+
+def clear_starts(
+    starts: Sequence[datetime], busy: Iterable[Interval], reach: timedelta
+) -> list[datetime]:
+    """Return the ``starts`` ``s`` for which ``[s, s + reach)`` overlaps no ``busy`` interval.
+
+    ``starts`` must be sorted and ``busy`` sorted by start (overlaps are fine); the result
+    keeps the order of ``starts``.
+    """
+    result: list[datetime] = []
+    pos = 0
+    n = len(starts)
+    for b in busy:
+        # b excludes the starts in the open range (b.start - reach, b.end).
+        first = bisect_right(starts, b.start - reach, pos)
+        if first > pos:
+            result += starts[pos:first]
+        pos = bisect_left(starts, b.end, first)
+        if pos >= n:
+            return result
+    result += starts[pos:]
     return result
 
 

@@ -26,6 +26,7 @@ from visio.domain.calendars import (
 from visio.domain.intervals import (
     Interval,
     IntervalIndex,
+    clear_starts,
     feasible_starts,
     intersect,
     merge,
@@ -409,6 +410,22 @@ def _staff_view(staff: StaffCalendar, span: Interval, cache: _Cache) -> _StaffVi
 # --------------------------------------------------------------------------- search
 
 _SLOT_ORDER = attrgetter("start", "operator_id", "staff_id", "service_id")
+_START = attrgetter("start")
+_PREFERENCE = attrgetter("load", "staff_id")
+
+
+@dataclass(slots=True)
+class _Candidate:
+    """A staff member who may offer slots, with what the search needs of them."""
+
+    load: int  # appointments overlapping the window
+    staff_id: str
+    member: StaffCalendar
+    shape: _Shape
+    group: int | None  # staff sharing it have the same free time (None: absences)
+    free: list[Interval]  # working hours, minus absences, while the site is open and free
+    busy: list[Interval]  # sorted by start
+    offered: list[ServiceRule]
 
 
 def search_slots(
@@ -445,51 +462,56 @@ def search_slots(
     for service in services:
         by_operator.setdefault(service.operator_id, []).append(service)
 
-    # Who can offer what: (load, staff id, member, view, free time, services).
-    members: list[tuple[int, str, StaffCalendar, _StaffView, list[Interval], list[ServiceRule]]]
-    members = []
-    free_by_shape: dict[int, list[Interval]] = {}
+    # Who can offer what, and when their working hours meet the site's free time. Staff
+    # without absences share that free time with everyone of the same shape.
+    members: list[_Candidate] = []
+    shared: dict[int, list[Interval]] = {}
     for member in staff:
         offered = [
             s for s in by_operator.get(member.operator_id, ()) if _speaks(language, s, member)
         ]
         if not offered:
             continue
-        view = _staff_view(member, span, cache)
+        shape = _shape(member, span, cache)
+        group: int | None = None
         if member.absences:
-            free = intersect(view.available.intervals, site_free)
+            free = intersect(subtract(shape.hours.intervals, member.absences), site_free)
         else:
-            shared = free_by_shape.get(id(view.shape))
-            if shared is None:
-                shared = free_by_shape[id(view.shape)] = intersect(view.hours.intervals, site_free)
-            free = shared
+            group = id(shape)
+            found_free = shared.get(group)
+            if found_free is None:
+                found_free = shared[group] = intersect(shape.hours.intervals, site_free)
+            free = found_free
         if not free:
             continue
-        load = sum(1 for b in member.busy if b.start < window.end and b.end > window.start)
-        members.append((load, member.staff_id, member, view, free, offered))
+        busy = sorted(member.busy, key=_START)
+        load = sum(1 for b in busy if b.start < window.end and b.end > window.start)
+        members.append(_Candidate(load, member.staff_id, member, shape, group, free, busy, offered))
     if not per_staff:
         # The first member to claim a (start, operator, service) keeps it: in this order,
         # the least loaded (then smallest id; then first given) member wins each start.
-        members.sort(key=lambda entry: (entry[0], entry[1]))
+        members.sort(key=_PREFERENCE)
 
+    # Starts on the grid with the site open and the staff member working, per shape and
+    # service: the same for every member of a shape (without absences).
+    bases: dict[tuple[int, int], list[datetime]] = {}
     Taken = tuple[StaffCalendar, ServiceRule, str | None]
     claimed: dict[tuple[str, str], dict[datetime, Taken]] = {}
     found: list[tuple[datetime, StaffCalendar, ServiceRule, str | None]] = []
     itinerant = site_view.itinerant
-    for _load, _id, member, view, free, offered in members:
-        busy = view.busy.intervals
-        for service in offered:
-            duration = service.duration
-            earliest = max(window.start, now + service.notice)
-            latest = min(now + service.horizon, window.end - duration)
-            if latest < earliest:
+    for candidate in members:
+        member = candidate.member
+        for service in candidate.offered:
+            key = None if candidate.group is None else (candidate.group, id(service))
+            base = None if key is None else bases.get(key)
+            if base is None:
+                base = _open_starts(candidate.shape, candidate.free, service, window, now, cache)
+                if key is not None:
+                    bases[key] = base
+            if not base:
                 continue
-            starts = view.grid(service.grid_step, cache)
-            picked: list[datetime] = []
-            for lo, hi in feasible_starts(
-                free, busy, duration, duration + service.buffer_after, earliest, latest
-            ):
-                picked += starts[bisect_left(starts, lo) : bisect_right(starts, hi)]
+            duration = service.duration
+            picked = clear_starts(base, candidate.busy, duration + service.buffer_after)
             if not picked:
                 continue
             if per_staff:
@@ -510,8 +532,8 @@ def search_slots(
                             table[start] = (member, service, stop)
             else:
                 entry: Taken = (member, service, None)
-                for start in picked:
-                    table.setdefault(start, entry)
+                fresh = set(picked).difference(table) if table else picked
+                table.update(dict.fromkeys(fresh, entry))
 
     if not per_staff:
         found = [
@@ -521,18 +543,39 @@ def search_slots(
         ]
     slots = [
         Slot(
-            start=start,
-            end=start + service.duration,
-            operator_id=member.operator_id,
-            desk_id=member.desk_id,
-            staff_id=member.staff_id,
-            service_id=service.service_id,
-            stop_id=stop,
+            start,
+            start + service.duration,
+            member.operator_id,
+            member.desk_id,
+            member.staff_id,
+            service.service_id,
+            stop,
         )
         for start, member, service, stop in found
     ]
     slots.sort(key=_SLOT_ORDER)
     return slots
+
+
+def _open_starts(
+    shape: _Shape,
+    free: list[Interval],
+    service: ServiceRule,
+    window: Interval,
+    now: datetime,
+    cache: _Cache,
+) -> list[datetime]:
+    """Grid starts whose appointment fits in ``free``, within notice, horizon and window."""
+    duration = service.duration
+    earliest = max(window.start, now + service.notice)
+    latest = min(now + service.horizon, window.end - duration)
+    if latest < earliest:
+        return []
+    starts = shape.grid(service.grid_step, cache)
+    base: list[datetime] = []
+    for lo, hi in feasible_starts(free, (), duration, duration, earliest, latest):
+        base += starts[bisect_left(starts, lo) : bisect_right(starts, hi)]
+    return base
 
 
 # --------------------------------------------------------------------------- check
