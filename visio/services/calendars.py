@@ -208,40 +208,56 @@ class StaffRow:
 async def _weekly_rules(
     conn: AsyncConnection, ids: list[str], first: date, last: date
 ) -> dict[str, tuple[WeeklyRule, ...]]:
-    """Each staff member's weekly rules; equal rules (and rule sets) are shared objects."""
+    """Each staff member's weekly rules, by weekday and opening time.
+
+    Where the database can, one row per distinct rule with the list of its staff (staff
+    usually share their hours). Equal rules, and equal sets of rules, are shared objects.
+    """
     rule = m.AvailabilityRule
     columns = (rule.weekday, rule.opens, rule.closes, rule.valid_from, rule.valid_until)
+    conditions = (
+        _one_of(conn.dialect, rule.staff_id, ids),
+        sa.or_(rule.valid_from.is_(None), rule.valid_from <= last),
+        sa.or_(rule.valid_until.is_(None), rule.valid_until >= first),
+    )
+    collect = _collect(conn.dialect, rule.staff_id)
+    groups: list[tuple[tuple[Any, ...], list[str]]] = []
+    if collect is None:
+        for staff_id, *values in (await conn.execute(
+            sa.select(rule.staff_id, *(_raw(c) for c in columns)).where(*conditions)
+            .order_by(*columns)
+        )).all():
+            groups.append((tuple(values), [staff_id]))
+    else:
+        aggregate, decode_ids = collect
+        for *values, staff_ids in (await conn.execute(
+            sa.select(*(_raw(c) for c in columns), aggregate).where(*conditions)
+            .group_by(*columns).order_by(*columns)
+        )).all():
+            groups.append((tuple(values), decode_ids(staff_ids)))
+
     decoders = [_Decoder(conn.dialect, c) for c in columns]
-    rows = (await conn.execute(
-        sa.select(_raw(rule.staff_id), *(_raw(c) for c in columns)).where(
-            _one_of(conn.dialect, rule.staff_id, ids),
-            sa.or_(rule.valid_from.is_(None), rule.valid_from <= last),
-            sa.or_(rule.valid_until.is_(None), rule.valid_until >= first),
-        ).order_by(rule.weekday, rule.opens)
-    )).all()
-    keys: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
-    for staff_id, *values in rows:
-        keys[staff_id].append(tuple(values))
     rules: dict[tuple[Any, ...], WeeklyRule] = {}
-    sets: dict[tuple[tuple[Any, ...], ...], tuple[WeeklyRule, ...]] = {}
+    keys: dict[str, list[WeeklyRule]] = defaultdict(list)
+    for raw, staff_ids in groups:
+        one = rules.get(raw)
+        if one is None:
+            weekday, opens, closes, valid_from, valid_until = (
+                decode(value) for decode, value in zip(decoders, raw, strict=True)
+            )
+            one = rules[raw] = WeeklyRule(
+                weekday=weekday, opens=opens, closes=closes,
+                valid_from=valid_from, valid_until=valid_until,
+            )
+        for staff_id in staff_ids:
+            keys[staff_id].append(one)
+    sets: dict[tuple[int, ...], tuple[WeeklyRule, ...]] = {}
     result: dict[str, tuple[WeeklyRule, ...]] = {}
-    for staff_id, raw_rules in keys.items():
-        key = tuple(raw_rules)
+    for staff_id, staff_rules in keys.items():
+        key = tuple(map(id, staff_rules))  # the rules live in ``rules`` meanwhile
         found = sets.get(key)
         if found is None:
-            built = []
-            for raw in key:
-                one = rules.get(raw)
-                if one is None:
-                    weekday, opens, closes, valid_from, valid_until = (
-                        decode(value) for decode, value in zip(decoders, raw, strict=True)
-                    )
-                    one = rules[raw] = WeeklyRule(
-                        weekday=weekday, opens=opens, closes=closes,
-                        valid_from=valid_from, valid_until=valid_until,
-                    )
-                built.append(one)
-            found = sets[key] = tuple(built)
+            found = sets[key] = tuple(staff_rules)
         result[staff_id] = found
     return result
 
