@@ -9,12 +9,17 @@ For each backend: a fresh, migrated database; a bulk-loaded dataset (one fixed s
 3. ``booking.book`` throughput, sequential and with 8 concurrent tasks.
 
 Times use ``time.perf_counter()``; nothing is asserted on time. Prints a markdown table.
+
+The process runs with the server's garbage-collector settings (``visio.perf.tune_gc``,
+which ``visio serve`` applies after start-up), applied here before the first backend.
+``find_slots`` is also timed with CPython's default GC settings, for comparison.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import hashlib
 import math
 import secrets
@@ -26,7 +31,8 @@ import time
 import traceback
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock_time
@@ -46,6 +52,7 @@ from visio.domain.intervals import Interval
 from visio.domain.slots import Slot, search_slots
 from visio.errors import VisioError
 from visio.migrate import upgrade
+from visio.perf import DEFAULT_GC_THRESHOLDS, tune_gc
 from visio.services import booking
 from visio.services.accounts import Principal
 from visio.services.calendars import load_site, load_staff, service_rule
@@ -261,10 +268,23 @@ async def timed(fn: Callable[[], Awaitable[Any]]) -> tuple[float, Any]:
     return (time.perf_counter() - started) * 1000, result
 
 
+@contextmanager
+def cpython_default_gc() -> Iterator[None]:
+    """CPython's default GC settings for the duration (nothing frozen, default thresholds);
+    the server's settings again afterwards."""
+    gc.unfreeze()
+    gc.set_threshold(*DEFAULT_GC_THRESHOLDS)
+    try:
+        yield
+    finally:
+        tune_gc()
+
+
 @dataclass(frozen=True, slots=True)
 class SearchResult:
     db_ms: list[float]
     memory_ms: list[float]
+    default_gc_ms: list[float]
     slots: int
     memory_slots: int
 
@@ -281,13 +301,19 @@ async def measure_search(db: Database, data: Dataset, holidays: HolidayCalendar)
                                                 now=now, holidays=holidays)
         return slots
 
-    for _ in range(WARMUPS):
-        await db_search()
-    db_ms: list[float] = []
-    slots: list[Slot] = []
-    for _ in range(RUNS):
-        elapsed, slots = await timed(db_search)
-        db_ms.append(elapsed)
+    async def measure_db() -> tuple[list[float], list[Slot]]:
+        for _ in range(WARMUPS):
+            await db_search()
+        samples: list[float] = []
+        found: list[Slot] = []
+        for _ in range(RUNS):
+            elapsed, found = await timed(db_search)
+            samples.append(elapsed)
+        return samples, found
+
+    db_ms, slots = await measure_db()
+    with cpython_default_gc():
+        default_gc_ms, _ = await measure_db()
 
     async with db.read() as session:
         site = await session.get(m.Site, data.site_id)
@@ -311,8 +337,8 @@ async def measure_search(db: Database, data: Dataset, holidays: HolidayCalendar)
         started = time.perf_counter()
         memory_slots = memory_search()
         memory_ms.append((time.perf_counter() - started) * 1000)
-    return SearchResult(db_ms=db_ms, memory_ms=memory_ms, slots=len(slots),
-                        memory_slots=len(memory_slots))
+    return SearchResult(db_ms=db_ms, memory_ms=memory_ms, default_gc_ms=default_gc_ms,
+                        slots=len(slots), memory_slots=len(memory_slots))
 
 
 @dataclass(frozen=True, slots=True)
@@ -447,6 +473,12 @@ async def bench_backend(label: str, url: str) -> list[Row]:
                         f"< {SEARCH_P95_TARGET_MS:.0f} ms", ok))
     else:
         rows.append(Row(label, "find_slots 4 weeks p95 (ms)", f"{db_p95:.1f}"))
+    rows += [
+        Row(label, "find_slots 4 weeks p50, CPython default GC (ms)",
+            f"{p50(search.default_gc_ms):.1f}"),
+        Row(label, "find_slots 4 weeks p95, CPython default GC (ms)",
+            f"{p95(search.default_gc_ms):.1f}"),
+    ]
     same = "" if search.memory_slots == search.slots else f" ≠ {search.slots}!"
     rows += [
         Row(label, f"search_slots in memory p50 (ms; {search.memory_slots} slots{same})",
@@ -504,6 +536,7 @@ BACKENDS: dict[str, Callable[[], list[Row]]] = {"sqlite": run_sqlite, "postgres"
 
 def run(backends: Sequence[str] = tuple(BACKENDS)) -> tuple[str, bool]:
     """Run the benchmark on ``backends``: the markdown table, and whether all ran."""
+    tune_gc()  # as `visio serve` does once started
     rows: list[Row] = []
     complete = True
     for name in backends:
