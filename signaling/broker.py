@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol
@@ -241,8 +242,12 @@ return 1
 """
 
 # One call delivers a whole batch of outgoing envelopes, in order. ARGV: channel prefix,
-# this instance, broadcast channel, then the batch as ONE JSON array of records [kind,
-# index into KEYS (a room's members hash, 0 when unused), target, envelope JSON text].
+# this instance, broadcast channel, the batch's records as ONE JSON array of [kind, index
+# into KEYS (a room's members hash, 0 when unused), target, byte length], and the
+# envelopes' JSON texts concatenated in the same order (cut by those lengths, so they are
+# neither escaped nor parsed on the way). Consecutive envelopes of the same kind to the
+# same target (a burst of ICE candidates) form one record whose text is the envelopes
+# joined by commas, so Redis looks the peer up and queues it once per run, not per frame.
 # Kinds: "r" to one peer, "p" to every other instance of the room, "i" to one instance,
 # "a" to all. Returns the positions (1-based) of the "r" records whose peer is no member.
 # Each channel gets a single message holding the JSON array of its envelopes, so Redis
@@ -250,9 +255,10 @@ return 1
 # one script nothing else runs, so a seat looked up once holds for the whole batch.
 _BATCH = """
 local prefix, self_id, all_channel = ARGV[1], ARGV[2], ARGV[3]
-local records = cjson.decode(ARGV[4])
+local records, blob, pos = cjson.decode(ARGV[4]), ARGV[5], 1
 local queues, order, missing = {}, {}, {}
 local peer_inst, room_insts = {}, {}
+for i = 1, #KEYS do peer_inst[i] = {} end
 local function push(channel, envelope)
   local q = queues[channel]
   if not q then
@@ -263,14 +269,15 @@ local function push(channel, envelope)
   table.insert(q, envelope)
 end
 for i, rec in ipairs(records) do
-  local kind, index, target, envelope = rec[1], rec[2], rec[3], rec[4]
+  local kind, index, target = rec[1], rec[2], rec[3]
+  local envelope = string.sub(blob, pos, pos + rec[4] - 1)
+  pos = pos + rec[4]
   if kind == 'r' then
-    local cache_key = index .. ':' .. target
-    local inst = peer_inst[cache_key]
+    local inst = peer_inst[index][target]
     if inst == nil then
       local cur = redis.call('HGET', KEYS[index], target)
       inst = cur and cjson.decode(cur)['instance_id'] or false
-      peer_inst[cache_key] = inst
+      peer_inst[index][target] = inst
     end
     if inst then
       if inst ~= self_id then push(prefix .. inst, envelope) end
@@ -307,9 +314,71 @@ return missing
 
 
 OUTBOX_SIZE = 10_000
-BATCH_SIZE = 256
+BATCH_SIZE = 1024
 # kind, room (or ""), target, envelope JSON, callback when the target peer is missing
-_Outgoing = tuple[str, str, str, str, Missing | None]
+_Outgoing = tuple[str, str, str, bytes, Missing | None]
+
+
+class _Outbox:
+    """Bounded FIFO between the senders and the Redis writer task.
+
+    Queueing is a deque append, without a coroutine per frame; when the outbox is full,
+    senders wait for room (each sender's own frames keep their order, since a waiting
+    sender's handler sends nothing else meanwhile).
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        self.items: deque[_Outgoing] = deque()
+        self.maxsize = maxsize
+        self.taken = 0  # records handed to the writer and not yet sent
+        self._getter: asyncio.Future[None] | None = None
+        self._room = asyncio.Event()
+        self._sent = asyncio.Event()
+
+    def put_nowait(self, item: _Outgoing) -> bool:
+        """Queue ``item`` unless the outbox is full."""
+        if len(self.items) >= self.maxsize:
+            return False
+        self.items.append(item)
+        getter = self._getter
+        if getter is not None and not getter.done():
+            getter.set_result(None)
+        return True
+
+    async def put(self, item: _Outgoing) -> None:
+        """Queue ``item``, waiting for room."""
+        while not self.put_nowait(item):
+            self._room.clear()
+            await self._room.wait()
+
+    async def take(self, limit: int) -> list[_Outgoing]:
+        """Wait for records, then take up to ``limit`` of them, oldest first."""
+        items = self.items
+        while not items:
+            self._getter = asyncio.get_running_loop().create_future()
+            try:
+                await self._getter
+            finally:
+                self._getter = None
+        batch = [items.popleft() for _ in range(min(limit, len(items)))]
+        self.taken = len(batch)
+        self._room.set()
+        return batch
+
+    def done(self) -> None:
+        """The batch handed out by ``take`` was sent (or dropped)."""
+        self.taken = 0
+        self._sent.set()
+
+    def busy(self) -> bool:
+        """Whether records are queued or being sent."""
+        return bool(self.items) or self.taken > 0
+
+    async def join(self) -> None:
+        """Wait until every queued record was sent (or dropped)."""
+        while self.busy():
+            self._sent.clear()
+            await self._sent.wait()
 
 
 class RedisBroker:
@@ -335,7 +404,7 @@ class RedisBroker:
         self._deliver: Deliver | None = None
         # Relays and fan-outs go through one FIFO written in pipelines by one task: senders
         # do not wait for a Redis round trip per frame, and frames keep their order.
-        self._outbox: asyncio.Queue[_Outgoing] = asyncio.Queue(maxsize=OUTBOX_SIZE)
+        self._outbox = _Outbox(OUTBOX_SIZE)
 
     def _keys(self, room: str) -> list[str]:
         base = f"{self._prefix}:room:{room}"
@@ -350,36 +419,49 @@ class RedisBroker:
         self._writer = asyncio.create_task(self._write(), name="signaling-redis-writer")
 
     async def _write(self) -> None:
+        outbox = self._outbox
         while True:
-            batch = [await self._outbox.get()]
-            while len(batch) < BATCH_SIZE and not self._outbox.empty():
-                batch.append(self._outbox.get_nowait())
+            batch = await outbox.take(BATCH_SIZE)
             try:
                 keys: list[str] = []
                 key_index: dict[str, int] = {}
-                records: list[tuple[str, int, str, str]] = []
-                for kind, room, target, envelope, _ in batch:
+                records: list[list[str | int]] = []  # [kind, key index, target, length]
+                texts: list[bytes] = []
+                runs: list[list[Missing | None]] = []  # the callbacks of each record
+                last_kind = last_room = last_target = None
+                for kind, room, target, envelope, on_missing in batch:
+                    if target == last_target and room == last_room and kind == last_kind:
+                        record = records[-1]
+                        record[3] = int(record[3]) + 1 + len(envelope)
+                        texts.append(b",")
+                        texts.append(envelope)
+                        runs[-1].append(on_missing)
+                        continue
+                    last_kind, last_room, last_target = kind, room, target
                     index = 0
                     if room:
                         index = key_index.get(room, 0)
                         if not index:
                             keys.append(self._keys(room)[0])
                             index = key_index[room] = len(keys)
-                    records.append((kind, index, target, envelope))
-                # One argument for the whole batch: packing a command costs per argument.
+                    records.append([kind, index, target, len(envelope)])
+                    texts.append(envelope)
+                    runs.append([on_missing])
+                # Two arguments for the whole batch: packing a command costs per argument.
                 args = [self._inst_prefix, self._instance_id, self._all_channel]
-                missing = await self._batch(keys=keys, args=[*args, orjson.dumps(records)])
+                missing = await self._batch(
+                    keys=keys, args=[*args, orjson.dumps(records), b"".join(texts)]
+                )
                 for position in missing:
-                    on_missing = batch[int(position) - 1][4]
-                    if on_missing is not None:
-                        await on_missing()
+                    for on_missing in runs[int(position) - 1]:
+                        if on_missing is not None:
+                            await on_missing()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("redis publish pipeline failed; %d frames lost", len(batch))
             finally:
-                for _ in batch:
-                    self._outbox.task_done()
+                outbox.done()
 
     async def _read(self) -> None:
         assert self._pubsub is not None
@@ -395,10 +477,15 @@ class RedisBroker:
             if msg is None or msg.get("type") != "message" or self._deliver is None:
                 continue
             try:
-                for envelope in orjson.loads(msg["data"]):
+                envelopes = orjson.loads(msg["data"])
+            except ValueError:
+                log.exception("undecodable broker message dropped")
+                continue
+            for envelope in envelopes:
+                try:
                     await self._deliver(envelope)
-            except Exception:
-                log.exception("delivery of a broker envelope failed")
+                except Exception:
+                    log.exception("delivery of a broker envelope failed")
 
     async def close(self) -> None:
         """Flush pending publishes, stop the tasks and close connections."""
@@ -452,31 +539,26 @@ class RedisBroker:
         await self._refresh(keys=self._keys(room), args=args)
 
     async def _queue(self, item: _Outgoing) -> None:
-        # put_nowait spares a coroutine per frame; a full outbox still makes senders wait.
-        try:
-            self._outbox.put_nowait(item)
-        except asyncio.QueueFull:
+        if not self._outbox.put_nowait(item):
             await self._outbox.put(item)
 
     async def route(self, room: str, peer_id: str, envelope: Envelope, on_missing: Missing) -> None:
         """Queue for the instance holding ``peer_id`` (looked up when the batch runs)."""
-        await self._queue(("r", room, peer_id, _text(envelope), on_missing))
+        item = ("r", room, peer_id, orjson.dumps(envelope), on_missing)
+        if not self._outbox.put_nowait(item):  # the hot path awaits nothing
+            await self._outbox.put(item)
 
     async def publish_room(self, room: str, envelope: Envelope) -> None:
         """Queue for every other instance holding members of the room."""
-        await self._queue(("p", room, "", _text(envelope), None))
+        await self._queue(("p", room, "", orjson.dumps(envelope), None))
 
     async def to_instance(self, instance_id: str, envelope: Envelope) -> None:
         """Queue for one instance."""
-        await self._queue(("i", "", instance_id, _text(envelope), None))
+        await self._queue(("i", "", instance_id, orjson.dumps(envelope), None))
 
     async def broadcast(self, envelope: Envelope) -> None:
         """Queue for every instance."""
-        await self._queue(("a", "", "", _text(envelope), None))
-
-
-def _text(envelope: Envelope) -> str:
-    return orjson.dumps(envelope).decode()
+        await self._queue(("a", "", "", orjson.dumps(envelope), None))
 
 
 def create_broker(url: str, *, instance_id: str, prefix: str, presence_ttl: float) -> Broker:

@@ -268,7 +268,9 @@ class _Session:
                             }
                         target = hub.local(room, to)
                         if target is not None and target.pending is None:
-                            await target.send_encoded(dumps(out))  # same instance: direct
+                            payload = dumps(out)  # same instance: straight to its socket
+                            if not target.queue_encoded(payload):
+                                await target.send_encoded(payload)
                         else:
                             await hub.send_to(room, to, out, self._no_peer)
                     elif not await self._handle(Frame(kind, data)):
@@ -333,7 +335,13 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         compress=False, max_msg_size=config.max_frame_bytes, autoping=True, heartbeat=None
     )
     await ws.prepare(request)
-    conn = Connection(ws, secrets.token_hex(8), burst=config.rate_limit_burst)
+    transport = request.transport
+    conn = Connection(
+        ws,
+        secrets.token_hex(8),
+        burst=config.rate_limit_burst,
+        transport=transport if isinstance(transport, asyncio.Transport) else None,
+    )
     hub.unjoined.add(conn)
     try:
         await _Session(request, ws, conn).run()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 from collections import defaultdict
 from typing import Any
 
@@ -14,6 +15,23 @@ from .broker import Broker, Envelope, Member, Missing, monotonic
 from .protocol import CloseCode, dumps
 
 log = logging.getLogger(__name__)
+
+# Frames to one socket are coalesced into one transport write per event-loop iteration,
+# up to this many bytes; beyond this many bytes waiting in the transport (a slow reader),
+# frames go through aiohttp's own send, which waits for the transport to drain.
+COALESCE_BYTES = 64 * 1024
+BACKLOG_BYTES = 64 * 1024
+_LEN16 = struct.Struct("!BBH").pack
+_LEN64 = struct.Struct("!BBQ").pack
+
+
+def text_frame_header(length: int) -> bytes:
+    """RFC 6455 header of a final, unmasked, uncompressed text frame (server to client)."""
+    if length < 126:
+        return bytes((0x81, length))
+    if length < 65536:
+        return _LEN16(0x81, 126, length)
+    return _LEN64(0x81, 127, length)
 
 
 class Connection:
@@ -25,17 +43,32 @@ class Connection:
         "conn_id",
         "last_seen",
         "member",
+        "out",
+        "out_bytes",
         "peer_id",
         "pending",
         "role",
         "room",
         "stamp",
         "tokens",
+        "transport",
         "ws",
     )
 
-    def __init__(self, ws: web.WebSocketResponse, conn_id: str, *, burst: int) -> None:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        conn_id: str,
+        *,
+        burst: int,
+        transport: asyncio.Transport | None = None,
+    ) -> None:
         self.ws = ws
+        # The socket's transport, for coalesced writes; None sends frame by frame.
+        self.transport = transport
+        # Encoded frames (headers and payloads) waiting for the end of this loop iteration.
+        self.out: list[bytes] | None = None
+        self.out_bytes = 0
         self.conn_id = conn_id
         self.room = ""
         self.peer_id = ""
@@ -70,26 +103,78 @@ class Connection:
     async def send_encoded(self, payload: bytes) -> None:
         """Send one already encoded JSON frame as a text frame.
 
-        No lock is needed: sockets are opened without compression, so aiohttp writes the
-        whole frame to the transport synchronously, before its only await (waiting for the
-        transport to drain). Frames from the handler and from broker delivery therefore
-        never interleave and leave in call order; a slow reader still pushes back on the
-        sender through that drain.
+        Frames are queued and written to the transport together, with one write (one
+        system call) at the end of the current event-loop iteration, instead of one write
+        per frame: a relay that drains a burst of frames from one socket, or a Redis batch,
+        writes each recipient's share at once. The frames are complete RFC 6455 text
+        frames (sockets are opened without compression, server frames are not masked), so
+        aiohttp's own control frames (pong, close) can only fall between two of them. The
+        queue is written before a close (see ``close``) and dropped once the socket is
+        closed. Frames leave in call order, so no lock is needed; when the reader is slow
+        (the transport already holds ``BACKLOG_BYTES``) frames go through aiohttp's
+        ``send_frame``, whose drain makes the sender wait as before.
+        """
+        if not self.queue_encoded(payload):
+            self.flush()
+            try:
+                await self.ws.send_frame(payload, WSMsgType.TEXT)
+            except (ConnectionError, RuntimeError):
+                self.closing = True
+
+    def queue_encoded(self, payload: bytes) -> bool:
+        """Queue a frame for the coalesced write (see ``send_encoded``), without awaiting.
+
+        Returns False, queueing nothing, when the frame must go through ``send_encoded``
+        instead (no transport, or the reader is slow). A closed socket drops the frame.
         """
         if self.closing or self.ws.closed:
+            return True
+        transport = self.transport
+        if transport is None or transport.get_write_buffer_size() > BACKLOG_BYTES:
+            return False
+        out = self.out
+        if out is None:
+            self.out = out = []
+            asyncio.get_running_loop().call_soon(self.flush)
+        out.append(text_frame_header(len(payload)))
+        out.append(payload)
+        self.out_bytes += len(payload)
+        if self.out_bytes > COALESCE_BYTES:
+            self.flush()
+        return True
+
+    def flush(self) -> None:
+        """Write the queued frames now (called at the end of the loop iteration)."""
+        out = self.out
+        if out is None:
+            return
+        self.out = None
+        self.out_bytes = 0
+        transport = self.transport
+        if self.ws.closed or transport is None or transport.is_closing():
             return
         try:
-            await self.ws.send_frame(payload, WSMsgType.TEXT)
+            transport.write(b"".join(out))
         except (ConnectionError, RuntimeError):
             self.closing = True
 
     async def close(self, code: int, reason: str) -> None:
-        """Close the socket with a code and a short reason."""
+        """Close the socket with a code and a short reason, after the frames queued for it."""
         if self.ws.closed:
             return
+        self.flush()
         self.closing = True
         with contextlib.suppress(ConnectionError, RuntimeError):
             await self.ws.close(code=code, message=reason.encode("utf-8")[:120])
+
+
+def _encoded(envelope: Envelope) -> bytes | None:
+    """The envelope's frame, encoded: ``text`` (a relay from another instance) or ``frame``."""
+    text = envelope.get("text")
+    if text is not None:
+        return str(text).encode()
+    frame = envelope.get("frame")
+    return None if frame is None else dumps(frame)
 
 
 class Hub:
@@ -157,21 +242,23 @@ class Hub:
                 conn.pending.append(envelope)
                 continue
             if encoded is None and "polite_for" not in envelope:
-                frame = envelope.get("frame")
-                if frame is not None:
-                    encoded = dumps(frame)
+                encoded = _encoded(envelope)
+            if encoded is not None and "close" not in envelope and conn.queue_encoded(encoded):
+                continue  # the common case (a relayed frame), without a coroutine
             await self._send_envelope(conn, envelope, encoded)
 
     async def _send_envelope(
         self, conn: Connection, envelope: Envelope, encoded: bytes | None = None
     ) -> None:
-        frame = envelope.get("frame")
-        if frame is not None:
-            if encoded is None:
-                polite_for = envelope.get("polite_for")
-                if polite_for is not None:
-                    frame = {**frame, "polite": bool(polite_for.get(conn.peer_id, True))}
+        if encoded is None:
+            frame = envelope.get("frame")
+            polite_for = envelope.get("polite_for")
+            if frame is not None and polite_for is not None:
+                frame = {**frame, "polite": bool(polite_for.get(conn.peer_id, True))}
                 encoded = dumps(frame)
+            else:
+                encoded = _encoded(envelope)
+        if encoded is not None:
             await conn.send_encoded(encoded)
         close = envelope.get("close")
         if close is not None:
@@ -205,12 +292,16 @@ class Hub:
         members = self.rooms.get(room)
         conn = None if members is None else members.get(peer_id)
         if conn is None:
-            envelope = {"room": room, "to": peer_id, "frame": frame}
+            # The frame travels encoded, as a JSON string: the receiving instance writes it
+            # out as is, instead of parsing it into objects and encoding it again.
+            envelope = {"room": room, "to": peer_id, "text": dumps(frame).decode()}
             await self.broker.route(room, peer_id, envelope, on_missing)
         elif conn.pending is not None:
             conn.pending.append({"room": room, "to": peer_id, "frame": frame})
         else:
-            await conn.send_encoded(dumps(frame))
+            payload = dumps(frame)
+            if not conn.queue_encoded(payload):
+                await conn.send_encoded(payload)
 
     async def sweep(self, silence_timeout: float) -> None:
         """Close sockets silent for longer than ``silence_timeout``."""
