@@ -45,7 +45,7 @@ LATENCY_MESSAGES = 2000
 LATENCY_RATE = 1000
 THROUGHPUT_MESSAGES = 50000
 THROUGHPUT_WARMUP = 5000
-THROUGHPUT_ROUNDS = 5
+THROUGHPUT_ROUNDS = 7
 
 
 # ---------------------------------------------------------------- servers (subprocess side)
@@ -137,6 +137,11 @@ class Server:
         if not line.startswith("READY"):
             raise RuntimeError(f"server {kind} did not start: {line!r}")
         self.url = f"ws://127.0.0.1:{int(line.split()[1])}/ws"
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time used by the server process so far."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def rss_kib(self) -> int:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -266,27 +271,33 @@ async def relay_throughput(
 
 
 async def compare_throughput(
-    urls: dict[str, tuple[str, str, bool]],
-) -> dict[str, list[float]]:
+    urls: dict[str, tuple[str, str, bool]], servers: dict[str, list[Server]]
+) -> tuple[dict[str, list[float]], dict[str, float]]:
     """Throughput of every server, measured in interleaved rounds after a warm-up.
 
     Every round measures each server once, in an order that rotates from round to
     round, so that background load on a shared machine hits all of them alike; the
-    servers are all started before the first round and stay up until the last.
+    servers are all started before the first round and stay up until the last. Also
+    returns the server-side CPU time per relayed message (all instances together), which
+    other jobs on the machine do not distort the way they distort wall-clock rates.
     """
     names = list(urls)
     for name in names:  # warm-up: imports, allocators, code paths; not counted
         await relay_throughput(*urls[name], messages=THROUGHPUT_WARMUP)
     results: dict[str, list[float]] = {name: [] for name in names}
+    cpu = dict.fromkeys(names, 0.0)
     for r in range(THROUGHPUT_ROUNDS):
         for name in names[r % len(names) :] + names[: r % len(names)]:
+            before = sum(s.cpu_seconds() for s in servers[name])
             results[name].append(await relay_throughput(*urls[name]))
+            cpu[name] += sum(s.cpu_seconds() for s in servers[name]) - before
         print(
             f"  round {r + 1}: " + ", ".join(f"{n} {v[-1]:,.0f}" for n, v in results.items()),
             file=sys.stderr,
             flush=True,
         )
-    return results
+    per_message = {n: c / (THROUGHPUT_ROUNDS * THROUGHPUT_MESSAGES) * 1e6 for n, c in cpu.items()}
+    return results, per_message
 
 
 async def idle_memory(server: Server, bare: bool) -> float:
@@ -427,13 +438,15 @@ async def bench() -> None:
 
     async def relays(bare_s: Server, one_s: Server, *two_s: Server) -> None:
         urls = {"bare": (bare_s.url, bare_s.url, True), "one": (one_s.url, one_s.url, False)}
+        servers = {"bare": [bare_s], "one": [one_s]}
         if two_s:
             urls["two"] = (two_s[0].url, two_s[1].url, False)
+            servers["two"] = list(two_s)
         print("relay latency…", file=sys.stderr, flush=True)
         for name, (url_a, url_b, is_bare) in urls.items():
             results[f"{name}_lat"] = await relay_latency(url_a, url_b, is_bare)
         print("relay throughput, interleaved rounds…", file=sys.stderr, flush=True)
-        results["tp"] = await compare_throughput(urls)
+        results["tp"], results["cpu"] = await compare_throughput(urls, servers)
         print("joins…", file=sys.stderr, flush=True)
         results["join_p99"] = await join_latency(one_s.url)
         results["rtc"] = await rtc_connect_time(one_s.url)
@@ -495,6 +508,13 @@ async def bench() -> None:
         row("signaling 2 instances (Redis) throughput", value, "≥ 0.8x bare", ratio >= 0.8)
     else:
         row("signaling 2 instances (Redis)", f"not run: Redis unreachable at {REDIS_URL}", "", None)
+    cpu = results["cpu"]
+    row(
+        "server CPU per relayed message (bare / 1 instance / 2 instances, Redis excluded)",
+        " / ".join(f"{cpu[n]:.1f}" for n in ("bare", "one", "two") if n in cpu) + " µs",
+        "reported",
+        None,
+    )
     row(
         f"bare relay memory per idle socket ({IDLE_SOCKETS})",
         f"{results['bare_mem']:.1f} KiB",
