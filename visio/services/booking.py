@@ -200,7 +200,8 @@ async def book(
     try:
         return await _book_with_retries(db=db, principal=principal, request=request, now=now,
                                         holidays=holidays, claim=claimed)
-    except BaseException:
+    except Exception:
+        # A cancelled request keeps its claim; a retry takes it over once abandoned.
         await idempotency.release(db=db, claim=claimed)
         raise
 
