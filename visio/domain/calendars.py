@@ -102,12 +102,11 @@ class HolidayCalendar:
         key = (country.upper(), year)
         table = self._cache.get(key)
         if table is None:
-            try:
-                # No subdivision: for FR this is metropolitan France (no Alsace-Moselle
-                # Good Friday, no overseas dates).
-                table = holidays_lib.country_holidays(key[0], years=year, language=self._language)
-            except NotImplementedError as exc:
-                raise ValueError(f"no public-holiday calendar for country {country!r}") from exc
+            if key[0] not in holidays_lib.list_supported_countries():
+                raise ValueError(f"no public-holiday calendar for country {country!r}")
+            # No subdivision: for FR this is metropolitan France (no Alsace-Moselle
+            # Good Friday, no overseas dates).
+            table = holidays_lib.country_holidays(key[0], years=year, language=self._language)
             self._cache[key] = table
         return table
 
