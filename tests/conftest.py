@@ -11,7 +11,6 @@ import asyncio
 import os
 import secrets
 import shutil
-import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,10 +20,12 @@ from typing import TypeVar
 
 import asyncpg
 import pytest
+import redis.asyncio as redis
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy.engine import make_url
 
+from tests.support import POSTGRES_URL, REDIS_URL, missing_service
 from visio.app import create_app
 from visio.db import Database, open_database
 from visio.migrate import upgrade
@@ -33,18 +34,6 @@ from visio.settings import Settings
 pytest_plugins = ["tests.coturn"]
 
 T = TypeVar("T")
-REQUIRE_SERVICES = os.environ.get("VISIO_REQUIRE_SERVICES") == "1"
-POSTGRES_URL = os.environ.get(
-    "VISIO_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
-
-
-def missing_service(what: str, why: str) -> None:
-    """Skip loudly, or fail when CI requires every service."""
-    message = f"{what} unavailable ({why}): set it up or these tests do not run"
-    if REQUIRE_SERVICES:
-        pytest.fail(f"VISIO_REQUIRE_SERVICES=1 but {message}")
-    warnings.warn(message, pytest.PytestWarning, stacklevel=2)
-    pytest.skip(message)
 
 
 def in_thread(fn: Callable[[], T]) -> T:
@@ -118,7 +107,7 @@ async def database_url(
         return
     pg = request.getfixturevalue("postgres_template")
     if isinstance(pg, str):
-        missing_service("PostgreSQL", pg)
+        missing_service(f"PostgreSQL at {POSTGRES_URL} ({pg})")
     assert isinstance(pg, PostgresTemplate)
     name = f"visio_t_{secrets.token_hex(6)}"
     conn = await asyncpg.connect(pg.admin_dsn)
@@ -176,3 +165,16 @@ async def make_client(settings: Settings) -> AsyncIterator[Callable[..., Awaitab
 async def client(make_client: Callable[..., Awaitable[Client]]) -> Client:
     """An HTTP client on the real application, at DEFAULT_NOW."""
     return await make_client()
+
+
+@pytest.fixture
+async def redis_url() -> str:
+    """The test Redis URL, once it answers (skips loudly when absent, fails in CI)."""
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        await client.ping()
+    except (OSError, redis.RedisError) as err:
+        missing_service(f"Redis at {REDIS_URL} ({err})")
+    finally:
+        await client.aclose()
+    return REDIS_URL

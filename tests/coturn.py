@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.signaling.sigsupport import service_missing
+from tests.support import missing_service
 
 TURNSERVER = "/usr/bin/turnserver"
 SECRETS = ("current-turn-secret", "previous-turn-secret")
@@ -43,7 +43,7 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes], within: float = 10
 def coturn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Start coturn on loopback with the configuration of docs/deployment.md."""
     if shutil.which(TURNSERVER) is None:
-        service_missing(f"{TURNSERVER} not installed (Debian package coturn)")
+        missing_service(f"{TURNSERVER} not installed (Debian package coturn)")
     work: Path = tmp_path_factory.mktemp("coturn")
     port = _free_port(socket.SOCK_STREAM)
     low = 49152 + (port % 1000) * 10

@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
-import redis.asyncio as redis
 from aiohttp.test_utils import TestClient, TestServer
 from aiortc import (
     MediaStreamTrack,
@@ -21,7 +19,7 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 
-from tests.conftest import Client, missing_service
+from tests.conftest import Client
 from tests.coturn import SECRETS
 from tests.factories import (
     OperatorBundle,
@@ -41,7 +39,6 @@ from visio.settings import Settings
 
 FRAMES = 30
 ORIGIN = "http://127.0.0.1:8080"
-REDIS_URL = os.environ.get("VISIO_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 MakeClient = Callable[..., Awaitable[Client]]
 
 
@@ -203,19 +200,6 @@ async def test_cancelling_closes_the_live_room_and_refuses_new_joins(
     await late.send({"type": "join", "token": staff_token})
     assert await late.wait_closed() == 4406
     await late.close()
-
-
-@pytest.fixture
-async def redis_url() -> str:
-    """The real Redis linking instances (skips loudly when absent, fails in CI)."""
-    client = redis.from_url(REDIS_URL)
-    try:
-        await client.ping()
-    except (OSError, redis.RedisError) as err:
-        missing_service("Redis", str(err))
-    finally:
-        await client.aclose()
-    return REDIS_URL
 
 
 async def test_a_call_works_across_two_instances_linked_by_redis(

@@ -12,11 +12,9 @@ from aiohttp.test_utils import TestServer
 from signaling import SignalingConfig, create_signaling_app
 from tests.signaling.sigsupport import (
     ORIGIN,
-    REDIS_URL,
     FakeHost,
     Keys,
     ServerFactory,
-    service_missing,
 )
 
 
@@ -58,21 +56,6 @@ async def make_server(keys: Keys, host: FakeHost) -> AsyncIterator[ServerFactory
 
 
 @pytest.fixture
-async def redis_url() -> str:
-    """The test Redis URL, after checking it answers."""
-    import redis.asyncio as redis
-
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        await client.ping()
-    except Exception as exc:
-        service_missing(f"Redis unreachable at {REDIS_URL}: {exc}")
-    finally:
-        await client.aclose()
-    return REDIS_URL
-
-
-@pytest.fixture
 def redis_prefix() -> str:
     return "visio-test:" + secrets.token_hex(6)
 
@@ -90,3 +73,15 @@ async def redis_cleanup(redis_url: str, redis_prefix: str) -> AsyncIterator[None
             await client.delete(*keys_found)
     finally:
         await client.aclose()
+
+
+@pytest.fixture
+def make_redis_server(
+    make_server: ServerFactory, redis_url: str, redis_prefix: str, redis_cleanup: None
+) -> ServerFactory:
+    """Start instances linked by the test Redis under this test's own key prefix."""
+
+    async def factory(**overrides: Any) -> TestServer:
+        return await make_server(broker_url=redis_url, broker_prefix=redis_prefix, **overrides)
+
+    return factory

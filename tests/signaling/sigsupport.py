@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -19,15 +17,6 @@ from signaling import (
 )
 
 ORIGIN = "https://visio.test"
-REDIS_URL = os.environ.get("VISIO_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-REQUIRE_SERVICES = os.environ.get("VISIO_REQUIRE_SERVICES") == "1"
-
-
-def service_missing(reason: str) -> None:
-    """Skip loudly, or fail when the environment promises every service."""
-    if REQUIRE_SERVICES:
-        pytest.fail(f"{reason} (VISIO_REQUIRE_SERVICES=1)")
-    pytest.skip(f"SKIPPED, SERVICE MISSING: {reason}")
 
 
 class FakeHost:

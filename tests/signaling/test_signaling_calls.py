@@ -56,15 +56,12 @@ async def test_two_peers_exchange_audio_and_video(
 
 
 async def test_two_instances_over_redis(
-    make_server: ServerFactory,
     keys: Keys,
     room: str,
-    redis_url: str,
-    redis_prefix: str,
-    redis_cleanup: None,
+    make_redis_server: ServerFactory,
 ) -> None:
-    one = await make_server(broker_url=redis_url, broker_prefix=redis_prefix)
-    two = await make_server(broker_url=redis_url, broker_prefix=redis_prefix)
+    one = await make_redis_server()
+    two = await make_redis_server()
     a, b = await _call(ws_url(one), ws_url(two), keys, room)
     try:
         await _frames_flow(a, b)

@@ -297,15 +297,12 @@ async def test_fifth_participant_refused(
 
 
 async def test_fifth_participant_refused_across_instances(
-    make_server: ServerFactory,
     keys: Keys,
     room: str,
-    redis_url: str,
-    redis_prefix: str,
-    redis_cleanup: None,
+    make_redis_server: ServerFactory,
 ) -> None:
-    one = await make_server(broker_url=redis_url, broker_prefix=redis_prefix)
-    two = await make_server(broker_url=redis_url, broker_prefix=redis_prefix)
+    one = await make_redis_server()
+    two = await make_redis_server()
     await _race([one, two], keys, room)
 
 
@@ -325,15 +322,12 @@ async def test_close_room(make_server: ServerFactory, keys: Keys, room: str) -> 
 
 
 async def test_close_room_across_instances(
-    make_server: ServerFactory,
     keys: Keys,
     room: str,
-    redis_url: str,
-    redis_prefix: str,
-    redis_cleanup: None,
+    make_redis_server: ServerFactory,
 ) -> None:
-    one = await make_server(broker_url=redis_url, broker_prefix=redis_prefix)
-    two = await make_server(broker_url=redis_url, broker_prefix=redis_prefix)
+    one = await make_redis_server()
+    two = await make_redis_server()
     await _close_room_everywhere([one, two], keys, room)
 
 
@@ -400,15 +394,12 @@ async def test_peers_list_carries_media_state(
 
 
 async def test_unknown_peer_across_instances(
-    make_server: ServerFactory,
     keys: Keys,
     room: str,
-    redis_url: str,
-    redis_prefix: str,
-    redis_cleanup: None,
+    make_redis_server: ServerFactory,
 ) -> None:
-    one = await make_server(broker_url=redis_url, broker_prefix=redis_prefix)
-    two = await make_server(broker_url=redis_url, broker_prefix=redis_prefix)
+    one = await make_redis_server()
+    two = await make_redis_server()
     a = await _joined(one, keys.token(room, "agent-1"))
     b = await _joined(two, keys.token(room, "operator-1", "operator"))
     try:

@@ -78,13 +78,10 @@ async def test_burst_one_instance(make_server: ServerFactory, keys: Keys, room: 
 
 
 async def test_burst_across_instances(
-    make_server: ServerFactory,
     keys: Keys,
     room: str,
-    redis_url: str,
-    redis_prefix: str,
-    redis_cleanup: None,
+    make_redis_server: ServerFactory,
 ) -> None:
-    one = await make_server(broker_url=redis_url, broker_prefix=redis_prefix, **FAST)
-    two = await make_server(broker_url=redis_url, broker_prefix=redis_prefix, **FAST)
+    one = await make_redis_server(**FAST)
+    two = await make_redis_server(**FAST)
     await _burst(one, two, keys, room)
