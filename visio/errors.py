@@ -12,6 +12,8 @@ class VisioError(Exception):
     status: ClassVar[int] = 400
     title: ClassVar[str] = "Bad request"
     slug: ClassVar[str] = "bad-request"
+    #: Seconds after which a retry may succeed (sent as Retry-After), if that is known.
+    retry_after: int | None = None
 
     def __init__(self, detail: str, *, extra: Mapping[str, Any] | None = None) -> None:
         super().__init__(detail)
@@ -89,3 +91,4 @@ class DatabaseBusy(VisioError):
     status = 503
     title = "Busy"
     slug = "busy"
+    retry_after = 1

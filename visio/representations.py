@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from visio import models as m
 from visio.domain.slots import Slot
+
+
+def wall_clock(value: time) -> str:
+    """A wall-clock time as HH:MM."""
+    return value.strftime("%H:%M")
 
 
 def instant(value: datetime, zone: str) -> str:

@@ -34,18 +34,6 @@ def demo_id(*parts: str) -> str:
     return str(uuid.uuid5(NAMESPACE, "/".join(parts)))
 
 
-THEMES = {
-    "retraite": ("Retraite", "Pensioen"),
-    "famille": ("Famille, prestations familiales", "Gezin, kinderbijslag"),
-    "sante": ("Santé, assurance maladie", "Gezondheid, ziekteverzekering"),
-    "fiscalite": ("Impôts, fiscalité", "Belastingen"),
-    "emploi": ("Emploi, insertion", "Werk, inschakeling"),
-    "mobilite": ("Mobilité, transport", "Mobiliteit"),
-    "autonomie": ("Autonomie, handicap", "Zelfstandigheid, handicap"),
-    "papiers": ("Papiers d'identité, permis, carte grise", "Identiteitspapieren, rijbewijs"),
-    "droit": ("Accès au droit", "Toegang tot het recht"),
-}
-
 FIXED_SITES = [
     ("Hondschoote", "France Services de Hondschoote", "2 rue de Bergues, 59122 Hondschoote"),
     ("Le Cateau-Cambrésis", "France Services du Cateau-Cambrésis",
@@ -174,8 +162,7 @@ async def _merge(session: AsyncSession, rows: list[Any]) -> None:
 
 async def _load(session: AsyncSession, today: date) -> dict[str, Any]:
     holidays = HolidayCalendar()
-    await _merge(session, [m.Theme(code=c, label_fr=fr, label_nl=nl)
-                           for c, (fr, nl) in THEMES.items()])
+    # Themes are reference data inserted by the first migration.
     sites: list[m.Site] = []
     for commune, name, address in FIXED_SITES:
         site = m.Site(id=demo_id("site", commune), name=name, kind="fixed", commune=commune,

@@ -34,7 +34,7 @@ from visio.api.openapi import openapi_document
 from visio.app import create_app
 from visio.clock import utcnow
 from visio.migrate import upgrade
-from visio.seed import DEMO_PASSWORD, FIXED_SITES, OPERATORS, THEMES, TOURS, demo_id, seed_demo
+from visio.seed import DEMO_PASSWORD, FIXED_SITES, OPERATORS, TOURS, demo_id, seed_demo
 from visio.settings import Settings
 
 ADMIN = "admin@visio.test"
@@ -66,7 +66,7 @@ KNOWN: dict[str, list[str]] = {
     "service_id": [demo_id("service", op.code, theme) for op in OPERATORS
                    for theme in op.themes],
     "staff_id": [demo_id("staff", op.code, n) for op in OPERATORS for n in ("1", "2")],
-    "theme": list(THEMES),
+    "theme": sorted({theme for op in OPERATORS for theme in op.themes}),
     # Filled once the server runs: booked appointments, a real search window, free starts.
     "appointment_id": [],
     "from": [],

@@ -35,8 +35,6 @@ async def issue_token(request: web.Request) -> web.Response:
 
 async def log_out(request: web.Request) -> web.Response:
     """Revoke the bearer token of the request."""
-    token = bearer(request)
-    now = request.app[clock_key]()
-    await accounts.authenticate(db=request.app[database_key], token=token, now=now)
-    await accounts.log_out(db=request.app[database_key], token=token, now=now)
+    await accounts.log_out(db=request.app[database_key], token=bearer(request),
+                           now=request.app[clock_key]())
     return web.Response(status=204)

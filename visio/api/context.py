@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from visio.errors import NotAuthenticated
-from visio.keys import clock_key, database_key, settings_key
+from visio.keys import clock_key, database_key
 from visio.services import accounts
 
 
@@ -37,5 +37,3 @@ def listing(items: list[Any], next_cursor: str | None = None) -> web.Response:
     """The list envelope: items and next_cursor."""
     return ok({"items": items, "next_cursor": next_cursor})
 
-
-__all__ = ["bearer", "caller", "database_key", "listing", "ok", "settings_key"]

@@ -10,7 +10,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from sqlalchemy.exc import OperationalError
 
-from visio.errors import TooManyAttempts, VisioError
+from visio.errors import DatabaseBusy, VisioError
 
 log = logging.getLogger("visio.api")
 
@@ -34,17 +34,20 @@ _HTTP_DETAILS = {
 }
 
 
+def domain_problem(err: VisioError) -> web.Response:
+    """The problem+json response of a domain error."""
+    headers = None if err.retry_after is None else {"Retry-After": str(err.retry_after)}
+    return problem(err.status, err.title, err.detail, slug=err.slug, extra=err.extra,
+                   headers=headers)
+
+
 @web.middleware
 async def problems_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn domain errors and HTTP errors into problem+json; never leak internals."""
     try:
         return await handler(request)
     except VisioError as err:
-        headers = None
-        if isinstance(err, TooManyAttempts):
-            headers = {"Retry-After": str(err.retry_after)}
-        return problem(err.status, err.title, err.detail, slug=err.slug, extra=err.extra,
-                       headers=headers)
+        return domain_problem(err)
     except web.HTTPException as err:
         if err.status < 400 or request.path.startswith("/signaling/ws"):
             raise
@@ -54,8 +57,7 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
     except OperationalError as err:
         if "locked" in str(err.orig) or "busy" in str(err.orig):
             # SQLite writers waited longer than busy_timeout: ask to retry, never a 500.
-            return problem(503, "Busy", "The service is busy; retry in a moment.",
-                           slug="busy", headers={"Retry-After": "1"})
+            return domain_problem(DatabaseBusy("The service is busy; retry in a moment."))
         log.exception("database error on %s %s", request.method, request.path)
         return problem(500, "Internal error", "Something went wrong on our side.")
     except Exception:

@@ -150,13 +150,17 @@ async def _principal(*, session: AsyncSession, user: m.User) -> Principal:
 
 
 async def log_out(*, db: Database, token: str, now: datetime) -> None:
-    """Revoke a bearer token."""
+    """Revoke a live bearer token; NotAuthenticated if there is none to revoke."""
     async with db.write() as session:
-        await session.execute(
+        revoked = await session.scalar(
             sa.update(m.ApiToken)
-            .where(m.ApiToken.token_hash == digest(token), m.ApiToken.revoked_at.is_(None))
+            .where(m.ApiToken.token_hash == digest(token), m.ApiToken.revoked_at.is_(None),
+                   m.ApiToken.expires_at > now)
             .values(revoked_at=now)
+            .returning(m.ApiToken.id)
         )
+    if revoked is None:
+        raise NotAuthenticated("The bearer token is unknown, expired or already revoked.")
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from visio import models as m
 from visio.db import Database
 from visio.errors import InvalidInput, NotFound
+from visio.representations import wall_clock
 from visio.services.accounts import Principal
 
 
@@ -44,9 +45,6 @@ class AvailabilityInput:
     absences: Sequence[AbsenceInput]
 
 
-def _hm(value: time) -> str:
-    return value.strftime("%H:%M")
-
 
 def _may_edit(principal: Principal, staff_id: str) -> bool:
     return principal.is_admin or principal.staff_id == staff_id
@@ -77,11 +75,12 @@ async def get_availability(*, db: Database, principal: Principal,
     for o in overrides:
         ranges = by_day.setdefault(o.day, [])
         if o.opens is not None and o.closes is not None:
-            ranges.append({"opens": _hm(o.opens), "closes": _hm(o.closes)})
+            ranges.append({"opens": wall_clock(o.opens), "closes": wall_clock(o.closes)})
     return {
         "staff_id": staff_id,
         "timezone": zone,
-        "rules": [{"weekday": r.weekday, "opens": _hm(r.opens), "closes": _hm(r.closes),
+        "rules": [{"weekday": r.weekday, "opens": wall_clock(r.opens),
+                   "closes": wall_clock(r.closes),
                    "valid_from": r.valid_from.isoformat() if r.valid_from else None,
                    "valid_until": r.valid_until.isoformat() if r.valid_until else None}
                   for r in rules],

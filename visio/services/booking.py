@@ -329,7 +329,6 @@ async def _book_once(
     holidays: HolidayCalendar,
 ) -> tuple[m.Appointment, str]:
     site = await _site(session, principal, request.site_id)
-    _check_site_scope(principal, site.id)
     service = await _resolve_service(session, request)
     if request.theme is not None and request.theme != service.theme:
         raise InvalidInput(f"Service {service.id} is for theme {service.theme!r}, "

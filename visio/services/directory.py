@@ -16,14 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from visio import models as m
 from visio.db import Database
 from visio.errors import Forbidden, InvalidInput, NotFound
+from visio.representations import wall_clock
 from visio.services.accounts import Principal
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 UPCOMING_STOP_DAYS = 92
 
-
-def _hm(value: time) -> str:
-    return value.strftime("%H:%M")
 
 
 def require_admin(principal: Principal) -> None:
@@ -40,7 +38,7 @@ def _site_json(site: m.Site, hours: Sequence[m.SiteHours],
     opening: dict[str, list[dict[str, str]]] = {}
     for row in hours:
         opening.setdefault(WEEKDAYS[row.weekday], []).append(
-            {"opens": _hm(row.opens), "closes": _hm(row.closes)})
+            {"opens": wall_clock(row.opens), "closes": wall_clock(row.closes)})
     return {
         "id": site.id, "name": site.name, "kind": site.kind, "commune": site.commune,
         "address": site.address, "timezone": site.timezone, "country": site.country,
@@ -240,7 +238,8 @@ async def add_stops(*, db: Database, principal: Principal, site_id: str,
             if site.kind != "itinerant":
                 raise InvalidInput(f"{site.name} is a fixed site; only buses have a tour.")
             rows = [m.TourStop(site_id=site_id, day=s.day, commune=s.commune, place=s.place,
-                               hours=[[_hm(a), _hm(b)] for a, b in s.hours]) for s in stops]
+                               hours=[[wall_clock(a), wall_clock(b)] for a, b in s.hours])
+                    for s in stops]
             session.add_all(rows)
             await session.flush()
             return [stop_json(r) for r in rows]
