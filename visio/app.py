@@ -9,7 +9,6 @@ from aiohttp import web
 
 from visio.api.problems import problems_middleware
 from visio.api.routes import api_routes
-from visio.calls import mount_signaling
 from visio.clock import utcnow
 from visio.db import open_database
 from visio.domain.calendars import HolidayCalendar
@@ -23,6 +22,7 @@ from visio.keys import (
 )
 from visio.security import dummy_hash, password_hasher
 from visio.settings import Settings
+from visio.signaling_host import mount_signaling
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -32,10 +32,10 @@ from tests.factories import (
 from tests.signaling.sigpeer import Counter, RtcPeer, SignalingSocket, SyntheticVideoTrack
 from visio import models as m
 from visio.app import create_app
-from visio.calls import settle_now
 from visio.clock import utcnow
 from visio.db import Database
 from visio.settings import Settings
+from visio.signaling_host import settle_now
 
 FRAMES = 30
 ORIGIN = "http://127.0.0.1:8080"

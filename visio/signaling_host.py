@@ -20,7 +20,7 @@ from visio.keys import call_policy_key, clock_key, database_key, signaling_app_k
 from visio.services import calls
 from visio.settings import Settings
 
-log = logging.getLogger("visio.calls")
+log = logging.getLogger("visio.signaling_host")
 SETTLE_EVERY_SECONDS = 60
 
 
