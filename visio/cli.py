@@ -12,6 +12,7 @@ from aiohttp import web
 from visio.app import create_app
 from visio.db import open_database
 from visio.errors import VisioError
+from visio.i18n import DEFAULT_LANGUAGE, catalogue
 from visio.logs import configure_logging
 from visio.migrate import upgrade
 from visio.security import password_hasher
@@ -95,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             user_id = asyncio.run(_create_user(settings, args, password))
         except VisioError as err:
-            print(err.detail, file=sys.stderr)
+            print(catalogue(DEFAULT_LANGUAGE).render(err.detail), file=sys.stderr)
             return 1
         print(user_id)
         return 0

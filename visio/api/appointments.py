@@ -15,6 +15,7 @@ from visio import representations
 from visio.api import parsing
 from visio.api.context import caller, listing, ok
 from visio.domain.intervals import Interval
+from visio.domain.messages import _
 from visio.errors import InvalidInput
 from visio.keys import (
     call_policy_key,
@@ -35,7 +36,7 @@ def _window(request: web.Request, *, required: bool) -> tuple[Any, Any]:
     start = parsing.instant(start_text, "from") if start_text else None
     end = parsing.instant(end_text, "to") if end_text else None
     if start and end and end <= start:
-        raise InvalidInput("'to' must be after 'from'.")
+        raise InvalidInput(_("'to' must be after 'from'."))
     return start, end
 
 
@@ -45,7 +46,7 @@ async def search_slots(request: web.Request) -> web.Response:
     start, end = _window(request, required=True)
     language = parsing.query_value(request, "language")
     if language is not None and language not in LANGUAGES:
-        raise InvalidInput("language must be fr or nl.")
+        raise InvalidInput(_("language must be fr or nl."))
     query = booking.SlotQuery(
         site_id=parsing.query_value(request, "site_id", required=True) or "",
         theme=parsing.query_value(request, "theme", required=True) or "",
@@ -64,24 +65,24 @@ async def search_slots(request: web.Request) -> web.Response:
 
 def _usager(value: object) -> booking.Usager:
     if not isinstance(value, dict):
-        raise InvalidInput("usager must be an object.")
+        raise InvalidInput(_("usager must be an object."))
     parsing.only(value, ("first_name", "last_name", "phone", "email", "language", "consent"),
                  where="usager")
     language = parsing.required_text(value, "language", max_length=5)
     if language not in LANGUAGES:
-        raise InvalidInput("usager.language must be fr or nl.")
+        raise InvalidInput(_("usager.language must be fr or nl."))
     phone = parsing.text(value, "phone", max_length=32, required=False)
     if phone is not None:
         try:
             number = phonenumbers.parse(phone, "FR")
         except phonenumbers.NumberParseException as err:
-            raise InvalidInput("usager.phone is not a phone number.") from err
+            raise InvalidInput(_("usager.phone is not a phone number.")) from err
         if not phonenumbers.is_valid_number(number):
-            raise InvalidInput("usager.phone is not a valid French or Belgian phone number.")
+            raise InvalidInput(_("usager.phone is not a valid French or Belgian phone number."))
         phone = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     email = parsing.text(value, "email", max_length=254, required=False)
     if email is not None and ("@" not in email or " " in email):
-        raise InvalidInput("usager.email is not an e-mail address.")
+        raise InvalidInput(_("usager.email is not an e-mail address."))
     return booking.Usager(
         first_name=parsing.required_text(value, "first_name", max_length=100),
         last_name=parsing.required_text(value, "last_name", max_length=100),
@@ -127,14 +128,14 @@ async def list_appointments(request: web.Request) -> web.Response:
     start, end = _window(request, required=False)
     status = parsing.query_value(request, "status")
     if status is not None and status not in STATUSES:
-        raise InvalidInput(f"status must be one of {', '.join(STATUSES)}.")
+        raise InvalidInput(_("status must be one of {value}.", value=', '.join(STATUSES)))
     limit_text = parsing.query_value(request, "limit")
     try:
         limit = int(limit_text) if limit_text else 50
     except ValueError as err:
-        raise InvalidInput("limit must be a whole number.") from err
+        raise InvalidInput(_("limit must be a whole number.")) from err
     if not 1 <= limit <= 200:
-        raise InvalidInput("limit must be between 1 and 200.")
+        raise InvalidInput(_("limit must be between 1 and 200."))
     rows, next_cursor = await booking.list_appointments(
         db=request.app[database_key], principal=principal,
         filters=booking.AppointmentFilter(
@@ -186,7 +187,7 @@ async def reschedule(request: web.Request) -> web.Response:
 
 def _rule(value: object, name: str) -> availability.RuleInput:
     if not isinstance(value, dict):
-        raise InvalidInput(f"{name} must be an object.")
+        raise InvalidInput(_("{name} must be an object.", name=name))
     parsing.only(value, ("weekday", "opens", "closes", "valid_from", "valid_until"), where=name)
     opens, closes = parsing.time_range({"opens": value.get("opens"),
                                         "closes": value.get("closes")}, name)
@@ -201,7 +202,7 @@ def _rule(value: object, name: str) -> availability.RuleInput:
 
 def _override(value: object, name: str) -> availability.OverrideInput:
     if not isinstance(value, dict):
-        raise InvalidInput(f"{name} must be an object.")
+        raise InvalidInput(_("{name} must be an object.", name=name))
     parsing.only(value, ("date", "ranges"), where=name)
     return availability.OverrideInput(
         day=parsing.day(value.get("date"), f"{name}.date"),
@@ -210,14 +211,14 @@ def _override(value: object, name: str) -> availability.OverrideInput:
 
 def _absence(value: object, name: str) -> availability.AbsenceInput:
     if not isinstance(value, dict):
-        raise InvalidInput(f"{name} must be an object.")
+        raise InvalidInput(_("{name} must be an object.", name=name))
     parsing.only(value, ("start", "end", "reason"), where=name)
     start = parsing.instant(value.get("start"), f"{name}.start")
     end = parsing.instant(value.get("end"), f"{name}.end")
     if end <= start:
-        raise InvalidInput(f"{name}: end must be after start.")
+        raise InvalidInput(_("{name}: end must be after start.", name=name))
     if end - start > timedelta(days=366):
-        raise InvalidInput(f"{name} is longer than a year.")
+        raise InvalidInput(_("{name} is longer than a year.", name=name))
     return availability.AbsenceInput(
         start=start, end=end, reason=parsing.text(value, "reason", required=False) or "")
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from visio.domain.messages import _
 from visio.errors import NotAuthenticated
 from visio.keys import clock_key, database_key
 from visio.services import accounts
@@ -15,9 +16,9 @@ from visio.services import accounts
 def bearer(request: web.Request) -> str:
     """The bearer token of the request."""
     header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
+    scheme, _space, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise NotAuthenticated("Log in first and send 'Authorization: Bearer <token>'.")
+        raise NotAuthenticated(_("Log in first and send 'Authorization: Bearer <token>'."))
     return token.strip()
 
 

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from visio.api import parsing
 from visio.api.context import caller, listing, ok
+from visio.domain.messages import _
 from visio.errors import InvalidInput
 from visio.keys import clock_key, database_key, hasher_key
 from visio.services import accounts, directory
@@ -40,7 +41,7 @@ async def list_operators(request: web.Request) -> web.Response:
     await caller(request)
     country = parsing.query_value(request, "country")
     if country is not None and country not in COUNTRIES:
-        raise InvalidInput("country must be FR or BE.")
+        raise InvalidInput(_("country must be FR or BE."))
     return listing(await directory.list_operators(
         db=request.app[database_key], country=country,
         theme=parsing.query_value(request, "theme")))
@@ -74,11 +75,11 @@ WEEKDAY_INDEX = {name: i for i, name in enumerate(directory.WEEKDAYS)}
 
 def _opening_hours(value: object) -> dict[int, list[Any]]:
     if not isinstance(value, dict):
-        raise InvalidInput("opening_hours must be an object keyed by weekday (monday…sunday).")
+        raise InvalidInput(_("opening_hours must be an object keyed by weekday (monday…sunday)."))
     hours: dict[int, list[Any]] = {}
     for name, ranges in value.items():
         if name not in WEEKDAY_INDEX:
-            raise InvalidInput(f"opening_hours: {name!r} is not a weekday (monday…sunday).")
+            raise InvalidInput(_("opening_hours: {name} is not a weekday (monday…sunday).", name=name))
         hours[WEEKDAY_INDEX[name]] = parsing.items({"r": ranges}, "r", parsing.time_range,
                                                    max_items=6)
     return hours
@@ -94,7 +95,7 @@ async def create_site(request: web.Request) -> web.Response:
     body = await parsing.json_object(request, allowed=SITE_FIELDS)
     kind = parsing.required_text(body, "kind")
     if kind not in ("fixed", "itinerant"):
-        raise InvalidInput("kind must be fixed or itinerant.")
+        raise InvalidInput(_("kind must be fixed or itinerant."))
     data = directory.SiteInput(
         name=parsing.required_text(body, "name"), kind=kind,
         commune=parsing.required_text(body, "commune", max_length=120),
@@ -131,7 +132,7 @@ async def update_site(request: web.Request) -> web.Response:
 
 def _stop(value: object, name: str) -> directory.StopInput:
     if not isinstance(value, dict):
-        raise InvalidInput(f"{name} must be an object.")
+        raise InvalidInput(_("{name} must be an object.", name=name))
     parsing.only(value, ("date", "commune", "place", "hours"), where=name)
     return directory.StopInput(
         day=parsing.day(value.get("date"), f"{name}.date"),
@@ -164,7 +165,7 @@ async def remove_stop(request: web.Request) -> web.Response:
 def _languages(body: dict[str, Any], name: str = "languages") -> list[str]:
     values = parsing.items(body, name, lambda v, n: v, max_items=4)
     if not values or any(v not in LANGUAGES for v in values):
-        raise InvalidInput(f"{name} must list languages among {', '.join(LANGUAGES)}.")
+        raise InvalidInput(_("{name} must list languages among {value}.", name=name, value=', '.join(LANGUAGES)))
     return sorted(set(values))
 
 
@@ -179,9 +180,9 @@ async def create_operator(request: web.Request) -> web.Response:
     country = parsing.required_text(body, "country")
     kind = parsing.required_text(body, "kind")
     if country not in COUNTRIES:
-        raise InvalidInput("country must be FR or BE.")
+        raise InvalidInput(_("country must be FR or BE."))
     if kind not in ("national", "cross_border"):
-        raise InvalidInput("kind must be national or cross_border.")
+        raise InvalidInput(_("kind must be national or cross_border."))
     data = directory.OperatorInput(
         name=parsing.required_text(body, "name"),
         code=parsing.required_text(body, "code", max_length=40), country=country, kind=kind,
@@ -247,7 +248,7 @@ async def update_service(request: web.Request) -> web.Response:
     directory.require_admin(principal)
     body = await parsing.json_object(request, allowed=("languages", *SERVICE_NUMBERS))
     changes: dict[str, Any] = {k: parsing.integer(body, k, low=lo, high=hi)
-                               for k, (lo, hi, _) in SERVICE_NUMBERS.items() if k in body}
+                               for k, (lo, hi, _default) in SERVICE_NUMBERS.items() if k in body}
     if "languages" in body:
         changes["languages"] = _languages(body)
     return ok(await directory.update_service(db=request.app[database_key], principal=principal,

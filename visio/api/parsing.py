@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from visio.clock import ensure_aware_utc
+from visio.domain.messages import _
 from visio.errors import InvalidInput
 
 T = TypeVar("T")
@@ -19,16 +20,16 @@ MAX_BODY = 64 * 1024
 async def json_object(request: web.Request, *, allowed: Iterable[str]) -> dict[str, Any]:
     """The request body as a JSON object with only the allowed fields."""
     if request.content_length is not None and request.content_length > MAX_BODY:
-        raise InvalidInput("The request body is too large.")
+        raise InvalidInput(_("The request body is too large."))
     raw = await request.read()
     if len(raw) > MAX_BODY:
-        raise InvalidInput("The request body is too large.")
+        raise InvalidInput(_("The request body is too large."))
     try:
         body = json.loads(raw or b"null")
     except (ValueError, UnicodeDecodeError) as err:
-        raise InvalidInput("The request body is not valid JSON.") from err
+        raise InvalidInput(_("The request body is not valid JSON.")) from err
     if not isinstance(body, dict):
-        raise InvalidInput("The request body must be a JSON object.")
+        raise InvalidInput(_("The request body must be a JSON object."))
     return only(body, allowed, where="the request body")
 
 
@@ -36,7 +37,7 @@ def only(obj: Mapping[str, Any], allowed: Iterable[str], *, where: str) -> dict[
     """Refuse unknown fields, so typos do not pass silently."""
     unknown = sorted(set(obj) - set(allowed))
     if unknown:
-        raise InvalidInput(f"Unknown field(s) in {where}: {', '.join(unknown)}.")
+        raise InvalidInput(_("Unknown field(s) in {where}: {value}.", where=where, value=', '.join(unknown)))
     return dict(obj)
 
 
@@ -46,12 +47,12 @@ def text(obj: Mapping[str, Any], name: str, *, max_length: int = 200,
     value = obj.get(name)
     if value is None:
         if required:
-            raise InvalidInput(f"{name} is required.")
+            raise InvalidInput(_("{name} is required.", name=name))
         return None
     if not isinstance(value, str) or not value.strip():
-        raise InvalidInput(f"{name} must be a non-empty string.")
+        raise InvalidInput(_("{name} must be a non-empty string.", name=name))
     if len(value) > max_length:
-        raise InvalidInput(f"{name} must be at most {max_length} characters.")
+        raise InvalidInput(_("{name} must be at most {max_length} characters.", name=name, max_length=max_length))
     return value.strip()
 
 
@@ -67,11 +68,11 @@ def integer(obj: Mapping[str, Any], name: str, *, low: int, high: int,
     """An integer field within bounds."""
     value = obj.get(name, default)
     if value is None:
-        raise InvalidInput(f"{name} is required.")
+        raise InvalidInput(_("{name} is required.", name=name))
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInput(f"{name} must be an integer.")
+        raise InvalidInput(_("{name} must be an integer.", name=name))
     if not low <= value <= high:
-        raise InvalidInput(f"{name} must be between {low} and {high}.")
+        raise InvalidInput(_("{name} must be between {low} and {high}.", name=name, low=low, high=high))
     return value
 
 
@@ -79,61 +80,61 @@ def boolean(obj: Mapping[str, Any], name: str, *, default: bool | None = None) -
     """A boolean field."""
     value = obj.get(name, default)
     if not isinstance(value, bool):
-        raise InvalidInput(f"{name} must be true or false.")
+        raise InvalidInput(_("{name} must be true or false.", name=name))
     return value
 
 
 def instant(value: object, name: str) -> datetime:
     """An RFC 3339 date-time with an offset, as aware UTC."""
     if not isinstance(value, str) or not value:
-        raise InvalidInput(f"{name} must be an RFC 3339 date-time with an offset.")
+        raise InvalidInput(_("{name} must be an RFC 3339 date-time with an offset.", name=name))
     try:
         parsed = datetime.fromisoformat(value.replace("z", "Z"))
     except ValueError as err:
-        raise InvalidInput(f"{name} is not a valid date-time: {value!r}.") from err
+        raise InvalidInput(_("{name} is not a valid date-time: {value}.", name=name, value=value)) from err
     if parsed.tzinfo is None:
         raise InvalidInput(
-            f"{name} has no offset; write e.g. 2026-03-23T09:00:00+01:00 or …Z.")
+            _("{name} has no offset; write e.g. 2026-03-23T09:00:00+01:00 or …Z.", name=name))
     if not 2000 <= parsed.year <= 2100:
-        raise InvalidInput(f"{name} is out of range.")
+        raise InvalidInput(_("{name} is out of range.", name=name))
     return ensure_aware_utc(parsed)
 
 
 def day(value: object, name: str) -> date:
     """An ISO date."""
     if not isinstance(value, str):
-        raise InvalidInput(f"{name} must be a date like 2026-07-14.")
+        raise InvalidInput(_("{name} must be a date like 2026-07-14.", name=name))
     try:
         parsed = date.fromisoformat(value)
     except ValueError as err:
-        raise InvalidInput(f"{name} is not a valid date: {value!r}.") from err
+        raise InvalidInput(_("{name} is not a valid date: {value}.", name=name, value=value)) from err
     if not 2000 <= parsed.year <= 2100:
-        raise InvalidInput(f"{name} is out of range.")
+        raise InvalidInput(_("{name} is out of range.", name=name))
     return parsed
 
 
 def clock(value: object, name: str) -> time:
     """A wall-clock time HH:MM."""
     if not isinstance(value, str):
-        raise InvalidInput(f"{name} must be a time like 09:30.")
+        raise InvalidInput(_("{name} must be a time like 09:30.", name=name))
     try:
         parsed = time.fromisoformat(value)
     except ValueError as err:
-        raise InvalidInput(f"{name} is not a valid time: {value!r}.") from err
+        raise InvalidInput(_("{name} is not a valid time: {value}.", name=name, value=value)) from err
     if parsed.tzinfo is not None:
-        raise InvalidInput(f"{name} is a wall-clock time; give no offset.")
+        raise InvalidInput(_("{name} is a wall-clock time; give no offset.", name=name))
     return parsed
 
 
 def time_range(obj: object, name: str) -> tuple[time, time]:
     """``{"opens": "09:00", "closes": "12:00"}`` with opens before closes."""
     if not isinstance(obj, dict):
-        raise InvalidInput(f"{name} must be an object with opens and closes.")
+        raise InvalidInput(_("{name} must be an object with opens and closes.", name=name))
     only(obj, ("opens", "closes"), where=name)
     opens = clock(obj.get("opens"), f"{name}.opens")
     closes = clock(obj.get("closes"), f"{name}.closes")
     if opens >= closes:
-        raise InvalidInput(f"{name}: opens must be before closes.")
+        raise InvalidInput(_("{name}: opens must be before closes.", name=name))
     return opens, closes
 
 
@@ -144,9 +145,9 @@ def items(obj: Mapping[str, Any], name: str, parse: Callable[[Any, str], T], *,
     if value is None and not required:
         return []
     if not isinstance(value, list):
-        raise InvalidInput(f"{name} must be a list.")
+        raise InvalidInput(_("{name} must be a list.", name=name))
     if len(value) > max_items:
-        raise InvalidInput(f"{name} has more than {max_items} items.")
+        raise InvalidInput(_("{name} has more than {max_items} items.", name=name, max_items=max_items))
     return [parse(v, f"{name}[{i}]") for i, v in enumerate(value)]
 
 
@@ -154,13 +155,13 @@ def query_value(request: web.Request, name: str, *, required: bool = False) -> s
     """A query parameter, refusing repeats."""
     values = request.query.getall(name, [])
     if len(values) > 1:
-        raise InvalidInput(f"Give the query parameter {name} once.")
+        raise InvalidInput(_("Give the query parameter {name} once.", name=name))
     if not values or values[0] == "":
         if required:
-            raise InvalidInput(f"The query parameter {name} is required.")
+            raise InvalidInput(_("The query parameter {name} is required.", name=name))
         return None
     if len(values[0]) > 200:
-        raise InvalidInput(f"The query parameter {name} is too long.")
+        raise InvalidInput(_("The query parameter {name} is too long.", name=name))
     return values[0]
 
 
@@ -168,5 +169,5 @@ def path_id(request: web.Request, name: str = "id") -> str:
     """An identifier from the path."""
     value = request.match_info[name]
     if len(value) > 64:
-        raise InvalidInput(f"{name} is too long.")
+        raise InvalidInput(_("{name} is too long.", name=name))
     return value

@@ -1,44 +1,76 @@
-"""One middleware maps every error to RFC 9457 application/problem+json."""
+"""One middleware maps every error to RFC 9457 application/problem+json, in the caller's
+language (``Accept-Language``; French by default), with ``Content-Language`` saying which."""
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
+import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from sqlalchemy.exc import OperationalError
 
+from visio.domain.messages import Message, N_, _
 from visio.errors import DatabaseBusy, VisioError
+from visio.i18n import Catalogue, catalogue, negotiate
 
 log = logging.getLogger("visio.api")
 
 PROBLEM = "application/problem+json"
+PROBLEM_BASE = "https://visio.example/problems/"
 
 
-def problem(status: int, title: str, detail: str, *, slug: str = "error",
-            extra: dict[str, Any] | None = None,
+def language_of(request: web.Request) -> str:
+    """The language the caller reads, from ``Accept-Language`` (French by default)."""
+    return negotiate(request.headers.get("Accept-Language"))
+
+
+def _rendered(value: Any, texts: Catalogue) -> Any:
+    if isinstance(value, Message):
+        return texts.render(value)
+    if isinstance(value, dict):
+        return {k: _rendered(v, texts) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rendered(v, texts) for v in value]
+    return value
+
+
+def problem(request: web.Request, status: int, title: str, detail: Message, *,
+            slug: str = "error", extra: dict[str, Any] | None = None,
             headers: dict[str, str] | None = None) -> web.Response:
-    """A problem+json response."""
-    body = {"type": f"https://visio.example/problems/{slug}", "title": title,
-            "status": status, "detail": detail, **(extra or {})}
-    return web.Response(status=status, text=json.dumps(body), content_type=PROBLEM,
-                        headers=headers)
+    """A problem+json response in the caller's language."""
+    language = language_of(request)
+    texts = catalogue(language)
+    body = {"type": PROBLEM_BASE + slug, "title": texts.gettext(title), "status": status,
+            "detail": texts.render(detail), **_rendered(extra or {}, texts)}
+    response = web.Response(status=status, body=orjson.dumps(body), content_type=PROBLEM,
+                            headers=headers)
+    response.headers["Content-Language"] = language
+    return response
 
 
-_HTTP_DETAILS = {
-    404: "There is nothing at this address.",
-    405: "This method is not allowed here.",
-    413: "The request body is too large.",
+_HTTP_TEXTS: dict[int, tuple[str, Message]] = {
+    404: (N_("Not found"), _("There is nothing at this address.")),
+    405: (N_("Method not allowed"), _("This method is not allowed here.")),
+    413: (N_("Request too large"), _("The request body is too large.")),
 }
 
 
-def domain_problem(err: VisioError) -> web.Response:
+def domain_problem(request: web.Request, err: VisioError) -> web.Response:
     """The problem+json response of a domain error."""
-    headers = None if err.retry_after is None else {"Retry-After": str(err.retry_after)}
-    return problem(err.status, err.title, err.detail, slug=err.slug, extra=err.extra,
-                   headers=headers)
+    headers: dict[str, str] = {}
+    if err.retry_after is not None:
+        headers["Retry-After"] = str(err.retry_after)
+    if err.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="visio"'
+    return problem(request, err.status, err.title, err.detail, slug=err.slug,
+                   extra=err.extra, headers=headers)
+
+
+def _internal(request: web.Request) -> web.Response:
+    return problem(request, 500, N_("Internal error"),
+                   _("Something went wrong on our side."), slug="internal")
 
 
 @web.middleware
@@ -47,20 +79,23 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
     try:
         return await handler(request)
     except VisioError as err:
-        return domain_problem(err)
+        return domain_problem(request, err)
     except web.HTTPException as err:
         if err.status < 400 or request.path.startswith("/signaling/ws"):
             raise
-        detail = _HTTP_DETAILS.get(err.status, err.reason)
+        title, detail = _HTTP_TEXTS.get(
+            err.status, (N_("Request refused"), _("The request was refused.")))
         headers = {k: v for k, v in err.headers.items() if k.lower() == "allow"}
-        return problem(err.status, err.reason, detail, headers=headers)
+        return problem(request, err.status, title, detail, slug=f"http-{err.status}",
+                       headers=headers)
     except OperationalError as err:
         if "locked" in str(err.orig) or "busy" in str(err.orig):
             # SQLite writers waited longer than busy_timeout: ask to retry, never a 500.
-            return domain_problem(DatabaseBusy("The service is busy; retry in a moment."))
+            return domain_problem(request, DatabaseBusy(
+                _("The service is busy; retry in a moment.")))
         log.exception("database error on %s %s", request.method, request.path)
-        return problem(500, "Internal error", "Something went wrong on our side.")
+        return _internal(request)
     except Exception:
         # Only the method and path are logged: bodies carry personal data.
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return problem(500, "Internal error", "Something went wrong on our side.")
+        return _internal(request)

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from visio import models as m
 from visio.db import Database
+from visio.domain.messages import _
 from visio.errors import InvalidInput, NotAuthenticated, NotFound, TooManyAttempts
 from visio.security import digest, hash_password, new_api_token, verify_password
 
@@ -70,7 +71,7 @@ async def log_in(
         )
         if retry_after is not None:
             raise TooManyAttempts(
-                "Too many failed logins; wait before trying again.", retry_after=retry_after
+                _("Too many failed logins; wait before trying again."), retry_after=retry_after
             )
         user = await session.scalar(
             sa.select(m.User).where(m.User.email == email.strip().lower(), m.User.active)
@@ -92,7 +93,7 @@ async def log_in(
                            expires_at=expires_at)
             )
     if failed:
-        raise NotAuthenticated("The e-mail address or the password is wrong.")
+        raise NotAuthenticated(_("The e-mail address or the password is wrong."))
     return IssuedToken(access_token=token, expires_at=expires_at)
 
 
@@ -122,12 +123,12 @@ async def authenticate(*, db: Database, token: str, now: datetime) -> Principal:
             .where(m.ApiToken.token_hash == digest(token), m.ApiToken.revoked_at.is_(None))
         )).one_or_none()
         if row is None:
-            raise NotAuthenticated("The bearer token is unknown or has been revoked.")
+            raise NotAuthenticated(_("The bearer token is unknown or has been revoked."))
         user, expires_at = row
         if expires_at <= now:
-            raise NotAuthenticated("The bearer token has expired; log in again.")
+            raise NotAuthenticated(_("The bearer token has expired; log in again."))
         if not user.active:
-            raise NotAuthenticated("This account is disabled.")
+            raise NotAuthenticated(_("This account is disabled."))
         return await _principal(session=session, user=user)
 
 
@@ -160,7 +161,7 @@ async def log_out(*, db: Database, token: str, now: datetime) -> None:
             .returning(m.ApiToken.id)
         )
     if revoked is None:
-        raise NotAuthenticated("The bearer token is unknown, expired or already revoked.")
+        raise NotAuthenticated(_("The bearer token is unknown, expired or already revoked."))
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,25 +190,25 @@ async def create_user(
     """Create an account: agents need sites, staff a desk (a staff member is created)."""
     email = email.strip().lower()
     if role not in ROLES:
-        raise InvalidInput(f"Unknown role {role!r}; use one of {', '.join(ROLES)}.")
+        raise InvalidInput(_("Unknown role {role}; use one of {value}.", role=role, value=', '.join(ROLES)))
     if "@" not in email or len(email) > 254:
-        raise InvalidInput("The e-mail address is not valid.")
+        raise InvalidInput(_("The e-mail address is not valid."))
     if len(password) < 12:
-        raise InvalidInput("The password must have at least 12 characters.")
+        raise InvalidInput(_("The password must have at least 12 characters."))
     if role == "agent" and not site_ids:
-        raise InvalidInput("An agent must be attached to at least one site.")
+        raise InvalidInput(_("An agent must be attached to at least one site."))
     if role == "staff" and desk_id is None and staff_id is None:
-        raise InvalidInput("A staff account must be attached to a desk.")
+        raise InvalidInput(_("A staff account must be attached to a desk."))
     password_hash = hash_password(hasher, password)
     try:
         async with db.write() as session:
             for site_id in site_ids:
                 if await session.get(m.Site, site_id) is None:
-                    raise NotFound(f"There is no site {site_id!r}.")
+                    raise NotFound(_("There is no site {site_id}.", site_id=site_id))
             if role == "staff" and staff_id is None:
                 assert desk_id is not None
                 if await session.get(m.Desk, desk_id) is None:
-                    raise NotFound(f"There is no desk {desk_id!r}.")
+                    raise NotFound(_("There is no desk {desk_id}.", desk_id=desk_id))
                 staff = m.StaffMember(desk_id=desk_id, display_name=display_name,
                                       languages=[], active=True)
                 session.add(staff)
@@ -216,7 +217,7 @@ async def create_user(
             elif staff_id is not None:
                 staff_row = await session.get(m.StaffMember, staff_id)
                 if staff_row is None:
-                    raise NotFound(f"There is no staff member {staff_id!r}.")
+                    raise NotFound(_("There is no staff member {staff_id}.", staff_id=staff_id))
                 desk_id = staff_row.desk_id
             user = m.User(email=email, display_name=display_name, password_hash=password_hash,
                           role=role, staff_id=staff_id if role == "staff" else None,
@@ -226,7 +227,7 @@ async def create_user(
             for site_id in site_ids if role == "agent" else ():
                 session.add(m.UserSite(user_id=user.id, site_id=site_id))
     except IntegrityError as err:
-        raise InvalidInput(f"An account with the e-mail address {email} exists already.") from err
+        raise InvalidInput(_("An account with the e-mail address {email} exists already.", email=email)) from err
     return UserSummary(id=user.id, email=email, display_name=display_name, role=role,
                        site_ids=tuple(site_ids) if role == "agent" else (),
                        staff_id=user.staff_id, desk_id=desk_id if role == "staff" else None)

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from visio import models as m
 from visio.db import Database
+from visio.domain.messages import _
 from visio.errors import InvalidInput, NotFound
 from visio.representations import wall_clock
 from visio.services.accounts import Principal
@@ -54,11 +55,11 @@ async def get_availability(*, db: Database, principal: Principal,
                            staff_id: str) -> dict[str, Any]:
     """A staff member's availability (their own, or any for an admin)."""
     if not _may_edit(principal, staff_id):
-        raise NotFound(f"There is no staff member {staff_id!r} you can see.")
+        raise NotFound(_("There is no staff member {staff_id} you can see.", staff_id=staff_id))
     async with db.read() as session:
         staff = await session.get(m.StaffMember, staff_id)
         if staff is None:
-            raise NotFound(f"There is no staff member {staff_id!r}.")
+            raise NotFound(_("There is no staff member {staff_id}.", staff_id=staff_id))
         zone = await session.scalar(
             sa.select(m.Operator.timezone).join(m.Desk, m.Desk.operator_id == m.Operator.id)
             .where(m.Desk.id == staff.desk_id))
@@ -94,15 +95,15 @@ async def replace_availability(*, db: Database, principal: Principal, staff_id: 
                                data: AvailabilityInput) -> dict[str, Any]:
     """Replace a staff member's rules, overrides and absences in one transaction."""
     if not _may_edit(principal, staff_id):
-        raise NotFound(f"There is no staff member {staff_id!r} you can edit.")
+        raise NotFound(_("There is no staff member {staff_id} you can edit.", staff_id=staff_id))
     for rule in data.rules:
         if rule.valid_from and rule.valid_until and rule.valid_until < rule.valid_from:
-            raise InvalidInput("A rule's valid_until is before its valid_from.")
+            raise InvalidInput(_("A rule's valid_until is before its valid_from."))
     if len({o.day for o in data.overrides}) != len(data.overrides):
-        raise InvalidInput("Give each override date once, with all its ranges.")
+        raise InvalidInput(_("Give each override date once, with all its ranges."))
     async with db.write() as session:
         if await session.get(m.StaffMember, staff_id) is None:
-            raise NotFound(f"There is no staff member {staff_id!r}.")
+            raise NotFound(_("There is no staff member {staff_id}.", staff_id=staff_id))
         await session.execute(sa.delete(m.AvailabilityRule).where(
             m.AvailabilityRule.staff_id == staff_id))
         await session.execute(sa.delete(m.AvailabilityOverride).where(

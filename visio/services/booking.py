@@ -20,6 +20,7 @@ from visio.db import Database
 from visio.domain.calendars import HolidayCalendar
 from visio.domain.intervals import Interval
 from visio.domain.slots import Refusal, Slot, StaffCalendar, check_start, nearest, search_slots
+from visio.domain.messages import Message, _
 from visio.errors import (
     Conflict,
     Forbidden,
@@ -96,7 +97,7 @@ def _check_site_scope(principal: Principal, site_id: str) -> None:
         return
     if principal.role == "agent" and site_id in principal.site_ids:
         return
-    raise NotFound(f"There is no site {site_id!r} you can book for.")
+    raise NotFound(_("There is no site {site_id} you can book for.", site_id=site_id))
 
 
 SelectT = TypeVar("SelectT", bound="sa.Select[*tuple[Any, ...]]")
@@ -113,7 +114,7 @@ def _scoped(query: SelectT, principal: Principal) -> SelectT:
 async def _site(session: AsyncSession, principal: Principal, site_id: str) -> m.Site:
     site = await session.get(m.Site, site_id)
     if site is None:
-        raise NotFound(f"There is no site {site_id!r}.")
+        raise NotFound(_("There is no site {site_id}.", site_id=site_id))
     if principal.role == "agent":
         _check_site_scope(principal, site_id)
     return site
@@ -128,7 +129,7 @@ async def find_slots(
 ) -> tuple[list[Slot], str]:
     """Free slots at a site for a theme; returns them with the site's zone."""
     if query.window.end - query.window.start > timedelta(days=MAX_SEARCH_DAYS):
-        raise InvalidInput(f"Search at most {MAX_SEARCH_DAYS} days at once.")
+        raise InvalidInput(_("Search at most {MAX_SEARCH_DAYS} days at once.", MAX_SEARCH_DAYS=MAX_SEARCH_DAYS))
     async with db.read() as session:
         return await _search(session=session, principal=principal, query=query, now=now,
                              holidays=holidays)
@@ -140,7 +141,7 @@ async def _search(
 ) -> tuple[list[Slot], str]:
     site = await _site(session, principal, query.site_id)
     if await session.get(m.Theme, query.theme) is None:
-        raise NotFound(f"There is no theme {query.theme!r}; see /api/v1/themes.")
+        raise NotFound(_("There is no theme {theme}; see /api/v1/themes.", theme=query.theme))
     if query.stop_id is not None:
         await _stop(session, site, query.stop_id)
     operator_id = query.operator_id
@@ -151,7 +152,7 @@ async def _search(
     services_query = sa.select(m.Service).where(m.Service.theme == query.theme)
     if operator_id is not None:
         if await session.get(m.Operator, operator_id) is None:
-            raise NotFound(f"There is no operator {operator_id!r}.")
+            raise NotFound(_("There is no operator {operator_id}.", operator_id=operator_id))
         services_query = services_query.where(m.Service.operator_id == operator_id)
     services = [service_rule(s) for s in (await session.scalars(services_query)).all()]
     if not services:
@@ -172,7 +173,7 @@ async def _search(
 async def _stop(session: AsyncSession, site: m.Site, stop_id: str) -> m.TourStop:
     stop = await session.get(m.TourStop, stop_id)
     if stop is None or stop.site_id != site.id:
-        raise NotFound(f"Site {site.name} has no stop {stop_id!r}.")
+        raise NotFound(_("Site {name} has no stop {stop_id}.", name=site.name, stop_id=stop_id))
     return stop
 
 
@@ -193,7 +194,7 @@ async def book(
 ) -> Outcome:
     """Book an appointment once per Idempotency-Key; the database refuses any overlap."""
     if principal.role == "staff":
-        raise NotFound(f"There is no site {request.site_id!r} you can book for.")
+        raise NotFound(_("There is no site {site_id} you can book for.", site_id=request.site_id))
     claimed = await idempotency.claim(db=db, request=idempotency_request, now=now)
     if isinstance(claimed, idempotency.Replay):
         return Outcome(status=claimed.status, body=claimed.body)
@@ -240,17 +241,17 @@ async def _resolve_service(session: AsyncSession, request: BookingRequest) -> m.
     if request.service_id is not None:
         service = await session.get(m.Service, request.service_id)
         if service is None:
-            raise NotFound(f"There is no service {request.service_id!r}.")
+            raise NotFound(_("There is no service {service_id}.", service_id=request.service_id))
         return service
     if request.operator_id is None or request.theme is None:
-        raise InvalidInput("Give either service_id, or operator_id and theme.")
+        raise InvalidInput(_("Give either service_id, or operator_id and theme."))
     if await session.get(m.Operator, request.operator_id) is None:
-        raise NotFound(f"There is no operator {request.operator_id!r}.")
+        raise NotFound(_("There is no operator {operator_id}.", operator_id=request.operator_id))
     service = await session.scalar(sa.select(m.Service).where(
         m.Service.operator_id == request.operator_id, m.Service.theme == request.theme))
     if service is None:
         raise NotBookable(
-            f"Operator {request.operator_id} offers no video appointments on {request.theme!r}."
+            _("Operator {operator_id} offers no video appointments on {theme}.", operator_id=request.operator_id, theme=request.theme)
         )
     return service
 
@@ -275,9 +276,9 @@ async def _choose(
     if not staff:
         if staff_id is not None:
             raise NotBookable(
-                f"Staff member {staff_id} does not take appointments for this operator."
+                _("Staff member {staff_id} does not take appointments for this operator.", staff_id=staff_id)
             )
-        raise NotBookable("Nobody at this operator takes video appointments at the moment.")
+        raise NotBookable(_("Nobody at this operator takes video appointments at the moment."))
     staff.sort(key=lambda s: (s.staff_id != prefer_staff_id, *_preference(s)))
     refusals: list[Refusal] = []
     for candidate in staff:
@@ -292,8 +293,8 @@ async def _choose(
         refusals.append(refusal)
     conflicts = [r for r in refusals if r.conflict]
     if conflicts:
-        raise SlotTaken(conflicts[0].message, extra={"reason": conflicts[0].code})
-    raise NotBookable(refusals[0].message, extra={"reason": refusals[0].code})
+        raise SlotTaken(Message(conflicts[0].message), extra={"reason": conflicts[0].code})
+    raise NotBookable(Message(refusals[0].message), extra={"reason": refusals[0].code})
 
 
 async def _free_booth(
@@ -314,7 +315,7 @@ async def _stop_for(session: AsyncSession, site: m.Site, start: datetime,
                     stop_id: str | None) -> str | None:
     if site.kind != "itinerant":
         if stop_id is not None:
-            raise InvalidInput(f"Site {site.name} is a fixed site; it has no stops.")
+            raise InvalidInput(_("Site {name} is a fixed site; it has no stops.", name=site.name))
         return None
     if stop_id is not None:
         await _stop(session, site, stop_id)
@@ -331,8 +332,7 @@ async def _book_once(
     site = await _site(session, principal, request.site_id)
     service = await _resolve_service(session, request)
     if request.theme is not None and request.theme != service.theme:
-        raise InvalidInput(f"Service {service.id} is for theme {service.theme!r}, "
-                           f"not {request.theme!r}.")
+        raise InvalidInput(_("Service {id} is for theme {theme}, not {theme2}.", id=service.id, theme=service.theme, theme2=request.theme))
     stop_id = await _stop_for(session, site, request.start, request.stop_id)
     staff, booth = await _choose(
         session=session, site=site, service=service, start=request.start, now=now,
@@ -362,7 +362,7 @@ async def _book_once(
 
 async def _taken(
     *, db: Database, principal: Principal, request: BookingRequest, now: datetime,
-    holidays: HolidayCalendar, detail: str | None = None,
+    holidays: HolidayCalendar, detail: Message | None = None,
 ) -> SlotTaken:
     """A 409 that proposes the nearest free slots for the same operator and theme."""
     alternatives: list[dict[str, Any]] = []
@@ -382,11 +382,10 @@ async def _taken(
                             for s in nearest(slots, request.start, limit=3)]
     except VisioError:
         alternatives = []
-    return SlotTaken(
-        (detail or "Someone else has just booked this time.")
-        + (" Here are the nearest free slots." if alternatives else ""),
-        extra={"alternatives": alternatives},
-    )
+    taken = detail or _("Someone else has just booked this time.")
+    if alternatives:
+        taken = _("{refusal} Here are the nearest free slots.", refusal=taken)
+    return SlotTaken(taken, extra={"alternatives": alternatives})
 
 
 # ---------------------------------------------------------------- changes
@@ -402,12 +401,12 @@ async def _load_for_change(
     ).with_for_update(of=m.Appointment)
     row = (await session.execute(query)).one_or_none()
     if row is None:
-        raise NotFound(f"There is no appointment {appointment_id!r}.")
+        raise NotFound(_("There is no appointment {appointment_id}.", appointment_id=appointment_id))
     appointment, site = row
     if principal.role == "staff":
-        raise Forbidden("Operator staff cannot change bookings; ask the France Services agent.")
+        raise Forbidden(_("Operator staff cannot change bookings; ask the France Services agent."))
     if appointment.status != "booked":
-        raise Conflict(f"This appointment is {appointment.status}; it can no longer be changed.")
+        raise Conflict(_("This appointment is {status}; it can no longer be changed.", status=appointment.status))
     return appointment, site
 
 
@@ -466,8 +465,7 @@ async def reschedule(
     except IntegrityError as err:
         if _constraint_of(err) is None:
             raise
-        raise SlotTaken("Someone else has just booked this time; the appointment keeps its "
-                        "current time.") from err
+        raise SlotTaken(_("Someone else has just booked this time; the appointment keeps its current time.")) from err
 
 
 # ---------------------------------------------------------------- reading
@@ -484,7 +482,7 @@ async def get_appointment(
             .where(m.Appointment.id == appointment_id), principal,
         ))).one_or_none()
     if row is None:
-        raise NotFound(f"There is no appointment {appointment_id!r}.")
+        raise NotFound(_("There is no appointment {appointment_id}.", appointment_id=appointment_id))
     return row[0], row[1]
 
 
@@ -503,7 +501,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         if start.tzinfo is None or not isinstance(appointment_id, str):
             raise ValueError(cursor)
     except (ValueError, TypeError) as err:
-        raise InvalidInput("The cursor is not valid; start again from the first page.") from err
+        raise InvalidInput(_("The cursor is not valid; start again from the first page.")) from err
     return start, appointment_id
 
 

@@ -16,6 +16,7 @@ from signaling.tokens import issue_join_token
 from signaling.turn import ice_servers
 from visio import models as m
 from visio.db import Database
+from visio.domain.messages import _
 from visio.errors import NotFound, Unprocessable
 from visio.services.accounts import Principal
 
@@ -66,7 +67,7 @@ def _participant(principal: Principal, appointment: m.Appointment) -> tuple[str,
         principal.staff_id == appointment.staff_id or principal.desk_id == appointment.desk_id
     ):
         return OPERATOR, f"staff-{principal.user_id}"
-    raise NotFound(f"There is no appointment {appointment.id!r} you can join.")
+    raise NotFound(_("There is no appointment {id} you can join.", id=appointment.id))
 
 
 async def grant_join(
@@ -77,14 +78,14 @@ async def grant_join(
     async with db.read() as session:
         appointment = await session.get(m.Appointment, appointment_id)
     if appointment is None:
-        raise NotFound(f"There is no appointment {appointment_id!r} you can join.")
+        raise NotFound(_("There is no appointment {appointment_id} you can join.", appointment_id=appointment_id))
     role, peer_id = _participant(principal, appointment)
     if appointment.status == "cancelled":
-        raise Unprocessable("This appointment was cancelled; there is no call to join.")
+        raise Unprocessable(_("This appointment was cancelled; there is no call to join."))
     not_before = appointment.start - policy.join_before
     expires_at = appointment.end + policy.join_after
     if now >= expires_at:
-        raise Unprocessable("The time for this appointment's call is over.")
+        raise Unprocessable(_("The time for this appointment's call is over."))
     token = issue_join_token(
         private_key=policy.private_key, kid=policy.kid, appointment_id=appointment.id,
         participant=peer_id, role=role, not_before=not_before, expires_at=expires_at,
@@ -97,7 +98,7 @@ async def grant_join(
 def grant_test_call(*, principal: Principal, now: datetime, policy: CallPolicy) -> JoinGrant:
     """A short token for the echo peer only: check camera, microphone and network."""
     if principal.role not in ("agent", "staff"):
-        raise NotFound("Test calls are for agents' kiosks and operator staff.")
+        raise NotFound(_("Test calls are for agents' kiosks and operator staff."))
     peer_id = f"test-{principal.user_id}"
     expires_at = now + TEST_CALL_LIFETIME
     # Its room is no appointment, so the signaling socket refuses it: echo only.
@@ -147,7 +148,7 @@ async def call_log(*, db: Database, principal: Principal,
             or (principal.role == "agent" and appointment.site_id in principal.site_ids)
             or (principal.role == "staff" and appointment.operator_id == principal.operator_id))
         if not visible:
-            raise NotFound(f"There is no appointment {appointment_id!r}.")
+            raise NotFound(_("There is no appointment {appointment_id}.", appointment_id=appointment_id))
         events = (await session.scalars(sa.select(m.CallEventRow).where(
             m.CallEventRow.appointment_id == appointment_id).order_by(
             m.CallEventRow.at, m.CallEventRow.id))).all()

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from visio import models as m
 from visio.db import Database
+from visio.domain.messages import _
 from visio.errors import Forbidden, InvalidInput, NotFound
 from visio.representations import wall_clock
 from visio.services.accounts import Principal
@@ -27,7 +28,7 @@ UPCOMING_STOP_DAYS = 92
 def require_admin(principal: Principal) -> None:
     """Refuse anyone but an administrator."""
     if not principal.is_admin:
-        raise Forbidden("Only an administrator can do this.")
+        raise Forbidden(_("Only an administrator can do this."))
 
 
 # ---------------------------------------------------------------- reading
@@ -88,7 +89,7 @@ async def get_site(*, db: Database, principal: Principal, site_id: str,
     async with db.read() as session:
         site = await session.get(m.Site, site_id)
         if site is None or (principal.role == "agent" and site_id not in principal.site_ids):
-            raise NotFound(f"There is no site {site_id!r}.")
+            raise NotFound(_("There is no site {site_id}.", site_id=site_id))
         return (await _with_details(session, [site], today))[0]
 
 
@@ -127,7 +128,7 @@ async def get_operator(*, db: Database, operator_id: str) -> dict[str, Any]:
     async with db.read() as session:
         op = await session.get(m.Operator, operator_id)
         if op is None:
-            raise NotFound(f"There is no operator {operator_id!r}.")
+            raise NotFound(_("There is no operator {operator_id}.", operator_id=operator_id))
         themes = await _themes_by_operator(session, [op.id])
         desks = (await session.scalars(sa.select(m.Desk).where(
             m.Desk.operator_id == op.id).order_by(m.Desk.name))).all()
@@ -207,7 +208,7 @@ async def update_site(*, db: Database, principal: Principal, site_id: str,
     async with db.write() as session:
         site = await session.get(m.Site, site_id)
         if site is None:
-            raise NotFound(f"There is no site {site_id!r}.")
+            raise NotFound(_("There is no site {site_id}.", site_id=site_id))
         for field in ("name", "commune", "address", "timezone", "booths"):
             if field in changes:
                 setattr(site, field, changes[field])
@@ -234,9 +235,9 @@ async def add_stops(*, db: Database, principal: Principal, site_id: str,
         async with db.write() as session:
             site = await session.get(m.Site, site_id)
             if site is None:
-                raise NotFound(f"There is no site {site_id!r}.")
+                raise NotFound(_("There is no site {site_id}.", site_id=site_id))
             if site.kind != "itinerant":
-                raise InvalidInput(f"{site.name} is a fixed site; only buses have a tour.")
+                raise InvalidInput(_("{name} is a fixed site; only buses have a tour.", name=site.name))
             rows = [m.TourStop(site_id=site_id, day=s.day, commune=s.commune, place=s.place,
                                hours=[[wall_clock(a), wall_clock(b)] for a, b in s.hours])
                     for s in stops]
@@ -244,7 +245,7 @@ async def add_stops(*, db: Database, principal: Principal, site_id: str,
             await session.flush()
             return [stop_json(r) for r in rows]
     except IntegrityError as err:
-        raise InvalidInput("The bus already has a stop on one of these days.") from err
+        raise InvalidInput(_("The bus already has a stop on one of these days.")) from err
 
 
 async def remove_stop(*, db: Database, principal: Principal, site_id: str,
@@ -254,12 +255,11 @@ async def remove_stop(*, db: Database, principal: Principal, site_id: str,
     async with db.write() as session:
         stop = await session.get(m.TourStop, stop_id)
         if stop is None or stop.site_id != site_id:
-            raise NotFound(f"There is no stop {stop_id!r} on this site.")
+            raise NotFound(_("There is no stop {stop_id} on this site.", stop_id=stop_id))
         used = await session.scalar(sa.select(sa.func.count()).select_from(m.Appointment).where(
             m.Appointment.stop_id == stop_id, m.Appointment.status == "booked"))
         if used:
-            raise InvalidInput(f"{used} booked appointment(s) use this stop; "
-                               "reschedule or cancel them first.")
+            raise InvalidInput(_("{used} booked appointment(s) use this stop; reschedule or cancel them first.", used=used))
         await session.delete(stop)
 
 
@@ -285,7 +285,7 @@ async def create_operator(*, db: Database, principal: Principal,
             session.add(op)
             await session.flush()
     except IntegrityError as err:
-        raise InvalidInput(f"An operator with code {data.code!r} exists already.") from err
+        raise InvalidInput(_("An operator with code {code} exists already.", code=data.code)) from err
     return _operator_json(op, [])
 
 
@@ -296,7 +296,7 @@ async def update_operator(*, db: Database, principal: Principal, operator_id: st
     async with db.write() as session:
         op = await session.get(m.Operator, operator_id)
         if op is None:
-            raise NotFound(f"There is no operator {operator_id!r}.")
+            raise NotFound(_("There is no operator {operator_id}.", operator_id=operator_id))
         for field in ("name", "languages", "timezone"):
             if field in changes:
                 setattr(op, field, changes[field])
@@ -310,7 +310,7 @@ async def create_desk(*, db: Database, principal: Principal, operator_id: str,
     require_admin(principal)
     async with db.write() as session:
         if await session.get(m.Operator, operator_id) is None:
-            raise NotFound(f"There is no operator {operator_id!r}.")
+            raise NotFound(_("There is no operator {operator_id}.", operator_id=operator_id))
         desk = m.Desk(operator_id=operator_id, name=name)
         session.add(desk)
         await session.flush()
@@ -335,9 +335,9 @@ async def create_service(*, db: Database, principal: Principal,
     try:
         async with db.write() as session:
             if await session.get(m.Operator, data.operator_id) is None:
-                raise NotFound(f"There is no operator {data.operator_id!r}.")
+                raise NotFound(_("There is no operator {operator_id}.", operator_id=data.operator_id))
             if await session.get(m.Theme, data.theme) is None:
-                raise NotFound(f"There is no theme {data.theme!r}.")
+                raise NotFound(_("There is no theme {theme}.", theme=data.theme))
             service = m.Service(
                 operator_id=data.operator_id, theme=data.theme,
                 duration_minutes=data.duration_minutes, buffer_minutes=data.buffer_minutes,
@@ -346,7 +346,7 @@ async def create_service(*, db: Database, principal: Principal,
             session.add(service)
             await session.flush()
     except IntegrityError as err:
-        raise InvalidInput("This operator already has a service for this theme.") from err
+        raise InvalidInput(_("This operator already has a service for this theme.")) from err
     return service_json(service)
 
 
@@ -357,7 +357,7 @@ async def update_service(*, db: Database, principal: Principal, service_id: str,
     async with db.write() as session:
         service = await session.get(m.Service, service_id)
         if service is None:
-            raise NotFound(f"There is no service {service_id!r}.")
+            raise NotFound(_("There is no service {service_id}.", service_id=service_id))
         for field in ("duration_minutes", "buffer_minutes", "languages", "notice_minutes",
                       "horizon_days"):
             if field in changes:
@@ -380,12 +380,12 @@ async def add_closure(*, db: Database, principal: Principal,
     require_admin(principal)
     owners = [x for x in (data.site_id, data.operator_id, data.desk_id) if x is not None]
     if len(owners) != 1:
-        raise InvalidInput("Give exactly one of site_id, operator_id or desk_id.")
+        raise InvalidInput(_("Give exactly one of site_id, operator_id or desk_id."))
     async with db.write() as session:
         for model, value in ((m.Site, data.site_id), (m.Operator, data.operator_id),
                              (m.Desk, data.desk_id)):
             if value is not None and await session.get(model, value) is None:
-                raise NotFound(f"There is no {model.__tablename__[:-1]} {value!r}.")
+                raise NotFound(_("There is no {value} {value2}.", value=model.__tablename__[:-1], value2=value))
         row = m.ClosureDay(site_id=data.site_id, operator_id=data.operator_id,
                            desk_id=data.desk_id, day=data.day, reason=data.reason)
         session.add(row)
@@ -399,5 +399,5 @@ def check_timezone(name: str) -> str:
     try:
         ZoneInfo(name)
     except (KeyError, ValueError) as err:
-        raise InvalidInput(f"{name!r} is not an IANA time zone (e.g. Europe/Paris).") from err
+        raise InvalidInput(_("{name} is not an IANA time zone (e.g. Europe/Paris).", name=name)) from err
     return name

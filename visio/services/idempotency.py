@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from visio import models as m
 from visio.db import Database
+from visio.domain.messages import _
 from visio.errors import IdempotencyKeyReused, InvalidInput, RequestInFlight
 
 KEY_LIFETIME = timedelta(hours=24)
@@ -43,15 +44,15 @@ class Replay:
 def check_key(key: str | None) -> str:
     """Validate the header value."""
     if key is None or not key.strip():
-        raise InvalidInput("The Idempotency-Key header is required to book.")
+        raise InvalidInput(_("The Idempotency-Key header is required to book."))
     if len(key) > 255:
-        raise InvalidInput("The Idempotency-Key header must be at most 255 characters.")
+        raise InvalidInput(_("The Idempotency-Key header must be at most 255 characters."))
     return key.strip()
 
 
 async def claim(*, db: Database, request: IdempotencyRequest, now: datetime) -> Claim | Replay:
     """Claim the caller's key, or return the stored answer, or refuse (in flight, reused)."""
-    for _ in range(2):
+    for _attempt in range(2):
         try:
             async with db.write() as session:
                 row = await session.scalar(
@@ -75,8 +76,7 @@ async def claim(*, db: Database, request: IdempotencyRequest, now: datetime) -> 
                     return Claim(row_id=new.id)
                 if row.request_hash != request.request_hash:
                     raise IdempotencyKeyReused(
-                        "This Idempotency-Key was already used with a different request; "
-                        "use a new key for a new booking."
+                        _("This Idempotency-Key was already used with a different request; use a new key for a new booking.")
                     )
                 if row.state == "done":
                     assert row.response_status is not None
@@ -84,8 +84,7 @@ async def claim(*, db: Database, request: IdempotencyRequest, now: datetime) -> 
                     return Replay(status=row.response_status, body=row.response_body)
                 if row.created_at > now - ABANDONED_AFTER:
                     raise RequestInFlight(
-                        "A request with this Idempotency-Key is still being processed; "
-                        "retry in a moment."
+                        _("A request with this Idempotency-Key is still being processed; retry in a moment.")
                     )
                 row.created_at = now
                 return Claim(row_id=row.id)
@@ -93,7 +92,7 @@ async def claim(*, db: Database, request: IdempotencyRequest, now: datetime) -> 
             # Another request inserted the same key at the same moment: read its state.
             continue
     raise RequestInFlight(
-        "A request with this Idempotency-Key is still being processed; retry in a moment."
+        _("A request with this Idempotency-Key is still being processed; retry in a moment.")
     )
 
 
