@@ -1,11 +1,14 @@
 """WebRTC signaling for appointment calls, independent of the host application."""
 
 from .app import create_signaling_app
-from .broker import Broker, InMemoryBroker, Member, RedisBroker
+from .broker import Broker, Member
+from .envelopes import Envelope
 from .handlers import close_room, hub_of
 from .hooks import CallEvent, SignalingConfig, SignalingHooks
 from .keys import CONFIG_KEY, HOOKS_KEY, STATE_KEY, SignalingState
+from .memory_broker import InMemoryBroker
 from .protocol import CloseCode
+from .redis_broker import RedisBroker
 from .tokens import (
     JoinClaims,
     TokenRefused,
@@ -23,6 +26,7 @@ __all__ = [
     "Broker",
     "CallEvent",
     "CloseCode",
+    "Envelope",
     "InMemoryBroker",
     "JoinClaims",
     "Member",

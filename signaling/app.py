@@ -8,13 +8,24 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from .broker import create_broker
+from .broker import Broker
 from .echo import EchoSessions, echo
 from .handlers import websocket
 from .hooks import SignalingConfig, SignalingHooks
 from .keys import CONFIG_KEY, HOOKS_KEY, STATE_KEY, SignalingState
+from .memory_broker import InMemoryBroker
 from .protocol import CloseCode
+from .redis_broker import RedisBroker
 from .rooms import Hub, run_sweeper
+
+
+def create_broker(url: str, *, instance_id: str, prefix: str, presence_ttl: float) -> Broker:
+    """Return the broker named by ``url``: "" for in-memory, ``redis://`` for Redis."""
+    if not url:
+        return InMemoryBroker(instance_id)
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return RedisBroker(url, instance_id=instance_id, prefix=prefix, presence_ttl=presence_ttl)
+    raise ValueError("broker_url must be empty or a redis:// URL")
 
 
 async def _hub_context(app: web.Application) -> AsyncIterator[None]:

@@ -10,10 +10,21 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from .broker import Envelope, Member
+from . import envelopes
+from .broker import Member
 from .hooks import CallEvent, SignalingConfig, SignalingHooks
 from .keys import CONFIG_KEY, HOOKS_KEY, STATE_KEY
-from .protocol import CloseCode, Frame, FrameError, dumps, parse
+from .protocol import (
+    CloseCode,
+    Frame,
+    FrameError,
+    dumps,
+    error_frame,
+    parse,
+    peer_joined_frame,
+    peer_left_frame,
+    peer_media_frame,
+)
 from .rooms import Connection, Hub
 from .tokens import JoinClaims, TokenRefused, verify_join_token
 
@@ -30,12 +41,7 @@ def hub_of(app: web.Application) -> Hub:
 
 async def close_room(app: web.Application, appointment_id: str, reason: str) -> None:
     """Close every socket of a room on every instance with a ``room_closed`` frame."""
-    envelope: Envelope = {
-        "room": appointment_id,
-        "frame": {"type": "room_closed", "reason": reason},
-        "close": [int(CloseCode.ROOM_CLOSED), "room closed"],
-    }
-    await hub_of(app).broker.broadcast(envelope)
+    await hub_of(app).broker.broadcast(envelopes.close_room(appointment_id, reason))
 
 
 def origin_allowed(request: web.Request, config: SignalingConfig) -> bool:
@@ -153,36 +159,23 @@ class _Session:
             # The same participant reconnected: its old socket, wherever it is, is closed.
             await hub.broker.to_instance(
                 result.previous.instance_id,
-                {
-                    "room": room,
-                    "conn": result.previous.conn_id,
-                    "close": [int(CloseCode.REPLACED), "replaced by a newer connection"],
-                },
+                envelopes.kick(
+                    room,
+                    result.previous.conn_id,
+                    CloseCode.REPLACED,
+                    "replaced by a newer connection",
+                ),
             )
             await hub.fanout(
-                room,
-                {
-                    "room": room,
-                    "exclude": conn.peer_id,
-                    "frame": {"type": "peer_left", "peer_id": conn.peer_id},
-                },
+                room, envelopes.to_others(room, conn.peer_id, peer_left_frame(conn.peer_id))
             )
         polite_for = {m.peer_id: not _polite(conn.can_rollback, m.can_rollback) for m in others}
+        joined = peer_joined_frame(conn.peer_id, conn.role, reconnected=result.previous is not None)
         await hub.fanout(
             room,
-            {
-                "room": room,
-                "exclude": conn.peer_id,
-                "seq": result.member.seq,
-                "polite_for": polite_for,
-                "frame": {
-                    "type": "peer_joined",
-                    "peer_id": conn.peer_id,
-                    "role": conn.role,
-                    "media": {"audio": True, "video": True},
-                    "reconnected": result.previous is not None,
-                },
-            },
+            envelopes.to_others(
+                room, conn.peer_id, joined, seq=result.member.seq, polite_for=polite_for
+            ),
         )
         ice = await self.hooks.ice_servers(conn.peer_id)
         await conn.send(
@@ -222,12 +215,7 @@ class _Session:
             left = await self.hub.broker.leave(room, conn.peer_id, conn.conn_id)
             if left:
                 await self.hub.fanout(
-                    room,
-                    {
-                        "room": room,
-                        "exclude": conn.peer_id,
-                        "frame": {"type": "peer_left", "peer_id": conn.peer_id},
-                    },
+                    room, envelopes.to_others(room, conn.peer_id, peer_left_frame(conn.peer_id))
                 )
         except Exception:
             log.exception("leaving a room failed")
@@ -276,18 +264,14 @@ class _Session:
                     elif not await self._handle(Frame(kind, data)):
                         return
                 except FrameError as exc:
-                    await conn.send({"type": "error", "code": exc.code, "message": exc.message})
+                    await conn.send(error_frame(exc.code, exc.message))
             elif msg.type is WSMsgType.BINARY:
-                await conn.send(
-                    {"type": "error", "code": "bad_frame", "message": "text frames only"}
-                )
+                await conn.send(error_frame("bad_frame", "text frames only"))
             else:
                 return  # closed, closing or error (1009 is sent by aiohttp itself)
 
     async def _no_peer(self) -> None:
-        await self.conn.send(
-            {"type": "error", "code": "unknown_peer", "message": "no such peer in this room"}
-        )
+        await self.conn.send(error_frame("unknown_peer", "no such peer in this room"))
 
     async def _handle(self, frame: Frame) -> bool:
         conn, hub, room, data = self.conn, self.hub, self.conn.room, frame.data
@@ -298,19 +282,8 @@ class _Session:
             await hub.broker.set_media(
                 room, conn.peer_id, conn.conn_id, data["audio"], data["video"]
             )
-            await hub.fanout(
-                room,
-                {
-                    "room": room,
-                    "exclude": conn.peer_id,
-                    "frame": {
-                        "type": "peer_media",
-                        "from": conn.peer_id,
-                        "audio": data["audio"],
-                        "video": data["video"],
-                    },
-                },
-            )
+            media = peer_media_frame(conn.peer_id, audio=data["audio"], video=data["video"])
+            await hub.fanout(room, envelopes.to_others(room, conn.peer_id, media))
             await _record(self.hooks, room, "media", conn, dict(data))
         elif kind == "connection":
             detail = {k: v for k, v in data.items() if v is not None}

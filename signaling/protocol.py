@@ -48,6 +48,10 @@ CANDIDATE_TYPES = frozenset({"relay", "direct"})
 MAX_SDP_CHARS = 60_000
 
 
+#: A frame the server sends: a JSON object whose ``type`` names it (see docs/signaling.md).
+ServerFrame = dict[str, Any]
+
+
 class Frame(NamedTuple):
     """A parsed client frame: its type and its (validated) fields."""
 
@@ -55,9 +59,35 @@ class Frame(NamedTuple):
     data: dict[str, Any]
 
 
-def dumps(frame: dict[str, Any]) -> bytes:
+def dumps(frame: ServerFrame) -> bytes:
     """Serialise a server frame to compact UTF-8 JSON, ready for a text frame."""
     return orjson.dumps(frame)
+
+
+def error_frame(code: str, message: str) -> ServerFrame:
+    """``error``: the client's frame was refused; the socket stays open."""
+    return {"type": "error", "code": code, "message": message}
+
+
+def peer_left_frame(peer_id: str) -> ServerFrame:
+    """``peer_left``: close your connection to that peer."""
+    return {"type": "peer_left", "peer_id": peer_id}
+
+
+def peer_joined_frame(peer_id: str, role: str, *, reconnected: bool) -> ServerFrame:
+    """``peer_joined`` (the hub adds ``polite`` per recipient)."""
+    return {
+        "type": "peer_joined",
+        "peer_id": peer_id,
+        "role": role,
+        "media": {"audio": True, "video": True},
+        "reconnected": reconnected,
+    }
+
+
+def peer_media_frame(peer_id: str, *, audio: bool, video: bool) -> ServerFrame:
+    """``peer_media``: a peer's mute state."""
+    return {"type": "peer_media", "from": peer_id, "audio": audio, "video": video}
 
 
 def _str(data: dict[str, Any], key: str, *, max_len: int = 200) -> str:

@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import logging
 import struct
+import time
 from collections import defaultdict
-from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from .broker import Broker, Envelope, Member, Missing, monotonic
-from .protocol import CloseCode, dumps
+from .broker import Broker, Member, Missing
+from .envelopes import Envelope, encoded_to_peer, to_peer
+from .protocol import CloseCode, ServerFrame, dumps
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,8 @@ COALESCE_BYTES = 64 * 1024
 BACKLOG_BYTES = 64 * 1024
 _LEN16 = struct.Struct("!BBH").pack
 _LEN64 = struct.Struct("!BBQ").pack
+# Monotonic clock for heartbeats and rate limits (an alias: no wrapper call per frame).
+monotonic = time.monotonic
 
 
 def text_frame_header(length: int) -> bytes:
@@ -96,7 +99,7 @@ class Connection:
         self.tokens = tokens - 1.0
         return True
 
-    async def send(self, frame: dict[str, Any]) -> None:
+    async def send(self, frame: ServerFrame) -> None:
         """Encode and send one frame."""
         await self.send_encoded(dumps(frame))
 
@@ -172,7 +175,7 @@ def _encoded(envelope: Envelope) -> bytes | None:
     """The envelope's frame, encoded: ``text`` (a relay from another instance) or ``frame``."""
     text = envelope.get("text")
     if text is not None:
-        return str(text).encode()
+        return text.encode()
     frame = envelope.get("frame")
     return None if frame is None else dumps(frame)
 
@@ -283,7 +286,7 @@ class Hub:
         await self.broker.publish_room(room, envelope)
 
     async def send_to(
-        self, room: str, peer_id: str, frame: dict[str, Any], on_missing: Missing
+        self, room: str, peer_id: str, frame: ServerFrame, on_missing: Missing
     ) -> None:
         """Deliver a frame to one peer wherever it is; call ``on_missing`` if it is absent.
 
@@ -294,10 +297,10 @@ class Hub:
         if conn is None:
             # The frame travels encoded, as a JSON string: the receiving instance writes it
             # out as is, instead of parsing it into objects and encoding it again.
-            envelope = {"room": room, "to": peer_id, "text": dumps(frame).decode()}
+            envelope = encoded_to_peer(room, peer_id, dumps(frame).decode())
             await self.broker.route(room, peer_id, envelope, on_missing)
         elif conn.pending is not None:
-            conn.pending.append({"room": room, "to": peer_id, "frame": frame})
+            conn.pending.append(to_peer(room, peer_id, frame))
         else:
             payload = dumps(frame)
             if not conn.queue_encoded(payload):

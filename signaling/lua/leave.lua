@@ -1,0 +1,7 @@
+-- KEYS: members hash, expiry zset. ARGV: peer_id, conn_id.
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if not cur then return 0 end
+if cjson.decode(cur)['conn_id'] ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
