@@ -8,7 +8,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 
 from . import envelopes
 from .broker import Member
@@ -29,6 +29,10 @@ from .rooms import Connection, Hub
 from .tokens import JoinClaims, TokenRefused, verify_join_token
 
 log = logging.getLogger(__name__)
+
+# Sockets are opened with autoping off, so pings reach the handler and count like any frame.
+_CONTROL = frozenset({WSMsgType.PING, WSMsgType.PONG})
+_COUNTED = frozenset({WSMsgType.BINARY, WSMsgType.PING, WSMsgType.PONG})
 
 
 def hub_of(app: web.Application) -> Hub:
@@ -86,12 +90,34 @@ class _Session:
         self.hub = hub_of(request.app)
         self.ws = ws
         self.conn = conn
+        # Set when the peer ended the socket: the code of its close frame, or 1006.
+        self.peer_close: int | None = None
+
+    async def _first_message(self) -> WSMessage | None:
+        """The first data frame, within ``join_timeout``; pings meanwhile are answered."""
+        config, conn = self.config, self.conn
+        deadline = asyncio.get_running_loop().time() + config.join_timeout
+        while True:
+            remaining = deadline - asyncio.get_running_loop().time()
+            try:
+                if remaining <= 0:
+                    raise TimeoutError
+                msg = await self.ws.receive(timeout=remaining)
+            except TimeoutError:
+                await conn.close(CloseCode.JOIN_TIMEOUT, "no join received in time")
+                return None
+            if msg.type in _CONTROL:
+                if not conn.take_token(config.rate_limit_per_second, config.rate_limit_burst):
+                    await conn.close(CloseCode.RATE_LIMITED, "too many messages")
+                    return None
+                if msg.type is WSMsgType.PING:
+                    await self.ws.pong(msg.data)
+                continue
+            return msg
 
     async def receive_join(self) -> tuple[JoinClaims, bool] | None:
-        try:
-            msg = await self.ws.receive(timeout=self.config.join_timeout)
-        except TimeoutError:
-            await self.conn.close(CloseCode.JOIN_TIMEOUT, "no join received in time")
+        msg = await self._first_message()
+        if msg is None:
             return None
         if msg.type is not WSMsgType.TEXT:
             if msg.type is WSMsgType.BINARY:
@@ -208,6 +234,29 @@ class _Session:
         )
         return True
 
+    def _ended(self, msg: WSMessage) -> None:
+        """Note how the peer ended the socket (the server's own closes are on the conn)."""
+        if self.conn.close_code is not None:
+            return
+        if msg.type is WSMsgType.CLOSE:
+            # An empty close frame (a browser's close() without a code) carries no code.
+            self.peer_close = int(msg.data) or CloseCode.NO_STATUS
+        elif msg.type is WSMsgType.CLOSED:
+            self.peer_close = CloseCode.ABNORMAL  # end of stream without a close frame
+
+    def _close_detail(self) -> dict[str, Any]:
+        """The close code and who sent it: the peer's own, or the server's."""
+        if self.peer_close is not None:
+            return {"close_code": self.peer_close, "closed_by": "peer"}
+        code = self.conn.close_code
+        if code is None:
+            code = self.ws.close_code
+            if code is None or code == CloseCode.ABNORMAL:
+                # The connection dropped (aiohttp may even cancel the handler meanwhile).
+                return {"close_code": int(CloseCode.ABNORMAL), "closed_by": "peer"}
+            # Otherwise aiohttp closed on a protocol error (1009 frame too big, 1002).
+        return {"close_code": int(code), "closed_by": "server"}
+
     async def _leave(self) -> None:
         conn, room = self.conn, self.conn.room
         left = False
@@ -224,7 +273,7 @@ class _Session:
             room,
             "leave",
             conn,
-            {"close_code": self.ws.close_code, "replaced": not left},
+            {**self._close_detail(), "replaced": not left},
         )
 
     async def _loop(self) -> None:
@@ -234,7 +283,8 @@ class _Session:
         text = WSMsgType.TEXT
         while True:
             msg = await ws.receive()
-            if msg.type is text:
+            mtype = msg.type
+            if mtype is text:
                 if not conn.take_token(rate, burst):
                     await conn.close(CloseCode.RATE_LIMITED, "too many messages")
                     return
@@ -265,10 +315,18 @@ class _Session:
                         return
                 except FrameError as exc:
                     await conn.send(error_frame(exc.code, exc.message))
-            elif msg.type is WSMsgType.BINARY:
-                await conn.send(error_frame("bad_frame", "text frames only"))
+            elif mtype in _COUNTED:
+                # Every frame a client sends counts toward the flood limit, whatever its type.
+                if not conn.take_token(rate, burst):
+                    await conn.close(CloseCode.RATE_LIMITED, "too many messages")
+                    return
+                if mtype is WSMsgType.BINARY:
+                    await conn.send(error_frame("bad_frame", "text frames only"))
+                elif mtype is WSMsgType.PING:
+                    await ws.pong(msg.data)
             else:
-                return  # closed, closing or error (1009 is sent by aiohttp itself)
+                self._ended(msg)  # closed, closing or error (1009 is sent by aiohttp itself)
+                return
 
     async def _no_peer(self) -> None:
         await self.conn.send(error_frame("unknown_peer", "no such peer in this room"))
@@ -305,7 +363,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         return web.json_response({"error": "origin not allowed"}, status=403)
     hub = hub_of(request.app)
     ws = web.WebSocketResponse(
-        compress=False, max_msg_size=config.max_frame_bytes, autoping=True, heartbeat=None
+        compress=False, max_msg_size=config.max_frame_bytes, autoping=False, heartbeat=None
     )
     await ws.prepare(request)
     transport = request.transport

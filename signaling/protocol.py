@@ -13,6 +13,10 @@ class CloseCode(IntEnum):
 
     NORMAL = 1000
     GOING_AWAY = 1001
+    # Never sent, only recorded (RFC 6455 7.1.5): the peer's close frame had no code, or
+    # the connection ended without a close frame.
+    NO_STATUS = 1005
+    ABNORMAL = 1006
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
     PROTOCOL = 4400

@@ -42,6 +42,7 @@ class Connection:
 
     __slots__ = (
         "can_rollback",
+        "close_code",
         "closing",
         "conn_id",
         "last_seen",
@@ -84,6 +85,8 @@ class Connection:
         self.tokens = float(burst)
         self.stamp = self.last_seen
         self.closing = False
+        # The code of the close the server started, if it did.
+        self.close_code: int | None = None
 
     def take_token(self, rate: float, burst: int) -> bool:
         """Token bucket, O(1): return False when the socket exceeded its rate and burst."""
@@ -167,6 +170,8 @@ class Connection:
             return
         self.flush()
         self.closing = True
+        if self.close_code is None:
+            self.close_code = code
         with contextlib.suppress(ConnectionError, RuntimeError):
             await self.ws.close(code=code, message=reason.encode("utf-8")[:120])
 

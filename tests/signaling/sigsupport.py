@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
+import json
+import os
+import struct
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -91,3 +96,67 @@ ServerFactory = Callable[..., Awaitable[TestServer]]
 
 def ws_url(server: TestServer) -> str:
     return str(server.make_url("/ws")).replace("http://", "ws://")
+
+
+class BrowserSocket:
+    """A bare RFC 6455 client writing masked frames itself, as a browser does.
+
+    aiohttp's client cannot send some frames a browser sends (an empty close frame from
+    ``WebSocket.close()`` without a code), so this one builds them by hand.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def open(cls, server: TestServer, origin: str = ORIGIN) -> BrowserSocket:
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(
+            (
+                f"GET /ws HTTP/1.1\r\nHost: {server.host}:{server.port}\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                f"Origin: {origin}\r\n\r\n"
+            ).encode()
+        )
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101"), head
+        return cls(reader, writer)
+
+    def send_frame(self, opcode: int, payload: bytes) -> None:
+        mask = os.urandom(4)
+        n = len(payload)
+        if n < 126:
+            head = bytes((0x80 | opcode, 0x80 | n))
+        else:
+            head = bytes((0x80 | opcode, 0x80 | 126)) + struct.pack("!H", n)
+        self.writer.write(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+    def send_json(self, frame: dict[str, Any]) -> None:
+        self.send_frame(0x1, json.dumps(frame).encode())
+
+    async def read_frame(self) -> tuple[int, bytes]:
+        """The next server frame (servers never mask)."""
+        first, second = await self.reader.readexactly(2)
+        n = second & 0x7F
+        if n == 126:
+            (n,) = struct.unpack("!H", await self.reader.readexactly(2))
+        elif n == 127:
+            (n,) = struct.unpack("!Q", await self.reader.readexactly(8))
+        return first & 0x0F, await self.reader.readexactly(n)
+
+    async def next_json(self, kind: str) -> dict[str, Any]:
+        async with asyncio.timeout(10):
+            while True:
+                opcode, payload = await self.read_frame()
+                if opcode == 0x1:
+                    frame: dict[str, Any] = json.loads(payload)
+                    if frame["type"] == kind:
+                        return frame
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(ConnectionError):
+            await self.writer.wait_closed()

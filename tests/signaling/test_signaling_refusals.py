@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
@@ -15,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from signaling import close_room
 from tests.signaling.sigpeer import SignalingSocket
-from tests.signaling.sigsupport import FakeHost, Keys, ServerFactory, ws_url
+from tests.signaling.sigsupport import ORIGIN, FakeHost, Keys, ServerFactory, ws_url
 
 
 def _b64(data: dict[str, object]) -> str:
@@ -182,6 +184,57 @@ async def test_flood_is_cut(make_server: ServerFactory, keys: Keys, room: str) -
         assert sock.close_code == 4429
     finally:
         await sock.close()
+
+
+async def _flood(sock: SignalingSocket, send: Callable[[], Awaitable[None]]) -> int | None:
+    """Send frames until the server closes the socket; return its close code."""
+    with contextlib.suppress(ConnectionError, RuntimeError):
+        for _ in range(5000):
+            await send()
+            if sock.closed.is_set():
+                break
+    return await sock.wait_closed()
+
+
+async def test_binary_flood_is_cut(make_server: ServerFactory, keys: Keys, room: str) -> None:
+    """Binary frames count toward the flood limit like text ones: 4429, not an answer each."""
+    server = await make_server()
+    sock = await _joined(server, keys.token(room, "agent-1"))
+    try:
+        assert await _flood(sock, lambda: sock.ws.send_bytes(b"\x00")) == 4429
+        errors = [f for f in sock.frames if f["type"] == "error"]
+        assert 0 < len(errors) <= 100  # at most the burst was answered
+    finally:
+        await sock.close()
+
+
+async def test_ping_flood_is_cut(make_server: ServerFactory, keys: Keys, room: str) -> None:
+    """WebSocket pings count toward the flood limit too."""
+    server = await make_server()
+    sock = await _joined(server, keys.token(room, "agent-1"))
+    try:
+        assert await _flood(sock, lambda: sock.ws.ping(b"p")) == 4429
+    finally:
+        await sock.close()
+
+
+async def test_pings_are_answered_before_and_after_join(
+    make_server: ServerFactory, keys: Keys, room: str
+) -> None:
+    """The server answers WebSocket pings itself (autoping is off so that they are counted)."""
+    server = await make_server()
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(ws_url(server), autoping=False, headers={"Origin": ORIGIN}) as ws,
+    ):
+        await ws.ping(b"before")
+        pong = await ws.receive(timeout=5)
+        assert (pong.type, pong.data) == (aiohttp.WSMsgType.PONG, b"before")
+        await ws.send_json({"type": "join", "token": keys.token(room, "agent-1")})
+        assert (await ws.receive_json(timeout=5))["type"] == "joined"
+        await ws.ping(b"after")
+        pong = await ws.receive(timeout=5)
+        assert (pong.type, pong.data) == (aiohttp.WSMsgType.PONG, b"after")
 
 
 async def test_steady_rate_is_not_cut(make_server: ServerFactory, keys: Keys, room: str) -> None:
