@@ -49,7 +49,8 @@ from visio.clock import utcnow
 from visio.db import Database, open_database
 from visio.domain.calendars import HolidayCalendar
 from visio.domain.intervals import Interval
-from visio.domain.slots import Slot, search_slots
+from visio.domain.search import search_slots
+from visio.domain.slot_types import Slot
 from visio.errors import VisioError
 from visio.migrate import upgrade
 from visio.perf import DEFAULT_GC_THRESHOLDS, tune_gc

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from visio.domain.instants import require_aware
+
 
 def utcnow() -> datetime:
     """Return the current instant as a timezone-aware UTC datetime."""
@@ -11,7 +13,5 @@ def utcnow() -> datetime:
 
 
 def ensure_aware_utc(value: datetime) -> datetime:
-    """Return ``value`` converted to UTC; refuse naive datetimes."""
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError("naive datetime: an offset or Z is required")
-    return value.astimezone(UTC)
+    """Return ``value`` converted to UTC; refuse naive datetimes (see ``require_aware``)."""
+    return require_aware(value, "datetime")

@@ -6,8 +6,8 @@ from datetime import date
 from zoneinfo import ZoneInfo
 
 import pytest
-from domainkit import HOLIDAYS, at, hm, iv, rng, utc
 
+from tests.domain.domainkit import HOLIDAYS, at, hm, iv, rng, utc
 from visio.domain import (
     DailyRange,
     DateOverride,

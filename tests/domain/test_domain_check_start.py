@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
-from domainkit import (
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.domain.domainkit import (
     BRUSSELS,
     HOLIDAYS,
     NOW,
@@ -20,9 +24,6 @@ from domainkit import (
     service,
     weekly,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from visio.domain import (
     DateOverride,
     Interval,
@@ -34,6 +35,8 @@ from visio.domain import (
     check_start,
     search_slots,
 )
+from visio.domain.messages import Plain, _
+from visio.i18n import Catalogue, catalogue
 
 
 def check(
@@ -62,6 +65,12 @@ def code(refusal: Refusal | None) -> str | None:
     return None if refusal is None else refusal.code
 
 
+def english(refusal: Refusal | None) -> str:
+    """The refusal as the English catalogue renders it (message ids are English)."""
+    assert refusal is not None
+    return catalogue("en").render(refusal.message)
+
+
 def test_a_bookable_start_has_no_refusal() -> None:
     assert check(at(2026, 3, 23, 9)) is None
 
@@ -72,27 +81,81 @@ def test_too_soon_names_the_real_notice() -> None:
     )
     assert refusal == Refusal(
         "too_soon",
-        "Appointments must be booked at least 2 hours ahead: "
-        "Monday 23 March 2026 at 10:00 is too soon.",
+        _(
+            "Appointments must be booked at least {minutes} minutes ahead: {start} is too soon.",
+            minutes=120,
+            start=at(2026, 3, 23, 10),
+        ),
         conflict=False,
+    )
+    assert english(refusal) == (
+        "Appointments must be booked at least 120 minutes ahead: "
+        "Monday, March 23, 2026 at 10:00 is too soon."
     )
 
 
-def test_too_far_names_the_horizon() -> None:
+def test_too_far_names_the_horizon_in_days() -> None:
     refusal = check(at(2026, 6, 1, 9), rule=service(horizon=timedelta(days=60)))
     assert code(refusal) == "too_far"
     assert refusal is not None
-    assert "60 days" in refusal.message
-    assert "1 June 2026 at 09:00" in refusal.message
+    assert refusal.message.msgid == (
+        "Appointments can be booked at most {days} days ahead: {start} is too far away."
+    )
+    assert refusal.message.params == {"days": 60, "start": at(2026, 6, 1, 9)}
+    odd = check(at(2026, 3, 3, 9), rule=service(horizon=timedelta(hours=30)))
+    assert odd is not None
+    assert odd.message.params["minutes"] == 30 * 60
+
+
+def test_refusal_times_are_in_the_site_zone() -> None:
+    refusal = check(at(2026, 3, 23, 10), now=at(2026, 3, 23, 9))
+    assert refusal is not None
+    start = refusal.message.params["start"]
+    assert isinstance(start, datetime)
+    assert start.tzinfo == ZoneInfo("Europe/Paris")
+    assert (start.hour, start.minute) == (10, 0)
 
 
 def test_holiday_names_the_country_and_the_holiday() -> None:
     refusal = check(at(2026, 7, 14, 10), staff=member("be1", country="BE", zone=BRUSSELS))
     assert refusal == Refusal(
         "holiday",
-        "14 July 2026 is a public holiday in France (Fête nationale): the site is closed.",
+        _(
+            "{day} is a public holiday in France ({holiday}): the site is closed.",
+            day=date(2026, 7, 14),
+            holiday=Plain("Fête nationale"),
+        ),
         conflict=False,
     )
+    assert english(refusal) == (
+        "July 14, 2026 is a public holiday in France (Fête nationale): the site is closed."
+    )
+
+
+def test_holiday_reads_as_one_french_sentence_once_translated() -> None:
+    refusal = check(at(2026, 7, 14, 10))
+    assert refusal is not None
+    french = Catalogue(
+        "fr",
+        {
+            refusal.message.msgid: (
+                "Le {day} est un jour férié en France ({holiday}) : le site est fermé."
+            )
+        },
+    )
+    assert french.render(refusal.message) == (
+        "Le 14 juillet 2026 est un jour férié en France (Fête nationale) : le site est fermé."
+    )
+
+
+def test_each_country_has_its_own_holiday_sentence() -> None:
+    belgian_site = fixed_site(country="BE", zone=BRUSSELS)
+    refusal = check(at(2026, 7, 21, 10, zone=BRUSSELS), site=belgian_site)
+    assert refusal is not None
+    assert refusal.message.msgid == (
+        "{day} is a public holiday in Belgium ({holiday}): the site is closed."
+    )
+    assert refusal.message.params["holiday"] == Plain("Fête nationale")
 
 
 def test_site_closed_for_a_closure_date_or_outside_opening_hours() -> None:
@@ -100,12 +163,22 @@ def test_site_closed_for_a_closure_date_or_outside_opening_hours() -> None:
     refusal = check(at(2026, 3, 23, 10), site=closed)
     assert code(refusal) == "site_closed"
     assert refusal is not None
-    assert "closed on 23 March 2026" in refusal.message
+    assert refusal.message == _("The site is closed on {day}.", day=date(2026, 3, 23))
     lunch = check(at(2026, 3, 23, 11, 45))  # 11:45-12:15 crosses the lunch closure
     assert code(lunch) == "site_closed"
     assert lunch is not None
-    assert "09:00-12:00, 14:00-17:00" in lunch.message
-    assert code(check(at(2026, 3, 28, 10))) == "site_closed"  # Saturday
+    assert lunch.message.msgid == (
+        "{start} (until {end}) is outside the site's opening hours ({hours})."
+    )
+    assert lunch.message.params["end"] == time(12, 15)
+    assert english(lunch) == (
+        "Monday, March 23, 2026 at 11:45 (until 12:15) is outside the site's opening hours "
+        "(09:00-12:00, 14:00-17:00)."
+    )
+    saturday = check(at(2026, 3, 28, 10))
+    assert code(saturday) == "site_closed"
+    assert saturday is not None
+    assert saturday.message == _("The site is closed on Saturdays.")
 
 
 def test_site_closed_for_a_bus_without_a_stop_that_day_or_at_another_stop() -> None:
@@ -118,12 +191,16 @@ def test_site_closed_for_a_bus_without_a_stop_that_day_or_at_another_stop() -> N
     no_stop = check(at(2026, 3, 25, 10), site=bus)
     assert code(no_stop) == "site_closed"
     assert no_stop is not None
-    assert "does not stop" in no_stop.message
+    assert no_stop.message == _("The bus does not stop anywhere on {day}.", day=date(2026, 3, 25))
     elsewhere = check(at(2026, 3, 26, 10), site=bus, stop_id="bourg")
     assert code(elsewhere) == "site_closed"
-    assert elsewhere is not None
-    assert "not at stop bourg" in elsewhere.message
-    assert code(check(at(2026, 3, 26, 12, 45), site=bus)) == "site_closed"
+    assert english(elsewhere) == "On March 26, 2026 the bus is not at stop bourg but at market."
+    late = check(at(2026, 3, 26, 12, 45), site=bus)
+    assert code(late) == "site_closed"
+    assert english(late) == (
+        "Thursday, March 26, 2026 at 12:45 (until 13:15) is outside the bus's hours "
+        "on March 26, 2026 (market 09:00-13:00)."
+    )
     assert check(at(2026, 3, 26, 12, 30), site=bus, stop_id="market") is None
 
 
@@ -135,12 +212,19 @@ def test_outside_availability_for_hours_absences_and_staff_side_holidays() -> No
     refusal = check(at(2026, 3, 23, 10), staff=absent)
     assert code(refusal) == "outside_availability"
     assert refusal is not None
-    assert "absent" in refusal.message
+    assert refusal.message == _(
+        "The advisor is absent on {start} ({zone} time).",
+        start=at(2026, 3, 23, 10),
+        zone=Plain("Europe/Paris"),
+    )
     belgian = check(at(2026, 7, 21, 10), staff=member("be1", country="BE", zone=BRUSSELS))
     assert belgian is not None
     assert belgian.code == "outside_availability"
-    assert belgian.message.startswith(
-        "21 July 2026 is a public holiday in Belgium (Fête nationale)"
+    assert belgian.message == _(
+        "{day} is a public holiday in Belgium ({holiday}): "
+        "the operator's advisors are not working.",
+        day=date(2026, 7, 21),
+        holiday=Plain("Fête nationale"),
     )
     assert not belgian.conflict
     assert check(at(2026, 7, 21, 10)) is None  # the French operator works that day
@@ -152,13 +236,22 @@ def test_off_grid_says_how_starts_are_spaced() -> None:
     refusal = check(at(2026, 3, 23, 9, 10))
     assert refusal is not None
     assert refusal.code == "off_grid"
-    assert "Appointments start every 30 minutes from 09:00" in refusal.message
+    assert refusal.message == _(
+        "Appointments start every {minutes} minutes from {opens}: {start} is not one.",
+        minutes=30,
+        opens=time(9),
+        start=at(2026, 3, 23, 9, 10),
+    )
 
 
 def test_language_is_checked_against_service_and_staff() -> None:
     rule = service(languages=("fr", "nl"))
     assert check(at(2026, 3, 23, 9), rule=rule, language="nl") is None
-    assert code(check(at(2026, 3, 23, 9), rule=rule, language="de")) == "language"
+    german = check(at(2026, 3, 23, 9), rule=rule, language="de")
+    assert code(german) == "language"
+    assert english(german) == (
+        "Appointments in language de are not offered for this service with this advisor."
+    )
     french_only = member(languages=frozenset({"fr"}))
     assert (
         code(check(at(2026, 3, 23, 9), rule=rule, staff=french_only, language="nl")) == "language"
@@ -184,6 +277,11 @@ def test_booth_full_periods_are_a_conflict_too() -> None:
     full = check(at(2026, 3, 23, 9), site=site)
     assert full is not None
     assert (full.code, full.conflict) == ("booth_full", True)
+    assert full.message == _(
+        "On {start}, all {booths} booths are already taken at the site.",
+        start=at(2026, 3, 23, 9),
+        booths=3,
+    )
     assert check(at(2026, 3, 23, 9, 30), site=site) is None
 
 

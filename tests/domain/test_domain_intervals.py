@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta, timezone
 from itertools import pairwise
 
 import pytest
-from domainkit import iv, utc
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.domain.domainkit import iv, utc
 from visio.domain import (
     Interval,
     IntervalIndex,

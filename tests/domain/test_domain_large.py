@@ -5,8 +5,17 @@ from __future__ import annotations
 import random
 from datetime import date, timedelta
 
-from domainkit import HOLIDAYS, at, day_window, fixed_site, iv, member, rng, service, weekly
-
+from tests.domain.domainkit import (
+    HOLIDAYS,
+    at,
+    day_window,
+    fixed_site,
+    iv,
+    member,
+    rng,
+    service,
+    weekly,
+)
 from visio.domain import Interval, IntervalIndex, StaffCalendar, check_start, search_slots
 
 OPERATORS = ["caf", "cpam", "carsat", "dgfip", "be"]

@@ -7,7 +7,8 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from domainkit import (
+
+from tests.domain.domainkit import (
     BRUSSELS,
     HOLIDAYS,
     NOW,
@@ -23,7 +24,6 @@ from domainkit import (
     utc,
     weekly,
 )
-
 from visio.domain import (
     DateOverride,
     Interval,

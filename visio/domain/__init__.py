@@ -9,6 +9,7 @@ from visio.domain.calendars import (
     local_ranges_to_utc,
     ranges_for_day,
 )
+from visio.domain.instants import require_aware
 from visio.domain.intervals import (
     Interval,
     IntervalIndex,
@@ -20,17 +21,9 @@ from visio.domain.intervals import (
     saturated_counts,
     subtract,
 )
-from visio.domain.slots import (
-    Refusal,
-    ServiceRule,
-    SiteCalendar,
-    Slot,
-    StaffCalendar,
-    Stop,
-    check_start,
-    nearest,
-    search_slots,
-)
+from visio.domain.refusals import Refusal, check_start
+from visio.domain.search import nearest, search_slots
+from visio.domain.slot_types import ServiceRule, SiteCalendar, Slot, StaffCalendar, Stop
 
 __all__ = [
     "DailyRange",
@@ -54,6 +47,7 @@ __all__ = [
     "merge",
     "nearest",
     "ranges_for_day",
+    "require_aware",
     "saturated",
     "saturated_counts",
     "search_slots",

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 
+from visio.domain.instants import require_aware
+
 __all__ = [
     "Interval",
     "IntervalIndex",
@@ -26,11 +28,6 @@ __all__ = [
 ]
 
 
-def _require_aware(value: datetime, what: str) -> None:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{what} must be a timezone-aware datetime, got {value!r}")
-
-
 @dataclass(frozen=True, slots=True, order=True)
 class Interval:
     """The half-open span ``[start, end)`` between two aware instants (stored in UTC)."""
@@ -42,11 +39,9 @@ class Interval:
         # Normalise to the single ``datetime.UTC`` tzinfo: comparisons between datetimes
         # sharing one tzinfo object are plain field comparisons (fast, and what bisect uses).
         if self.start.tzinfo is not UTC:
-            _require_aware(self.start, "Interval.start")
-            object.__setattr__(self, "start", self.start.astimezone(UTC))
+            object.__setattr__(self, "start", require_aware(self.start, "Interval.start"))
         if self.end.tzinfo is not UTC:
-            _require_aware(self.end, "Interval.end")
-            object.__setattr__(self, "end", self.end.astimezone(UTC))
+            object.__setattr__(self, "end", require_aware(self.end, "Interval.end"))
         if self.end <= self.start:
             raise ValueError(f"Interval end {self.end} must be after its start {self.start}")
 

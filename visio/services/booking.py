@@ -19,8 +19,10 @@ from visio import representations
 from visio.db import Database
 from visio.domain.calendars import HolidayCalendar
 from visio.domain.intervals import Interval
-from visio.domain.slots import Refusal, Slot, StaffCalendar, check_start, nearest, search_slots
 from visio.domain.messages import Message, _
+from visio.domain.refusals import Refusal, check_start
+from visio.domain.search import nearest, search_slots
+from visio.domain.slot_types import Slot, StaffCalendar
 from visio.errors import (
     Conflict,
     Forbidden,
@@ -289,12 +291,12 @@ async def _choose(
                                       exclude_appointment_id)
             if booth is not None:
                 return candidate, booth
-            refusal = Refusal("booth_full", "Every booth of the site is taken then.", True)
+            refusal = Refusal("booth_full", _("Every booth of the site is taken then."), True)
         refusals.append(refusal)
     conflicts = [r for r in refusals if r.conflict]
     if conflicts:
-        raise SlotTaken(Message(conflicts[0].message), extra={"reason": conflicts[0].code})
-    raise NotBookable(Message(refusals[0].message), extra={"reason": refusals[0].code})
+        raise SlotTaken(conflicts[0].message, extra={"reason": conflicts[0].code})
+    raise NotBookable(refusals[0].message, extra={"reason": refusals[0].code})
 
 
 async def _free_booth(

@@ -28,7 +28,7 @@ from sqlalchemy.types import NullType
 from visio import models as m
 from visio.domain.calendars import DailyRange, DateOverride, WeeklyRule, local_days
 from visio.domain.intervals import Interval, saturated_counts
-from visio.domain.slots import ServiceRule, SiteCalendar, StaffCalendar, Stop
+from visio.domain.slot_types import ServiceRule, SiteCalendar, StaffCalendar, Stop
 
 HOLDS_TIME = m.Appointment.status != "cancelled"
 
