@@ -6,23 +6,30 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from visio.api.limits import ExpensiveLimits
 from visio.api.problems import problems_middleware
-from visio.api.routes import api_routes
+from visio.api.routes import PREFIX, api_routes
 from visio.clock import utcnow
 from visio.db import open_database
 from visio.domain.calendars import HolidayCalendar
+from visio.jobs import schedule_purges
 from visio.keys import (
     clock_key,
     database_key,
     dummy_hash_key,
     hasher_key,
     holidays_key,
+    limits_key,
     settings_key,
 )
 from visio.security import dummy_hash, password_hasher
 from visio.settings import Settings
 from visio.signaling_host import mount_signaling
+
+SERVER = "visio"
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -30,17 +37,34 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+@web.middleware
+async def no_store_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """API answers carry tokens and usager data: no cache may keep them."""
+    response = await handler(request)
+    if request.path.startswith(PREFIX) and request.path != f"{PREFIX}/openapi.json":
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
+    # No version in Server: it only helps an attacker pick an exploit.
+    response.headers["Server"] = SERVER
+
+
 def create_app(
     settings: Settings, *, clock: Callable[[], datetime] = utcnow
 ) -> web.Application:
     """Build the aiohttp application for ``settings`` (``clock`` is fixed only in tests)."""
-    app = web.Application(middlewares=[problems_middleware], client_max_size=256 * 1024)
+    app = web.Application(middlewares=[no_store_middleware, problems_middleware],
+                          client_max_size=256 * 1024)
     app[settings_key] = settings
     app[clock_key] = clock
     hasher = password_hasher()
     app[hasher_key] = hasher
     app[dummy_hash_key] = dummy_hash(hasher)
     app[holidays_key] = HolidayCalendar()
+    app[limits_key] = ExpensiveLimits.from_settings(settings)
+    app.on_response_prepare.append(_server_header)
 
     async def database_ctx(app: web.Application) -> AsyncIterator[None]:
         database = open_database(settings.database_url)
@@ -48,8 +72,16 @@ def create_app(
         yield
         await database.dispose()
 
-    # The database comes first: signaling hooks and the settling job use it.
+    async def jobs_ctx(app: web.Application) -> AsyncIterator[None]:
+        scheduler = AsyncIOScheduler()
+        schedule_purges(scheduler, app)
+        scheduler.start()
+        yield
+        scheduler.shutdown(wait=False)
+
+    # The database comes first: signaling hooks, the settling job and the purges use it.
     app.cleanup_ctx.append(database_ctx)
+    app.cleanup_ctx.append(jobs_ctx)
     mount_signaling(app, settings)
     app.router.add_get("/healthz", healthz)
     app.router.add_routes(api_routes())

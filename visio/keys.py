@@ -8,6 +8,7 @@ from typing import Protocol
 from aiohttp import web
 from argon2 import PasswordHasher
 
+from visio.api.limits import ExpensiveLimits
 from visio.db import Database
 from visio.domain.calendars import HolidayCalendar
 from visio.services.calls import CallPolicy
@@ -29,3 +30,4 @@ class Clock(Protocol):
 clock_key = web.AppKey("clock", Clock)
 call_policy_key = web.AppKey("call_policy", CallPolicy)
 signaling_app_key = web.AppKey("signaling_app", web.Application)
+limits_key = web.AppKey("limits", ExpensiveLimits)

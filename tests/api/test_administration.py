@@ -28,7 +28,7 @@ async def test_admin_sets_up_a_bus_and_a_belgian_cell_that_agents_can_book(
          "hours": [{"opens": "09:30", "closes": "12:30"}, {"opens": "13:30", "closes": "16:00"}]},
         {"date": "2026-12-02", "commune": "Cassel", "place": "Place du Général Vandamme",
          "hours": [{"opens": "09:30", "closes": "13:00"}]},
-    ]}, admin, status=200)
+    ]}, admin, status=201)
     assert [s["closes"] for s in stops["items"]] == ["16:00", "13:00"]
     cell = await _post(client, "/api/v1/operators", {
         "name": "Cellule test", "code": "TEST-BE", "country": "BE", "kind": "cross_border",

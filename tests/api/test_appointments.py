@@ -519,10 +519,10 @@ async def test_every_bad_request_is_a_readable_problem(db: Database, client: Cli
             "to": "2026-12-01T00:00:00Z"}}, 400),
         ("GET", "/api/v1/slots", {"headers": h, "params": {
             "site_id": world.site.id, "theme": "famille", "from": "2026-12-01T00:00:00Z",
-            "to": "2026-11-30T00:00:00Z"}}, 400),
+            "to": "2026-11-30T00:00:00Z"}}, 422),
         ("GET", "/api/v1/slots", {"headers": h, "params": {
             "site_id": world.site.id, "theme": "famille", "from": "2026-12-01T00:00:00Z",
-            "to": "2027-12-01T00:00:00Z"}}, 400),
+            "to": "2027-12-01T00:00:00Z"}}, 422),
         ("GET", "/api/v1/slots", {"headers": h, "params": {
             "site_id": "nope", "theme": "famille", "from": "2026-12-01T00:00:00Z",
             "to": "2026-12-02T00:00:00Z"}}, 404),
@@ -541,7 +541,7 @@ async def test_every_bad_request_is_a_readable_problem(db: Database, client: Cli
                                           "json": {**world.booking(), "extra": 1}}, 400),
         ("POST", "/api/v1/appointments", {"headers": {**h, "Idempotency-Key": "f"},
                                           "json": world.booking(usager=usager(phone="12"))},
-         400),
+         422),
         ("POST", "/api/v1/appointments", {"headers": {**h, "Idempotency-Key": "g"},
                                           "json": [1, 2]}, 400),
         ("GET", "/api/v1/appointments/nope", {"headers": h}, 404),

@@ -3,274 +3,167 @@
 from __future__ import annotations
 
 import hashlib
-import json
-from datetime import timedelta
-from typing import Any
+import re
 
-import phonenumbers
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from signaling import close_room
-from visio import representations
-from visio.api import parsing
-from visio.api.context import caller, listing, ok
-from visio.domain.intervals import Interval
+from visio.api import codec, views
+from visio.api.context import caller
+from visio.api.rooms import close_rooms
+from visio.contract import bodies as api
 from visio.domain.messages import _
 from visio.errors import InvalidInput
-from visio.keys import (
-    call_policy_key,
-    clock_key,
-    database_key,
-    holidays_key,
-    signaling_app_key,
+from visio.keys import clock_key, database_key, holidays_key, limits_key
+from visio.services import (
+    appointments,
+    availability,
+    booking,
+    changes,
+    idempotency,
+    slot_search,
 )
-from visio.services import availability, booking, calls, idempotency
 
-LANGUAGES = ("fr", "nl")
-STATUSES = ("booked", "cancelled", "done", "no_show")
+_IF_MATCH = re.compile(r'^\s*(?:W/)?"v([0-9]{1,9})"\s*$')
 
 
-def _window(request: web.Request, *, required: bool) -> tuple[Any, Any]:
-    start_text = parsing.query_value(request, "from", required=required)
-    end_text = parsing.query_value(request, "to", required=required)
-    start = parsing.instant(start_text, "from") if start_text else None
-    end = parsing.instant(end_text, "to") if end_text else None
-    if start and end and end <= start:
-        raise InvalidInput(_("'to' must be after 'from'."))
-    return start, end
+def etag(version: int) -> str:
+    """The entity tag of an appointment version."""
+    return f'"v{version}"'
+
+
+def expected_version(request: web.Request) -> int | None:
+    """The version ``If-Match`` names (``*`` or absent: any)."""
+    header = request.headers.get("If-Match")
+    if header is None or header.strip() == "*":
+        return None
+    match = _IF_MATCH.match(header)
+    if match is None:
+        raise InvalidInput(_('If-Match must be the ETag of a read, like "v3".'),
+                           extra={"field": "If-Match"})
+    return int(match.group(1))
+
+
+def _appointment(booked: booking.Booked, *, status: int = 200) -> web.Response:
+    return codec.respond(views.appointment(booked), status=status,
+                         headers={"ETag": etag(booked.appointment.version)})
 
 
 async def search_slots(request: web.Request) -> web.Response:
     """Free slots for a site and theme between from and to."""
     principal = await caller(request)
-    start, end = _window(request, required=True)
-    language = parsing.query_value(request, "language")
-    if language is not None and language not in LANGUAGES:
-        raise InvalidInput(_("language must be fr or nl."))
-    query = booking.SlotQuery(
-        site_id=parsing.query_value(request, "site_id", required=True) or "",
-        theme=parsing.query_value(request, "theme", required=True) or "",
-        window=Interval(start, end),
-        operator_id=parsing.query_value(request, "operator_id"),
-        language=language,
-        stop_id=parsing.query_value(request, "stop_id"),
-        staff_id=parsing.query_value(request, "staff_id"),
-    )
-    slots, zone = await booking.find_slots(
-        db=request.app[database_key], principal=principal, query=query,
-        now=request.app[clock_key](),
-        holidays=request.app[holidays_key])
-    return listing([representations.slot(s, zone) for s in slots])
-
-
-def _usager(value: object) -> booking.Usager:
-    if not isinstance(value, dict):
-        raise InvalidInput(_("usager must be an object."))
-    parsing.only(value, ("first_name", "last_name", "phone", "email", "language", "consent"),
-                 where="usager")
-    language = parsing.required_text(value, "language", max_length=5)
-    if language not in LANGUAGES:
-        raise InvalidInput(_("usager.language must be fr or nl."))
-    phone = parsing.text(value, "phone", max_length=32, required=False)
-    if phone is not None:
-        try:
-            number = phonenumbers.parse(phone, "FR")
-        except phonenumbers.NumberParseException as err:
-            raise InvalidInput(_("usager.phone is not a phone number.")) from err
-        if not phonenumbers.is_valid_number(number):
-            raise InvalidInput(_("usager.phone is not a valid French or Belgian phone number."))
-        phone = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    email = parsing.text(value, "email", max_length=254, required=False)
-    if email is not None and ("@" not in email or " " in email):
-        raise InvalidInput(_("usager.email is not an e-mail address."))
-    return booking.Usager(
-        first_name=parsing.required_text(value, "first_name", max_length=100),
-        last_name=parsing.required_text(value, "last_name", max_length=100),
-        phone=phone, email=email, language=language,
-        consent=parsing.boolean(value, "consent", default=False),
-    )
-
-
-BOOKING_FIELDS = ("site_id", "stop_id", "service_id", "operator_id", "theme", "start",
-                  "staff_id", "usager")
+    query = codec.query(request, api.SlotQuery)
+    window = slot_search.check_window(query.from_, query.to)
+    async with request.app[limits_key].expensive(principal.user_id):
+        found = await slot_search.find_slots(
+            db=request.app[database_key], principal=principal,
+            query=slot_search.SlotQuery(
+                site_id=query.site_id, theme=query.theme, window=window,
+                operator_id=query.operator_id,
+                language=query.language.value if query.language else None,
+                stop_id=query.stop_id, staff_id=query.staff_id),
+            now=request.app[clock_key](), holidays=request.app[holidays_key])
+    return codec.respond(api.Page(items=[views.slot(s, found.zone) for s in found.slots]))
 
 
 async def book(request: web.Request) -> web.Response:
-    """Book an appointment (Idempotency-Key required)."""
+    """Book an appointment once per Idempotency-Key; a retry replays the stored answer."""
     principal = await caller(request)
     key = idempotency.check_key(request.headers.get("Idempotency-Key"))
-    body = await parsing.json_object(request, allowed=BOOKING_FIELDS)
-    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-    data = booking.BookingRequest(
-        site_id=parsing.required_text(body, "site_id", max_length=64),
-        start=parsing.instant(body.get("start"), "start"),
-        usager=_usager(body.get("usager")),
-        service_id=parsing.text(body, "service_id", max_length=64, required=False),
-        operator_id=parsing.text(body, "operator_id", max_length=64, required=False),
-        theme=parsing.text(body, "theme", max_length=32, required=False),
-        stop_id=parsing.text(body, "stop_id", max_length=64, required=False),
-        staff_id=parsing.text(body, "staff_id", max_length=64, required=False),
-    )
-    outcome = await booking.book(
-        db=request.app[database_key], principal=principal, request=data,
-        now=request.app[clock_key](),
-        holidays=request.app[holidays_key],
-        idempotency_request=idempotency.IdempotencyRequest(
-            user_id=principal.user_id, key=key, request_hash=digest),
-    )
-    return web.Response(status=outcome.status, text=outcome.body,
-                        content_type="application/json")
+    data = await codec.body(request, api.Booking)
+    db = request.app[database_key]
+    now = request.app[clock_key]()
+    claimed = await idempotency.claim(
+        db=db, now=now, request=idempotency.IdempotencyRequest(
+            user_id=principal.user_id, key=key,
+            request_hash=hashlib.sha256(codec.encode(data)).hexdigest()))
+    if isinstance(claimed, idempotency.Replay):
+        return web.Response(status=claimed.status, text=claimed.body,
+                            content_type=codec.JSON)
+
+    async def store(session: AsyncSession, booked: booking.Booked) -> None:
+        # Stored in the booking's own transaction: the answer commits with the booking.
+        body = codec.encode(views.appointment(booked)).decode()
+        await idempotency.record(session=session, claim=claimed, status=201, body=body)
+
+    try:
+        booked = await booking.book(db=db, principal=principal, request=data, now=now,
+                                    holidays=request.app[holidays_key], on_booked=store)
+    except Exception:
+        # A cancelled request keeps its claim; a retry takes it over once abandoned.
+        await idempotency.release(db=db, claim=claimed)
+        raise
+    return _appointment(booked, status=201)
 
 
 async def list_appointments(request: web.Request) -> web.Response:
     """Appointments in the caller's scope, paginated."""
     principal = await caller(request)
-    start, end = _window(request, required=False)
-    status = parsing.query_value(request, "status")
-    if status is not None and status not in STATUSES:
-        raise InvalidInput(_("status must be one of {value}.", value=', '.join(STATUSES)))
-    limit_text = parsing.query_value(request, "limit")
-    try:
-        limit = int(limit_text) if limit_text else 50
-    except ValueError as err:
-        raise InvalidInput(_("limit must be a whole number.")) from err
-    if not 1 <= limit <= 200:
-        raise InvalidInput(_("limit must be between 1 and 200."))
-    rows, next_cursor = await booking.list_appointments(
+    query = codec.query(request, api.AppointmentQuery)
+    page = await appointments.list_appointments(
         db=request.app[database_key], principal=principal,
-        filters=booking.AppointmentFilter(
-            start_from=start, start_to=end, site_id=parsing.query_value(request, "site_id"),
-            operator_id=parsing.query_value(request, "operator_id"), status=status),
-        cursor=parsing.query_value(request, "cursor"), limit=limit,
+        filters=appointments.AppointmentFilter(
+            start_from=query.from_, start_to=query.to, site_id=query.site_id,
+            operator_id=query.operator_id,
+            status=query.status.value if query.status else None),
+        cursor=query.cursor, limit=query.limit,
     )
-    return listing([representations.appointment(a, z) for a, z in rows], next_cursor)
+    return codec.respond(api.Page(items=[views.appointment(b) for b in page.items],
+                                  next_cursor=page.next_cursor))
 
 
 async def get_appointment(request: web.Request) -> web.Response:
-    """One appointment."""
+    """One appointment, with its version as ETag."""
     principal = await caller(request)
-    appointment, zone = await booking.get_appointment(
+    return _appointment(await appointments.get_appointment(
         db=request.app[database_key], principal=principal,
-        appointment_id=parsing.path_id(request))
-    return ok(representations.appointment(appointment, zone))
+        appointment_id=codec.path_id(request)))
 
 
 async def cancel(request: web.Request) -> web.Response:
-    """Cancel an appointment, with a reason."""
+    """Cancel an appointment, with a reason (``If-Match`` refuses a stale change)."""
     principal = await caller(request)
-    body = await parsing.json_object(request, allowed=("reason",))
-    appointment, zone = await booking.cancel(
+    version = expected_version(request)
+    body = await codec.body(request, api.Cancellation)
+    booked = await changes.cancel(
         db=request.app[database_key], principal=principal,
-        appointment_id=parsing.path_id(request),
-        reason=parsing.required_text(body, "reason", max_length=500), now=request.app[clock_key]())
+        appointment_id=codec.path_id(request), reason=body.reason, expected_version=version,
+        now=request.app[clock_key]())
     # After the commit: a live call of a cancelled appointment is closed on every instance.
-    await close_room(request.app[signaling_app_key], appointment.id, "cancelled")
-    return ok(representations.appointment(appointment, zone))
+    await close_rooms(request, [booked.appointment.id], "cancelled")
+    return _appointment(booked)
 
 
 async def reschedule(request: web.Request) -> web.Response:
     """Move an appointment to a new start, atomically."""
     principal = await caller(request)
-    body = await parsing.json_object(request, allowed=("start", "staff_id"))
-    appointment, zone = await booking.reschedule(
+    version = expected_version(request)
+    body = await codec.body(request, api.Rescheduling)
+    booked, changed = await changes.reschedule(
         db=request.app[database_key], principal=principal,
-        appointment_id=parsing.path_id(request),
-        start=parsing.instant(body.get("start"), "start"),
-        staff_id=parsing.text(body, "staff_id", max_length=64, required=False),
-        now=request.app[clock_key](),
+        appointment_id=codec.path_id(request), start=body.start, staff_id=body.staff_id,
+        expected_version=version, now=request.app[clock_key](),
         holidays=request.app[holidays_key])
-    return ok(representations.appointment(appointment, zone))
+    if changed:
+        # Join tokens of the old version are refused from now on; its room closes.
+        await close_rooms(request, [booked.appointment.id], "rescheduled")
+    return _appointment(booked)
 
 
 # ---------------------------------------------------------------- availability
 
 
-def _rule(value: object, name: str) -> availability.RuleInput:
-    if not isinstance(value, dict):
-        raise InvalidInput(_("{name} must be an object.", name=name))
-    parsing.only(value, ("weekday", "opens", "closes", "valid_from", "valid_until"), where=name)
-    opens, closes = parsing.time_range({"opens": value.get("opens"),
-                                        "closes": value.get("closes")}, name)
-    return availability.RuleInput(
-        weekday=parsing.integer(value, "weekday", low=0, high=6), opens=opens, closes=closes,
-        valid_from=parsing.day(value["valid_from"], f"{name}.valid_from")
-        if value.get("valid_from") is not None else None,
-        valid_until=parsing.day(value["valid_until"], f"{name}.valid_until")
-        if value.get("valid_until") is not None else None,
-    )
-
-
-def _override(value: object, name: str) -> availability.OverrideInput:
-    if not isinstance(value, dict):
-        raise InvalidInput(_("{name} must be an object.", name=name))
-    parsing.only(value, ("date", "ranges"), where=name)
-    return availability.OverrideInput(
-        day=parsing.day(value.get("date"), f"{name}.date"),
-        ranges=parsing.items(value, "ranges", parsing.time_range, max_items=6))
-
-
-def _absence(value: object, name: str) -> availability.AbsenceInput:
-    if not isinstance(value, dict):
-        raise InvalidInput(_("{name} must be an object.", name=name))
-    parsing.only(value, ("start", "end", "reason"), where=name)
-    start = parsing.instant(value.get("start"), f"{name}.start")
-    end = parsing.instant(value.get("end"), f"{name}.end")
-    if end <= start:
-        raise InvalidInput(_("{name}: end must be after start.", name=name))
-    if end - start > timedelta(days=366):
-        raise InvalidInput(_("{name} is longer than a year.", name=name))
-    return availability.AbsenceInput(
-        start=start, end=end, reason=parsing.text(value, "reason", required=False) or "")
-
-
 async def get_availability(request: web.Request) -> web.Response:
     """A staff member's availability."""
     principal = await caller(request)
-    return ok(await availability.get_availability(
-        db=request.app[database_key], principal=principal, staff_id=parsing.path_id(request)))
+    return codec.respond(views.availability(await availability.get_availability(
+        db=request.app[database_key], principal=principal, staff_id=codec.path_id(request))))
 
 
 async def put_availability(request: web.Request) -> web.Response:
     """Replace a staff member's availability."""
     principal = await caller(request)
-    body = await parsing.json_object(request, allowed=("rules", "overrides", "absences"))
-    data = availability.AvailabilityInput(
-        rules=parsing.items(body, "rules", _rule, max_items=100),
-        overrides=parsing.items(body, "overrides", _override, max_items=400, required=False),
-        absences=parsing.items(body, "absences", _absence, max_items=400, required=False),
-    )
-    return ok(await availability.replace_availability(
-        db=request.app[database_key], principal=principal, staff_id=parsing.path_id(request),
-        data=data))
-
-
-# ---------------------------------------------------------------- calls
-
-
-async def join(request: web.Request) -> web.Response:
-    """A join token for the appointment's call (its agents, its staff member, their desk)."""
-    principal = await caller(request)
-    grant = await calls.grant_join(
-        db=request.app[database_key], principal=principal,
-        appointment_id=parsing.path_id(request), now=request.app[clock_key](),
-        policy=request.app[call_policy_key])
-    return ok({"signaling_url": grant.signaling_url, "token": grant.token,
-               "not_before": grant.not_before.isoformat(),
-               "expires_at": grant.expires_at.isoformat(), "role": grant.role,
-               "peer_id": grant.peer_id, "ice_servers": grant.ice_servers})
-
-
-async def test_call(request: web.Request) -> web.Response:
-    """A token for the echo peer, to check devices and network before the appointment."""
-    principal = await caller(request)
-    grant = calls.grant_test_call(principal=principal, now=request.app[clock_key](),
-                                  policy=request.app[call_policy_key])
-    return ok({"echo_url": grant.signaling_url, "token": grant.token,
-               "expires_at": grant.expires_at.isoformat(), "ice_servers": grant.ice_servers})
-
-
-async def call_log(request: web.Request) -> web.Response:
-    """Joins, leaves, connection states and stats of the appointment's call."""
-    principal = await caller(request)
-    return ok(await calls.call_log(db=request.app[database_key], principal=principal,
-                                   appointment_id=parsing.path_id(request)))
+    data = await codec.body(request, api.AvailabilityUpdate)
+    return codec.respond(views.availability(await availability.replace_availability(
+        db=request.app[database_key], principal=principal, staff_id=codec.path_id(request),
+        data=data)))

@@ -6,22 +6,22 @@ from datetime import timedelta
 
 from aiohttp import web
 
-from visio.api import parsing
-from visio.api.context import bearer, ok
+from visio.api import codec
+from visio.api.addresses import client_address
+from visio.api.context import bearer
+from visio.contract import bodies as api
 from visio.keys import clock_key, database_key, dummy_hash_key, hasher_key, settings_key
 from visio.services import accounts
 
 
 async def issue_token(request: web.Request) -> web.Response:
     """Log in with e-mail and password; returns a bearer token."""
-    body = await parsing.json_object(request, allowed=("email", "password"))
-    email = parsing.required_text(body, "email", max_length=254)
-    password = parsing.required_text(body, "password", max_length=1024)
+    body = await codec.body(request, api.Login)
     settings = request.app[settings_key]
     token = await accounts.log_in(
         db=request.app[database_key], hasher=request.app[hasher_key],
-        dummy_hash=request.app[dummy_hash_key], email=email, password=password,
-        address=request.remote or "unknown",
+        dummy_hash=request.app[dummy_hash_key], email=body.email, password=body.password,
+        address=client_address(request, settings.trusted_proxies),
         policy=accounts.LoginPolicy(
             max_failures=settings.login_max_failures,
             window=timedelta(seconds=settings.login_window_seconds),
@@ -29,8 +29,8 @@ async def issue_token(request: web.Request) -> web.Response:
         ),
         now=request.app[clock_key](),
     )
-    return ok({"access_token": token.access_token, "token_type": "Bearer",
-               "expires_at": token.expires_at.isoformat()})
+    return codec.respond(api.Token(access_token=token.access_token, token_type="Bearer",
+                                   expires_at=token.expires_at))
 
 
 async def log_out(request: web.Request) -> web.Response:

@@ -1,49 +1,162 @@
-"""The route table of /api/v1."""
+"""The operations of /api/v1, declared once: routes and the OpenAPI document come from here."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
 from aiohttp import web
 
-from visio.api import appointments, auth, directory
-from visio.api.openapi import serve_openapi
+from visio.api import appointments, auth, calls, directory
+from visio.contract import bodies as api
 
 PREFIX = "/api/v1"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """A request header an operation reads."""
+
+    name: str
+    schema: dict[str, Any]
+    required: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One API operation: its route, its declared types and its documented answers."""
+
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    response: type | None = None
+    status: int = 200
+    body: type | None = None
+    query: type | None = None
+    auth: bool = True
+    headers: tuple[Header, ...] = ()
+    etag: bool = False
+    refusals: tuple[int, ...] = ()
+    links: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tag: str = "directory"
+
+
+IDEMPOTENCY_KEY = Header(
+    "Idempotency-Key", {"type": "string", "minLength": 1, "maxLength": 255,
+                        "pattern": r"^[\x21-\x7e]+$"},
+    required=True, description="A retry with the same key and body replays the answer "
+                               "(kept 24 h); another body with the same key is a 422.")
+IF_MATCH = Header(
+    "If-Match", {"type": "string", "pattern": r'^(\*|(W/)?"v[0-9]{1,9}")$'},
+    description="The ETag of the version read; a stale one is a 412.")
+
+APPOINTMENT = "#/components/schemas/Appointment"
+_appointment_links = {
+    "GetAppointment": {"operationId": "get_appointment",
+                       "parameters": {"id": "$response.body#/id"}},
+    "CancelAppointment": {"operationId": "cancel",
+                          "parameters": {"id": "$response.body#/id"}},
+    "RescheduleAppointment": {"operationId": "reschedule",
+                              "parameters": {"id": "$response.body#/id"}},
+    "JoinAppointment": {"operationId": "join", "parameters": {"id": "$response.body#/id"}},
+    "AppointmentCallLog": {"operationId": "call_log",
+                           "parameters": {"id": "$response.body#/id"}},
+}
+
+
+def operations() -> list[Operation]:
+    """Every operation of /api/v1 (the OpenAPI document describes exactly these)."""
+    O = Operation  # noqa: N806 - a short name keeps the table readable
+    return [
+        O("POST", "/auth/token", auth.issue_token, "Log in", api.Token, body=api.Login,
+          auth=False, refusals=(401, 429), tag="auth"),
+        O("POST", "/auth/logout", auth.log_out, "Revoke this token", status=204, tag="auth"),
+        O("GET", "/sites", directory.list_sites, "Sites in scope", api.Page[api.Site]),
+        O("POST", "/sites", directory.create_site, "Create a site (admin)", api.Site,
+          status=201, body=api.SiteCreate, refusals=(403, 422),
+          links={"GetSite": {"operationId": "get_site",
+                             "parameters": {"id": "$response.body#/id"}}}),
+        O("GET", "/sites/{id}", directory.get_site, "A site", api.Site, refusals=(404,)),
+        O("PATCH", "/sites/{id}", directory.update_site, "Change a site (admin)", api.Site,
+          body=api.SiteUpdate, refusals=(403, 404, 422)),
+        O("POST", "/sites/{id}/stops", directory.add_stops, "Add tour stops (admin)",
+          api.Page[api.Stop], status=201, body=api.StopsCreate, refusals=(403, 404, 409, 422)),
+        O("DELETE", "/sites/{id}/stops/{stop_id}", directory.remove_stop,
+          "Remove a tour stop (admin)", status=204, refusals=(403, 404, 409)),
+        O("GET", "/operators", directory.list_operators, "Operators",
+          api.Page[api.OperatorDetail], query=api.OperatorQuery),
+        O("POST", "/operators", directory.create_operator, "Create an operator (admin)",
+          api.OperatorDetail, status=201, body=api.OperatorCreate, refusals=(403, 409, 422),
+          links={"GetOperator": {"operationId": "get_operator",
+                                 "parameters": {"id": "$response.body#/id"}}}),
+        O("GET", "/operators/{id}", directory.get_operator, "An operator with its desks",
+          api.OperatorDetail, refusals=(404,)),
+        O("PATCH", "/operators/{id}", directory.update_operator, "Change an operator (admin)",
+          api.OperatorDetail, body=api.OperatorUpdate, refusals=(403, 404, 422)),
+        O("POST", "/operators/{id}/desks", directory.create_desk, "Add a desk (admin)",
+          api.Desk, status=201, body=api.DeskCreate, refusals=(403, 404)),
+        O("GET", "/themes", directory.list_themes, "Themes", api.Page[api.Theme]),
+        O("GET", "/services", directory.list_services, "Services", api.Page[api.Service],
+          query=api.ServiceQuery),
+        O("POST", "/services", directory.create_service, "Create a service (admin)",
+          api.Service, status=201, body=api.ServiceCreate, refusals=(403, 404, 409)),
+        O("PATCH", "/services/{id}", directory.update_service, "Change a service (admin)",
+          api.Service, body=api.ServiceUpdate, refusals=(403, 404)),
+        O("POST", "/closures", directory.add_closure,
+          "Close a site, operator or desk on a date (admin); 409 lists its bookings",
+          api.Closure, status=201, body=api.ClosureCreate, refusals=(403, 404, 409, 422)),
+        O("GET", "/users", directory.list_users, "Accounts (admin)", api.Page[api.User],
+          refusals=(403,)),
+        O("POST", "/users", directory.create_user, "Create an account (admin)", api.User,
+          status=201, body=api.UserCreate, refusals=(403, 404, 409, 422)),
+        O("GET", "/staff/{id}/availability", appointments.get_availability,
+          "A staff member's availability", api.Availability, refusals=(404,),
+          tag="availability"),
+        O("PUT", "/staff/{id}/availability", appointments.put_availability,
+          "Replace a staff member's availability", api.Availability,
+          body=api.AvailabilityUpdate, refusals=(404, 422), tag="availability"),
+        O("GET", "/slots", appointments.search_slots, "Free slots", api.Page[api.Slot],
+          query=api.SlotQuery, refusals=(404, 422, 429), tag="booking"),
+        O("GET", "/appointments", appointments.list_appointments, "Appointments in scope",
+          api.Page[api.Appointment], query=api.AppointmentQuery, refusals=(422,),
+          tag="booking"),
+        O("POST", "/appointments", appointments.book, "Book", api.Appointment, status=201,
+          body=api.Booking, headers=(IDEMPOTENCY_KEY,), etag=True,
+          refusals=(404, 409, 422), links=_appointment_links, tag="booking"),
+        O("GET", "/appointments/{id}", appointments.get_appointment, "An appointment",
+          api.Appointment, etag=True, refusals=(404,), tag="booking"),
+        O("POST", "/appointments/{id}/cancel", appointments.cancel, "Cancel",
+          api.Appointment, body=api.Cancellation, headers=(IF_MATCH,), etag=True,
+          refusals=(403, 404, 409, 412), tag="booking"),
+        O("POST", "/appointments/{id}/reschedule", appointments.reschedule,
+          "Reschedule atomically (the same start changes nothing)", api.Appointment,
+          body=api.Rescheduling, headers=(IF_MATCH,), etag=True,
+          refusals=(403, 404, 409, 412, 422), tag="booking"),
+        O("POST", "/appointments/{id}/join", calls.join,
+          "A join token for the appointment's call", api.JoinGrant, refusals=(404, 422),
+          tag="calls"),
+        O("GET", "/appointments/{id}/call-log", calls.call_log,
+          "The appointment's call events, paginated", api.CallLog, query=api.CallLogQuery,
+          refusals=(404,), tag="calls"),
+        O("POST", "/test-calls", calls.test_call,
+          "A token for a test call with the echo peer (HTTP POST to echo_url)",
+          api.TestCall, refusals=(404, 409), tag="calls"),
+    ]
+
+
+def operation_id(operation: Operation) -> str:
+    """The stable operationId: the handler's name."""
+    return operation.handler.__name__
 
 
 def api_routes() -> list[web.RouteDef]:
-    """Every API route; the OpenAPI document describes exactly these."""
-    p = PREFIX
-    return [
-        web.get(f"{p}/openapi.json", serve_openapi),
-        web.post(f"{p}/auth/token", auth.issue_token),
-        web.post(f"{p}/auth/logout", auth.log_out),
-        web.get(f"{p}/sites", directory.list_sites),
-        web.post(f"{p}/sites", directory.create_site),
-        web.get(f"{p}/sites/{{id}}", directory.get_site),
-        web.patch(f"{p}/sites/{{id}}", directory.update_site),
-        web.post(f"{p}/sites/{{id}}/stops", directory.add_stops),
-        web.delete(f"{p}/sites/{{id}}/stops/{{stop_id}}", directory.remove_stop),
-        web.get(f"{p}/operators", directory.list_operators),
-        web.post(f"{p}/operators", directory.create_operator),
-        web.get(f"{p}/operators/{{id}}", directory.get_operator),
-        web.patch(f"{p}/operators/{{id}}", directory.update_operator),
-        web.post(f"{p}/operators/{{id}}/desks", directory.create_desk),
-        web.get(f"{p}/themes", directory.list_themes),
-        web.get(f"{p}/services", directory.list_services),
-        web.post(f"{p}/services", directory.create_service),
-        web.patch(f"{p}/services/{{id}}", directory.update_service),
-        web.post(f"{p}/closures", directory.add_closure),
-        web.get(f"{p}/users", directory.list_users),
-        web.post(f"{p}/users", directory.create_user),
-        web.get(f"{p}/staff/{{id}}/availability", appointments.get_availability),
-        web.put(f"{p}/staff/{{id}}/availability", appointments.put_availability),
-        web.get(f"{p}/slots", appointments.search_slots),
-        web.get(f"{p}/appointments", appointments.list_appointments),
-        web.post(f"{p}/appointments", appointments.book),
-        web.get(f"{p}/appointments/{{id}}", appointments.get_appointment),
-        web.post(f"{p}/appointments/{{id}}/cancel", appointments.cancel),
-        web.post(f"{p}/appointments/{{id}}/reschedule", appointments.reschedule),
-        web.post(f"{p}/appointments/{{id}}/join", appointments.join),
-        web.get(f"{p}/appointments/{{id}}/call-log", appointments.call_log),
-        web.post(f"{p}/test-calls", appointments.test_call),
-    ]
+    """Every API route, from the declared operations, and the document itself."""
+    from visio.api.openapi import serve_openapi
+
+    routes = [web.get(f"{PREFIX}/openapi.json", serve_openapi)]
+    routes += [web.route(op.method, PREFIX + op.path, op.handler) for op in operations()]
+    return routes

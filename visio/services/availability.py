@@ -4,57 +4,34 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time
-from typing import Any
+from datetime import timedelta
 
 import sqlalchemy as sa
 
 from visio import models as m
+from visio.contract import bodies as api
 from visio.db import Database
 from visio.domain.messages import _
-from visio.errors import InvalidInput, NotFound
-from visio.representations import wall_clock
-from visio.services.accounts import Principal
+from visio.errors import NotFound, Unprocessable
+from visio.services.directory import ranges_of
+from visio.access import Principal
 
 
 @dataclass(frozen=True, slots=True)
-class RuleInput:
-    weekday: int
-    opens: time
-    closes: time
-    valid_from: date | None = None
-    valid_until: date | None = None
+class AvailabilityDetails:
+    """A staff member's weekly rules, date overrides and absences, with their zone."""
 
-
-@dataclass(frozen=True, slots=True)
-class OverrideInput:
-    day: date
-    ranges: Sequence[tuple[time, time]]
-
-
-@dataclass(frozen=True, slots=True)
-class AbsenceInput:
-    start: datetime
-    end: datetime
-    reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class AvailabilityInput:
-    rules: Sequence[RuleInput]
-    overrides: Sequence[OverrideInput]
-    absences: Sequence[AbsenceInput]
-
-
-
-def _may_edit(principal: Principal, staff_id: str) -> bool:
-    return principal.is_admin or principal.staff_id == staff_id
+    staff_id: str
+    zone: str
+    rules: Sequence[m.AvailabilityRule]
+    overrides: Sequence[m.AvailabilityOverride]
+    absences: Sequence[m.BusyPeriod]
 
 
 async def get_availability(*, db: Database, principal: Principal,
-                           staff_id: str) -> dict[str, Any]:
+                           staff_id: str) -> AvailabilityDetails:
     """A staff member's availability (their own, or any for an admin)."""
-    if not _may_edit(principal, staff_id):
+    if not principal.may_edit_availability(staff_id):
         raise NotFound(_("There is no staff member {staff_id} you can see.", staff_id=staff_id))
     async with db.read() as session:
         staff = await session.get(m.StaffMember, staff_id)
@@ -72,35 +49,33 @@ async def get_availability(*, db: Database, principal: Principal,
         absences = (await session.scalars(sa.select(m.BusyPeriod).where(
             m.BusyPeriod.staff_id == staff_id, m.BusyPeriod.source == "absence").order_by(
             m.BusyPeriod.start))).all()
-    by_day: dict[date, list[dict[str, str]]] = {}
-    for o in overrides:
-        ranges = by_day.setdefault(o.day, [])
-        if o.opens is not None and o.closes is not None:
-            ranges.append({"opens": wall_clock(o.opens), "closes": wall_clock(o.closes)})
-    return {
-        "staff_id": staff_id,
-        "timezone": zone,
-        "rules": [{"weekday": r.weekday, "opens": wall_clock(r.opens),
-                   "closes": wall_clock(r.closes),
-                   "valid_from": r.valid_from.isoformat() if r.valid_from else None,
-                   "valid_until": r.valid_until.isoformat() if r.valid_until else None}
-                  for r in rules],
-        "overrides": [{"date": d.isoformat(), "ranges": rs} for d, rs in sorted(by_day.items())],
-        "absences": [{"start": a.start.isoformat(), "end": a.end.isoformat(),
-                      "reason": a.reason} for a in absences],
-    }
+    return AvailabilityDetails(staff_id, zone or "Europe/Paris", rules, overrides, absences)
 
 
 async def replace_availability(*, db: Database, principal: Principal, staff_id: str,
-                               data: AvailabilityInput) -> dict[str, Any]:
+                               data: api.AvailabilityUpdate) -> AvailabilityDetails:
     """Replace a staff member's rules, overrides and absences in one transaction."""
-    if not _may_edit(principal, staff_id):
+    if not principal.may_edit_availability(staff_id):
         raise NotFound(_("There is no staff member {staff_id} you can edit.", staff_id=staff_id))
-    for rule in data.rules:
+    rules = []
+    for index, rule in enumerate(data.rules):
         if rule.valid_from and rule.valid_until and rule.valid_until < rule.valid_from:
-            raise InvalidInput(_("A rule's valid_until is before its valid_from."))
-    if len({o.day for o in data.overrides}) != len(data.overrides):
-        raise InvalidInput(_("Give each override date once, with all its ranges."))
+            raise Unprocessable(_("A rule's valid_until is before its valid_from."),
+                               extra={"field": f"rules[{index}].valid_until"})
+        (opens, closes), = ranges_of([api.Range(opens=rule.opens, closes=rule.closes)],
+                                   f"rules[{index}]")
+        rules.append((rule, opens, closes))
+    overrides = [(o.date, ranges_of(o.ranges, f"overrides[{i}].ranges"))
+                 for i, o in enumerate(data.overrides)]
+    for index, absence in enumerate(data.absences):
+        if absence.end <= absence.start:
+            raise Unprocessable(_("An absence must end after it starts."),
+                               extra={"field": f"absences[{index}].end"})
+        if absence.end - absence.start > timedelta(days=366):
+            raise Unprocessable(_("An absence cannot be longer than a year."),
+                               extra={"field": f"absences[{index}].end"})
+    if len({o.date for o in data.overrides}) != len(data.overrides):
+        raise Unprocessable(_("Give each override date once, with all its ranges."))
     async with db.write() as session:
         if await session.get(m.StaffMember, staff_id) is None:
             raise NotFound(_("There is no staff member {staff_id}.", staff_id=staff_id))
@@ -110,18 +85,18 @@ async def replace_availability(*, db: Database, principal: Principal, staff_id: 
             m.AvailabilityOverride.staff_id == staff_id))
         await session.execute(sa.delete(m.BusyPeriod).where(
             m.BusyPeriod.staff_id == staff_id, m.BusyPeriod.source == "absence"))
-        for r in data.rules:
-            session.add(m.AvailabilityRule(staff_id=staff_id, weekday=r.weekday, opens=r.opens,
-                                           closes=r.closes, valid_from=r.valid_from,
+        for r, opens, closes in rules:
+            session.add(m.AvailabilityRule(staff_id=staff_id, weekday=r.weekday, opens=opens,
+                                           closes=closes, valid_from=r.valid_from,
                                            valid_until=r.valid_until))
-        for o in data.overrides:
-            if not o.ranges:
-                session.add(m.AvailabilityOverride(staff_id=staff_id, day=o.day, opens=None,
+        for day, ranges in overrides:
+            if not ranges:
+                session.add(m.AvailabilityOverride(staff_id=staff_id, day=day, opens=None,
                                                    closes=None))
-            for opens, closes in o.ranges:
-                session.add(m.AvailabilityOverride(staff_id=staff_id, day=o.day, opens=opens,
+            for opens, closes in ranges:
+                session.add(m.AvailabilityOverride(staff_id=staff_id, day=day, opens=opens,
                                                    closes=closes))
         for a in data.absences:
             session.add(m.BusyPeriod(staff_id=staff_id, start=a.start, end=a.end,
-                                     source="absence", reason=a.reason))
+                                     source="absence", reason=(a.reason or "").strip()))
     return await get_availability(db=db, principal=principal, staff_id=staff_id)

@@ -1,0 +1,145 @@
+"""The one access policy: who may see, book, change, join and administer what.
+
+Services ask the caller (a ``Principal``) and compare no role strings themselves. The
+SQL filters scope every query to what the caller may see; out of scope reads as absent
+(404), so nobody learns what exists elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Protocol
+
+import sqlalchemy as sa
+
+from visio import models as m
+from visio.domain.kinds import Role
+
+
+class AppointmentLike(Protocol):
+    """What the policy reads of an appointment."""
+
+    @property
+    def site_id(self) -> str: ...
+    @property
+    def operator_id(self) -> str: ...
+    @property
+    def desk_id(self) -> str: ...
+    @property
+    def staff_id(self) -> str: ...
+
+
+KIOSK = "kiosk"
+OPERATOR = "operator"
+
+
+@dataclass(frozen=True, slots=True)
+class Seat:
+    """Where a caller sits in an appointment's call."""
+
+    role: str
+    peer_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling, and what they may see and do."""
+
+    user_id: str
+    role: Role
+    site_ids: frozenset[str] = frozenset()
+    staff_id: str | None = None
+    desk_id: str | None = None
+    operator_id: str | None = None
+
+    # ------------------------------------------------------------ administration
+
+    @property
+    def is_admin(self) -> bool:
+        """Administers the directory, accounts and every appointment."""
+        return self.role is Role.ADMIN
+
+    def may_administer(self) -> bool:
+        """Create and change sites, operators, desks, services, closures and accounts."""
+        return self.is_admin
+
+    # ------------------------------------------------------------ sites and booking
+
+    def sees_site(self, site_id: str) -> bool:
+        """Agents see their own sites; operator staff and admins see every site."""
+        return self.role is not Role.AGENT or site_id in self.site_ids
+
+    def may_book_at(self, site_id: str) -> bool:
+        """Agents book at their sites, admins anywhere; operator staff never book."""
+        return self.is_admin or (self.role is Role.AGENT and site_id in self.site_ids)
+
+    def searchable_operator(self, operator_id: str | None) -> tuple[bool, str | None]:
+        """Whether a slot search may run, and the operator it is narrowed to.
+
+        Staff search only their own operator's slots; others search what they ask.
+        """
+        if self.role is Role.STAFF:
+            if operator_id not in (None, self.operator_id):
+                return False, None
+            return True, self.operator_id
+        return True, operator_id
+
+    # ------------------------------------------------------------ appointments
+
+    def sees(self, appointment: AppointmentLike) -> bool:
+        """Agents see their sites' appointments, staff their operator's, admins all."""
+        if self.is_admin:
+            return True
+        if self.role is Role.AGENT:
+            return appointment.site_id in self.site_ids
+        return appointment.operator_id == self.operator_id
+
+    def may_change(self, appointment: AppointmentLike) -> bool:
+        """Cancel or reschedule: the site's agents and admins (staff ask the agent)."""
+        return self.is_admin or (self.role is Role.AGENT
+                                 and appointment.site_id in self.site_ids)
+
+    def seat(self, appointment: AppointmentLike) -> Seat | None:
+        """The caller's seat in the call: the site's kiosk, or the desk's operator."""
+        if self.role is Role.AGENT and appointment.site_id in self.site_ids:
+            # One seat per appointment for the kiosk, whichever agent of the site opens it.
+            return Seat(KIOSK, f"kiosk-{appointment.site_id}")
+        if self.role is Role.STAFF and (self.staff_id == appointment.staff_id
+                                        or self.desk_id == appointment.desk_id):
+            return Seat(OPERATOR, f"staff-{self.user_id}")
+        return None
+
+    def may_test_call(self) -> bool:
+        """Kiosks and operator staff check their devices with the echo peer."""
+        return self.role in (Role.AGENT, Role.STAFF)
+
+    # ------------------------------------------------------------ staff availability
+
+    def may_edit_availability(self, staff_id: str) -> bool:
+        """A staff member edits their own availability; admins anyone's."""
+        return self.is_admin or self.staff_id == staff_id
+
+    # ------------------------------------------------------------ SQL scopes
+
+    def appointment_filter(self) -> sa.ColumnElement[bool]:
+        """The appointments this caller may see, as a WHERE clause."""
+        if self.is_admin:
+            return sa.true()
+        if self.role is Role.AGENT:
+            return m.Appointment.site_id.in_(sorted(self.site_ids))
+        return m.Appointment.operator_id == (self.operator_id or "")
+
+    def site_filter(self) -> sa.ColumnElement[bool]:
+        """The sites this caller may see, as a WHERE clause."""
+        if self.role is Role.AGENT:
+            return m.Site.id.in_(sorted(self.site_ids))
+        return sa.true()
+
+
+def principal_of(*, user_id: str, role: str, site_ids: Collection[str] = (),
+                 staff_id: str | None = None, desk_id: str | None = None,
+                 operator_id: str | None = None) -> Principal:
+    """A principal from stored values (the role column holds a ``Role`` value)."""
+    return Principal(user_id=user_id, role=Role(role), site_ids=frozenset(site_ids),
+                     staff_id=staff_id, desk_id=desk_id, operator_id=operator_id)

@@ -1,0 +1,483 @@
+"""Every request body, query and response body of /api/v1, declared once.
+
+These msgspec Structs decode and validate requests, serialise responses and generate the
+OpenAPI document (``visio.api.openapi``). Request structs refuse unknown fields.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Generic, Literal, TypeVar
+
+from msgspec import Meta, Struct, field
+
+from visio.contract.fields import (
+    Address,
+    Code,
+    Commune,
+    Cursor,
+    Day,
+    Email,
+    HourMinute,
+    Id,
+    Instant,
+    Name,
+    NewPassword,
+    Password,
+    PersonName,
+    Phone,
+    Reason,
+    Timezone,
+    Version,
+)
+from visio.domain.kinds import (
+    Country,
+    Language,
+    OperatorKind,
+    Role,
+    SiteKind,
+    SpokenLanguage,
+    Status,
+    Weekday,
+)
+
+T = TypeVar("T")
+
+
+class Request(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """Base of request bodies and queries: unknown fields are refused."""
+
+
+class Resource(Struct, frozen=True, kw_only=True):
+    """Base of response bodies."""
+
+
+class Page(Resource, Generic[T]):
+    """A list: its items, and the cursor of the next page (null on the last)."""
+
+    items: list[T]
+    next_cursor: str | None = None
+
+
+# ---------------------------------------------------------------- auth
+
+
+class Login(Request, kw_only=True):
+    email: Email
+    password: Password
+
+
+class Token(Resource, kw_only=True):
+    access_token: str
+    token_type: Literal["Bearer"]
+    expires_at: Instant
+
+
+# ---------------------------------------------------------------- directory
+
+
+class Range(Request, kw_only=True):
+    """A wall-clock range in the place's zone; opens before closes."""
+
+    opens: HourMinute
+    closes: HourMinute
+
+
+OpeningHours = dict[Weekday, Annotated[list[Range], Meta(max_length=6)]]
+
+
+class SiteCreate(Request, kw_only=True):
+    name: Name
+    kind: SiteKind
+    commune: Commune
+    address: Address
+    timezone: Timezone = "Europe/Paris"
+    booths: Annotated[int, Meta(ge=1, le=50)] = 1
+    opening_hours: OpeningHours = field(default_factory=dict)
+
+
+class SiteUpdate(Request, kw_only=True):
+    name: Name | None = None
+    commune: Commune | None = None
+    address: Address | None = None
+    timezone: Timezone | None = None
+    booths: Annotated[int, Meta(ge=1, le=50)] | None = None
+    opening_hours: OpeningHours | None = None
+
+
+class StopCreate(Request, kw_only=True):
+    date: Day
+    commune: Commune
+    place: Address
+    hours: Annotated[list[Range], Meta(min_length=1, max_length=4)]
+
+
+class StopsCreate(Request, kw_only=True):
+    stops: Annotated[list[StopCreate], Meta(min_length=1, max_length=400)]
+
+
+class Stop(Resource, kw_only=True):
+    id: str
+    date: Day
+    commune: str
+    place: str
+    opens: str
+    closes: str
+    hours: list[Range]
+
+
+class Site(Resource, kw_only=True):
+    id: str
+    name: str
+    kind: SiteKind
+    commune: str
+    address: str
+    timezone: str
+    country: Country
+    booths: int
+    opening_hours: dict[Weekday, list[Range]]
+    stops: list[Stop]
+
+
+Languages = Annotated[list[SpokenLanguage], Meta(min_length=1, max_length=4)]
+
+
+class OperatorCreate(Request, kw_only=True):
+    name: Name
+    code: Code
+    country: Country
+    kind: OperatorKind
+    languages: Languages
+    timezone: Timezone
+
+
+class OperatorUpdate(Request, kw_only=True):
+    name: Name | None = None
+    languages: Languages | None = None
+    timezone: Timezone | None = None
+
+
+class OperatorQuery(Request, kw_only=True):
+    country: Country | None = None
+    theme: Code | None = None
+
+
+class Operator(Resource, kw_only=True):
+    id: str
+    name: str
+    code: str
+    country: Country
+    kind: OperatorKind
+    languages: list[str]
+    timezone: str
+    themes: list[str]
+
+
+class DeskCreate(Request, kw_only=True):
+    name: Name
+
+
+class Desk(Resource, kw_only=True):
+    id: str
+    operator_id: str
+    name: str
+
+
+class OperatorDetail(Operator, kw_only=True):
+    desks: list[Desk] = field(default_factory=list)
+
+
+class Theme(Resource, kw_only=True):
+    id: str
+    code: str
+    label_fr: str
+    label_nl: str
+
+
+Minutes = Annotated[int, Meta(ge=0, le=60 * 24 * 30)]
+
+
+class ServiceCreate(Request, kw_only=True):
+    operator_id: Id
+    theme: Code
+    duration_minutes: Annotated[int, Meta(ge=5, le=480)] = 30
+    buffer_minutes: Annotated[int, Meta(ge=0, le=240)] = 0
+    languages: Languages = field(default_factory=lambda: [SpokenLanguage.FR])
+    notice_minutes: Minutes = 120
+    horizon_days: Annotated[int, Meta(ge=1, le=366)] = 56
+
+
+class ServiceUpdate(Request, kw_only=True):
+    duration_minutes: Annotated[int, Meta(ge=5, le=480)] | None = None
+    buffer_minutes: Annotated[int, Meta(ge=0, le=240)] | None = None
+    languages: Languages | None = None
+    notice_minutes: Minutes | None = None
+    horizon_days: Annotated[int, Meta(ge=1, le=366)] | None = None
+
+
+class ServiceQuery(Request, kw_only=True):
+    operator_id: Id | None = None
+    theme: Code | None = None
+
+
+class Service(Resource, kw_only=True):
+    id: str
+    operator_id: str
+    theme: str
+    duration_minutes: int
+    buffer_minutes: int
+    languages: list[str]
+    notice_minutes: int
+    horizon_days: int
+
+
+class ClosureCreate(Request, kw_only=True):
+    """Close exactly one of a site, an operator or a desk on a date."""
+
+    date: Day
+    reason: Reason | None = None
+    site_id: Id | None = None
+    operator_id: Id | None = None
+    desk_id: Id | None = None
+    cancel_appointments: bool = False
+
+
+class Closure(Resource, kw_only=True):
+    id: str
+    date: Day
+    reason: str
+    site_id: str | None
+    operator_id: str | None
+    desk_id: str | None
+    cancelled_appointment_ids: list[str] = field(default_factory=list)
+
+
+class UserCreate(Request, kw_only=True):
+    email: Email
+    password: NewPassword
+    role: Role
+    display_name: Name
+    site_ids: Annotated[list[Id], Meta(max_length=50)] = field(default_factory=list)
+    desk_id: Id | None = None
+
+
+class User(Resource, kw_only=True):
+    id: str
+    email: str
+    display_name: str
+    role: Role
+    site_ids: list[str]
+    staff_id: str | None
+    desk_id: str | None
+
+
+# ---------------------------------------------------------------- availability
+
+
+class Rule(Request, kw_only=True):
+    weekday: Annotated[int, Meta(ge=0, le=6, description="0 is Monday.")]
+    opens: HourMinute
+    closes: HourMinute
+    valid_from: Day | None = None
+    valid_until: Day | None = None
+
+
+class DateOverride(Request, kw_only=True):
+    """The ranges of one date; an empty list closes the day."""
+
+    date: Day
+    ranges: Annotated[list[Range], Meta(max_length=6)]
+
+
+class Absence(Request, kw_only=True):
+    start: Instant
+    end: Instant
+    reason: Reason | None = None
+
+
+class AvailabilityUpdate(Request, kw_only=True):
+    rules: Annotated[list[Rule], Meta(max_length=100)]
+    overrides: Annotated[list[DateOverride], Meta(max_length=400)] = field(default_factory=list)
+    absences: Annotated[list[Absence], Meta(max_length=400)] = field(default_factory=list)
+
+
+class Availability(Resource, kw_only=True):
+    staff_id: str
+    timezone: str
+    rules: list[Rule]
+    overrides: list[DateOverride]
+    absences: list[Absence]
+
+
+# ---------------------------------------------------------------- slots and appointments
+
+
+class SlotQuery(Request, kw_only=True):
+    site_id: Id
+    theme: Code
+    from_: Instant = field(name="from")
+    to: Instant
+    operator_id: Id | None = None
+    language: Language | None = None
+    stop_id: Id | None = None
+    staff_id: Id | None = None
+
+
+class Slot(Resource, kw_only=True):
+    start: Instant
+    end: Instant
+    operator_id: str
+    desk_id: str
+    staff_id: str
+    service_id: str
+    stop_id: str | None
+
+
+class UsagerIn(Request, kw_only=True):
+    first_name: PersonName
+    last_name: PersonName
+    phone: Phone | None = None
+    email: Email | None = None
+    language: Language
+    consent: bool = False
+
+
+class Booking(Request, kw_only=True):
+    """Give ``service_id``, or ``operator_id`` and ``theme``."""
+
+    site_id: Id
+    start: Instant
+    usager: UsagerIn
+    service_id: Id | None = None
+    operator_id: Id | None = None
+    theme: Code | None = None
+    stop_id: Id | None = None
+    staff_id: Id | None = None
+
+
+class Usager(Resource, kw_only=True):
+    first_name: str
+    last_name: str
+    phone: str | None
+    email: str | None
+    language: Language
+    consent: bool
+
+
+class Appointment(Resource, kw_only=True):
+    id: str
+    status: Status
+    start: Instant
+    end: Instant
+    site_id: str
+    stop_id: str | None
+    booth: int
+    operator_id: str
+    desk_id: str
+    staff_id: str
+    service_id: str
+    theme: str
+    usager: Usager
+    version: Version
+    created_at: Instant
+    updated_at: Instant
+    cancel_reason: str | None
+
+
+class AppointmentQuery(Request, kw_only=True):
+    from_: Instant | None = field(default=None, name="from")
+    to: Instant | None = None
+    site_id: Id | None = None
+    operator_id: Id | None = None
+    status: Status | None = None
+    cursor: Cursor | None = None
+    limit: Annotated[int, Meta(ge=1, le=200)] = 50
+
+
+class Cancellation(Request, kw_only=True):
+    reason: Reason
+
+
+class Rescheduling(Request, kw_only=True):
+    start: Instant
+    staff_id: Id | None = None
+
+
+# ---------------------------------------------------------------- calls
+
+
+class IceServer(Resource, kw_only=True, omit_defaults=True):
+    urls: list[str]
+    username: str | None = None
+    credential: str | None = None
+
+
+class JoinGrant(Resource, kw_only=True):
+    signaling_url: str
+    token: str
+    not_before: Instant
+    expires_at: Instant
+    role: Literal["kiosk", "operator"]
+    peer_id: str
+    ice_servers: list[IceServer]
+
+
+class TestCall(Resource, kw_only=True):
+    echo_url: str
+    token: str
+    expires_at: Instant
+    ice_servers: list[IceServer]
+
+
+class CallLogQuery(Request, kw_only=True):
+    cursor: Cursor | None = None
+    limit: Annotated[int, Meta(ge=1, le=500)] = 100
+
+
+class CallSummary(Resource, kw_only=True):
+    kiosk_joined: bool
+    operator_joined: bool
+    connected: bool
+
+
+class CallEvent(Resource, kw_only=True):
+    at: Instant
+    kind: str
+    peer_id: str | None
+    role: str | None
+    detail: dict[str, str | int | float | bool | None]
+
+
+class CallLog(Resource, kw_only=True):
+    appointment_id: str
+    summary: CallSummary
+    items: list[CallEvent]
+    next_cursor: str | None = None
+
+
+# ---------------------------------------------------------------- problems
+
+
+class Alternative(Resource, kw_only=True):
+    """A free slot proposed instead of a refused one."""
+
+    start: Instant
+    end: Instant
+    operator_id: str
+    desk_id: str
+    staff_id: str
+    service_id: str
+    stop_id: str | None
+
+
+class Problem(Resource, kw_only=True):
+    """RFC 9457 problem details, in the caller's language (see Content-Language)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    reason: str | None = None
+    field: str | None = None
+    alternatives: list[Slot] | None = None
+    appointments: list[str] | None = None
+    code: str | None = None

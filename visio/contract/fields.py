@@ -1,0 +1,59 @@
+"""The field types of the API contract, with the constraints the OpenAPI document shows.
+
+Every text a person types refuses C0/C1 control, bidi-override and zero-width characters
+and blank values; the same pattern is declared in the document and enforced on decoding.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from typing import Annotated
+
+from msgspec import Meta
+
+#: Characters no name, reason or address may hold: C0 and C1 controls, zero-width and
+#: bidi controls, line separators, the byte-order mark.
+FORBIDDEN_CLASS = r"\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ud800-\udfff\ufeff"
+TEXT_PATTERN = rf"^[^{FORBIDDEN_CLASS}]*[^\s{FORBIDDEN_CLASS}][^{FORBIDDEN_CLASS}]*$"
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
+HHMM_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+FORBIDDEN = re.compile(f"[{FORBIDDEN_CLASS}]")
+
+
+def _text(max_length: int, description: str) -> Meta:
+    return Meta(min_length=1, max_length=max_length, pattern=TEXT_PATTERN,
+                description=description)
+
+
+Id = Annotated[str, Meta(min_length=1, max_length=64, pattern=ID_PATTERN,
+                         description="An identifier (UUID for stored rows).")]
+Code = Annotated[str, Meta(min_length=1, max_length=40, pattern=CODE_PATTERN,
+                           description="A short lower-case code (themes, operators).")]
+Name = Annotated[str, _text(200, "A name as people write it.")]
+PersonName = Annotated[str, _text(100, "A first or last name.")]
+Commune = Annotated[str, _text(120, "A commune's name.")]
+Address = Annotated[str, _text(300, "A postal address or a place.")]
+Reason = Annotated[str, _text(500, "A reason, in the writer's words.")]
+Email = Annotated[str, Meta(min_length=3, max_length=254,
+                            pattern=rf"^[^\s@{FORBIDDEN_CLASS}]+@[^\s@{FORBIDDEN_CLASS}]+$",
+                            description="An e-mail address.")]
+Password = Annotated[str, Meta(min_length=1, max_length=1024,
+                               pattern=rf"^[^{FORBIDDEN_CLASS}]+$",
+                               description="A password.")]
+NewPassword = Annotated[str, Meta(min_length=12, max_length=1024,
+                                  pattern=rf"^[^{FORBIDDEN_CLASS}]+$",
+                                  description="A new password (12 characters or more).")]
+Phone = Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[0-9+() .-]+$",
+                            description="A French or Belgian phone number; stored in E.164.")]
+Timezone = Annotated[str, Meta(min_length=1, max_length=64,
+                               pattern=r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$",
+                               description="An IANA time zone, e.g. Europe/Paris.")]
+HourMinute = Annotated[str, Meta(pattern=HHMM_PATTERN, description="A wall-clock time HH:MM.")]
+Instant = Annotated[datetime, Meta(tz=True, description=(
+    "An RFC 3339 date-time with an offset; answers use the site's offset."))]
+Day = Annotated[date, Meta(description="A calendar date, YYYY-MM-DD.")]
+Cursor = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_-]+$",
+                             description="An opaque cursor from next_cursor.")]
+Version = Annotated[int, Meta(ge=1, description="Grows with every change.")]

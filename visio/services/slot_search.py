@@ -1,0 +1,113 @@
+"""Slot search: the free starts a site can offer for a theme, loaded for the window only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from visio import models as m
+from visio.access import Principal
+from visio.db import Database
+from visio.domain.calendars import HolidayCalendar
+from visio.domain.intervals import Interval
+from visio.domain.messages import _
+from visio.domain.slots import Slot, search_slots
+from visio.errors import NotFound, Unprocessable
+from visio.services.calendars import load_site, load_staff, service_rule
+
+MAX_SEARCH_DAYS = 62
+
+
+@dataclass(frozen=True, slots=True)
+class SlotQuery:
+    """What to search: a site, a theme, a window, optionally narrowed."""
+
+    site_id: str
+    theme: str
+    window: Interval
+    operator_id: str | None = None
+    language: str | None = None
+    stop_id: str | None = None
+    staff_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FoundSlots:
+    """Free slots and the zone of the site they are read in."""
+
+    slots: list[Slot]
+    zone: str
+
+
+def check_window(start: datetime, end: datetime) -> Interval:
+    """A search window: ``to`` after ``from``, and not too wide."""
+    if end <= start:
+        raise Unprocessable(_("'to' must be after 'from'."), extra={"field": "to"})
+    if end - start > timedelta(days=MAX_SEARCH_DAYS):
+        raise Unprocessable(_("Search at most {days} days at once.", days=MAX_SEARCH_DAYS),
+                            extra={"field": "to"})
+    return Interval(start, end)
+
+
+async def find_slots(
+    *, db: Database, principal: Principal, query: SlotQuery, now: datetime,
+    holidays: HolidayCalendar,
+) -> FoundSlots:
+    """Free slots at a site for a theme."""
+    async with db.read() as session:
+        return await search(session=session, principal=principal, query=query, now=now,
+                            holidays=holidays)
+
+
+async def site_in_scope(session: AsyncSession, principal: Principal, site_id: str) -> m.Site:
+    """The site, if the caller may see it."""
+    site = await session.get(m.Site, site_id)
+    if site is None or not principal.sees_site(site_id):
+        raise NotFound(_("There is no site {site_id}.", site_id=site_id))
+    return site
+
+
+async def stop_of(session: AsyncSession, site: m.Site, stop_id: str) -> m.TourStop:
+    """A stop of the site's tour."""
+    stop = await session.get(m.TourStop, stop_id)
+    if stop is None or stop.site_id != site.id:
+        raise NotFound(_("Site {site} has no stop {stop_id}.", site=site.name,
+                         stop_id=stop_id))
+    return stop
+
+
+async def search(
+    *, session: AsyncSession, principal: Principal, query: SlotQuery, now: datetime,
+    holidays: HolidayCalendar,
+) -> FoundSlots:
+    """The search inside a unit of work (also used to propose alternatives on a 409)."""
+    site = await site_in_scope(session, principal, query.site_id)
+    if await session.get(m.Theme, query.theme) is None:
+        raise NotFound(_("There is no theme {theme}; see /api/v1/themes.", theme=query.theme))
+    if query.stop_id is not None:
+        await stop_of(session, site, query.stop_id)
+    allowed, operator_id = principal.searchable_operator(query.operator_id)
+    if not allowed:
+        return FoundSlots([], site.timezone)
+    services_query = sa.select(m.Service).where(m.Service.theme == query.theme)
+    if operator_id is not None:
+        if await session.get(m.Operator, operator_id) is None:
+            raise NotFound(_("There is no operator {operator_id}.", operator_id=operator_id))
+        services_query = services_query.where(m.Service.operator_id == operator_id)
+    services = [service_rule(s) for s in (await session.scalars(services_query)).all()]
+    if not services:
+        return FoundSlots([], site.timezone)
+    site_calendar = await load_site(session=session, site=site, window=query.window)
+    staff = await load_staff(
+        session=session, operator_ids=sorted({s.operator_id for s in services}),
+        window=query.window, staff_id=query.staff_id,
+    )
+    slots = search_slots(
+        site=site_calendar, services=services, staff=staff, window=query.window, now=now,
+        holidays=holidays, language=query.language, stop_id=query.stop_id,
+        per_staff=query.staff_id is not None,
+    )
+    return FoundSlots(slots, site.timezone)
