@@ -12,8 +12,6 @@ from visio.api import codec, views
 from visio.api.context import caller
 from visio.api.rooms import close_rooms
 from visio.contract import bodies as api
-from visio.domain.messages import _
-from visio.errors import InvalidInput
 from visio.keys import clock_key, database_key, holidays_key, limits_key
 from visio.services import (
     appointments,
@@ -24,6 +22,7 @@ from visio.services import (
     slot_search,
 )
 
+IDEMPOTENCY_KEY_PATTERN = r"[\x21-\x7e]{1,255}"
 _IF_MATCH = re.compile(r'^\s*(?:W/)?"v([0-9]{1,9})"\s*$')
 
 
@@ -38,10 +37,8 @@ def expected_version(request: web.Request) -> int | None:
     if header is None or header.strip() == "*":
         return None
     match = _IF_MATCH.match(header)
-    if match is None:
-        raise InvalidInput(_('If-Match must be the ETag of a read, like "v3".'),
-                           extra={"field": "If-Match"})
-    return int(match.group(1))
+    # An entity tag we never sent matches no version: 412, as RFC 9110 says.
+    return int(match.group(1)) if match else 0
 
 
 def _appointment(booked: booking.Booked, *, status: int = 200) -> web.Response:
@@ -69,7 +66,8 @@ async def search_slots(request: web.Request) -> web.Response:
 async def book(request: web.Request) -> web.Response:
     """Book an appointment once per Idempotency-Key; a retry replays the stored answer."""
     principal = await caller(request)
-    key = idempotency.check_key(request.headers.get("Idempotency-Key"))
+    key = idempotency.check_key(codec.header(request, "Idempotency-Key",
+                                             pattern=IDEMPOTENCY_KEY_PATTERN))
     data = await codec.body(request, api.Booking)
     db = request.app[database_key]
     now = request.app[clock_key]()
