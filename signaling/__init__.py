@@ -4,7 +4,7 @@ from .app import create_signaling_app
 from .broker import Broker, Member
 from .envelopes import Envelope
 from .handlers import close_room, hub_of
-from .hooks import CallEvent, SignalingConfig, SignalingHooks
+from .hooks import Admission, CallEvent, SignalingConfig, SignalingHooks
 from .keys import CONFIG_KEY, HOOKS_KEY, STATE_KEY, SignalingState
 from .memory_broker import InMemoryBroker
 from .protocol import CloseCode
@@ -23,6 +23,7 @@ __all__ = [
     "CONFIG_KEY",
     "HOOKS_KEY",
     "STATE_KEY",
+    "Admission",
     "Broker",
     "CallEvent",
     "CloseCode",

@@ -6,6 +6,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -22,11 +23,23 @@ class CallEvent:
     detail: Mapping[str, Any] = field(default_factory=dict)
 
 
+class Admission(StrEnum):
+    """The host's answer to a join: admitted, or why not."""
+
+    ADMITTED = "admitted"
+    #: No such appointment (a test-call token, a made-up room): refused, nothing recorded.
+    UNKNOWN = "unknown"
+    #: The appointment exists but its call cannot take place (cancelled).
+    NOT_LIVE = "not_live"
+    #: The token was issued for an older version of the appointment (rescheduled since).
+    OUTDATED = "outdated"
+
+
 class SignalingHooks(Protocol):
     """Callbacks into the host application."""
 
-    async def is_live(self, appointment_id: str) -> bool:
-        """Return whether the appointment exists and is not cancelled."""
+    async def admits(self, appointment_id: str, version: int | None) -> Admission:
+        """Whether a token for ``version`` of the appointment (its ``ver`` claim) may join."""
         ...
 
     async def record(self, appointment_id: str, event: CallEvent) -> None:

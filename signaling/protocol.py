@@ -32,6 +32,7 @@ class CloseCode(IntEnum):
     ROOM_CLOSED = 4410
     SILENT = 4411
     ORIGIN = 4412
+    TOKEN_OUTDATED = 4413
     RATE_LIMITED = 4429
 
 

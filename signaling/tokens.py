@@ -43,6 +43,8 @@ class JoinClaims:
     not_before: datetime
     expires_at: datetime
     kid: str
+    #: The appointment's version when the token was issued (claim ``ver``), if it has one.
+    version: int | None = None
 
 
 def key_id_for(public_key: Ed25519PublicKey) -> str:
@@ -73,8 +75,9 @@ def issue_join_token(
     role: str,
     not_before: datetime,
     expires_at: datetime,
+    version: int | None = None,
 ) -> str:
-    """Sign a join token for one participant of one appointment."""
+    """Sign a join token for one participant of one appointment (at ``version`` of it)."""
     if not_before.tzinfo is None or expires_at.tzinfo is None:
         raise ValueError("not_before and expires_at must be timezone-aware")
     payload = {
@@ -86,6 +89,8 @@ def issue_join_token(
         "exp": int(expires_at.timestamp()),
         "iat": int(datetime.now(UTC).timestamp()),
     }
+    if version is not None:
+        payload["ver"] = int(version)
     return jwt.encode(payload, private_key, algorithm=ALGORITHM, headers={"kid": kid})
 
 
@@ -135,6 +140,9 @@ def verify_join_token(
     apt, sub, role = claims["apt"], claims["sub"], claims["role"]
     if not all(isinstance(v, str) and v and len(v) <= 200 for v in (apt, sub, role)):
         raise TokenRefused(CloseCode.TOKEN_INVALID, "invalid token")
+    version = claims.get("ver")
+    if version is not None and (type(version) is not int or version < 0):
+        raise TokenRefused(CloseCode.TOKEN_INVALID, "invalid token")
     return JoinClaims(
         appointment_id=apt,
         participant=sub,
@@ -142,4 +150,5 @@ def verify_join_token(
         not_before=datetime.fromtimestamp(nbf, UTC),
         expires_at=datetime.fromtimestamp(exp, UTC),
         kid=kid,
+        version=version,
     )

@@ -14,7 +14,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from signaling import CallEvent, SignalingConfig, create_signaling_app
+from signaling import Admission, CallEvent, SignalingConfig, create_signaling_app
 from signaling.tokens import derive_private_key, key_id_for
 from visio.keys import call_policy_key, clock_key, database_key, signaling_app_key
 from visio.services import calls
@@ -63,8 +63,9 @@ class SignalingHost:
     def __init__(self, app: web.Application) -> None:
         self._app = app
 
-    async def is_live(self, appointment_id: str) -> bool:
-        return await calls.is_live(db=self._app[database_key], appointment_id=appointment_id)
+    async def admits(self, appointment_id: str, version: int | None) -> Admission:
+        return await calls.admission(db=self._app[database_key], appointment_id=appointment_id,
+                                     version=version)
 
     async def record(self, appointment_id: str, event: CallEvent) -> None:
         await calls.record_event(db=self._app[database_key], appointment_id=appointment_id,

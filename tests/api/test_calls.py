@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 from aiohttp.test_utils import TestClient, TestServer
 from aiortc import (
     MediaStreamTrack,
@@ -202,6 +204,49 @@ async def test_cancelling_closes_the_live_room_and_refuses_new_joins(
     await late.close()
 
 
+async def free_start(client: Client, call: Call) -> str:
+    """The first free slot of the call's site and service, a few hours from now or later."""
+    now = utcnow()
+    response = await client.get("/api/v1/slots", headers=call.agent_headers, params={
+        "site_id": call.site.id, "theme": call.op.service.theme,
+        "from": (now + timedelta(hours=3)).isoformat(),
+        "to": (now + timedelta(days=15)).isoformat()})
+    assert response.status == 200, await response.text()
+    slots = (await response.json())["items"]
+    assert slots, "no free slot in the next two weeks"
+    return str(slots[0]["start"])
+
+
+async def test_rescheduling_closes_the_live_room_and_refuses_tokens_of_the_old_version(
+    db: Database, now_client: Client
+) -> None:
+    """After a reschedule the live room gets room_closed (rescheduled) and old tokens 4413."""
+    call = await make_call(db, now_client)
+    kiosk_token = (await join_grant(now_client, call, call.agent_headers))["token"]
+    staff_token = (await join_grant(now_client, call, call.staff_headers))["token"]
+    sock = await SignalingSocket.open(str(now_client.make_url("/signaling/ws")), origin=ORIGIN)
+    try:
+        await sock.join(kiosk_token)
+        moved = await now_client.post(
+            f"/api/v1/appointments/{call.appointment.id}/reschedule",
+            json={"start": await free_start(now_client, call)}, headers=call.agent_headers)
+        assert moved.status == 200, await moved.text()
+        assert (await moved.json())["version"] == 2
+        assert (await sock.next("room_closed"))["reason"] == "rescheduled"
+        assert await sock.wait_closed() == 4410
+    finally:
+        await sock.close()
+    for token in (kiosk_token, staff_token):
+        late = await SignalingSocket.open(str(now_client.make_url("/signaling/ws")),
+                                          origin=ORIGIN)
+        try:
+            await late.send({"type": "join", "token": token})
+            assert await late.wait_closed() == 4413
+            assert "outdated" in late.close_reason
+        finally:
+            await late.close()
+
+
 async def test_a_call_works_across_two_instances_linked_by_redis(
     db: Database, settings: Settings, redis_url: str
 ) -> None:
@@ -265,7 +310,7 @@ async def test_relay_only_peers_connect_through_coturn_with_visio_credentials(
 
 
 async def test_a_test_call_token_reaches_the_echo_peer_but_no_room(
-    db: Database, now_client: Client
+    db: Database, now_client: Client, caplog: pytest.LogCaptureFixture
 ) -> None:
     call = await make_call(db, now_client)
     response = await now_client.post("/api/v1/test-calls", headers=call.staff_headers)
@@ -300,9 +345,17 @@ async def test_a_test_call_token_reaches_the_echo_peer_but_no_room(
         for task in consumers:
             task.cancel()
     room = await SignalingSocket.open(str(now_client.make_url("/signaling/ws")), origin=ORIGIN)
-    await room.send({"type": "join", "token": grant["token"]})
-    assert await room.wait_closed() == 4406
-    await room.close()
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        await room.send({"type": "join", "token": grant["token"]})
+        assert await room.wait_closed() == 4406
+        await room.close()
+    # Refused in one log line, without a traceback, and nothing written to any call log.
+    lines = [r for r in caplog.records if r.name.startswith(("signaling", "visio"))]
+    assert len(lines) <= 1
+    assert all(r.exc_info is None and r.levelno < logging.WARNING for r in lines)
+    async with db.read() as session:
+        assert await session.scalar(sa.select(sa.func.count()).select_from(m.CallEventRow)) == 0
 
 
 async def test_signaling_sockets_refuse_permessage_deflate(now_client: Client) -> None:

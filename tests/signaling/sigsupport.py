@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from signaling import (
+    Admission,
     CallEvent,
     issue_join_token,
     key_id_for,
@@ -25,16 +26,25 @@ ORIGIN = "https://visio.test"
 
 
 class FakeHost:
-    """The host side of SignalingHooks: live appointments in a set, events in a list."""
+    """The host side of SignalingHooks: appointments in sets, events in a list."""
 
     def __init__(self) -> None:
         self.live: set[str] = set()
+        self.cancelled: set[str] = set()
+        #: Current version of a live appointment (1 unless set).
+        self.versions: dict[str, int] = {}
         self.events: list[tuple[str, CallEvent]] = []
         self.servers: list[dict[str, Any]] = []
         self._changed = asyncio.Condition()
 
-    async def is_live(self, appointment_id: str) -> bool:
-        return appointment_id in self.live
+    async def admits(self, appointment_id: str, version: int | None) -> Admission:
+        if appointment_id in self.live:
+            if version == self.versions.get(appointment_id, 1):
+                return Admission.ADMITTED
+            return Admission.OUTDATED
+        if appointment_id in self.cancelled:
+            return Admission.NOT_LIVE
+        return Admission.UNKNOWN
 
     async def record(self, appointment_id: str, event: CallEvent) -> None:
         async with self._changed:
@@ -78,6 +88,7 @@ class Keys:
         expires_at: datetime | None = None,
         private: Ed25519PrivateKey | None = None,
         kid: str | None = None,
+        version: int | None = 1,
     ) -> str:
         now = datetime.now(UTC)
         return issue_join_token(
@@ -88,6 +99,7 @@ class Keys:
             role=role,
             not_before=not_before or now - timedelta(minutes=1),
             expires_at=expires_at or now + timedelta(hours=1),
+            version=version,
         )
 
 

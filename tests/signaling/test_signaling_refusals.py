@@ -6,6 +6,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
@@ -15,7 +16,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from signaling import close_room
+from signaling import CallEvent, close_room
 from tests.signaling.sigpeer import SignalingSocket
 from tests.signaling.sigsupport import ORIGIN, FakeHost, Keys, ServerFactory, ws_url
 
@@ -113,11 +114,66 @@ async def test_cancelled_appointment_refused(
 ) -> None:
     server = await make_server()
     host.live.discard(room)
+    host.cancelled.add(room)
     code, reason = await _refused(server, keys.token(room, "agent-1"))
     assert (code, reason) == (4406, "appointment is not live")
     assert host.kinds(room) == ["refused"]
-    # A token for an appointment that does not exist is refused the same way.
-    assert (await _refused(server, keys.token("apt-unknown", "agent-1")))[0] == 4406
+
+
+async def test_unknown_room_refused_without_event_nor_traceback(
+    make_server: ServerFactory, keys: Keys, host: FakeHost, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A test-call token (its room is no appointment) is refused with 4406 and one log line."""
+    server = await make_server()
+    token = keys.token("test-call-test-u1", "test-u1", "test", version=None)
+    with caplog.at_level(logging.DEBUG, logger="signaling"):
+        assert (await _refused(server, token))[0] == 4406
+    assert host.events == []
+    records = [r for r in caplog.records if r.name.startswith("signaling")]
+    assert len(records) == 1
+    assert records[0].exc_info is None
+    assert token not in records[0].getMessage()
+
+
+async def test_token_of_an_older_version_refused(
+    make_server: ServerFactory, keys: Keys, host: FakeHost, room: str
+) -> None:
+    """After a reschedule (version 2), a token issued for version 1 is refused with 4413."""
+    server = await make_server()
+    host.versions[room] = 2
+    code, reason = await _refused(server, keys.token(room, "agent-1", version=1))
+    assert (code, reason) == (4413, "token outdated: the appointment changed, get a new one")
+    assert (await _refused(server, keys.token(room, "agent-1", version=None)))[0] == 4413
+    refused = [e.detail["reason"] for a, e in host.events if a == room and e.kind == "refused"]
+    assert refused == ["outdated_token", "outdated_token"]
+    sock = await _joined(server, keys.token(room, "agent-1", version=2))
+    await sock.close()
+
+
+async def test_a_failing_record_hook_logs_one_line(
+    make_server: ServerFactory, keys: Keys, room: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A host whose record hook fails costs one warning per event, without its text."""
+
+    class FailingHost(FakeHost):
+        async def record(self, appointment_id: str, event: CallEvent) -> None:
+            await super().record(appointment_id, event)  # to wait for the attempt
+            raise RuntimeError("secret detail of the event")
+
+    failing = FailingHost()
+    failing.live.add(room)
+    server = await make_server(hooks=failing)
+    with caplog.at_level(logging.DEBUG, logger="signaling"):
+        sock = await _joined(server, keys.token(room, "agent-1"))
+        await sock.close()
+        # The handler logs before it next yields, so before this wait returns.
+        await failing.wait_event(lambda apt, e: e.kind == "leave")
+    records = [r for r in caplog.records if r.name.startswith("signaling")]
+    assert [r.getMessage() for r in records] == [
+        "recording a join call event failed: RuntimeError",
+        "recording a leave call event failed: RuntimeError",
+    ]
+    assert all(r.exc_info is None for r in records)
 
 
 async def test_bad_origin_refused_before_upgrade(make_server: ServerFactory) -> None:
