@@ -1,6 +1,9 @@
 """Settings come from VISIO_* variables only, with documented defaults."""
 
+from ipaddress import ip_network
 from pathlib import Path
+
+import pytest
 
 from visio.settings import DEFAULT_DATABASE_URL, Settings
 
@@ -37,3 +40,25 @@ def test_a_secret_file_is_created_once_and_reused(tmp_path: Path) -> None:
     assert first == second
     assert len(first) >= 48
     assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+
+def test_throttling_and_search_limits_have_documented_defaults() -> None:
+    settings = Settings.from_env({})
+    assert (settings.login_max_failures, settings.login_address_max_failures,
+            settings.login_account_max_failures) == (5, 20, 10)
+    assert (settings.login_window_seconds, settings.login_remember_days) == (900, 90)
+    assert settings.trusted_proxies == ()
+    assert (settings.search_rate_per_minute, settings.search_concurrency,
+            settings.search_max_wait_seconds) == (60, 4, 2.0)
+
+
+def test_trusted_proxies_are_parsed_once_into_networks() -> None:
+    settings = Settings.from_env({"VISIO_TRUSTED_PROXIES": " 10.0.0.5, 172.16.0.0/12,fd00::/8 "})
+    assert settings.trusted_proxies == (
+        ip_network("10.0.0.5/32"), ip_network("172.16.0.0/12"), ip_network("fd00::/8"))
+
+
+@pytest.mark.parametrize("value", ["10.0.0.300", "proxy.internal", "10.0.0.1/8"])
+def test_a_bad_trusted_proxy_stops_start_up_with_a_clear_error(value: str) -> None:
+    with pytest.raises(ValueError, match=r"VISIO_TRUSTED_PROXIES: '.*' is not an IP address"):
+        Settings.from_env({"VISIO_TRUSTED_PROXIES": f"10.0.0.5,{value}"})

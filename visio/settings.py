@@ -9,6 +9,7 @@ import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/visio.db"
@@ -16,6 +17,20 @@ DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/visio.db"
 
 def _split(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def parse_networks(value: str, *, name: str) -> tuple[IPv4Network | IPv6Network, ...]:
+    """Comma-separated IP addresses or CIDR networks; ValueError naming ``name`` if one is bad."""
+    networks = []
+    for part in _split(value):
+        try:
+            networks.append(ip_network(part, strict=True))
+        except ValueError as err:
+            raise ValueError(
+                f"{name}: {part!r} is not an IP address or a CIDR network ({err}); "
+                "write e.g. 10.0.0.5, 10.0.0.0/8 or fd00::/8, separated by commas"
+            ) from err
+    return tuple(networks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,9 +52,24 @@ class Settings:
     token_ttl_seconds: int = 12 * 3600
     """Lifetime of an API bearer token."""
     login_max_failures: int = 5
-    """Failed logins (per account or per address) allowed inside the window before 429."""
+    """Failed logins of one (account, address) pair inside the window before that pair gets 429."""
+    login_address_max_failures: int = 20
+    """Failed logins from one address (any account) before 429 on accounts it never logged into."""
+    login_account_max_failures: int = 10
+    """Failed logins on one account (any address) before 429 for addresses that failed on it
+    and never logged into it."""
     login_window_seconds: int = 900
     """Window over which failed logins are counted."""
+    login_remember_days: int = 90
+    """How long an address that logged into an account stays exempt from the wider budgets."""
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
+    """Reverse proxies whose X-Forwarded-For is believed (IPs or CIDR networks); none by default."""
+    search_rate_per_minute: int = 60
+    """Slot searches one user may run per minute (a token bucket of that size); 429 beyond."""
+    search_concurrency: int = 4
+    """Slot searches running at once in one process; further ones wait in line."""
+    search_max_wait_seconds: float = 2.0
+    """How long a slot search waits for a free place in line before 429 with Retry-After 1."""
     redis_url: str = ""
     """Redis URL linking several signaling instances; empty for a single process."""
     allowed_origins: tuple[str, ...] = ()
@@ -74,7 +104,10 @@ class Settings:
             "VISIO_ALLOWED_ORIGINS", "VISIO_JOIN_BEFORE_SECONDS", "VISIO_JOIN_AFTER_SECONDS",
             "VISIO_STUN_URLS", "VISIO_TURN_URLS", "VISIO_TURN_SECRETS",
             "VISIO_TURN_TTL_SECONDS", "VISIO_ECHO_MAX_SESSIONS", "VISIO_SIGNING_KEY_PATH",
-            "VISIO_SECRET_KEY_FILE",
+            "VISIO_SECRET_KEY_FILE", "VISIO_LOGIN_ADDRESS_MAX_FAILURES",
+            "VISIO_LOGIN_ACCOUNT_MAX_FAILURES", "VISIO_LOGIN_REMEMBER_DAYS",
+            "VISIO_TRUSTED_PROXIES", "VISIO_SEARCH_RATE_PER_MINUTE", "VISIO_SEARCH_CONCURRENCY",
+            "VISIO_SEARCH_MAX_WAIT_SECONDS",
         }
         secret = env.get("VISIO_SECRET_KEY", "")
         secret_file = env.get("VISIO_SECRET_KEY_FILE", "")
@@ -89,7 +122,15 @@ class Settings:
             log_level=env.get("VISIO_LOG_LEVEL", "INFO").upper(),
             token_ttl_seconds=int(env.get("VISIO_TOKEN_TTL_SECONDS", str(12 * 3600))),
             login_max_failures=int(env.get("VISIO_LOGIN_MAX_FAILURES", "5")),
+            login_address_max_failures=int(env.get("VISIO_LOGIN_ADDRESS_MAX_FAILURES", "20")),
+            login_account_max_failures=int(env.get("VISIO_LOGIN_ACCOUNT_MAX_FAILURES", "10")),
             login_window_seconds=int(env.get("VISIO_LOGIN_WINDOW_SECONDS", "900")),
+            login_remember_days=int(env.get("VISIO_LOGIN_REMEMBER_DAYS", "90")),
+            trusted_proxies=parse_networks(env.get("VISIO_TRUSTED_PROXIES", ""),
+                                           name="VISIO_TRUSTED_PROXIES"),
+            search_rate_per_minute=int(env.get("VISIO_SEARCH_RATE_PER_MINUTE", "60")),
+            search_concurrency=int(env.get("VISIO_SEARCH_CONCURRENCY", "4")),
+            search_max_wait_seconds=float(env.get("VISIO_SEARCH_MAX_WAIT_SECONDS", "2")),
             redis_url=env.get("VISIO_REDIS_URL", ""),
             allowed_origins=_split(env.get("VISIO_ALLOWED_ORIGINS", "")),
             join_before_seconds=int(env.get("VISIO_JOIN_BEFORE_SECONDS", "900")),

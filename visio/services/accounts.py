@@ -45,9 +45,29 @@ class IssuedToken:
 
 @dataclass(frozen=True, slots=True)
 class LoginPolicy:
+    """Failure budgets for logging in (the rule is in ``log_in``) and the token lifetime."""
+
     max_failures: int
+    """Failures of one (account, address) pair inside the window."""
     window: timedelta
     token_ttl: timedelta
+    address_max_failures: int = 20
+    """Failures of one address across all accounts inside the window."""
+    account_max_failures: int = 10
+    """Failures on one account across all addresses inside the window."""
+    remember: timedelta = timedelta(days=90)
+    """How long an address that logged into an account stays known to that account."""
+
+
+# The table of migration 0003: addresses that logged into an account (by account key).
+# Written as a lightweight table until visio/models.py declares it (LoginSuccess).
+_successes = sa.table(
+    "login_successes",
+    sa.column("id", m.ID),
+    sa.column("account_key", sa.String(64)),
+    sa.column("address", sa.String(64)),
+    sa.column("at", m.UTCDateTime()),
+)
 
 
 async def log_in(
@@ -61,13 +81,28 @@ async def log_in(
     policy: LoginPolicy,
     now: datetime,
 ) -> IssuedToken:
-    """Exchange e-mail and password for a bearer token, throttling repeated failures."""
+    """Exchange e-mail and password for a bearer token, slowing password guessing.
+
+    Failures are counted inside ``policy.window`` by account key (the digest of the
+    e-mail given, whether or not such an account exists) and by client address. An
+    attempt is refused with 429 and Retry-After, before its password is checked, when:
+
+    1. its (account, address) pair has ``max_failures`` failures;
+    2. its address has ``address_max_failures`` failures across all accounts, unless that
+       address logged into this account before (within ``policy.remember``);
+    3. its account has ``account_max_failures`` failures across all addresses, and its
+       address has failed on this account itself and never logged into it.
+
+    Every refusal needs failures made from the refused address itself, so an attacker at
+    address A can never make the right password fail from another address B; an address
+    that never failed on the account, or that logged into it before, is held back only by
+    its own pair's failures. Refused attempts are not counted. A success clears its
+    pair's failures and makes its address known to the account.
+    """
     account_key = digest(email.strip().lower())
-    since = now - policy.window
     async with db.write() as session:
-        retry_after = await _throttled_for(
-            session=session, account_key=account_key, address=address, since=since,
-            policy=policy, now=now,
+        retry_after = await _refusal(
+            session=session, account_key=account_key, address=address, policy=policy, now=now
         )
         if retry_after is not None:
             raise TooManyAttempts(
@@ -83,9 +118,18 @@ async def log_in(
             failed = True
         else:
             failed = False
+            # Only this pair's failures: the owner logging in elsewhere must not hand an
+            # attacker a fresh account budget.
             await session.execute(
-                sa.delete(m.LoginFailure).where(m.LoginFailure.account_key == account_key)
+                sa.delete(m.LoginFailure).where(m.LoginFailure.account_key == account_key,
+                                                m.LoginFailure.address == address)
             )
+            await session.execute(
+                sa.delete(_successes).where(_successes.c.account_key == account_key,
+                                            _successes.c.address == address)
+            )
+            await session.execute(sa.insert(_successes).values(
+                id=m.new_id(), account_key=account_key, address=address, at=now))
             token = new_api_token()
             expires_at = now + policy.token_ttl
             session.add(
@@ -97,21 +141,73 @@ async def log_in(
     return IssuedToken(access_token=token, expires_at=expires_at)
 
 
-async def _throttled_for(
-    *, session: AsyncSession, account_key: str, address: str,
-    since: datetime, policy: LoginPolicy, now: datetime,
+async def _refusal(
+    *, session: AsyncSession, account_key: str, address: str, policy: LoginPolicy,
+    now: datetime,
 ) -> int | None:
-    for column, value in ((m.LoginFailure.account_key, account_key),
-                          (m.LoginFailure.address, address)):
-        row = (await session.execute(
-            sa.select(sa.func.count(), sa.func.min(m.LoginFailure.at))
-            .where(column == value, m.LoginFailure.at > since)
-        )).one()
-        count, oldest = row
-        if count >= policy.max_failures and oldest is not None:
-            wait = (oldest + policy.window - now).total_seconds()
-            return max(1, math.ceil(wait))
-    return None
+    """Seconds before this (account, address) may try again, or None if it may try now."""
+    since = now - policy.window
+    failure = m.LoginFailure
+    # Instants at which each budget that refuses this attempt stops refusing it.
+    until: list[datetime] = []
+    pair_times = (await session.scalars(
+        sa.select(failure.at)
+        .where(failure.account_key == account_key, failure.address == address,
+               failure.at > since)
+        .order_by(failure.at.desc()).limit(max(policy.max_failures, 1))
+    )).all()
+    if len(pair_times) >= policy.max_failures:
+        until.append(pair_times[-1] + policy.window)
+    known = await session.scalar(sa.select(sa.exists().where(
+        _successes.c.account_key == account_key, _successes.c.address == address,
+        _successes.c.at > now - policy.remember,
+    )))
+    if not known:
+        address_until = await _budget_spent_until(
+            session=session, where=failure.address == address, since=since,
+            budget=policy.address_max_failures, window=policy.window,
+        )
+        if address_until is not None:
+            until.append(address_until)
+        if pair_times:
+            account_until = await _budget_spent_until(
+                session=session, where=failure.account_key == account_key, since=since,
+                budget=policy.account_max_failures, window=policy.window,
+            )
+            if account_until is not None:
+                # Lifted once the account is below budget or this address's failures age out.
+                until.append(min(account_until, pair_times[0] + policy.window))
+    if not until:
+        return None
+    return max(1, math.ceil((max(until) - now).total_seconds()))
+
+
+async def _budget_spent_until(
+    *, session: AsyncSession, where: sa.ColumnElement[bool], since: datetime, budget: int,
+    window: timedelta,
+) -> datetime | None:
+    """When the failures matching ``where`` fall below ``budget``; None if they are below."""
+    # Below budget once the budget-th newest failure leaves the window.
+    at = await session.scalar(
+        sa.select(m.LoginFailure.at).where(where, m.LoginFailure.at > since)
+        .order_by(m.LoginFailure.at.desc()).offset(max(budget, 1) - 1).limit(1)
+    )
+    return None if at is None else at + window
+
+
+async def purge_login_records(
+    *, db: Database, window: timedelta, remember: timedelta, now: datetime
+) -> int:
+    """Delete failures older than the window and known addresses older than ``remember``."""
+    # Addresses are personal data: keep them only while throttling needs them.
+    async with db.write() as session:
+        failures = await session.execute(
+            sa.delete(m.LoginFailure).where(m.LoginFailure.at <= now - window)
+        )
+        successes = await session.execute(
+            sa.delete(_successes).where(_successes.c.at <= now - remember)
+        )
+    return int(failures.rowcount or 0) + int(successes.rowcount or 0)  # type: ignore[attr-defined]
 
 
 async def authenticate(*, db: Database, token: str, now: datetime) -> Principal:
@@ -190,7 +286,8 @@ async def create_user(
     """Create an account: agents need sites, staff a desk (a staff member is created)."""
     email = email.strip().lower()
     if role not in ROLES:
-        raise InvalidInput(_("Unknown role {role}; use one of {value}.", role=role, value=', '.join(ROLES)))
+        raise InvalidInput(_("Unknown role {role}; use one of {value}.", role=role,
+                             value=", ".join(ROLES)))
     if "@" not in email or len(email) > 254:
         raise InvalidInput(_("The e-mail address is not valid."))
     if len(password) < 12:
@@ -227,7 +324,8 @@ async def create_user(
             for site_id in site_ids if role == "agent" else ():
                 session.add(m.UserSite(user_id=user.id, site_id=site_id))
     except IntegrityError as err:
-        raise InvalidInput(_("An account with the e-mail address {email} exists already.", email=email)) from err
+        raise InvalidInput(_("An account with the e-mail address {email} exists already.",
+                             email=email)) from err
     return UserSummary(id=user.id, email=email, display_name=display_name, role=role,
                        site_ids=tuple(site_ids) if role == "agent" else (),
                        staff_id=user.staff_id, desk_id=desk_id if role == "staff" else None)

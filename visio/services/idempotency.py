@@ -76,16 +76,18 @@ async def claim(*, db: Database, request: IdempotencyRequest, now: datetime) -> 
                     return Claim(row_id=new.id)
                 if row.request_hash != request.request_hash:
                     raise IdempotencyKeyReused(
-                        _("This Idempotency-Key was already used with a different request; use a new key for a new booking.")
+                        _("This Idempotency-Key was already used with a different request; "
+                          "use a new key for a new booking.")
                     )
                 if row.state == "done":
                     assert row.response_status is not None
                     assert row.response_body is not None
                     return Replay(status=row.response_status, body=row.response_body)
                 if row.created_at > now - ABANDONED_AFTER:
-                    raise RequestInFlight(
-                        _("A request with this Idempotency-Key is still being processed; retry in a moment.")
-                    )
+                    raise RequestInFlight(_(
+                        "A request with this Idempotency-Key is still being processed; "
+                        "retry in a moment."
+                    ))
                 row.created_at = now
                 return Claim(row_id=row.id)
         except IntegrityError:
@@ -112,3 +114,12 @@ async def release(*, db: Database, claim: Claim) -> None:
                 m.IdempotencyKey.id == claim.row_id, m.IdempotencyKey.state == "in_flight"
             )
         )
+
+
+async def purge_expired(*, db: Database, now: datetime) -> int:
+    """Delete the keys whose lifetime has passed; they hold usagers' names and phones."""
+    async with db.write() as session:
+        result = await session.execute(
+            sa.delete(m.IdempotencyKey).where(m.IdempotencyKey.expires_at <= now)
+        )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
