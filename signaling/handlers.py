@@ -25,7 +25,7 @@ from .protocol import (
     peer_left_frame,
     peer_media_frame,
 )
-from .rooms import Connection, Hub
+from .rooms import Connection, Hub, Reported, monotonic
 from .tokens import JoinClaims, TokenRefused, verify_join_token
 
 log = logging.getLogger(__name__)
@@ -346,6 +346,39 @@ class _Session:
     async def _no_peer(self) -> None:
         await self.conn.send(error_frame("unknown_peer", "no such peer in this room"))
 
+    async def _report_connection(self, data: dict[str, Any]) -> None:
+        """Record a connection state when it changes, stats every ``stats_interval``.
+
+        Both per remote peer (the frame's ``peer``): browsers report on every ICE or
+        stats tick, and a call log is read by people.
+        """
+        conn, room = self.conn, self.conn.room
+        peer: str = data.get("peer", "")
+        seen = conn.reported
+        if seen is None:
+            conn.reported = seen = {}
+        last = seen.get(peer)
+        if last is None:
+            if len(seen) >= self.config.max_participants:
+                return  # more peers than a room can hold: made up, not worth a record
+            last = seen[peer] = Reported()
+        state, stats = data["state"], data.get("stats")
+        if state != last.state:
+            last.state = state
+            detail = {"state": state, "peer": peer} if peer else {"state": state}
+            await _record(self.hooks, room, "connection_state", conn, detail)
+        if stats:
+            now = monotonic()
+            if last.stats_at is None or now - last.stats_at >= self.config.stats_interval:
+                last.stats_at = now
+                await _record(
+                    self.hooks,
+                    room,
+                    "stats",
+                    conn,
+                    {**stats, "peer": peer} if peer else dict(stats),
+                )
+
     async def _handle(self, frame: Frame) -> bool:
         conn, hub, room, data = self.conn, self.hub, self.conn.room, frame.data
         kind = frame.type
@@ -359,10 +392,7 @@ class _Session:
             await hub.fanout(room, envelopes.to_others(room, conn.peer_id, media))
             await _record(self.hooks, room, "media", conn, dict(data))
         elif kind == "connection":
-            detail = {k: v for k, v in data.items() if v is not None}
-            await _record(self.hooks, room, "connection_state", conn, detail)
-            if data.get("stats"):
-                await _record(self.hooks, room, "stats", conn, dict(data["stats"]))
+            await self._report_connection(data)
         elif kind == "leave":
             await conn.close(CloseCode.NORMAL, "left")
             return False

@@ -69,6 +69,8 @@ class SignalingConfig:
     max_frame_bytes: int = 65536
     rate_limit_per_second: int = 50
     rate_limit_burst: int = 100
+    #: Stats of one peer about another are recorded at most this often.
+    stats_interval: float = 5.0
     echo_max_sessions: int = 4
     echo_max_duration: float = 300.0
     echo_max_width: int = 640

@@ -37,6 +37,16 @@ def text_frame_header(length: int) -> bytes:
     return _LEN64(0x81, 127, length)
 
 
+class Reported:
+    """What was last recorded of a socket's connection to one remote peer."""
+
+    __slots__ = ("state", "stats_at")
+
+    def __init__(self) -> None:
+        self.state: str | None = None
+        self.stats_at: float | None = None
+
+
 class Connection:
     """One joined (or joining) WebSocket of a participant."""
 
@@ -51,6 +61,7 @@ class Connection:
         "out_bytes",
         "peer_id",
         "pending",
+        "reported",
         "role",
         "room",
         "stamp",
@@ -81,6 +92,9 @@ class Connection:
         self.member: Member | None = None
         # Frames addressed to this socket before its own `joined` was sent, flushed after it.
         self.pending: list[Envelope] | None = []
+        # Per remote peer, the last connection state recorded and when stats last were
+        # (made on the first `connection` frame: an idle socket stays small).
+        self.reported: dict[str, Reported] | None = None
         self.last_seen = monotonic()
         self.tokens = float(burst)
         self.stamp = self.last_seen

@@ -463,7 +463,12 @@ async def test_media_and_connection_reports_are_recorded(
             }
         )
         stats = await host.wait_event(lambda apt, e: apt == room and e.kind == "stats")
-        assert stats.detail == {"rtt_ms": 12.5, "packet_loss": 0.01, "candidate_type": "relay"}
+        assert stats.detail == {
+            "rtt_ms": 12.5,
+            "packet_loss": 0.01,
+            "candidate_type": "relay",
+            "peer": "operator-1",
+        }
         assert stats.at.tzinfo is not None
         media = await host.wait_event(lambda apt, e: apt == room and e.kind == "media")
         assert (media.peer_id, media.role) == ("agent-1", "agent")
