@@ -1,12 +1,21 @@
 """Benchmark of slot search and booking on SQLite and PostgreSQL.
 
-Run with ``.venv/bin/python bench/bench_booking.py`` (or through ``bench/run.py``).
+Run with ``.venv/bin/python bench/bench_booking.py`` (or through ``bench/run.py``);
+``--quick`` runs fewer repetitions (a smoke run; its p95/p99 mean little).
 For each backend: a fresh, migrated database; a bulk-loaded dataset (one fixed site with
 20 booths, 10 operators x 10 staff, 20,000 booked appointments); then
 
-1. ``booking.find_slots`` over a 4-week window (3 warm-ups, 30 timed runs);
+1. ``slot_search.find_slots`` over a 4-week window (3 warm-ups, 30 timed runs);
 2. the same search with the calendars already in memory (``search_slots`` only);
-3. ``booking.book`` throughput, sequential and with 8 concurrent tasks.
+3. on PostgreSQL only, the same search through the real HTTP server: ``create_app`` served
+   by ``web.AppRunner`` + ``web.TCPSite`` on 127.0.0.1 in this process, 32 agent accounts
+   of the bench site logged in through ``POST /api/v1/auth/token``, each an
+   ``aiohttp.ClientSession`` sending ``GET /api/v1/slots`` one after another; requests per
+   second and p50/p99 latency with 1, 8 and 32 agents at once (the per-user search rate
+   limit is raised so that it never answers; ``VISIO_SEARCH_CONCURRENCY`` stays at its
+   default, reported in the table);
+4. ``booking.book`` throughput, sequential and with 8 concurrent tasks (the service alone:
+   the Idempotency-Key record now lives in the API layer and is not part of it).
 
 Times use ``time.perf_counter()``; nothing is asserted on time. Prints a markdown table.
 
@@ -20,7 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import hashlib
+import json
 import math
 import secrets
 import shutil
@@ -40,24 +49,31 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import aiohttp
 import asyncpg
 import sqlalchemy as sa
+from aiohttp import web
 from sqlalchemy.engine import make_url
 
 from visio import models as m
+from visio.access import Principal
+from visio.app import create_app
 from visio.clock import utcnow
+from visio.contract import bodies as api
 from visio.db import Database, open_database
 from visio.domain.calendars import HolidayCalendar
 from visio.domain.intervals import Interval
+from visio.domain.kinds import Language, Role
 from visio.domain.search import search_slots
 from visio.domain.slot_types import Slot
 from visio.errors import VisioError
+from visio.keys import database_key, hasher_key
 from visio.migrate import upgrade
 from visio.perf import DEFAULT_GC_THRESHOLDS, tune_gc
-from visio.services import booking
-from visio.services.accounts import Principal
+from visio.security import hash_password
+from visio.services import booking, slot_search
 from visio.services.calendars import load_site, load_staff, service_rule
-from visio.services.idempotency import IdempotencyRequest
+from visio.settings import Settings
 
 POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 PARIS = ZoneInfo("Europe/Paris")
@@ -76,11 +92,27 @@ DURATION = timedelta(minutes=30)
 
 SEARCH_DAYS = 28
 WARMUPS = 3
-RUNS = 30
-BOOKINGS = 200
 CONCURRENCY = 8
 BOOKING_DAYS = 42  # bookings are taken from the first 6 weeks (inside the 56-day horizon)
 SEARCH_P95_TARGET_MS = 50.0
+
+HTTP_AGENTS = (1, 8, 32)  # agents searching at once through the HTTP server
+AGENT_PASSWORD = "bench-agent-password-2026"
+# High enough that the per-user token bucket never refuses a bench search.
+HTTP_RATE_PER_MINUTE = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Scale:
+    """How many repetitions: the full run, or a quick smoke run."""
+
+    runs: int = 30  # timed find_slots / in-memory searches
+    bookings: int = 200
+    http_requests: int = 20  # timed HTTP searches per agent
+
+
+FULL = Scale()
+QUICK = Scale(runs=8, bookings=40, http_requests=6)
 
 
 # ------------------------------------------------------------------------------ report
@@ -106,10 +138,20 @@ def p50(samples: Sequence[float]) -> float:
     return statistics.median(samples)
 
 
+def percentile(samples: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile (``fraction`` in 0..1)."""
+    ordered = sorted(samples)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
 def p95(samples: Sequence[float]) -> float:
     """Nearest-rank 95th percentile."""
-    ordered = sorted(samples)
-    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+    return percentile(samples, 0.95)
+
+
+def p99(samples: Sequence[float]) -> float:
+    """Nearest-rank 99th percentile."""
+    return percentile(samples, 0.99)
 
 
 def log(message: str) -> None:
@@ -290,24 +332,30 @@ class SearchResult:
     memory_slots: int
 
 
-async def measure_search(db: Database, data: Dataset, holidays: HolidayCalendar) -> SearchResult:
-    principal = Principal(user_id=data.admin_id, role="admin")
+def search_window(data: Dataset) -> Interval:
+    """The 4-week window every search of the benchmark asks for."""
+    return Interval(at(data.monday, clock_time(0)),
+                    at(data.monday + timedelta(days=SEARCH_DAYS), clock_time(0)))
+
+
+async def measure_search(db: Database, data: Dataset, holidays: HolidayCalendar,
+                         scale: Scale) -> SearchResult:
+    principal = Principal(user_id=data.admin_id, role=Role.ADMIN)
     now = at(data.monday - timedelta(days=1), clock_time(0))
-    window = Interval(at(data.monday, clock_time(0)),
-                      at(data.monday + timedelta(days=SEARCH_DAYS), clock_time(0)))
-    query = booking.SlotQuery(site_id=data.site_id, theme=THEME, window=window)
+    window = search_window(data)
+    query = slot_search.SlotQuery(site_id=data.site_id, theme=THEME, window=window)
 
     async def db_search() -> list[Slot]:
-        slots, _zone = await booking.find_slots(db=db, principal=principal, query=query,
-                                                now=now, holidays=holidays)
-        return slots
+        found = await slot_search.find_slots(db=db, principal=principal, query=query,
+                                             now=now, holidays=holidays)
+        return found.slots
 
     async def measure_db() -> tuple[list[float], list[Slot]]:
         for _ in range(WARMUPS):
             await db_search()
         samples: list[float] = []
         found: list[Slot] = []
-        for _ in range(RUNS):
+        for _ in range(scale.runs):
             elapsed, found = await timed(db_search)
             samples.append(elapsed)
         return samples, found
@@ -334,7 +382,7 @@ async def measure_search(db: Database, data: Dataset, holidays: HolidayCalendar)
         memory_search()
     memory_ms: list[float] = []
     memory_slots: list[Slot] = []
-    for _ in range(RUNS):
+    for _ in range(scale.runs):
         started = time.perf_counter()
         memory_slots = memory_search()
         memory_ms.append((time.perf_counter() - started) * 1000)
@@ -366,14 +414,14 @@ async def plan_bookings(db: Database, data: Dataset, holidays: HolidayCalendar, 
     """``count`` (start, operator) pairs that are free now, one booth each, interleaved so
     that neighbours in the list (booked at the same moment by concurrent tasks) differ in
     start and never race for one booth or one advisor."""
-    principal = Principal(user_id=data.admin_id, role="admin")
+    principal = Principal(user_id=data.admin_id, role=Role.ADMIN)
     window = Interval(max(now + timedelta(hours=3), at(data.monday, clock_time(0))),
                       at(data.monday + timedelta(days=BOOKING_DAYS), clock_time(0)))
-    slots, _zone = await booking.find_slots(
+    found = await slot_search.find_slots(
         db=db, principal=principal, now=now, holidays=holidays,
-        query=booking.SlotQuery(site_id=data.site_id, theme=THEME, window=window))
+        query=slot_search.SlotQuery(site_id=data.site_id, theme=THEME, window=window))
     by_start: dict[datetime, list[str]] = defaultdict(list)
-    for slot in slots:
+    for slot in found.slots:
         by_start[slot.start].append(slot.operator_id)
     booths = await free_booths(db, data.site_id, list(by_start))
     rounds: list[list[Plan]] = []
@@ -398,9 +446,9 @@ class BookingResult:
 
 
 async def measure_bookings(db: Database, data: Dataset, holidays: HolidayCalendar,
-                           concurrency: int) -> BookingResult:
-    principal = Principal(user_id=data.admin_id, role="admin")
-    plan = await plan_bookings(db, data, holidays, utcnow(), BOOKINGS)
+                           concurrency: int, count: int) -> BookingResult:
+    principal = Principal(user_id=data.admin_id, role=Role.ADMIN)
+    plan = await plan_bookings(db, data, holidays, utcnow(), count)
     queue: asyncio.Queue[Plan] = asyncio.Queue()
     for item in plan:
         queue.put_nowait(item)
@@ -408,27 +456,22 @@ async def measure_bookings(db: Database, data: Dataset, holidays: HolidayCalenda
     failures: Counter[str] = Counter()
 
     async def book_one(item: Plan) -> None:
-        request = booking.BookingRequest(
+        request = api.Booking(
             site_id=data.site_id, start=item.start, operator_id=item.operator_id, theme=THEME,
-            usager=booking.Usager(first_name="Jeanne", last_name="Martin",
-                                  phone="+33612345678", email=None, language="fr",
-                                  consent=True),
+            usager=api.UsagerIn(first_name="Jeanne", last_name="Martin",
+                                phone="+33612345678", email=None, language=Language.FR,
+                                consent=True),
         )
-        key = f"bench-{uuid.uuid4()}"
-        request_hash = hashlib.sha256(f"{item.start.isoformat()}|{item.operator_id}".encode())
         started = time.perf_counter()
         try:
-            outcome = await booking.book(
-                db=db, principal=principal, request=request, now=utcnow(), holidays=holidays,
-                idempotency_request=IdempotencyRequest(user_id=data.admin_id, key=key,
-                                                       request_hash=request_hash.hexdigest()),
-            )
+            booked = await booking.book(db=db, principal=principal, request=request,
+                                        now=utcnow(), holidays=holidays)
         except VisioError as err:
             failures[type(err).__name__] += 1
             return
         latencies.append((time.perf_counter() - started) * 1000)
-        if outcome.status != 201:
-            failures[f"status {outcome.status}"] += 1
+        if booked.appointment.start != item.start:
+            failures["booked another start"] += 1
 
     async def worker() -> None:
         while not queue.empty():
@@ -444,21 +487,178 @@ async def measure_bookings(db: Database, data: Dataset, holidays: HolidayCalenda
                          latencies_ms=latencies)
 
 
+# ------------------------------------------------------------------------------ HTTP
+
+
+@dataclass(frozen=True, slots=True)
+class HttpLevel:
+    agents: int
+    seconds: float
+    latencies_ms: list[float]  # of the 200 answers
+    refused: Counter[int]  # other statuses, by status
+    slots: set[int]  # item counts seen (one per agent: its first answer is parsed)
+    errors: dict[int, str]  # the first body of each status other than 200 and 429
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResult:
+    levels: list[HttpLevel]
+    search_concurrency: int
+    search_max_wait: float
+    requests_per_agent: int
+
+
+async def create_agents(app: web.Application, site_id: str, count: int) -> list[str]:
+    """``count`` agent accounts of the bench site (one password, hashed by the app)."""
+    password_hash = hash_password(app[hasher_key], AGENT_PASSWORD)
+    created = utcnow()
+    tag = secrets.token_hex(3)
+    ids = [str(uuid.uuid4()) for _ in range(count)]
+    emails = [f"bench-agent-{i}-{tag}@visio.test" for i in range(count)]
+    async with app[database_key].write() as session:
+        await session.execute(sa.insert(m.User), [
+            {"id": user_id, "email": email, "display_name": f"Bench agent {i}",
+             "password_hash": password_hash, "role": Role.AGENT.value, "staff_id": None,
+             "active": True, "created_at": created}
+            for i, (user_id, email) in enumerate(zip(ids, emails, strict=True))])
+        await session.execute(sa.insert(m.UserSite),
+                              [{"user_id": user_id, "site_id": site_id} for user_id in ids])
+    return emails
+
+
+async def log_in(client: aiohttp.ClientSession, base: str, email: str) -> str:
+    async with client.post(f"{base}/api/v1/auth/token",
+                           json={"email": email, "password": AGENT_PASSWORD}) as response:
+        body = await response.json()
+        if response.status != 200:
+            raise RuntimeError(f"login of {email}: {response.status} {body}")
+        return str(body["access_token"])
+
+
+async def http_search(client: aiohttp.ClientSession, url: str, params: dict[str, str],
+                      parse: bool) -> tuple[int, float, int, bytes]:
+    """One search: its status, its latency (until the whole body is read), its item count
+    when ``parse`` (-1 otherwise: the clients only read the bytes), and its body."""
+    started = time.perf_counter()
+    async with client.get(url, params=params) as response:
+        raw = await response.read()
+        elapsed = (time.perf_counter() - started) * 1000
+        items = len(json.loads(raw)["items"]) if parse and response.status == 200 else -1
+        return response.status, elapsed, items, raw
+
+
+async def http_level(clients: Sequence[aiohttp.ClientSession], url: str,
+                     params: dict[str, str], requests: int) -> HttpLevel:
+    """``len(clients)`` agents at once, each sending ``requests`` searches in turn."""
+    for client in clients:  # one untimed warm-up each (connection, first query)
+        await http_search(client, url, params, parse=False)
+    latencies: list[float] = []
+    refused: Counter[int] = Counter()
+    counts: set[int] = set()
+    errors: dict[int, str] = {}
+
+    async def agent(client: aiohttp.ClientSession) -> None:
+        for i in range(requests):
+            status, elapsed, items, raw = await http_search(client, url, params,
+                                                            parse=i == 0)
+            if status != 200:
+                refused[status] += 1
+                if status != 429:
+                    errors.setdefault(status, raw[:300].decode(errors="replace"))
+                continue
+            latencies.append(elapsed)
+            if items >= 0:
+                counts.add(items)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(agent(c) for c in clients))
+    return HttpLevel(len(clients), time.perf_counter() - started, latencies, refused, counts,
+                     errors)
+
+
+async def measure_http(url: str, data: Dataset, scale: Scale) -> HttpResult:
+    """Slot searches through the real application served on a loopback port."""
+    settings = Settings(database_url=url, secret_key=secrets.token_hex(32),
+                        search_rate_per_minute=HTTP_RATE_PER_MINUTE, log_level="WARNING")
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    clients: list[aiohttp.ClientSession] = []
+    try:
+        host, port = runner.addresses[0][:2]
+        base = f"http://{host}:{port}"
+        emails = await create_agents(app, data.site_id, max(HTTP_AGENTS))
+        window = search_window(data)
+        params = {"site_id": data.site_id, "theme": THEME,
+                  "from": window.start.astimezone(PARIS).isoformat(),
+                  "to": window.end.astimezone(PARIS).isoformat()}
+        for email in emails:
+            client = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1))
+            clients.append(client)
+            token = await log_in(client, base, email)
+            client.headers["Authorization"] = f"Bearer {token}"
+        tune_gc()  # start-up done, as `visio serve` does
+
+        levels = []
+        for agents in HTTP_AGENTS:
+            level = await http_level(clients[:agents], f"{base}/api/v1/slots", params,
+                                     scale.http_requests)
+            if level.refused:
+                log(f"HTTP search, {agents} agent(s): refused {dict(level.refused)}")
+            for status, text in level.errors.items():
+                log(f"HTTP search, {agents} agent(s): first {status} answer: {text}")
+            levels.append(level)
+        return HttpResult(levels, settings.search_concurrency,
+                          settings.search_max_wait_seconds, scale.http_requests)
+    finally:
+        for client in clients:
+            await client.close()
+        await runner.cleanup()
+
+
+def http_rows(label: str, result: HttpResult, expected_slots: int) -> list[Row]:
+    rows = []
+    for level in result.levels:
+        done = len(level.latencies_ms)
+        sent = level.agents * result.requests_per_agent
+        notes = [f"{level.agents} agent{'s' if level.agents > 1 else ''} x "
+                 f"{result.requests_per_agent}"]
+        if level.refused:
+            notes.append("refused " + ", ".join(f"{n} x {status}" for status, n in
+                                                sorted(level.refused.items())))
+        if level.slots != {expected_slots}:
+            notes.append(f"slots {sorted(level.slots)} ≠ {expected_slots}!")
+        value = (f"{done / level.seconds:.1f} req/s; p50 {p50(level.latencies_ms):.0f} / "
+                 f"p99 {p99(level.latencies_ms):.0f} ms" if done else "none answered")
+        # Only 200 and 429 (the server shedding load) are answers a search may get.
+        wrong = bool(level.errors) or level.slots != {expected_slots}
+        rows.append(Row(label, f"HTTP GET /slots 4 weeks ({'; '.join(notes)}; "
+                               f"{done}/{sent} ok)", value, ok="error" if wrong else ""))
+    return rows
+
+
 # ------------------------------------------------------------------------------ backends
 
 
-async def bench_backend(label: str, url: str) -> list[Row]:
+async def bench_backend(label: str, url: str, scale: Scale, http: bool = False) -> list[Row]:
     holidays = HolidayCalendar()
     db = open_database(url)
+    http_result: HttpResult | None = None
     try:
         started = time.perf_counter()
         data = await load_dataset(db, next_monday(), holidays)
         log(f"{label}: loaded {data.appointments} appointments "
             f"({data.first_day}..{data.last_day}) in {time.perf_counter() - started:.1f} s")
-        search = await measure_search(db, data, holidays)
+        search = await measure_search(db, data, holidays, scale)
         log(f"{label}: search done")
-        sequential = await measure_bookings(db, data, holidays, 1)
-        concurrent = await measure_bookings(db, data, holidays, CONCURRENCY)
+        if http:  # before the bookings, so that it finds the same slots
+            started = time.perf_counter()
+            http_result = await measure_http(url, data, scale)
+            log(f"{label}: HTTP search done in {time.perf_counter() - started:.1f} s")
+        sequential = await measure_bookings(db, data, holidays, 1, scale.bookings)
+        concurrent = await measure_bookings(db, data, holidays, CONCURRENCY, scale.bookings)
         log(f"{label}: bookings done")
     finally:
         await db.dispose()
@@ -488,6 +688,12 @@ async def bench_backend(label: str, url: str) -> list[Row]:
         Row(label, "ratio find_slots p50 / in-memory p50",
             f"{p50(search.db_ms) / p50(search.memory_ms):.2f}"),
     ]
+    if http_result is not None:
+        rows.append(Row(
+            label, "HTTP server: VISIO_SEARCH_CONCURRENCY / _MAX_WAIT_SECONDS (defaults; "
+                   "searches at once / wait for a place before 429)",
+            f"{http_result.search_concurrency} / {http_result.search_max_wait:g} s"))
+        rows += http_rows(label, http_result, search.slots)
     for name, result in (("sequential", sequential), (f"{CONCURRENCY} tasks", concurrent)):
         failed = f", {result.failed} failed" if result.failed else ""
         latency = (f"; p50 {p50(result.latencies_ms):.1f} ms" if result.latencies_ms else "")
@@ -507,17 +713,17 @@ async def _admin(sql: str) -> None:
         await conn.close()
 
 
-def run_sqlite() -> list[Row]:
+def run_sqlite(scale: Scale) -> list[Row]:
     directory = Path(tempfile.mkdtemp(prefix="visio_bench_"))
     try:
         url = f"sqlite+aiosqlite:///{directory / 'bench.db'}"
         upgrade(url)
-        return asyncio.run(bench_backend("sqlite", url))
+        return asyncio.run(bench_backend("sqlite", url, scale))
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def run_postgres() -> list[Row]:
+def run_postgres(scale: Scale) -> list[Row]:
     name = f"visio_bench_{secrets.token_hex(4)}"
     try:
         asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
@@ -527,34 +733,40 @@ def run_postgres() -> list[Row]:
     try:
         url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
         upgrade(url)
-        return asyncio.run(bench_backend("postgresql", url))
+        return asyncio.run(bench_backend("postgresql", url, scale, http=True))
     finally:
         asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-BACKENDS: dict[str, Callable[[], list[Row]]] = {"sqlite": run_sqlite, "postgres": run_postgres}
+BACKENDS: dict[str, Callable[[Scale], list[Row]]] = {
+    "sqlite": run_sqlite, "postgres": run_postgres}
 
 
-def run(backends: Sequence[str] = tuple(BACKENDS)) -> tuple[str, bool]:
+def run(backends: Sequence[str] = tuple(BACKENDS), *, quick: bool = False) -> tuple[str, bool]:
     """Run the benchmark on ``backends``: the markdown table, and whether all ran."""
     tune_gc()  # as `visio serve` does once started
+    scale = QUICK if quick else FULL
     rows: list[Row] = []
     complete = True
     for name in backends:
         try:
-            rows += BACKENDS[name]()
+            rows += BACKENDS[name](scale)
         except Exception as err:  # one backend's failure must not hide the other's numbers
             traceback.print_exc()
             rows.append(Row(name, "error", f"{type(err).__name__}: {err}", "—", "error"))
             complete = False
+    complete = complete and all(r.ok != "error" for r in rows)
     return markdown(rows), complete
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--backend", choices=[*BACKENDS, "all"], default="all")
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer repetitions: a smoke run, not numbers to publish")
     args = parser.parse_args()
-    table, complete = run(tuple(BACKENDS) if args.backend == "all" else (args.backend,))
+    table, complete = run(tuple(BACKENDS) if args.backend == "all" else (args.backend,),
+                          quick=args.quick)
     print(table)
     sys.exit(0 if complete else 1)
 

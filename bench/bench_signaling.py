@@ -29,6 +29,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from signaling import (  # noqa: E402
+    Admission,
     CallEvent,
     SignalingConfig,
     create_signaling_app,
@@ -52,8 +53,10 @@ THROUGHPUT_ROUNDS = 7
 
 
 class _Host:
-    async def is_live(self, appointment_id: str) -> bool:
-        return True
+    """Admits every join."""
+
+    async def admits(self, appointment_id: str, version: int | None) -> Admission:
+        return Admission.ADMITTED
 
     async def record(self, appointment_id: str, event: CallEvent) -> None:
         return None
@@ -241,9 +244,11 @@ async def relay_latency(url_a: str, url_b: str, bare: bool) -> tuple[float, floa
 
 
 async def relay_throughput(
-    url_a: str, url_b: str, bare: bool, messages: int = THROUGHPUT_MESSAGES
+    url_a: str, url_b: str, bare: bool, messages: int | None = None
 ) -> float:
-    """Messages/s relayed A→B when A sends as fast as it can."""
+    """Messages/s relayed A→B when A sends as fast as it can (THROUGHPUT_MESSAGES)."""
+    if messages is None:
+        messages = THROUGHPUT_MESSAGES
     async with aiohttp.ClientSession() as http:
         a, b = await _pair(http, url_a, url_b, bare)
         got = 0
@@ -553,7 +558,14 @@ def main() -> None:
     parser.add_argument("--serve", choices=["bare", "signaling"])
     parser.add_argument("--broker", default="")
     parser.add_argument("--prefix", default="visio-bench")
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer messages, rounds and sockets: a smoke run")
     args = parser.parse_args()
+    if args.quick:
+        global IDLE_SOCKETS, LATENCY_MESSAGES, THROUGHPUT_MESSAGES, THROUGHPUT_WARMUP
+        global THROUGHPUT_ROUNDS
+        IDLE_SOCKETS, LATENCY_MESSAGES = 300, 500
+        THROUGHPUT_MESSAGES, THROUGHPUT_WARMUP, THROUGHPUT_ROUNDS = 10_000, 1000, 2
     if args.serve:
         asyncio.run(_serve(args.serve, args.broker, args.prefix))
     else:

@@ -1,11 +1,15 @@
-"""Entry point of ``make bench``: booking benchmark, then the signaling one if present.
+"""Entry point of ``make bench``: booking benchmark, contract micro-benchmark, then the
+signaling one if present.
 
 Prints markdown tables. Exits 0 when every benchmark ran, even if a target was missed
-(such rows say "missed"); 1 only when a benchmark itself failed.
+(such rows say "missed"); 1 only when a benchmark itself failed. ``--quick`` is a smoke
+run with fewer repetitions (about a minute; its tails mean little); ``--only`` runs one
+part.
 """
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 import time
@@ -16,17 +20,19 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 import bench_booking  # noqa: E402
+import bench_contract  # noqa: E402
 
 SIGNALING = HERE / "bench_signaling.py"
 SIGNALING_TIMEOUT = 900  # seconds
 
 
-def run_signaling() -> bool:
+def run_signaling(quick: bool = False) -> bool:
     """Run bench_signaling.py in a subprocess and print its output; False if it failed."""
     print("\n## Signaling\n", flush=True)
+    command = [sys.executable, str(SIGNALING), *(["--quick"] if quick else [])]
     try:
         done = subprocess.run(
-            [sys.executable, str(SIGNALING)], cwd=HERE.parent, capture_output=True, text=True,
+            command, cwd=HERE.parent, capture_output=True, text=True,
             timeout=SIGNALING_TIMEOUT, check=False,
         )
     except subprocess.TimeoutExpired:
@@ -41,13 +47,34 @@ def run_signaling() -> bool:
 
 
 def main() -> int:
-    started = time.perf_counter()
-    print("## Booking\n", flush=True)
-    table, complete = bench_booking.run()
-    print(table)
-    print(f"\n(booking benchmark: {time.perf_counter() - started:.0f} s)", flush=True)
-    if SIGNALING.exists():
-        complete = run_signaling() and complete
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer repetitions: a smoke run, not numbers to publish")
+    parser.add_argument("--only", choices=["booking", "contract", "signaling"],
+                        help="run one part only")
+    args = parser.parse_args()
+    complete = True
+    if args.only in (None, "booking"):
+        started = time.perf_counter()
+        print("## Booking\n", flush=True)
+        table, done = bench_booking.run(quick=args.quick)
+        print(table)
+        print(f"\n(booking benchmark: {time.perf_counter() - started:.0f} s)", flush=True)
+        complete = done and complete
+    if args.only in (None, "contract"):
+        started = time.perf_counter()
+        print("\n## Contract (2,000-slot answer)\n", flush=True)
+        try:
+            table, done = bench_contract.run(quick=args.quick)
+            print(table)
+        except Exception as err:  # the other parts' numbers still count
+            print(f"bench_contract failed: {type(err).__name__}: {err}")
+            done = False
+        print(f"\n(contract benchmark: {time.perf_counter() - started:.0f} s)", flush=True)
+        complete = done and complete
+    if args.only in (None, "signaling") and SIGNALING.exists():
+        complete = run_signaling(args.quick) and complete
     return 0 if complete else 1
 
 
