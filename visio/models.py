@@ -297,6 +297,18 @@ class LoginFailure(Base):
     at: Mapped[datetime] = mapped_column(index=True)
 
 
+class LoginSuccess(Base):
+    """An address that logged into an account: exempt from the wider login budgets."""
+
+    __tablename__ = "login_successes"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    # SHA-256 of the lower-cased e-mail, as in login_failures.
+    account_key: Mapped[str] = mapped_column(sa.String(64), index=True)
+    address: Mapped[str] = mapped_column(sa.String(64))
+    at: Mapped[datetime] = mapped_column(index=True)
+
+
 class Appointment(Base):
     __tablename__ = "appointments"
 

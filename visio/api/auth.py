@@ -24,6 +24,9 @@ async def issue_token(request: web.Request) -> web.Response:
         address=client_address(request, settings.trusted_proxies),
         policy=accounts.LoginPolicy(
             max_failures=settings.login_max_failures,
+            address_max_failures=settings.login_address_max_failures,
+            account_max_failures=settings.login_account_max_failures,
+            remember=timedelta(days=settings.login_remember_days),
             window=timedelta(seconds=settings.login_window_seconds),
             token_ttl=timedelta(seconds=settings.token_ttl_seconds),
         ),

@@ -13,28 +13,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from visio import models as m
+from visio.access import Principal, principal_of
 from visio.db import Database
 from visio.domain.messages import _
-from visio.errors import InvalidInput, NotAuthenticated, NotFound, TooManyAttempts
+from visio.errors import Conflict, NotAuthenticated, NotFound, TooManyAttempts, Unprocessable
 from visio.security import digest, hash_password, new_api_token, verify_password
 
 ROLES = ("agent", "staff", "admin")
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who is calling, and what they may see."""
-
-    user_id: str
-    role: str
-    site_ids: frozenset[str] = frozenset()
-    staff_id: str | None = None
-    desk_id: str | None = None
-    operator_id: str | None = None
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role == "admin"
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,8 +227,8 @@ async def _principal(*, session: AsyncSession, user: m.User) -> Principal:
             .where(m.StaffMember.id == user.staff_id)
         )).one()
         desk_id, operator_id = row
-    return Principal(user_id=user.id, role=user.role, site_ids=site_ids,
-                     staff_id=user.staff_id, desk_id=desk_id, operator_id=operator_id)
+    return principal_of(user_id=user.id, role=user.role, site_ids=site_ids,
+                        staff_id=user.staff_id, desk_id=desk_id, operator_id=operator_id)
 
 
 async def log_out(*, db: Database, token: str, now: datetime) -> None:
@@ -286,16 +271,16 @@ async def create_user(
     """Create an account: agents need sites, staff a desk (a staff member is created)."""
     email = email.strip().lower()
     if role not in ROLES:
-        raise InvalidInput(_("Unknown role {role}; use one of {value}.", role=role,
+        raise Unprocessable(_("Unknown role {role}; use one of {value}.", role=role,
                              value=", ".join(ROLES)))
     if "@" not in email or len(email) > 254:
-        raise InvalidInput(_("The e-mail address is not valid."))
+        raise Unprocessable(_("The e-mail address is not valid."))
     if len(password) < 12:
-        raise InvalidInput(_("The password must have at least 12 characters."))
+        raise Unprocessable(_("The password must have at least 12 characters."))
     if role == "agent" and not site_ids:
-        raise InvalidInput(_("An agent must be attached to at least one site."))
+        raise Unprocessable(_("An agent must be attached to at least one site."))
     if role == "staff" and desk_id is None and staff_id is None:
-        raise InvalidInput(_("A staff account must be attached to a desk."))
+        raise Unprocessable(_("A staff account must be attached to a desk."))
     password_hash = hash_password(hasher, password)
     try:
         async with db.write() as session:
@@ -324,7 +309,7 @@ async def create_user(
             for site_id in site_ids if role == "agent" else ():
                 session.add(m.UserSite(user_id=user.id, site_id=site_id))
     except IntegrityError as err:
-        raise InvalidInput(_("An account with the e-mail address {email} exists already.",
+        raise Conflict(_("An account with the e-mail address {email} exists already.",
                              email=email)) from err
     return UserSummary(id=user.id, email=email, display_name=display_name, role=role,
                        site_ids=tuple(site_ids) if role == "agent" else (),
