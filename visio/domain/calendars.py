@@ -84,9 +84,6 @@ class DateOverride:
     ranges: tuple[DailyRange, ...]
 
 
-_COUNTRY_NAMES = {"FR": "France", "BE": "Belgium"}
-
-
 class HolidayCalendar:
     """Public holidays per country (``holidays`` package), cached per (country, year)."""
 
@@ -118,11 +115,6 @@ class HolidayCalendar:
         """Return the holiday's name for ``day`` in ``country``, or None on a working day."""
         name = self._table(country, day.year).get(day)
         return None if name is None else str(name)
-
-    @staticmethod
-    def country_name(country: str) -> str:
-        """Return the English name of a country code, or the code itself."""
-        return _COUNTRY_NAMES.get(country.upper(), country)
 
 
 def _to_utc(day: date, at: time, zone: ZoneInfo) -> datetime:
