@@ -26,6 +26,7 @@ from tests.factories import (
 )
 from visio import models as m
 from visio.db import Database
+from visio.i18n import catalogue
 
 MakeClient = Callable[..., Awaitable[Client]]
 # Monday 30 November 2026, a week after the default clock: 09:00 in Paris is 08:00Z.
@@ -572,7 +573,7 @@ async def test_repeated_failed_logins_are_throttled_without_revealing_the_accoun
                                      json={"email": email, "password": "wrong"})
         answers.append((response.status, (await response.json())["detail"]))
     assert [status for status, _ in answers] == [401] * 5 + [429]
-    assert answers[0][1] == "The e-mail address or the password is wrong."
+    assert answers[0][1] == catalogue("fr").render("The e-mail address or the password is wrong.")
     assert int(response.headers["Retry-After"]) > 0
     assert response.content_type == "application/problem+json"
 

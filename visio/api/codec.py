@@ -197,7 +197,7 @@ def query(request: web.Request, kind: type[T]) -> T:
                                  "leave it out.", field=name), extra={"field": name})
         values[name] = found[0]
     typed: dict[str, Any] = dict(values)
-    for info in msgspec.structs.fields(kind):
+    for info in msgspec.structs.fields(kind):  # type: ignore[arg-type]
         text = values.get(info.encode_name)
         if text is not None and _wants_int(info.type):
             # ASCII digits only: not "+5", "5_0" nor "٣", which int() would take.

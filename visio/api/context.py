@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from visio.access import Principal
 from visio.domain.messages import _
 from visio.errors import NotAuthenticated
 from visio.keys import clock_key, database_key
@@ -22,7 +23,7 @@ def bearer(request: web.Request) -> str:
     return token.strip()
 
 
-async def caller(request: web.Request) -> accounts.Principal:
+async def caller(request: web.Request) -> Principal:
     """The authenticated principal; 401 when the token is missing or bad."""
     return await accounts.authenticate(
         db=request.app[database_key], token=bearer(request), now=request.app[clock_key]()

@@ -8,8 +8,8 @@ from aiohttp import web
 
 from visio.api import codec, views
 from visio.api.context import caller
-from visio.contract import bodies as api
 from visio.api.rooms import close_rooms
+from visio.contract import bodies as api
 from visio.keys import clock_key, database_key, hasher_key
 from visio.services import accounts, directory
 

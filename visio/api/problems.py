@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from sqlalchemy.exc import OperationalError
 
-from visio.domain.messages import Message, N_, _
+from visio.domain.messages import N_, Message, _
 from visio.errors import DatabaseBusy, VisioError
 from visio.i18n import Catalogue, catalogue, negotiate
 

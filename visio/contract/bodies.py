@@ -51,7 +51,7 @@ class Resource(Struct, frozen=True, kw_only=True):
     """Base of response bodies."""
 
 
-class Page(Resource, Generic[T]):
+class Page(Resource, Generic[T], frozen=True, kw_only=True):
     """A list: its items, and the cursor of the next page (null on the last)."""
 
     items: list[T]
@@ -61,12 +61,12 @@ class Page(Resource, Generic[T]):
 # ---------------------------------------------------------------- auth
 
 
-class Login(Request, kw_only=True):
+class Login(Request, frozen=True, kw_only=True):
     email: Email
     password: Password
 
 
-class Token(Resource, kw_only=True):
+class Token(Resource, frozen=True, kw_only=True):
     access_token: str
     token_type: Literal["Bearer"]
     expires_at: Instant
@@ -75,7 +75,7 @@ class Token(Resource, kw_only=True):
 # ---------------------------------------------------------------- directory
 
 
-class Range(Request, kw_only=True):
+class Range(Request, frozen=True, kw_only=True):
     """A wall-clock range in the place's zone; opens before closes."""
 
     opens: HourMinute
@@ -85,7 +85,7 @@ class Range(Request, kw_only=True):
 OpeningHours = dict[Weekday, Annotated[list[Range], Meta(max_length=6)]]
 
 
-class SiteCreate(Request, kw_only=True):
+class SiteCreate(Request, frozen=True, kw_only=True):
     name: Name
     kind: SiteKind
     commune: Commune
@@ -95,7 +95,7 @@ class SiteCreate(Request, kw_only=True):
     opening_hours: OpeningHours = field(default_factory=dict)
 
 
-class SiteUpdate(Request, kw_only=True):
+class SiteUpdate(Request, frozen=True, kw_only=True):
     name: Name | None = None
     commune: Commune | None = None
     address: Address | None = None
@@ -104,18 +104,18 @@ class SiteUpdate(Request, kw_only=True):
     opening_hours: OpeningHours | None = None
 
 
-class StopCreate(Request, kw_only=True):
+class StopCreate(Request, frozen=True, kw_only=True):
     date: Day
     commune: Commune
     place: Address
     hours: Annotated[list[Range], Meta(min_length=1, max_length=4)]
 
 
-class StopsCreate(Request, kw_only=True):
+class StopsCreate(Request, frozen=True, kw_only=True):
     stops: Annotated[list[StopCreate], Meta(min_length=1, max_length=400)]
 
 
-class Stop(Resource, kw_only=True):
+class Stop(Resource, frozen=True, kw_only=True):
     id: str
     date: Day
     commune: str
@@ -125,7 +125,7 @@ class Stop(Resource, kw_only=True):
     hours: list[Range]
 
 
-class Site(Resource, kw_only=True):
+class Site(Resource, frozen=True, kw_only=True):
     id: str
     name: str
     kind: SiteKind
@@ -141,7 +141,7 @@ class Site(Resource, kw_only=True):
 Languages = Annotated[list[SpokenLanguage], Meta(min_length=1, max_length=4)]
 
 
-class OperatorCreate(Request, kw_only=True):
+class OperatorCreate(Request, frozen=True, kw_only=True):
     name: Name
     code: Code
     country: Country
@@ -150,18 +150,18 @@ class OperatorCreate(Request, kw_only=True):
     timezone: Timezone
 
 
-class OperatorUpdate(Request, kw_only=True):
+class OperatorUpdate(Request, frozen=True, kw_only=True):
     name: Name | None = None
     languages: Languages | None = None
     timezone: Timezone | None = None
 
 
-class OperatorQuery(Request, kw_only=True):
+class OperatorQuery(Request, frozen=True, kw_only=True):
     country: Country | None = None
     theme: Code | None = None
 
 
-class Operator(Resource, kw_only=True):
+class Operator(Resource, frozen=True, kw_only=True):
     id: str
     name: str
     code: str
@@ -172,21 +172,21 @@ class Operator(Resource, kw_only=True):
     themes: list[str]
 
 
-class DeskCreate(Request, kw_only=True):
+class DeskCreate(Request, frozen=True, kw_only=True):
     name: Name
 
 
-class Desk(Resource, kw_only=True):
+class Desk(Resource, frozen=True, kw_only=True):
     id: str
     operator_id: str
     name: str
 
 
-class OperatorDetail(Operator, kw_only=True):
+class OperatorDetail(Operator, frozen=True, kw_only=True):
     desks: list[Desk] = field(default_factory=list)
 
 
-class Theme(Resource, kw_only=True):
+class Theme(Resource, frozen=True, kw_only=True):
     id: str
     code: str
     label_fr: str
@@ -196,7 +196,7 @@ class Theme(Resource, kw_only=True):
 Minutes = Annotated[int, Meta(ge=0, le=60 * 24 * 30)]
 
 
-class ServiceCreate(Request, kw_only=True):
+class ServiceCreate(Request, frozen=True, kw_only=True):
     operator_id: Id
     theme: Code
     duration_minutes: Annotated[int, Meta(ge=5, le=480)] = 30
@@ -206,7 +206,7 @@ class ServiceCreate(Request, kw_only=True):
     horizon_days: Annotated[int, Meta(ge=1, le=366)] = 56
 
 
-class ServiceUpdate(Request, kw_only=True):
+class ServiceUpdate(Request, frozen=True, kw_only=True):
     duration_minutes: Annotated[int, Meta(ge=5, le=480)] | None = None
     buffer_minutes: Annotated[int, Meta(ge=0, le=240)] | None = None
     languages: Languages | None = None
@@ -214,12 +214,12 @@ class ServiceUpdate(Request, kw_only=True):
     horizon_days: Annotated[int, Meta(ge=1, le=366)] | None = None
 
 
-class ServiceQuery(Request, kw_only=True):
+class ServiceQuery(Request, frozen=True, kw_only=True):
     operator_id: Id | None = None
     theme: Code | None = None
 
 
-class Service(Resource, kw_only=True):
+class Service(Resource, frozen=True, kw_only=True):
     id: str
     operator_id: str
     theme: str
@@ -230,7 +230,7 @@ class Service(Resource, kw_only=True):
     horizon_days: int
 
 
-class ClosureCreate(Request, kw_only=True):
+class ClosureCreate(Request, frozen=True, kw_only=True):
     """Close exactly one of a site, an operator or a desk on a date."""
 
     date: Day
@@ -241,7 +241,7 @@ class ClosureCreate(Request, kw_only=True):
     cancel_appointments: bool = False
 
 
-class Closure(Resource, kw_only=True):
+class Closure(Resource, frozen=True, kw_only=True):
     id: str
     date: Day
     reason: str
@@ -251,7 +251,7 @@ class Closure(Resource, kw_only=True):
     cancelled_appointment_ids: list[str] = field(default_factory=list)
 
 
-class UserCreate(Request, kw_only=True):
+class UserCreate(Request, frozen=True, kw_only=True):
     email: Email
     password: NewPassword
     role: Role
@@ -260,7 +260,7 @@ class UserCreate(Request, kw_only=True):
     desk_id: Id | None = None
 
 
-class User(Resource, kw_only=True):
+class User(Resource, frozen=True, kw_only=True):
     id: str
     email: str
     display_name: str
@@ -273,7 +273,7 @@ class User(Resource, kw_only=True):
 # ---------------------------------------------------------------- availability
 
 
-class Rule(Request, kw_only=True):
+class Rule(Request, frozen=True, kw_only=True):
     weekday: Annotated[int, Meta(ge=0, le=6, description="0 is Monday.")]
     opens: HourMinute
     closes: HourMinute
@@ -281,26 +281,26 @@ class Rule(Request, kw_only=True):
     valid_until: Day | None = None
 
 
-class DateOverride(Request, kw_only=True):
+class DateOverride(Request, frozen=True, kw_only=True):
     """The ranges of one date; an empty list closes the day."""
 
     date: Day
     ranges: Annotated[list[Range], Meta(max_length=6)]
 
 
-class Absence(Request, kw_only=True):
+class Absence(Request, frozen=True, kw_only=True):
     start: Instant
     end: Instant
     reason: Reason | None = None
 
 
-class AvailabilityUpdate(Request, kw_only=True):
+class AvailabilityUpdate(Request, frozen=True, kw_only=True):
     rules: Annotated[list[Rule], Meta(max_length=100)]
     overrides: Annotated[list[DateOverride], Meta(max_length=400)] = field(default_factory=list)
     absences: Annotated[list[Absence], Meta(max_length=400)] = field(default_factory=list)
 
 
-class Availability(Resource, kw_only=True):
+class Availability(Resource, frozen=True, kw_only=True):
     staff_id: str
     timezone: str
     rules: list[Rule]
@@ -311,7 +311,7 @@ class Availability(Resource, kw_only=True):
 # ---------------------------------------------------------------- slots and appointments
 
 
-class SlotQuery(Request, kw_only=True):
+class SlotQuery(Request, frozen=True, kw_only=True):
     site_id: Id
     theme: Code
     from_: Instant = field(name="from")
@@ -322,7 +322,7 @@ class SlotQuery(Request, kw_only=True):
     staff_id: Id | None = None
 
 
-class Slot(Resource, kw_only=True):
+class Slot(Resource, frozen=True, kw_only=True):
     start: Instant
     end: Instant
     operator_id: str
@@ -332,7 +332,7 @@ class Slot(Resource, kw_only=True):
     stop_id: str | None
 
 
-class UsagerIn(Request, kw_only=True):
+class UsagerIn(Request, frozen=True, kw_only=True):
     first_name: PersonName
     last_name: PersonName
     phone: Phone | None = None
@@ -341,7 +341,7 @@ class UsagerIn(Request, kw_only=True):
     consent: bool = False
 
 
-class Booking(Request, kw_only=True):
+class Booking(Request, frozen=True, kw_only=True):
     """Give ``service_id``, or ``operator_id`` and ``theme``."""
 
     site_id: Id
@@ -354,7 +354,7 @@ class Booking(Request, kw_only=True):
     staff_id: Id | None = None
 
 
-class Usager(Resource, kw_only=True):
+class Usager(Resource, frozen=True, kw_only=True):
     first_name: str
     last_name: str
     phone: str | None
@@ -363,7 +363,7 @@ class Usager(Resource, kw_only=True):
     consent: bool
 
 
-class Appointment(Resource, kw_only=True):
+class Appointment(Resource, frozen=True, kw_only=True):
     id: str
     status: Status
     start: Instant
@@ -383,7 +383,7 @@ class Appointment(Resource, kw_only=True):
     cancel_reason: str | None
 
 
-class AppointmentQuery(Request, kw_only=True):
+class AppointmentQuery(Request, frozen=True, kw_only=True):
     from_: Instant | None = field(default=None, name="from")
     to: Instant | None = None
     site_id: Id | None = None
@@ -393,11 +393,11 @@ class AppointmentQuery(Request, kw_only=True):
     limit: Annotated[int, Meta(ge=1, le=200)] = 50
 
 
-class Cancellation(Request, kw_only=True):
+class Cancellation(Request, frozen=True, kw_only=True):
     reason: Reason
 
 
-class Rescheduling(Request, kw_only=True):
+class Rescheduling(Request, frozen=True, kw_only=True):
     start: Instant
     staff_id: Id | None = None
 
@@ -405,13 +405,13 @@ class Rescheduling(Request, kw_only=True):
 # ---------------------------------------------------------------- calls
 
 
-class IceServer(Resource, kw_only=True, omit_defaults=True):
+class IceServer(Resource, frozen=True, kw_only=True, omit_defaults=True):
     urls: list[str]
     username: str | None = None
     credential: str | None = None
 
 
-class JoinGrant(Resource, kw_only=True):
+class JoinGrant(Resource, frozen=True, kw_only=True):
     signaling_url: str
     token: str
     not_before: Instant
@@ -421,25 +421,25 @@ class JoinGrant(Resource, kw_only=True):
     ice_servers: list[IceServer]
 
 
-class TestCall(Resource, kw_only=True):
+class TestCall(Resource, frozen=True, kw_only=True):
     echo_url: str
     token: str
     expires_at: Instant
     ice_servers: list[IceServer]
 
 
-class CallLogQuery(Request, kw_only=True):
+class CallLogQuery(Request, frozen=True, kw_only=True):
     cursor: Cursor | None = None
     limit: Annotated[int, Meta(ge=1, le=500)] = 100
 
 
-class CallSummary(Resource, kw_only=True):
+class CallSummary(Resource, frozen=True, kw_only=True):
     kiosk_joined: bool
     operator_joined: bool
     connected: bool
 
 
-class CallEvent(Resource, kw_only=True):
+class CallEvent(Resource, frozen=True, kw_only=True):
     at: Instant
     kind: str
     peer_id: str | None
@@ -447,7 +447,7 @@ class CallEvent(Resource, kw_only=True):
     detail: dict[str, str | int | float | bool | None]
 
 
-class CallLog(Resource, kw_only=True):
+class CallLog(Resource, frozen=True, kw_only=True):
     appointment_id: str
     summary: CallSummary
     items: list[CallEvent]
@@ -457,7 +457,7 @@ class CallLog(Resource, kw_only=True):
 # ---------------------------------------------------------------- problems
 
 
-class Alternative(Resource, kw_only=True):
+class Alternative(Resource, frozen=True, kw_only=True):
     """A free slot proposed instead of a refused one."""
 
     start: Instant
@@ -469,7 +469,7 @@ class Alternative(Resource, kw_only=True):
     stop_id: str | None
 
 
-class Problem(Resource, kw_only=True):
+class Problem(Resource, frozen=True, kw_only=True):
     """RFC 9457 problem details, in the caller's language (see Content-Language)."""
 
     type: str

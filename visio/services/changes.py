@@ -19,7 +19,7 @@ from visio.access import Principal
 from visio.db import Database
 from visio.domain.calendars import HolidayCalendar
 from visio.domain.kinds import Status
-from visio.domain.messages import _
+from visio.domain.messages import Message, _
 from visio.errors import Conflict, Forbidden, NotFound, PreconditionFailed, SlotTaken
 from visio.services.booking import Booked, choose, constraint_of, stop_for
 
@@ -53,7 +53,7 @@ async def _load_for_change(
     return appointment, site
 
 
-def _status_text(status: str) -> object:
+def _status_text(status: str) -> Message:
     texts = {Status.CANCELLED: _("cancelled"), Status.DONE: _("done"),
              Status.NO_SHOW: _("missed")}
     return texts.get(Status(status), _("booked"))
