@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
+import sqlalchemy as sa
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
@@ -162,3 +163,19 @@ async def make_appointment(
             booked_by=booked_by.id, version=1, created_at=start, updated_at=start)
         session.add(appointment)
     return appointment
+
+
+async def read_appointment(db: Database, appointment_id: str) -> m.Appointment:
+    """The stored appointment row, read straight from the database."""
+    async with db.read() as session:
+        appointment = await session.get(m.Appointment, appointment_id)
+    assert appointment is not None, appointment_id
+    return appointment
+
+
+async def audit_trail(db: Database, appointment_id: str) -> list[m.AuditEntry]:
+    """An appointment's audit entries, oldest first."""
+    async with db.read() as session:
+        return list((await session.scalars(
+            sa.select(m.AuditEntry).where(m.AuditEntry.appointment_id == appointment_id)
+            .order_by(m.AuditEntry.at, m.AuditEntry.id))).all())
