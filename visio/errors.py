@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from visio.domain.messages import Message, N_
+from visio.domain.messages import N_, Message
 
 
 class VisioError(Exception):

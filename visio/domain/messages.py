@@ -52,6 +52,6 @@ def _(msgid: str, /, **params: Param) -> Message:
     return Message(msgid, MappingProxyType(dict(params)))
 
 
-def N_(msgid: str, /) -> str:  # noqa: N802 - gettext's conventional name
+def N_(msgid: str, /) -> str:
     """Mark a constant for extraction; it is translated where it is rendered."""
     return msgid

@@ -9,12 +9,12 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from visio import models as m
+from visio.access import Principal
 from visio.contract import bodies as api
 from visio.db import Database
 from visio.domain.messages import _
 from visio.errors import NotFound, Unprocessable
 from visio.services.directory import ranges_of
-from visio.access import Principal
 
 
 @dataclass(frozen=True, slots=True)
