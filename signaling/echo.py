@@ -38,17 +38,31 @@ class CappedVideoTrack(MediaStreamTrack):
         self._source = source
         self._width = width
         self._height = height
-        self._min_gap = 1.0 / fps
-        self._last: float | None = None
+        self._gap = 1.0 / fps
+        # Capture clocks jitter: a frame this much early still counts as on time.
+        self._slack = self._gap / 10
+        self._due: float | None = None
+
+    def _keep(self, at: float | None) -> bool:
+        """Whether a frame taken at ``at`` (seconds) fits the rate cap."""
+        if at is None:
+            return True
+        due = self._due
+        if due is not None and at < due - self._slack:
+            return False
+        # The next frame is due one gap after this one was *due*, not after it came: from a
+        # 20 fps source and a 15 fps cap, gaps of 50 and 100 ms alternate to make 15 fps
+        # (spacing kept frames by a whole gap would keep one in two: 10 fps). After a pause
+        # of the source the rhythm starts again, so no burst makes up for it.
+        self._due = at + self._gap if due is None or at - due >= self._gap else due + self._gap
+        return True
 
     async def recv(self) -> Any:
         """Return the next frame kept by the rate cap, downscaled if needed."""
         while True:
             frame: Any = await self._source.recv()
-            at = frame.time
-            if at is not None and self._last is not None and at - self._last < self._min_gap * 0.9:
+            if not self._keep(frame.time):
                 continue
-            self._last = at
             if frame.width > self._width or frame.height > self._height:
                 scale = min(self._width / frame.width, self._height / frame.height)
                 # Even dimensions keep the YUV 4:2:0 encoder happy.
@@ -85,16 +99,30 @@ class EchoSessions:
         self.max_duration = max_duration
         self._caps = (width, height, fps)
         self.pcs: set[RTCPeerConnection] = set()
+        # One test call per participant: whose each one is, and each participant's one.
+        self._owner_of: dict[RTCPeerConnection, str] = {}
+        self._by_owner: dict[str, RTCPeerConnection] = {}
+        self._timers: dict[RTCPeerConnection, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._relay = MediaRelay()
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> asyncio.Task[None]:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _forget(self, pc: RTCPeerConnection) -> None:
+        self.pcs.discard(pc)
+        owner = self._owner_of.pop(pc, None)
+        if owner is not None and self._by_owner.get(owner) is pc:
+            del self._by_owner[owner]
+        timer = self._timers.pop(pc, None)
+        if timer is not None and timer is not asyncio.current_task():
+            timer.cancel()
 
     async def _close_pc(self, pc: RTCPeerConnection) -> None:
-        self.pcs.discard(pc)
+        self._forget(pc)
         with contextlib.suppress(Exception):
             await pc.close()
 
@@ -102,14 +130,28 @@ class EchoSessions:
         await asyncio.sleep(self.max_duration)
         await self._close_pc(pc)
 
-    def full(self) -> bool:
-        """Whether another test call would exceed the cap."""
-        return len(self.pcs) >= self.max_sessions
+    def full(self, owner: str) -> bool:
+        """Whether a test call by ``owner`` would exceed the cap (its own is replaced)."""
+        others = len(self.pcs) - (1 if owner in self._by_owner else 0)
+        return others >= self.max_sessions
 
-    async def answer(self, offer: RTCSessionDescription) -> RTCSessionDescription:
-        """Answer an offer with a peer that loops media back and answers data pings."""
+    def owned_by(self, owner: str) -> RTCPeerConnection | None:
+        """The running test call of ``owner``, if any."""
+        return self._by_owner.get(owner)
+
+    async def answer(self, offer: RTCSessionDescription, owner: str) -> RTCSessionDescription:
+        """Answer an offer with a peer that loops media back and answers data pings.
+
+        A participant has one test call at a time: a new one replaces (closes) the one
+        it already had, so a reload or a second try never waits for the first to expire.
+        """
         pc = RTCPeerConnection(RTCConfiguration(iceServers=list(self._ice)))
+        previous = self._by_owner.get(owner)
         self.pcs.add(pc)
+        self._owner_of[pc] = owner
+        self._by_owner[owner] = pc
+        if previous is not None:
+            await self._close_pc(previous)
         width, height, fps = self._caps
 
         @pc.on("track")
@@ -128,7 +170,11 @@ class EchoSessions:
 
         @pc.on("connectionstatechange")
         def on_state() -> None:
-            if pc.connectionState in ("failed", "closed"):
+            # "closed": aiortc is closing it already (we did, or the caller's DTLS ended).
+            # Another close() would wait on aiortc's own, which a cancellation would break.
+            if pc.connectionState == "closed":
+                self._forget(pc)
+            elif pc.connectionState == "failed":
                 self._spawn(self._close_pc(pc))
 
         try:
@@ -137,17 +183,23 @@ class EchoSessions:
         except Exception:
             await self._close_pc(pc)
             raise
-        self._spawn(self._expire(pc))
+        if pc in self.pcs:  # not replaced meanwhile
+            self._timers[pc] = asyncio.create_task(self._expire(pc))
         local: RTCSessionDescription = pc.localDescription
         return local
 
     async def close(self) -> None:
-        """Close every echo peer connection and cancel timers."""
-        for task in list(self._tasks):
-            task.cancel()
+        """Cancel the timers, let closes under way end, close every echo peer connection."""
+        timers = list(self._timers.values())
+        for timer in timers:
+            timer.cancel()
+        await asyncio.gather(*timers, return_exceptions=True)
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.gather(*(pc.close() for pc in list(self.pcs)), return_exceptions=True)
         self.pcs.clear()
+        self._owner_of.clear()
+        self._by_owner.clear()
+        self._timers.clear()
 
 
 def _problem(status: int, title: str, detail: str, **extra: Any) -> web.Response:
@@ -174,19 +226,21 @@ async def echo(request: web.Request) -> web.StreamResponse:
     if not isinstance(token, str):
         return _problem(401, "Unauthorized", "a join token is required")
     try:
-        verify_join_token(token, public_keys=config.public_keys, now=datetime.now(UTC))
+        claims = verify_join_token(token, public_keys=config.public_keys, now=datetime.now(UTC))
     except TokenRefused as exc:
         return _problem(401, "Unauthorized", exc.reason, code=exc.code)
     if body.get("type") != "offer" or not isinstance(body.get("sdp"), str):
         return _problem(400, "Bad Request", "body must hold an offer: {type: 'offer', sdp}")
     if len(body["sdp"]) > config.max_frame_bytes:
         return _problem(413, "Content Too Large", "offer too large")
-    if sessions.full():
+    if sessions.full(claims.participant):
         resp = _problem(503, "Service Unavailable", BUSY_DETAIL)
         resp.headers["Retry-After"] = "60"
         return resp
     try:
-        answer = await sessions.answer(RTCSessionDescription(sdp=body["sdp"], type="offer"))
+        answer = await sessions.answer(
+            RTCSessionDescription(sdp=body["sdp"], type="offer"), claims.participant
+        )
     except Exception:
         log.info("echo offer refused", exc_info=True)
         return _problem(400, "Bad Request", "offer could not be answered")

@@ -45,12 +45,13 @@ def call_policy(settings: Settings) -> calls.CallPolicy:
     """Join-token and ICE policy from the settings."""
     key = signing_key(settings)
     parts = urlsplit(settings.base_url)
-    scheme = "wss" if parts.scheme == "https" else "ws"
+    secure = parts.scheme == "https"
     return calls.CallPolicy(
         private_key=key, kid=key_id_for(key.public_key()),
         join_before=timedelta(seconds=settings.join_before_seconds),
         join_after=timedelta(seconds=settings.join_after_seconds),
-        signaling_url=f"{scheme}://{parts.netloc}/signaling/ws",
+        signaling_url=f"{'wss' if secure else 'ws'}://{parts.netloc}/signaling/ws",
+        echo_url=f"{'https' if secure else 'http'}://{parts.netloc}/signaling/echo",
         stun_urls=settings.stun_urls, turn_urls=settings.turn_urls,
         turn_secrets=settings.turn_secrets,
         turn_ttl=timedelta(seconds=settings.turn_ttl_seconds),

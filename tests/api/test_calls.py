@@ -21,6 +21,7 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 
+from signaling import STATE_KEY
 from tests.conftest import Client
 from tests.coturn import SECRETS
 from tests.factories import (
@@ -36,8 +37,9 @@ from visio import models as m
 from visio.app import create_app
 from visio.clock import utcnow
 from visio.db import Database
+from visio.keys import signaling_app_key
 from visio.settings import Settings
-from visio.signaling_host import settle_now
+from visio.signaling_host import call_policy, settle_now
 
 FRAMES = 30
 ORIGIN = "http://127.0.0.1:8080"
@@ -316,7 +318,8 @@ async def test_a_test_call_token_reaches_the_echo_peer_but_no_room(
     response = await now_client.post("/api/v1/test-calls", headers=call.staff_headers)
     assert response.status == 200, await response.text()
     grant = await response.json()
-    assert grant["echo_url"].endswith("/signaling/echo")
+    # An http URL on the base URL's origin: the echo endpoint takes a POST, not a WebSocket.
+    assert grant["echo_url"] == "http://127.0.0.1:8080/signaling/echo"
 
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     frames = Counter()
@@ -356,6 +359,41 @@ async def test_a_test_call_token_reaches_the_echo_peer_but_no_room(
     assert all(r.exc_info is None and r.levelno < logging.WARNING for r in lines)
     async with db.read() as session:
         assert await session.scalar(sa.select(sa.func.count()).select_from(m.CallEventRow)) == 0
+
+
+def test_echo_and_signaling_urls_follow_the_base_url_scheme(settings: Settings) -> None:
+    """https base: wss signaling and https echo; http base: ws and http."""
+    secure = call_policy(dataclasses.replace(settings, base_url="https://visio.example:8443"))
+    assert secure.signaling_url == "wss://visio.example:8443/signaling/ws"
+    assert secure.echo_url == "https://visio.example:8443/signaling/echo"
+    plain = call_policy(dataclasses.replace(settings, base_url="http://visio.test"))
+    assert (plain.signaling_url, plain.echo_url) == (
+        "ws://visio.test/signaling/ws", "http://visio.test/signaling/echo")
+
+
+async def test_a_second_test_call_replaces_the_first_of_the_same_user(
+    db: Database, now_client: Client
+) -> None:
+    """One echo session per user: a second POST with the same grant replaces the first."""
+    call = await make_call(db, now_client)
+    token = (await (await now_client.post("/api/v1/test-calls",
+                                          headers=call.staff_headers)).json())["token"]
+    pcs = [RTCPeerConnection(RTCConfiguration(iceServers=[])) for _ in range(2)]
+    try:
+        for pc in pcs:
+            pc.addTrack(SyntheticVideoTrack())
+            await pc.setLocalDescription(await pc.createOffer())
+            answer = await now_client.post(
+                "/signaling/echo", headers={"Authorization": f"Bearer {token}"},
+                json={"type": "offer", "sdp": pc.localDescription.sdp})
+            assert answer.status == 200, await answer.text()
+            await pc.setRemoteDescription(RTCSessionDescription(**await answer.json()))
+        echo = now_client.app[signaling_app_key][STATE_KEY].echo
+        assert echo is not None
+        assert len(echo.pcs) == 1
+    finally:
+        for pc in pcs:
+            await pc.close()
 
 
 async def test_signaling_sockets_refuse_permessage_deflate(now_client: Client) -> None:

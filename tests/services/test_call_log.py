@@ -14,10 +14,10 @@ from signaling import CallEvent
 from tests.conftest import DEFAULT_NOW, Client
 from tests.factories import auth_headers, make_appointment, make_operator, make_site, make_user
 from visio import models as m
+from visio.access import Principal
 from visio.db import Database
-from visio.errors import InvalidInput, NotFound
+from visio.errors import NotFound, Unprocessable
 from visio.services import accounts, calls
-from visio.services.accounts import Principal
 
 START = DEFAULT_NOW - timedelta(minutes=5)
 BAD_CURSOR = "The cursor is not valid; start again from the first page."
@@ -112,11 +112,12 @@ BAD_CURSORS = {
 async def test_a_bad_cursor_is_invalid_input(
     db: Database, setting: Setting, cursor: str
 ) -> None:
-    """Garbage, far dates and forged ids are refused as input, never a server error."""
-    with pytest.raises(InvalidInput) as info:
+    """Garbage, far dates and forged ids are refused (422 naming the cursor), never a 500."""
+    with pytest.raises(Unprocessable) as info:
         await calls.call_log(db=db, principal=setting.agent,
                              appointment_id=setting.appointment.id, cursor=cursor, limit=10)
     assert info.value.detail.english() == BAD_CURSOR
+    assert info.value.extra == {"field": "cursor"}
 
 
 async def test_a_cursor_before_every_event_reads_them_all(
@@ -136,7 +137,7 @@ async def test_limits_outside_one_to_five_hundred_are_refused(
     db: Database, setting: Setting
 ) -> None:
     for limit in (0, 501):
-        with pytest.raises(InvalidInput):
+        with pytest.raises(Unprocessable):
             await calls.call_log(db=db, principal=setting.agent,
                                  appointment_id=setting.appointment.id, cursor=None,
                                  limit=limit)

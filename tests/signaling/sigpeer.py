@@ -26,13 +26,14 @@ FPS = 30
 
 
 class SyntheticVideoTrack(MediaStreamTrack):
-    """Small changing frames at 30 fps."""
+    """Small changing frames at a steady rate (30 fps unless told)."""
 
     kind = "video"
 
-    def __init__(self, width: int = 320, height: int = 240) -> None:
+    def __init__(self, width: int = 320, height: int = 240, fps: int = FPS) -> None:
         super().__init__()
         self._size = (width, height)
+        self._fps = fps
         self._count = 0
         self._start: float | None = None
 
@@ -41,14 +42,14 @@ class SyntheticVideoTrack(MediaStreamTrack):
         if self._start is None:
             self._start = loop.time()
         else:
-            await asyncio.sleep(max(0.0, self._start + self._count / FPS - loop.time()))
+            await asyncio.sleep(max(0.0, self._start + self._count / self._fps - loop.time()))
         if self.readyState != "live":
             raise MediaStreamError
         frame = VideoFrame(width=self._size[0], height=self._size[1])
         shade = (self._count * 7) % 256
         for plane in frame.planes:
             plane.update(bytes([shade]) * plane.buffer_size)
-        frame.pts = self._count * (VIDEO_RATE // FPS)
+        frame.pts = self._count * (VIDEO_RATE // self._fps)
         frame.time_base = fractions.Fraction(1, VIDEO_RATE)
         self._count += 1
         return frame

@@ -9,6 +9,7 @@ import aiohttp
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError
 
+from signaling import STATE_KEY
 from tests.signaling.sigpeer import Counter, SyntheticVideoTrack
 from tests.signaling.sigsupport import Keys, ServerFactory
 
@@ -66,11 +67,12 @@ async def test_echo_returns_frames(make_server: ServerFactory, keys: Keys, room:
             channel.send("ping 1")
             async with asyncio.timeout(10):
                 assert await pongs.get() == "pong 1"
-            # A second test call while one runs exceeds echo_max_sessions=1.
+            # Someone else's test call while this one runs exceeds echo_max_sessions=1.
             other = RTCPeerConnection(RTCConfiguration(iceServers=[]))
             try:
                 offer2 = await _offer(other)
-                async with http.post(url, json={**offer2, "token": token}) as resp:
+                token2 = keys.token(room, "desk-2", "test")
+                async with http.post(url, json={**offer2, "token": token2}) as resp:
                     assert resp.status == 503
                     assert resp.headers["Retry-After"] == "60"
                     problem = await resp.json(content_type="application/problem+json")
@@ -104,3 +106,100 @@ async def test_echo_sessions_end_after_max_duration(
                         await asyncio.sleep(0.1)
             finally:
                 await pc.close()
+
+
+class _EchoCall:
+    """An aiortc caller of the echo endpoint that counts the frames coming back."""
+
+    def __init__(self) -> None:
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.counter = Counter()
+        self.states: list[str] = []
+        self.closed = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+        @self.pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            async def consume() -> None:
+                try:
+                    while True:
+                        await self.counter.bump(track.kind, await track.recv())
+                except MediaStreamError:
+                    pass
+
+            self._tasks.add(asyncio.create_task(consume()))
+
+        @self.pc.on("connectionstatechange")
+        def on_state() -> None:
+            self.states.append(self.pc.connectionState)
+            if self.pc.connectionState in ("closed", "failed"):
+                self.closed.set()
+
+    async def start(
+        self, http: aiohttp.ClientSession, url: str, token: str, *, fps: int = 30
+    ) -> aiohttp.ClientResponse:
+        self.pc.addTrack(SyntheticVideoTrack(fps=fps))
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        offer = {"type": "offer", "sdp": self.pc.localDescription.sdp, "token": token}
+        async with http.post(url, json=offer) as resp:
+            await resp.read()
+            if resp.status == 200:
+                await self.pc.setRemoteDescription(RTCSessionDescription(**await resp.json()))
+            return resp
+
+    async def close(self) -> None:
+        await self.pc.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def test_echo_returns_a_20_fps_camera_at_about_15_fps(
+    make_server: ServerFactory, keys: Keys, room: str
+) -> None:
+    """A 20 fps source comes back at the promised cap of 15 fps, not every other frame."""
+    server = await make_server(echo_max_fps=15)
+    call = _EchoCall()
+    try:
+        async with aiohttp.ClientSession() as http:
+            resp = await call.start(
+                http, str(server.make_url("/echo")), keys.token(room, "desk-1", "test"), fps=20
+            )
+            assert resp.status == 200
+        await call.counter.wait_for("video", 20, within=30)  # warmed up
+        loop = asyncio.get_running_loop()
+        first, started = call.counter.counts["video"], loop.time()
+        await call.counter.wait_for("video", first + 60, within=30)
+        rate = (call.counter.counts["video"] - first) / (loop.time() - started)
+        assert 13 <= rate <= 17, rate
+    finally:
+        await call.close()
+
+
+async def test_a_second_test_call_of_the_same_participant_replaces_the_first(
+    make_server: ServerFactory, keys: Keys, room: str
+) -> None:
+    """One echo session per participant: the newer replaces the older, others still wait."""
+    server = await make_server(echo_max_sessions=1)
+    url = str(server.make_url("/echo"))
+    mine, again, theirs = _EchoCall(), _EchoCall(), _EchoCall()
+    token = keys.token(room, "test-u1", "test", version=None)
+    try:
+        async with aiohttp.ClientSession() as http:
+            assert (await mine.start(http, url, token)).status == 200
+            await mine.counter.wait_for("video", 10, within=30)
+            assert (await again.start(http, url, token)).status == 200
+            await again.counter.wait_for("video", 10, within=30)
+            # The first one was closed by the server: its DTLS session ends.
+            async with asyncio.timeout(30):
+                await mine.closed.wait()
+            sessions = server.app[STATE_KEY].echo
+            assert sessions is not None
+            assert len(sessions.pcs) == 1
+            # Someone else still finds the only session taken.
+            other = keys.token(room, "test-u2", "test", version=None)
+            resp = await theirs.start(http, url, other)
+            assert resp.status == 503
+    finally:
+        for call in (mine, again, theirs):
+            await call.close()

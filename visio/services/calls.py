@@ -19,10 +19,10 @@ from signaling import Admission, CallEvent
 from signaling.tokens import issue_join_token
 from signaling.turn import ice_servers
 from visio import models as m
+from visio.access import Principal
 from visio.db import Database
 from visio.domain.messages import _
-from visio.errors import InvalidInput, NotFound, Unprocessable
-from visio.services.accounts import Principal
+from visio.errors import NotFound, Unprocessable
 
 log = logging.getLogger("visio.calls")
 
@@ -54,6 +54,8 @@ class CallPolicy:
     join_before: timedelta
     join_after: timedelta
     signaling_url: str
+    #: The echo endpoint (test calls), an http(s) URL: it takes an HTTP POST.
+    echo_url: str
     stun_urls: Sequence[str]
     turn_urls: Sequence[str]
     turn_secrets: Sequence[str]
@@ -68,6 +70,9 @@ class CallPolicy:
 
 @dataclass(frozen=True, slots=True)
 class JoinGrant:
+    """A signed token and where to use it."""
+
+    #: The signaling WebSocket (ws/wss), or for a test call the echo endpoint (http/https).
     signaling_url: str
     token: str
     not_before: datetime
@@ -128,9 +133,9 @@ def grant_test_call(*, principal: Principal, now: datetime, policy: CallPolicy) 
         private_key=policy.private_key, kid=policy.kid, appointment_id=f"test-call-{peer_id}",
         participant=peer_id, role="test", not_before=now, expires_at=expires_at,
     )
-    return JoinGrant(signaling_url=policy.signaling_url.removesuffix("/ws") + "/echo",
-                     token=token, not_before=now, expires_at=expires_at, role="test",
-                     peer_id=peer_id, ice_servers=policy.ice_servers(peer_id, now))
+    return JoinGrant(signaling_url=policy.echo_url, token=token, not_before=now,
+                     expires_at=expires_at, role="test", peer_id=peer_id,
+                     ice_servers=policy.ice_servers(peer_id, now))
 
 
 async def admission(*, db: Database, appointment_id: str, version: int | None) -> Admission:
@@ -238,7 +243,7 @@ def encode_log_cursor(at: datetime, event_id: str) -> str:
 
 
 def decode_log_cursor(cursor: str) -> tuple[datetime, str]:
-    """Read a cursor made by encode_log_cursor; anything else is InvalidInput."""
+    """Read a cursor made by encode_log_cursor; anything else is a 422."""
     try:
         if len(cursor) > MAX_CURSOR_CHARS:
             raise ValueError("too long")
@@ -253,8 +258,8 @@ def decode_log_cursor(cursor: str) -> tuple[datetime, str]:
         if not isinstance(event_id, str) or not _EVENT_ID.fullmatch(event_id):
             raise ValueError("bad id")
     except (ValueError, TypeError, OverflowError, RecursionError) as err:
-        raise InvalidInput(
-            _("The cursor is not valid; start again from the first page.")) from err
+        raise Unprocessable(_("The cursor is not valid; start again from the first page."),
+                            extra={"field": "cursor"}) from err
     return at, event_id
 
 
@@ -262,7 +267,8 @@ async def call_log(*, db: Database, principal: Principal, appointment_id: str,
                    cursor: str | None = None, limit: int = 100) -> CallLog:
     """A page of the appointment's call events (after ``cursor``), with a summary of all."""
     if not 1 <= limit <= MAX_LOG_PAGE:
-        raise InvalidInput(_("limit must be between 1 and {max}.", max=MAX_LOG_PAGE))
+        raise Unprocessable(_("limit must be between 1 and {max}.", max=MAX_LOG_PAGE),
+                            extra={"field": "limit"})
     after = decode_log_cursor(cursor) if cursor is not None else None
     async with db.read() as session:
         appointment = await session.get(m.Appointment, appointment_id)
