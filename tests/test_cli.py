@@ -54,7 +54,7 @@ async def test_seeds_the_demo_twice_and_manages_users(tmp_path: Path) -> None:
     duplicate = _run(["users", "create", "--email", "new.agent@visio.test", "--role",
                       "agent", "--site", site_id], env, stdin="a long enough password\n")
     assert duplicate.returncode == 1
-    assert "exists already" in duplicate.stderr
+    assert "existe déjà" in duplicate.stderr
     listed = _run(["users", "list"], env)
     assert "new.agent@visio.test" in listed.stdout
     assert site_id in listed.stdout

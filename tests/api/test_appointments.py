@@ -605,7 +605,7 @@ async def test_expired_tokens_are_refused(db: Database, make_client: MakeClient)
     later = await make_client(now + timedelta(hours=13))
     response = await later.get("/api/v1/sites", headers=headers)
     assert_problem(response.status, await response.json(), 401)
-    assert "expired" in (await response.json())["detail"]
+    assert "expiré" in (await response.json())["detail"]
 
 
 async def test_passwords_are_stored_with_argon2id(db: Database) -> None:
