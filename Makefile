@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export VISIO_SECRET_KEY_FILE ?= var/secret_key
 
-.PHONY: install run test bench lint
+.PHONY: install run test bench lint messages
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,3 +33,14 @@ bench: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+# The message catalogue: extract every _() and N_() into the template, then merge it
+# into the fr, nl and en catalogues (translate what is new, then `make test`).
+LOCALES := visio/locale
+messages: install
+	$(BIN)/pybabel -q extract -F babel.cfg -k _ -k N_ --no-default-keywords --sort-by-file \
+		--add-comments=TRANSLATORS: --project=visio --no-location -o $(LOCALES)/visio.pot visio
+	for lang in fr nl en; do \
+		$(BIN)/pybabel -q update -D visio -d $(LOCALES) -i $(LOCALES)/visio.pot -l $$lang \
+			--no-fuzzy-matching --ignore-obsolete || exit 1; \
+	done

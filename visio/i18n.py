@@ -17,7 +17,7 @@ from pathlib import Path
 from babel.dates import format_date, format_datetime, format_time
 from babel.messages.pofile import read_po
 
-from visio.domain.messages import Message, Param, Plain
+from visio.domain.messages import N_, Message, Param, Plain
 
 LANGUAGES = ("fr", "nl", "en")
 DEFAULT_LANGUAGE = "fr"
@@ -53,7 +53,7 @@ class Catalogue:
         if isinstance(value, datetime):
             day = format_date(value, format="full", locale=locale)
             clock = format_time(value, format="HH:mm", locale=locale)
-            return self.gettext("{day} at {time}").format(day=day, time=clock)
+            return self.gettext(N_("{day} at {time}")).format(day=day, time=clock)
         if isinstance(value, date):
             return format_date(value, format="long", locale=locale)
         if isinstance(value, time):
