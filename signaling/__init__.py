@@ -7,6 +7,7 @@ from .handlers import close_room, hub_of
 from .hooks import Admission, CallEvent, SignalingConfig, SignalingHooks
 from .keys import CONFIG_KEY, HOOKS_KEY, STATE_KEY, SignalingState
 from .memory_broker import InMemoryBroker
+from .problems import ECHO_PROBLEMS, EchoProblem
 from .protocol import CloseCode
 from .redis_broker import RedisBroker
 from .tokens import (
@@ -21,12 +22,14 @@ from .turn import ice_servers, turn_credentials
 
 __all__ = [
     "CONFIG_KEY",
+    "ECHO_PROBLEMS",
     "HOOKS_KEY",
     "STATE_KEY",
     "Admission",
     "Broker",
     "CallEvent",
     "CloseCode",
+    "EchoProblem",
     "Envelope",
     "InMemoryBroker",
     "JoinClaims",

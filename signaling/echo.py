@@ -20,12 +20,11 @@ from aiortc import (
 )
 from aiortc.contrib.media import MediaRelay
 
-from .keys import CONFIG_KEY, STATE_KEY
+from .keys import CONFIG_KEY, HOOKS_KEY, STATE_KEY
+from .problems import ECHO_PROBLEMS, TOKEN_PROBLEMS, english_problem_text
 from .tokens import TokenRefused, verify_join_token
 
 log = logging.getLogger(__name__)
-
-BUSY_DETAIL = "too many test calls in progress, try again in a minute"
 
 
 class CappedVideoTrack(MediaStreamTrack):
@@ -202,9 +201,24 @@ class EchoSessions:
         self._timers.clear()
 
 
-def _problem(status: int, title: str, detail: str, **extra: Any) -> web.Response:
-    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
-    return web.json_response(body, status=status, content_type="application/problem+json")
+def _problem(request: web.Request, code: str, **headers: str) -> web.Response:
+    """An echo problem as problem+json, in the caller's language when the host renders it."""
+    status = ECHO_PROBLEMS[code].status
+    accept_language = request.headers.get("Accept-Language")
+    render = getattr(request.app[HOOKS_KEY], "problem_text", None)
+    try:
+        title, detail, language = (
+            render(code, accept_language) if render else english_problem_text(code)
+        )
+    except Exception as exc:
+        log.warning("rendering an echo problem failed: %s", type(exc).__name__)
+        title, detail, language = english_problem_text(code)
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, "code": code}
+    response = web.json_response(body, status=status, content_type="application/problem+json")
+    response.headers.update(headers)
+    response.headers["Content-Language"] = language
+    response.headers["Vary"] = "Accept-Language"
+    return response
 
 
 async def echo(request: web.Request) -> web.StreamResponse:
@@ -212,36 +226,36 @@ async def echo(request: web.Request) -> web.StreamResponse:
     config = request.app[CONFIG_KEY]
     sessions = request.app[STATE_KEY].echo
     if sessions is None:
-        return _problem(503, "Service Unavailable", "signaling is not running")
+        return _problem(request, "not_running")
     try:
         body = await request.json()
     except ValueError:
-        return _problem(400, "Bad Request", "body must be JSON")
+        return _problem(request, "bad_json")
     if not isinstance(body, dict):
-        return _problem(400, "Bad Request", "body must be a JSON object")
+        return _problem(request, "bad_body")
     token = body.get("token")
     auth = request.headers.get("Authorization", "")
     if auth.lower().startswith("bearer "):
         token = auth[7:].strip()
     if not isinstance(token, str):
-        return _problem(401, "Unauthorized", "a join token is required")
+        return _problem(request, "token_required", **{"WWW-Authenticate": "Bearer"})
     try:
         claims = verify_join_token(token, public_keys=config.public_keys, now=datetime.now(UTC))
     except TokenRefused as exc:
-        return _problem(401, "Unauthorized", exc.reason, code=exc.code)
+        code = TOKEN_PROBLEMS.get(exc.code, "token_invalid")
+        return _problem(request, code, **{"WWW-Authenticate": "Bearer"})
     if body.get("type") != "offer" or not isinstance(body.get("sdp"), str):
-        return _problem(400, "Bad Request", "body must hold an offer: {type: 'offer', sdp}")
+        return _problem(request, "bad_body")
     if len(body["sdp"]) > config.max_frame_bytes:
-        return _problem(413, "Content Too Large", "offer too large")
+        return _problem(request, "offer_too_large")
     if sessions.full(claims.participant):
-        resp = _problem(503, "Service Unavailable", BUSY_DETAIL)
-        resp.headers["Retry-After"] = "60"
-        return resp
+        return _problem(request, "busy", **{"Retry-After": "60"})
     try:
         answer = await sessions.answer(
             RTCSessionDescription(sdp=body["sdp"], type="offer"), claims.participant
         )
-    except Exception:
-        log.info("echo offer refused", exc_info=True)
-        return _problem(400, "Bad Request", "offer could not be answered")
+    except Exception as exc:
+        # The error's type only: its text may quote the offer (addresses of the caller).
+        log.info("echo offer refused: %s", type(exc).__name__)
+        return _problem(request, "offer_refused")
     return web.json_response({"type": answer.type, "sdp": answer.sdp})

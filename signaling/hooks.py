@@ -11,6 +11,8 @@ from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from .problems import english_problem_text
+
 
 @dataclass(frozen=True, slots=True)
 class CallEvent:
@@ -49,6 +51,14 @@ class SignalingHooks(Protocol):
     async def ice_servers(self, peer_id: str) -> list[dict[str, Any]]:
         """Return RTCIceServer dicts (urls, username, credential) for this peer."""
         ...
+
+    def problem_text(self, code: str, accept_language: str | None) -> tuple[str, str, str]:
+        """Title, detail and their language for an echo problem (``ECHO_PROBLEMS`` codes).
+
+        ``accept_language`` is the caller's ``Accept-Language`` header. Hosts that subclass
+        SignalingHooks inherit this English default; a host without the method gets it too.
+        """
+        return english_problem_text(code)
 
 
 def _instance_id() -> str:

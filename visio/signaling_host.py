@@ -16,6 +16,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from signaling import Admission, CallEvent, SignalingConfig, create_signaling_app
 from signaling.tokens import derive_private_key, key_id_for
+from visio.domain.messages import N_, Message, _
+from visio.i18n import catalogue, negotiate
 from visio.keys import call_policy_key, clock_key, database_key, signaling_app_key
 from visio.services import calls
 from visio.settings import Settings
@@ -58,6 +60,28 @@ def call_policy(settings: Settings) -> calls.CallPolicy:
     )
 
 
+#: The echo endpoint's problems (codes of ``signaling.ECHO_PROBLEMS``): title, detail.
+ECHO_TEXTS: dict[str, tuple[str, Message]] = {
+    "not_running": (N_("Busy"),
+                    _("Test calls are not available right now; try again in a minute.")),
+    "bad_json": (N_("Bad request"), _("The request body is not valid JSON.")),
+    "bad_body": (N_("Bad request"),
+                 _('Send a JSON object holding the offer: its type "offer" and its sdp.')),
+    "token_required": (N_("Authentication required"), _(
+        "A test-call token is required, in the body or as 'Authorization: Bearer <token>'.")),
+    "token_invalid": (N_("Authentication required"),
+                      _("The test-call token is not valid; ask for a new one.")),
+    "token_expired": (N_("Authentication required"),
+                      _("The test-call token has expired; ask for a new one.")),
+    "token_not_yet_valid": (N_("Authentication required"),
+                            _("The test-call token is not valid yet; check the device's clock.")),
+    "offer_too_large": (N_("Request too large"), _("The offer is too large.")),
+    "busy": (N_("Busy"), _("Too many test calls are in progress; try again in a minute.")),
+    "offer_refused": (N_("Bad request"), _(
+        "The offer could not be answered; check the camera and the microphone, then try again.")),
+}
+
+
 class SignalingHost:
     """visio's side of the signaling hooks: the database and the ICE policy."""
 
@@ -74,6 +98,13 @@ class SignalingHost:
 
     async def ice_servers(self, peer_id: str) -> list[dict[str, Any]]:
         return self._app[call_policy_key].ice_servers(peer_id, self._app[clock_key]())
+
+    def problem_text(self, code: str, accept_language: str | None) -> tuple[str, str, str]:
+        """An echo problem from visio's catalogue, in the caller's language."""
+        language = negotiate(accept_language)
+        texts = catalogue(language)
+        title, detail = ECHO_TEXTS.get(code, ECHO_TEXTS["bad_body"])
+        return texts.gettext(title), texts.render(detail), language
 
 
 def mount_signaling(app: web.Application, settings: Settings) -> None:

@@ -21,7 +21,7 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 
-from signaling import STATE_KEY
+from signaling import ECHO_PROBLEMS, STATE_KEY
 from tests.conftest import Client
 from tests.coturn import SECRETS
 from tests.factories import (
@@ -37,9 +37,10 @@ from visio import models as m
 from visio.app import create_app
 from visio.clock import utcnow
 from visio.db import Database
+from visio.i18n import catalogue
 from visio.keys import signaling_app_key
 from visio.settings import Settings
-from visio.signaling_host import call_policy, settle_now
+from visio.signaling_host import ECHO_TEXTS, call_policy, settle_now
 
 FRAMES = 30
 ORIGIN = "http://127.0.0.1:8080"
@@ -394,6 +395,24 @@ async def test_a_second_test_call_replaces_the_first_of_the_same_user(
     finally:
         for pc in pcs:
             await pc.close()
+
+
+async def test_echo_problems_come_from_visios_catalogue_in_the_callers_language(
+    now_client: Client
+) -> None:
+    """The echo endpoint's refusals are catalogue sentences, like every other problem."""
+    assert set(ECHO_TEXTS) == set(ECHO_PROBLEMS)
+    for accept, language in (("nl-BE,nl;q=0.9", "nl"), (None, "fr"), ("en", "en")):
+        headers = {"Accept-Language": accept} if accept else {}
+        response = await now_client.post("/signaling/echo", headers=headers,
+                                          json={"type": "offer", "sdp": "v=0"})
+        assert response.status == 401
+        assert response.headers["Content-Language"] == language
+        body = await response.json(content_type="application/problem+json")
+        texts = catalogue(language)
+        title, detail = ECHO_TEXTS["token_required"]
+        assert body["code"] == "token_required"
+        assert (body["title"], body["detail"]) == (texts.gettext(title), texts.render(detail))
 
 
 async def test_signaling_sockets_refuse_permessage_deflate(now_client: Client) -> None:

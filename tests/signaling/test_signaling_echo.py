@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -11,7 +12,7 @@ from aiortc.mediastreams import AudioStreamTrack, MediaStreamError
 
 from signaling import STATE_KEY
 from tests.signaling.sigpeer import Counter, SyntheticVideoTrack
-from tests.signaling.sigsupport import Keys, ServerFactory
+from tests.signaling.sigsupport import FakeHost, Keys, ServerFactory
 
 
 async def _offer(pc: RTCPeerConnection, *, big: bool = False) -> dict[str, str]:
@@ -76,7 +77,8 @@ async def test_echo_returns_frames(make_server: ServerFactory, keys: Keys, room:
                     assert resp.status == 503
                     assert resp.headers["Retry-After"] == "60"
                     problem = await resp.json(content_type="application/problem+json")
-                    assert "too many test calls in progress" in problem["detail"]
+                    assert problem["code"] == "busy"
+                    assert "Too many test calls are in progress" in problem["detail"]
             finally:
                 await other.close()
     finally:
@@ -203,3 +205,60 @@ async def test_a_second_test_call_of_the_same_participant_replaces_the_first(
     finally:
         for call in (mine, again, theirs):
             await call.close()
+
+
+async def _post(url: str, body: bytes, **headers: str) -> tuple[int, dict[str, Any], Any]:
+    async with aiohttp.ClientSession() as http, http.post(url, data=body, headers=headers) as r:
+        assert r.content_type == "application/problem+json"
+        return r.status, dict(r.headers), await r.json(content_type=None)
+
+
+async def test_echo_problems_carry_a_stable_code_in_english_by_default(
+    make_server: ServerFactory, keys: Keys, room: str
+) -> None:
+    """A host without problem_text: English sentences, Content-Language en, a code to test."""
+    server = await make_server()
+    url = str(server.make_url("/echo"))
+    status, headers, body = await _post(url, b"{not json")
+    assert (status, body["code"], headers["Content-Language"]) == (400, "bad_json", "en")
+    assert body["detail"] == "The request body is not valid JSON."
+    status, headers, body = await _post(url, b'{"type": "offer", "sdp": "v=0"}')
+    assert (status, body["code"]) == (401, "token_required")
+    assert headers["WWW-Authenticate"] == "Bearer"
+    now = datetime.now(UTC)
+    expired = keys.token(
+        room,
+        "desk-1",
+        "test",
+        not_before=now - timedelta(hours=2),
+        expires_at=now - timedelta(hours=1),
+    )
+    status, _, body = await _post(url, b"{}", Authorization=f"Bearer {expired}")
+    assert (status, body["code"]) == (401, "token_expired")
+    token = keys.token(room, "desk-1", "test")
+    status, _, body = await _post(url, b'{"type": "answer"}', Authorization=f"Bearer {token}")
+    assert (status, body["code"]) == (400, "bad_body")
+
+
+async def test_echo_problems_are_worded_by_the_host(
+    make_server: ServerFactory, host: FakeHost
+) -> None:
+    """The host's problem_text gets the code and Accept-Language, and its words are sent."""
+
+    class WordyHost(FakeHost):
+        def problem_text(self, code: str, accept_language: str | None) -> tuple[str, str, str]:
+            return f"title {code}", f"detail {code} for {accept_language}", "nl"
+
+    server = await make_server(hooks=WordyHost())
+    status, headers, body = await _post(
+        str(server.make_url("/echo")), b"[]", **{"Accept-Language": "nl-BE, fr;q=0.5"}
+    )
+    assert status == 400
+    assert body == {
+        "type": "about:blank",
+        "title": "title bad_body",
+        "status": 400,
+        "detail": "detail bad_body for nl-BE, fr;q=0.5",
+        "code": "bad_body",
+    }
+    assert headers["Content-Language"] == "nl"
