@@ -120,10 +120,6 @@ async def test_a_cursor_from_the_year_9999_is_a_problem_not_a_crash(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
-@pytest.mark.xfail(strict=True, raises=KeyError, reason=(
-    "visio/services/calls.py decode_log_cursor (~line 261) refuses a bad cursor without "
-    "extra={'field': 'cursor'}, unlike visio/services/appointments.py decode_cursor: the "
-    "problem names no field"))
 async def test_a_call_log_cursor_from_the_year_9999_names_the_cursor(
     db: Database, client: Client, caplog: pytest.LogCaptureFixture
 ) -> None:

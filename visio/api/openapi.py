@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from functools import cache
 from typing import Any
@@ -123,9 +124,13 @@ def _closed(components: dict[str, Any]) -> dict[str, Any]:
     return components
 
 
-@cache
 def openapi_document() -> dict[str, Any]:
-    """The whole OpenAPI 3.1 document."""
+    """The whole OpenAPI 3.1 document (a fresh copy: callers such as test tools mutate it)."""
+    return copy.deepcopy(_document())
+
+
+@cache
+def _document() -> dict[str, Any]:
     ops = operations()
     _, components = msgspec.json.schema_components(_declared_types(ops), ref_template=REF)
     components = _closed(components)
@@ -154,7 +159,7 @@ def openapi_document() -> dict[str, Any]:
 
 @cache
 def _document_bytes() -> bytes:
-    return msgspec.json.encode(openapi_document())
+    return msgspec.json.encode(_document())
 
 
 async def serve_openapi(request: web.Request) -> web.Response:
