@@ -15,11 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from visio import models as m
 from visio.access import Principal, principal_of
 from visio.db import Database
+from visio.domain.kinds import Role
 from visio.domain.messages import _
 from visio.errors import Conflict, NotAuthenticated, NotFound, TooManyAttempts, Unprocessable
 from visio.security import digest, hash_password, new_api_token, verify_password
 
-ROLES = ("agent", "staff", "admin")
+ROLES = tuple(r.value for r in Role)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +217,7 @@ async def authenticate(*, db: Database, token: str, now: datetime) -> Principal:
 async def _principal(*, session: AsyncSession, user: m.User) -> Principal:
     site_ids: frozenset[str] = frozenset()
     desk_id = operator_id = None
-    if user.role == "agent":
+    if user.role == Role.AGENT:
         site_ids = frozenset((await session.scalars(
             sa.select(m.UserSite.site_id).where(m.UserSite.user_id == user.id)
         )).all())
@@ -277,9 +278,9 @@ async def create_user(
         raise Unprocessable(_("The e-mail address is not valid."))
     if len(password) < 12:
         raise Unprocessable(_("The password must have at least 12 characters."))
-    if role == "agent" and not site_ids:
+    if role == Role.AGENT and not site_ids:
         raise Unprocessable(_("An agent must be attached to at least one site."))
-    if role == "staff" and desk_id is None and staff_id is None:
+    if role == Role.STAFF and desk_id is None and staff_id is None:
         raise Unprocessable(_("A staff account must be attached to a desk."))
     password_hash = hash_password(hasher, password)
     try:
@@ -287,7 +288,7 @@ async def create_user(
             for site_id in site_ids:
                 if await session.get(m.Site, site_id) is None:
                     raise NotFound(_("There is no site {site_id}.", site_id=site_id))
-            if role == "staff" and staff_id is None:
+            if role == Role.STAFF and staff_id is None:
                 assert desk_id is not None
                 if await session.get(m.Desk, desk_id) is None:
                     raise NotFound(_("There is no desk {desk_id}.", desk_id=desk_id))
@@ -302,18 +303,18 @@ async def create_user(
                     raise NotFound(_("There is no staff member {staff_id}.", staff_id=staff_id))
                 desk_id = staff_row.desk_id
             user = m.User(email=email, display_name=display_name, password_hash=password_hash,
-                          role=role, staff_id=staff_id if role == "staff" else None,
+                          role=role, staff_id=staff_id if role == Role.STAFF else None,
                           active=True)
             session.add(user)
             await session.flush()
-            for site_id in site_ids if role == "agent" else ():
+            for site_id in site_ids if role == Role.AGENT else ():
                 session.add(m.UserSite(user_id=user.id, site_id=site_id))
     except IntegrityError as err:
         raise Conflict(_("An account with the e-mail address {email} exists already.",
                              email=email)) from err
     return UserSummary(id=user.id, email=email, display_name=display_name, role=role,
-                       site_ids=tuple(site_ids) if role == "agent" else (),
-                       staff_id=user.staff_id, desk_id=desk_id if role == "staff" else None)
+                       site_ids=tuple(site_ids) if role == Role.AGENT else (),
+                       staff_id=user.staff_id, desk_id=desk_id if role == Role.STAFF else None)
 
 
 async def list_users(*, db: Database) -> list[UserSummary]:

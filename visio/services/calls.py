@@ -19,7 +19,7 @@ from signaling import Admission, CallEvent
 from signaling.tokens import issue_join_token
 from signaling.turn import ice_servers
 from visio import models as m
-from visio.access import Principal
+from visio.access import KIOSK, OPERATOR, Principal
 from visio.db import Database
 from visio.domain.messages import _
 from visio.errors import NotFound, Unprocessable
@@ -28,8 +28,6 @@ log = logging.getLogger("visio.calls")
 
 SETTLE_WITHIN = timedelta(days=2)
 TEST_CALL_LIFETIME = timedelta(minutes=10)
-KIOSK = "kiosk"
-OPERATOR = "operator"
 #: Events stored per call; beyond, only joins and leaves (signaling already keeps one
 #: connection state per change and stats every few seconds per peer).
 MAX_EVENTS_PER_CALL = 500
@@ -84,13 +82,9 @@ class JoinGrant:
 
 def _participant(principal: Principal, appointment: m.Appointment) -> tuple[str, str]:
     """The seat this caller takes in the call, or NotFound if it has none."""
-    if principal.role == "agent" and appointment.site_id in principal.site_ids:
-        # One seat per appointment for the kiosk, whichever agent of the site opens it.
-        return KIOSK, f"kiosk-{appointment.site_id}"
-    if principal.role == "staff" and (
-        principal.staff_id == appointment.staff_id or principal.desk_id == appointment.desk_id
-    ):
-        return OPERATOR, f"staff-{principal.user_id}"
+    seat = principal.seat(appointment)
+    if seat is not None:
+        return seat.role, seat.peer_id
     raise NotFound(_("There is no appointment {id} you can join.", id=appointment.id))
 
 
@@ -124,7 +118,7 @@ async def grant_join(
 
 def grant_test_call(*, principal: Principal, now: datetime, policy: CallPolicy) -> JoinGrant:
     """A short token for the echo peer only: check camera, microphone and network."""
-    if principal.role not in ("agent", "staff"):
+    if not principal.may_test_call():
         raise NotFound(_("Test calls are for agents' kiosks and operator staff."))
     peer_id = f"test-{principal.user_id}"
     expires_at = now + TEST_CALL_LIFETIME
@@ -272,10 +266,7 @@ async def call_log(*, db: Database, principal: Principal, appointment_id: str,
     after = decode_log_cursor(cursor) if cursor is not None else None
     async with db.read() as session:
         appointment = await session.get(m.Appointment, appointment_id)
-        visible = appointment is not None and (
-            principal.is_admin
-            or (principal.role == "agent" and appointment.site_id in principal.site_ids)
-            or (principal.role == "staff" and appointment.operator_id == principal.operator_id))
+        visible = appointment is not None and principal.sees(appointment)
         if not visible:
             raise NotFound(_("There is no appointment {appointment_id}.",
                              appointment_id=appointment_id))
