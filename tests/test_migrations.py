@@ -16,5 +16,5 @@ def test_autogenerate_finds_no_difference_after_upgrade(database_url: str) -> No
 def test_downgrade_to_base_and_upgrade_again(database_url: str) -> None:
     config = alembic_config(database_url)
     in_thread(lambda: command.downgrade(config, "base"))
-    in_thread(lambda: command.upgrade(config, "head"))
+    in_thread(lambda: command.upgrade(config, "heads"))
     in_thread(lambda: command.check(config))

@@ -18,7 +18,7 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
+def upgrade(database_url: str, revision: str = "heads") -> None:
     """Migrate the database to ``revision`` (runs its own event loop)."""
     if database_url.startswith("sqlite") and ":///" in database_url:
         path = database_url.split(":///", 1)[1]
