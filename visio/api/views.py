@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from visio import models as m
 from visio.contract import bodies as api
 from visio.domain.kinds import Country, Language, OperatorKind, Role, SiteKind, Status, Weekday
-from visio.domain.slots import Slot
+from visio.domain.slot_types import Slot
 from visio.services.accounts import UserSummary
 from visio.services.availability import AvailabilityDetails
 from visio.services.booking import Booked

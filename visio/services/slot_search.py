@@ -14,7 +14,8 @@ from visio.db import Database
 from visio.domain.calendars import HolidayCalendar
 from visio.domain.intervals import Interval
 from visio.domain.messages import _
-from visio.domain.slots import Slot, search_slots
+from visio.domain.search import search_slots
+from visio.domain.slot_types import Slot
 from visio.errors import NotFound, Unprocessable
 from visio.services.calendars import load_site, load_staff, service_rule
 
