@@ -457,18 +457,6 @@ class CallLog(Resource, frozen=True, kw_only=True):
 # ---------------------------------------------------------------- problems
 
 
-class Alternative(Resource, frozen=True, kw_only=True):
-    """A free slot proposed instead of a refused one."""
-
-    start: Instant
-    end: Instant
-    operator_id: str
-    desk_id: str
-    staff_id: str
-    service_id: str
-    stop_id: str | None
-
-
 class Problem(Resource, frozen=True, kw_only=True):
     """RFC 9457 problem details, in the caller's language (see Content-Language)."""
 
