@@ -90,6 +90,16 @@ class Settings:
     """Concurrent test calls (echo peers) per instance."""
     signing_key_path: str = ""
     """Ed25519 private key (PEM) for join tokens; derived from secret_key when empty."""
+    mail_from: str = "visio@localhost"
+    """Service mailbox: the ORGANIZER of invitations and the sender of mails."""
+    calendar_key: str = ""
+    """Key encrypting imported calendars' credentials (Fernet); derived from secret_key
+    when empty."""
+    calendar_allow_private: bool = False
+    """Let imported calendars live on loopback and private addresses (tests only; metadata
+    addresses stay refused)."""
+    calendar_fetch_minutes: int = 15
+    """How often staff members' imported calendars are fetched."""
     extra: Mapping[str, str] = field(default_factory=dict)
     """Unrecognised VISIO_* variables: `visio serve` warns about them (typos)."""
 
@@ -108,6 +118,8 @@ class Settings:
             "VISIO_LOGIN_ACCOUNT_MAX_FAILURES", "VISIO_LOGIN_REMEMBER_DAYS",
             "VISIO_TRUSTED_PROXIES", "VISIO_SEARCH_RATE_PER_MINUTE", "VISIO_SEARCH_CONCURRENCY",
             "VISIO_SEARCH_MAX_WAIT_SECONDS",
+            "VISIO_MAIL_FROM", "VISIO_CALENDAR_KEY", "VISIO_CALENDAR_ALLOW_PRIVATE",
+            "VISIO_CALENDAR_FETCH_MINUTES",
         }
         secret = env.get("VISIO_SECRET_KEY", "")
         secret_file = env.get("VISIO_SECRET_KEY_FILE", "")
@@ -141,6 +153,10 @@ class Settings:
             turn_ttl_seconds=min(int(env.get("VISIO_TURN_TTL_SECONDS", "14400")), 14400),
             echo_max_sessions=int(env.get("VISIO_ECHO_MAX_SESSIONS", "4")),
             signing_key_path=env.get("VISIO_SIGNING_KEY_PATH", ""),
+            mail_from=env.get("VISIO_MAIL_FROM", "visio@localhost"),
+            calendar_key=env.get("VISIO_CALENDAR_KEY", ""),
+            calendar_allow_private=env.get("VISIO_CALENDAR_ALLOW_PRIVATE", "") == "1",
+            calendar_fetch_minutes=int(env.get("VISIO_CALENDAR_FETCH_MINUTES", "15")),
             extra={k: v for k, v in env.items() if k.startswith("VISIO_") and k not in known},
         )
 

@@ -74,7 +74,10 @@ def _operation(op: Operation, components: dict[str, Any]) -> dict[str, Any]:
     parameters += [{"name": h.name, "in": "header", "required": h.required,
                     "schema": h.schema, "description": h.description} for h in op.headers]
     responses: dict[str, Any] = {}
-    if op.response is None:
+    if op.response is None and op.media_type is not None:
+        responses[str(op.status)] = {"description": op.summary, "content": {
+            op.media_type: {"schema": {"type": "string"}}}}
+    elif op.response is None:
         responses[str(op.status)] = {"description": op.summary}
     else:
         ok: dict[str, Any] = {"description": op.summary, "content": {JSON: {

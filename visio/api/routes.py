@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from visio.api import appointments, auth, calls, directory
+from visio.api import appointments, auth, calendars, calls, directory
 from visio.contract import bodies as api
 
 PREFIX = "/api/v1"
@@ -41,6 +41,8 @@ class Operation:
     headers: tuple[Header, ...] = ()
     etag: bool = False
     refusals: tuple[int, ...] = ()
+    #: The media type of a response that is not JSON (declared without a JSON schema).
+    media_type: str | None = None
     links: dict[str, dict[str, Any]] = field(default_factory=dict)
     tag: str = "directory"
 
@@ -142,6 +144,9 @@ def operations() -> list[Operation]:
         op("GET", "/appointments/{id}/call-log", calls.call_log,
           "The appointment's call events, paginated", api.CallLog, query=api.CallLogQuery,
           refusals=(404,), tag="calls"),
+        op("GET", "/appointments/{id}/invite.ics", calendars.invitation,
+          "The appointment's invitation (iCalendar REQUEST, or CANCEL once cancelled)",
+          media_type="text/calendar", refusals=(404,), tag="calendars"),
         op("POST", "/test-calls", calls.test_call,
           "A token for a test call with the echo peer (HTTP POST to echo_url)",
           api.TestCall, refusals=(404, 409), tag="calls"),
