@@ -28,6 +28,7 @@ from visio.keys import (
 from visio.security import dummy_hash, password_hasher
 from visio.settings import Settings
 from visio.signaling_host import mount_signaling
+from visio.web import mount_pages
 
 SERVER = "visio"
 
@@ -85,4 +86,5 @@ def create_app(
     mount_signaling(app, settings)
     app.router.add_get("/healthz", healthz)
     app.router.add_routes(api_routes())
+    mount_pages(app)
     return app

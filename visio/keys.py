@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
+import jinja2
 from aiohttp import web
 from argon2 import PasswordHasher
 
@@ -31,3 +32,4 @@ clock_key = web.AppKey("clock", Clock)
 call_policy_key = web.AppKey("call_policy", CallPolicy)
 signaling_app_key = web.AppKey("signaling_app", web.Application)
 limits_key = web.AppKey("limits", ExpensiveLimits)
+templates_key = web.AppKey("templates", jinja2.Environment)

@@ -99,6 +99,8 @@ class Desk(Base):
     id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
     operator_id: Mapped[str] = mapped_column(ID, sa.ForeignKey("operators.id"), index=True)
     name: Mapped[str] = mapped_column(sa.String(200))
+    # Shown on both sides of a call that cannot connect (the usager is called instead).
+    fallback_phone: Mapped[str | None] = mapped_column(sa.String(32))
 
 
 class StaffMember(Base):

@@ -197,7 +197,9 @@ async def _load(session: AsyncSession, today: date) -> dict[str, Any]:
         operator = m.Operator(id=demo_id("operator", op.code), name=op.name, code=op.code,
                               country=op.country, kind=op.kind, languages=list(op.languages),
                               timezone=zone)
-        desk = m.Desk(id=demo_id("desk", op.code), operator_id=operator.id, name=op.desk)
+        # A number of the range French regulation keeps for fiction (01 99 00 xx xx).
+        desk = m.Desk(id=demo_id("desk", op.code), operator_id=operator.id, name=op.desk,
+                      fallback_phone="+33 1 99 00 00 59")
         await _merge(session, [operator, desk])
         for theme in op.themes:
             await session.merge(m.Service(

@@ -100,6 +100,8 @@ class Settings:
     addresses stay refused)."""
     calendar_fetch_minutes: int = 15
     """How often staff members' imported calendars are fetched."""
+    call_fallback_seconds: int = 60
+    """A call not connected this long shows the desk's fallback phone number on both sides."""
     extra: Mapping[str, str] = field(default_factory=dict)
     """Unrecognised VISIO_* variables: `visio serve` warns about them (typos)."""
 
@@ -117,7 +119,7 @@ class Settings:
             "VISIO_SECRET_KEY_FILE", "VISIO_LOGIN_ADDRESS_MAX_FAILURES",
             "VISIO_LOGIN_ACCOUNT_MAX_FAILURES", "VISIO_LOGIN_REMEMBER_DAYS",
             "VISIO_TRUSTED_PROXIES", "VISIO_SEARCH_RATE_PER_MINUTE", "VISIO_SEARCH_CONCURRENCY",
-            "VISIO_SEARCH_MAX_WAIT_SECONDS",
+            "VISIO_SEARCH_MAX_WAIT_SECONDS", "VISIO_CALL_FALLBACK_SECONDS",
             "VISIO_MAIL_FROM", "VISIO_CALENDAR_KEY", "VISIO_CALENDAR_ALLOW_PRIVATE",
             "VISIO_CALENDAR_FETCH_MINUTES",
         }
@@ -157,6 +159,7 @@ class Settings:
             calendar_key=env.get("VISIO_CALENDAR_KEY", ""),
             calendar_allow_private=env.get("VISIO_CALENDAR_ALLOW_PRIVATE", "") == "1",
             calendar_fetch_minutes=int(env.get("VISIO_CALENDAR_FETCH_MINUTES", "15")),
+            call_fallback_seconds=int(env.get("VISIO_CALL_FALLBACK_SECONDS", "60")),
             extra={k: v for k, v in env.items() if k.startswith("VISIO_") and k not in known},
         )
 

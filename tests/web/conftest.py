@@ -1,0 +1,159 @@
+"""The real application on a real socket, the demo data, and Debian's Chromium.
+
+The server runs in a thread with its own event loop (as in tests/api/test_fuzz.py), on a
+SQLite file migrated by Alembic and loaded with the demo. Playwright's sync API drives
+``/usr/bin/chromium`` with fake camera and microphone. Without Chromium or Playwright the
+tests skip loudly, and fail in CI (``VISIO_REQUIRE_SERVICES=1``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from tests.conftest import in_thread
+from tests.support import missing_service
+from visio import models as m
+from visio.app import create_app
+from visio.clock import utcnow
+from visio.keys import database_key
+from visio.migrate import upgrade
+from visio.seed import demo_id, seed_demo
+from visio.settings import Settings
+
+CHROMIUM = os.environ.get("VISIO_CHROMIUM", "/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "var" / "screenshots"
+AXE = ROOT / "tests" / "js" / "node_modules" / "axe-core" / "axe.min.js"
+CHROMIUM_ARGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                 "--autoplay-policy=no-user-gesture-required", "--no-sandbox"]
+
+
+class BackgroundServer:
+    """visio on 127.0.0.1:port, served by a loop in its own thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="visio-web",
+                                        daemon=True)
+        self.app: web.Application | None = None
+        self._runner: web.AppRunner | None = None
+
+    def run(self, coro: Any, timeout: float = 120) -> Any:
+        """Run a coroutine on the server's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=timeout)
+
+    async def _start(self) -> None:
+        await seed_demo(self.settings)
+        self.app = create_app(self.settings)
+        self._runner = web.AppRunner(self.app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.settings.host, self.settings.port).start()
+
+    def start(self) -> None:
+        self._thread.start()
+        self.run(self._start())
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            self.run(self._runner.cleanup())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=30)
+        self.loop.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Live:
+    url: str
+    server: BackgroundServer
+    made: dict[tuple[str, str, int], str] = field(default_factory=dict)
+
+    def appointment_now(self, *, commune: str, operator: str, staff: int, theme: str) -> str:
+        """An appointment starting in 5 minutes (its call can be joined now), made once."""
+        key = (commune, operator, staff)
+        if key not in self.made:
+            self.made[key] = str(self.server.run(_insert_appointment(
+                self.server, commune=commune, operator=operator, staff=staff, theme=theme)))
+        return self.made[key]
+
+
+async def _insert_appointment(server: BackgroundServer, *, commune: str, operator: str,
+                              staff: int, theme: str) -> str:
+    assert server.app is not None
+    start = utcnow().replace(microsecond=0) + timedelta(minutes=5)
+    appointment = m.Appointment(
+        id=m.new_id(), status="booked", site_id=demo_id("site", commune), stop_id=None,
+        booth=1, operator_id=demo_id("operator", operator), desk_id=demo_id("desk", operator),
+        staff_id=demo_id("staff", operator, str(staff)),
+        service_id=demo_id("service", operator, theme), theme=theme, start=start,
+        end=start + timedelta(minutes=30), staff_until=start + timedelta(minutes=30),
+        usager_first_name="Jeanne", usager_last_name="Martin", usager_phone=None,
+        usager_email=None, usager_language="fr", usager_consent=True,
+        booked_by=demo_id("user", "admin@visio.test"), version=1)
+    async with server.app[database_key].write() as session:
+        session.add(appointment)
+    return appointment.id
+
+
+@pytest.fixture(scope="session")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    path = tmp_path_factory.mktemp("web") / "visio.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    in_thread(lambda: upgrade(url))
+    port = _free_port()
+    settings = Settings(database_url=url, secret_key="web-secret-" + "x" * 32,
+                        host="127.0.0.1", port=port, base_url=f"http://127.0.0.1:{port}",
+                        search_rate_per_minute=1_000_000, login_max_failures=1000,
+                        call_fallback_seconds=600)
+    server = BackgroundServer(settings)
+    server.start()
+    try:
+        yield Live(url=settings.base_url, server=server)
+    finally:
+        server.stop()
+
+
+# Per module: Playwright's sync API holds the main thread's event loop while it runs, so
+# it must stop before pytest-asyncio's loop runs the async tests of other modules.
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
+        missing_service(f"Chromium ({CHROMIUM}) for the browser tests")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing_service("Playwright for Python")
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                              headless=True)
+        try:
+            yield instance
+        finally:
+            instance.close()
+
+
+def log_in(page: Any, url: str, email: str) -> None:
+    """Through the login form, as a person would."""
+    page.goto(f"{url}/login")
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", "visio-demo-2026")
+    page.click("button[type=submit].primary")
+    page.wait_for_url(lambda u: "/login" not in u)

@@ -1,0 +1,321 @@
+"""The pages end to end in headless Chromium: booking, the agenda, the call, aiortc."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.web.conftest import SCREENSHOTS, Live, log_in
+
+AGENT = "agent.hondschoote@visio.test"
+STAFF = "staff.caf59@visio.test"
+
+
+def wait_until(check: Callable[[], Any], *, within: float = 30.0, what: str = "") -> Any:
+    """Poll a condition of the page (the browser decides when things happen)."""
+    deadline = time.monotonic() + within
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}: last {last!r}")
+
+
+def call_state(page: Any) -> str:
+    return str(page.get_attribute("#call-state", "data-call-state"))
+
+
+def inbound(page: Any) -> dict[str, int]:
+    return dict(page.evaluate("window.visioCall.inbound()"))
+
+
+def frames_rising(page: Any, kind: str = "videoFrames", *, by: int = 10) -> bool:
+    first = inbound(page)[kind]
+    return bool(wait_until(lambda: inbound(page)[kind] >= first + by, within=20,
+                           what=f"{kind} rising"))
+
+
+def test_agent_books_and_staff_sees_it_in_the_agenda(live: Live, browser: Any) -> None:
+    """Log in, search, book, confirmation; a double submit books once; the agenda shows it."""
+    agent = browser.new_context(locale="fr-FR")
+    page = agent.new_page()
+    log_in(page, live.url, AGENT)
+    assert page.url.endswith("/agent/book")
+    page.select_option("#theme", "famille")
+    page.click("#search-button")
+    page.wait_for_selector("input[name=slot]")
+    assert "CAF du Nord" in page.inner_text("#operators-title + table")
+    page.check("input[name=slot] >> nth=0")
+    page.fill("#first_name", "Jeanne")
+    page.fill("#last_name", "Martin")
+    page.fill("#phone", "06 12")
+    wait_until(lambda: page.get_attribute("#phone-check", "data-valid") == "false",
+               what="the phone refused while typed")
+    page.fill("#phone", "06 12 34 56 78")
+    wait_until(lambda: page.get_attribute("#phone-check", "data-valid") == "true",
+               what="the phone accepted")
+    page.check("input[name=consent]")
+    # A retried click: the same form (same Idempotency-Key) posted twice.
+    form = page.evaluate("""() => {
+        const data = new FormData(document.getElementById('booking'));
+        return Object.fromEntries(data.entries());
+    }""")
+    page.click("#book-button")
+    page.wait_for_selector("#confirmation")
+    first_url = page.url
+    assert "SMS" in page.inner_text("main")
+    replay = agent.request.post(f"{live.url}/agent/book", form=form, max_redirects=0,
+                                headers={"Origin": live.url})
+    assert replay.status == 303
+    assert replay.headers["location"] == first_url.removeprefix(live.url)
+    day = form["day"]
+    staff = browser.new_context(locale="fr-FR")
+    staff_page = staff.new_page()
+    log_in(staff_page, live.url, STAFF)
+    staff_page.goto(f"{live.url}/staff/agenda?view=week&date={day}")
+    appointment_id = first_url.rsplit("/", 1)[1]
+    entry = staff_page.locator(f'li[data-appointment="{appointment_id}"]')
+    assert "Jeanne" in entry.inner_text()
+    assert "Famille" in entry.inner_text() or "famille" in entry.inner_text().lower()
+    agent.close()
+    staff.close()
+
+
+def test_refused_start_is_a_sentence_with_proposals(live: Live, browser: Any) -> None:
+    """A taken slot (409) shows a sentence and the nearest slots, booked in one click."""
+    context = browser.new_context(locale="fr-FR")
+    page = context.new_page()
+    log_in(page, live.url, AGENT)
+    page.goto(f"{live.url}/agent/book?theme=famille")
+    page.wait_for_selector("input[name=slot]")
+    form = page.evaluate("""() => {
+        document.querySelector('input[name=slot]').checked = true;
+        document.getElementById('first_name').value = 'Paul';
+        document.getElementById('last_name').value = 'Durand';
+        return Object.fromEntries(new FormData(document.getElementById('booking')).entries());
+    }""")
+    first = context.request.post(f"{live.url}/agent/book", form=form, max_redirects=0,
+                                 headers={"Origin": live.url})
+    assert first.status == 303
+    second = dict(form, idem=form["idem"] + "-again")
+    page.goto(f"{live.url}/agent/book?theme=famille")
+    page.evaluate("""(form) => {
+        const f = document.getElementById('booking');
+        for (const [k, v] of Object.entries(form)) {
+            let input = f.querySelector(`[name="${k}"]:not([type=radio])`);
+            if (!input) { input = document.createElement('input'); input.type = 'hidden';
+                          input.name = k; f.append(input); }
+            input.value = v;
+        }
+        f.noValidate = true;
+        f.submit();
+    }""", second)
+    page.wait_for_selector("#refusal")
+    assert page.locator("#refusal .alternatives button").count() >= 1
+    page.click("#refusal .alternatives button >> nth=0")
+    page.wait_for_selector("#confirmation")
+    context.close()
+
+
+def test_call_between_kiosk_and_staff(live: Live, browser: Any) -> None:
+    """Arrival shown before joining; both connected with frames rising; recovery; audio only."""
+    appointment = live.appointment_now(commune="Hondschoote", operator="CAF59", staff=1,
+                                       theme="famille")
+    staff = browser.new_context(locale="fr-FR")
+    staff_page = staff.new_page()
+    log_in(staff_page, live.url, STAFF)
+    staff_page.goto(f"{live.url}/staff/agenda")
+    badge = staff_page.locator(f'[data-arrived="{appointment}"]')
+    assert badge.is_hidden()
+
+    kiosk = browser.new_context(locale="fr-FR")
+    kiosk_page = kiosk.new_page()
+    log_in(kiosk_page, live.url, AGENT)
+    kiosk_page.goto(f"{live.url}/call/{appointment}")
+    wait_until(lambda: call_state(kiosk_page) == "waiting", what="kiosk waiting")
+    badge.wait_for(state="visible", timeout=15000)
+
+    staff_page.click(f'[data-join="{appointment}"]')
+    staff_page.wait_for_url(f"**/call/{appointment}")
+    for page in (kiosk_page, staff_page):
+        wait_until(lambda p=page: call_state(p) == "connected", what="connected")
+    for page in (kiosk_page, staff_page):
+        assert frames_rising(page)
+
+    # The staff member's signaling socket drops: the call comes back without a reload.
+    staff_page.evaluate("window.visioCall.ws.close()")
+    wait_until(lambda: call_state(staff_page) != "connected", within=5, what="drop seen")
+    for page in (kiosk_page, staff_page):
+        wait_until(lambda p=page: call_state(p) == "connected", what="connected again")
+        assert frames_rising(page)
+
+    # Audio only on the kiosk: no video either way, audio keeps flowing.
+    kiosk_page.click("#audio-only")
+    assert kiosk_page.get_attribute("#audio-only", "aria-pressed") == "true"
+    time.sleep(1.5)  # frames already in flight are decoded
+    before = {p: inbound(p) for p in (kiosk_page, staff_page)}
+    for page in (kiosk_page, staff_page):
+        assert frames_rising(page, "audioPackets", by=50)
+    after = {p: inbound(p) for p in (kiosk_page, staff_page)}
+    for page in (kiosk_page, staff_page):
+        assert after[page]["videoFrames"] - before[page]["videoFrames"] <= 2, (before, after)
+    kiosk_page.click("#audio-only")
+    for page in (kiosk_page, staff_page):
+        assert frames_rising(page)
+    kiosk.close()
+    staff.close()
+
+
+def test_browser_and_aiortc_peer_connect(live: Live, browser: Any) -> None:
+    """A kiosk in Chromium and an aiortc operator peer exchange media through the server."""
+    import requests
+
+    from tests.signaling.sigpeer import RtcPeer, SignalingSocket
+
+    appointment = live.appointment_now(commune="Le Cateau-Cambrésis", operator="CAF59",
+                                       staff=2, theme="famille")
+    token = requests.post(f"{live.url}/api/v1/auth/token", timeout=30, json={
+        "email": STAFF, "password": "visio-demo-2026"}).json()["access_token"]
+    grant = requests.post(f"{live.url}/api/v1/appointments/{appointment}/join", timeout=30,
+                          headers={"Authorization": f"Bearer {token}"}).json()
+
+    async def start() -> RtcPeer:
+        sock = await SignalingSocket.open(grant["signaling_url"], origin=None)
+        peer = RtcPeer(sock, can_rollback=False)
+        await peer.join(grant["token"])
+        return peer
+
+    bot = live.server.run(start())
+    context = browser.new_context(locale="fr-FR")
+    page = context.new_page()
+    try:
+        log_in(page, live.url, "agent.le-cateau-cambresis@visio.test")
+        page.goto(f"{live.url}/call/{appointment}")
+        wait_until(lambda: call_state(page) == "connected", what="browser connected to aiortc")
+        assert frames_rising(page)
+        counters = wait_until(lambda: [c for c in bot.counters.values()
+                                       if c.counts["video"] > 10], what="aiortc receiving")
+        assert counters
+    finally:
+        context.close()
+        live.server.run(bot.close())
+
+
+@pytest.mark.parametrize("lang", ["fr", "nl"])
+def test_every_page_is_accessible_and_photographed(live: Live, browser: Any,
+                                                   lang: str) -> None:
+    """axe-core finds no serious or critical violation on any page; screenshots saved."""
+    from tests.support import missing_service
+    from tests.web.conftest import AXE
+
+    if not AXE.exists():
+        missing_service(f"axe-core ({AXE}; npm install --prefix tests/js)")
+    appointment = live.appointment_now(commune="Bruay-sur-l'Escaut", operator="CARSAT-HDF",
+                                       staff=1, theme="retraite")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    found: dict[str, list[str]] = {}
+
+    def check(page: Any, name: str) -> None:
+        page.add_script_tag(path=str(AXE))
+        result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+        assert result["testEngine"]["name"] == "axe-core"
+        assert result["passes"], "axe ran no rule"
+        bad = [f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']][:3]}"
+               for v in result["violations"] if v["impact"] in ("serious", "critical")]
+        if bad:
+            found[name] = bad
+        assert page.get_attribute("html", "lang") == lang
+        page.screenshot(path=str(SCREENSHOTS / f"{name}-{lang}.png"), full_page=True)
+
+    for email, pages in (
+        ("agent.bruay-sur-l-escaut@visio.test",
+         ["/agent/book?theme=retraite", "/agent/today", f"/call/{appointment}"]),
+        ("staff.carsat-hdf@visio.test",
+         ["/staff/agenda", "/staff/agenda?view=week", "/staff/availability"]),
+    ):
+        context = browser.new_context(locale="fr-FR", viewport={"width": 1024, "height": 768})
+        page = context.new_page()
+        page.goto(f"{live.url}/lang?to={lang}&next=/login")
+        check(page, "login")
+        log_in(page, live.url, email)
+        for path in pages:
+            page.goto(live.url + path)
+            if path.startswith("/call/"):
+                wait_until(lambda p=page: call_state(p) == "waiting", what="call page ready")
+            if path == "/staff/availability":
+                page.wait_for_selector("#rules tr")
+            name = path.strip("/").split("?")[0].replace("/", "-")
+            if "view=week" in path:
+                name += "-week"
+            if name.startswith("call-"):
+                name = "call"
+            check(page, name)
+        if email.startswith("agent"):
+            page.goto(f"{live.url}/agent/book?theme=retraite")
+            page.check("input[name=slot] >> nth=0")
+            page.fill("#first_name", "Anne")
+            page.fill("#last_name", "Leroy")
+            page.fill("#phone", "+32 470 12 34 56")
+            page.click("#book-button")
+            page.wait_for_selector("#confirmation")
+            check(page, "confirmation")
+        context.close()
+    assert not found, found
+
+
+def test_keyboard_only_booking(live: Live, browser: Any) -> None:
+    """Log in and book with the keyboard alone (Tab, arrows, Space, Enter)."""
+    context = browser.new_context(locale="fr-FR")
+    page = context.new_page()
+    page.goto(f"{live.url}/login")
+    page.keyboard.press("Tab")  # the skip link
+    focused = page.evaluate("document.activeElement.className")
+    assert focused == "skip"
+
+    def tab_to(selector: str, limit: int = 60) -> None:
+        for _ in range(limit):
+            if page.evaluate("(s) => document.activeElement.matches(s)", selector):
+                return
+            page.keyboard.press("Tab")
+        raise AssertionError(f"Tab never reached {selector}")
+
+    tab_to("#email")
+    page.keyboard.type("agent.du-douaisis@visio.test")
+    tab_to("#password")
+    page.keyboard.type("visio-demo-2026")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/agent/book")
+    tab_to("#theme")
+    page.keyboard.press("ArrowDown")  # a theme (the list starts with "choose")
+    page.keyboard.press("ArrowDown")
+    tab_to("#search-button")
+    page.keyboard.press("Enter")
+    wait_until(lambda: page.locator("input[name=slot]").count() > 0 or
+               page.locator("text=Aucun créneau").count() > 0, what="search results")
+    if page.locator("input[name=slot]").count() == 0:
+        tab_to("#day")
+        page.keyboard.press("ArrowUp")
+        tab_to("#search-button")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("input[name=slot]")
+    tab_to("input[name=slot]")
+    page.keyboard.press("Space")
+    tab_to("#first_name")
+    page.keyboard.type("Louise")
+    tab_to("#last_name")
+    page.keyboard.type("Petit")
+    tab_to("#book-button")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#confirmation")
+    outline = page.evaluate("""() => {
+        const a = document.querySelector('.actions a');
+        a.focus();
+        return getComputedStyle(a).outlineStyle;
+    }""")
+    assert outline == "solid"
+    context.close()

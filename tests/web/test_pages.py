@@ -1,0 +1,197 @@
+"""The pages over HTTP: sessions, CSRF, logout, language, agenda, presence, phone check."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from signaling import CallEvent
+from tests.conftest import DEFAULT_NOW, Client
+from tests.factories import PASSWORD, make_appointment, make_operator, make_site, make_user
+from visio import models as m
+from visio.db import Database
+from visio.services import calls
+from visio.settings import Settings
+from visio.web import session
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([0-9a-f]+)"', html)
+    assert found, "no CSRF field on the page"
+    return found.group(1)
+
+
+async def log_in(client: Client, user: m.User) -> str:
+    """Through the form; returns the page it lands on."""
+    csrf = csrf_of(await (await client.get("/login")).text())
+    response = await client.post("/login", data={"email": user.email, "password": PASSWORD,
+                                                 "csrf": csrf}, allow_redirects=False)
+    assert response.status == 303, await response.text()
+    return str(response.headers["Location"])
+
+
+async def test_login_opens_an_httponly_lax_session(client: Client, db: Database) -> None:
+    """The session cookie is HttpOnly and SameSite=Lax; the agent lands on booking."""
+    site = await make_site(db)
+    agent = await make_user(db, role="agent", sites=[site])
+    csrf = csrf_of(await (await client.get("/login")).text())
+    response = await client.post("/login", data={"email": agent.email, "password": PASSWORD,
+                                                 "csrf": csrf}, allow_redirects=False)
+    assert response.status == 303
+    cookie = response.cookies[session.SESSION_COOKIE]
+    assert cookie["httponly"] is True
+    assert cookie["samesite"] == "Lax"
+    assert not cookie["secure"]
+    home = await client.get("/", allow_redirects=False)
+    assert home.headers["Location"] == "/agent/book"
+
+
+async def test_session_cookie_is_secure_over_https(
+        settings: Settings, db: Database) -> None:
+    """With an https base URL the cookies are Secure."""
+    site = await make_site(db)
+    agent = await make_user(db, role="agent", sites=[site])
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from visio.app import create_app
+
+    app = create_app(replace(settings, base_url="https://visio.example"),
+                     clock=lambda: DEFAULT_NOW)
+    async with TestClient(TestServer(app)) as https_client:
+        page = await https_client.get("/login")
+        csrf = csrf_of(await page.text())
+        assert page.cookies[session.CSRF_COOKIE]["secure"] is True
+        # The test client, on http, would not send a Secure cookie back by itself.
+        response = await https_client.post(
+            "/login", data={"email": agent.email, "password": PASSWORD, "csrf": csrf},
+            cookies={session.CSRF_COOKIE: page.cookies[session.CSRF_COOKIE].value},
+            allow_redirects=False)
+        assert response.status == 303
+        assert response.cookies[session.SESSION_COOKIE]["secure"] is True
+
+
+async def test_forms_without_the_token_or_from_elsewhere_are_refused(
+        client: Client, db: Database) -> None:
+    """No CSRF token, a wrong one, or another Origin: 403, no session."""
+    site = await make_site(db)
+    agent = await make_user(db, role="agent", sites=[site])
+    csrf = csrf_of(await (await client.get("/login")).text())
+    form = {"email": agent.email, "password": PASSWORD}
+    for data, headers in (
+        (form, {}),
+        ({**form, "csrf": "0" * 64}, {}),
+        ({**form, "csrf": csrf}, {"Origin": "https://evil.example"}),
+    ):
+        response = await client.post("/login", data=data, headers=headers,
+                                     allow_redirects=False)
+        assert response.status == 403
+        assert session.SESSION_COOKIE not in response.cookies
+
+
+async def test_logout_ends_the_session_on_the_server(client: Client, db: Database) -> None:
+    """After logout the session's token is revoked: replaying the old cookie gets nothing."""
+    site = await make_site(db)
+    agent = await make_user(db, role="agent", sites=[site])
+    await log_in(client, agent)
+    token = client.session.cookie_jar.filter_cookies(client.make_url("/"))[
+        session.SESSION_COOKIE].value
+    page = await client.get("/agent/today")
+    response = await client.post("/logout", data={"csrf": csrf_of(await page.text())},
+                                 allow_redirects=False)
+    assert response.status == 303
+    replay = await client.get("/agent/today", cookies={session.SESSION_COOKIE: token},
+                              allow_redirects=False)
+    assert replay.status == 303
+    assert replay.headers["Location"].startswith("/login")
+    api = await client.get("/api/v1/sites", headers={"Authorization": f"Bearer {token}"})
+    assert api.status == 401
+
+
+async def test_language_is_french_by_default_and_remembered(client: Client) -> None:
+    """lang="fr" first; the switch to Dutch is kept in a cookie for the next pages."""
+    first = await client.get("/login")
+    assert '<html lang="fr">' in await first.text()
+    assert "Se connecter" in await first.text()
+    switch = await client.get("/lang?to=nl&next=/login", allow_redirects=False)
+    assert switch.headers["Location"] == "/login"
+    assert switch.cookies[session.LANG_COOKIE].value == "nl"
+    page = await client.get("/login")
+    assert '<html lang="nl">' in await page.text()
+    assert "Aanmelden" in await page.text()
+    elsewhere = await client.get("/lang?to=nl&next=//evil.example", allow_redirects=False)
+    assert elsewhere.headers["Location"] == "/"
+
+
+async def test_agenda_shows_the_day_and_presence_follows_the_kiosk(
+        make_client: Callable[..., Awaitable[Client]], db: Database) -> None:
+    """Staff see first name, theme and site; the kiosk's join and leave drive "arrived"."""
+    site = await make_site(db)
+    op = await make_operator(db)
+    other = await make_operator(db)
+    agent = await make_user(db, role="agent", sites=[site])
+    staff = await make_user(db, role="staff", staff=op.staff[0])
+    stranger = await make_user(db, role="staff", staff=other.staff[0])
+    start = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+    appointment = await make_appointment(db, site=site, op=op, start=start, booked_by=agent)
+    client = await make_client(now=start - timedelta(minutes=10))
+    await log_in(client, staff)
+    page = await (await client.get("/staff/agenda?date=2026-11-24")).text()
+    assert f'data-appointment="{appointment.id}"' in page
+    assert "Jeanne" in page
+    assert site.name in page
+    assert 'aria-disabled="true"' not in page  # Join is open 10 minutes before
+
+    async def present() -> list[str]:
+        response = await client.get(f"/web/presence?ids={appointment.id}")
+        return list((await response.json())["present"])
+
+    assert await present() == []
+    await calls.record_event(db=db, appointment_id=appointment.id, event=CallEvent(
+        at=start - timedelta(minutes=9), kind="join", peer_id=f"kiosk-{site.id}", role="kiosk",
+        detail={}))
+    assert await present() == [appointment.id]
+    await calls.record_event(db=db, appointment_id=appointment.id, event=CallEvent(
+        at=start - timedelta(minutes=8), kind="leave", peer_id=f"kiosk-{site.id}",
+        role="kiosk", detail={"close_code": 1006}))
+    assert await present() == []
+
+    outsider = await make_client(now=start)
+    await log_in(outsider, stranger)
+    assert "Jeanne" not in await (await outsider.get("/staff/agenda?date=2026-11-24")).text()
+    response = await outsider.get(f"/web/presence?ids={appointment.id}")
+    assert (await response.json())["present"] == []
+
+
+@pytest.mark.parametrize(("number", "ok"), [("06 12 34 56 78", True), ("+32 470 12 34 56", True),
+                                            ("06 12", False), ("+1 202 555 0100", False)])
+async def test_phone_is_checked_as_typed(client: Client, db: Database, number: str,
+                                         ok: bool) -> None:
+    """The booking page asks the server's rule: French and Belgian numbers only."""
+    site = await make_site(db)
+    agent = await make_user(db, role="agent", sites=[site])
+    await log_in(client, agent)
+    response = await client.get("/web/phone", params={"number": number})
+    body = await response.json()
+    assert body["ok"] is ok
+    assert body["message"]
+
+
+async def test_script_posts_need_the_page_token(client: Client, db: Database) -> None:
+    """A join grant asked without the page's CSRF header is refused."""
+    site = await make_site(db)
+    op = await make_operator(db)
+    agent = await make_user(db, role="agent", sites=[site])
+    appointment = await make_appointment(db, site=site, op=op, booked_by=agent,
+                                         start=DEFAULT_NOW + timedelta(minutes=5))
+    await log_in(client, agent)
+    refused = await client.post(f"/web/appointments/{appointment.id}/join")
+    assert refused.status == 403
+    page = await (await client.get(f"/call/{appointment.id}")).text()
+    granted = await client.post(f"/web/appointments/{appointment.id}/join",
+                                headers={session.CSRF_HEADER: csrf_of(page)})
+    assert granted.status == 200
+    assert (await granted.json())["role"] == "kiosk"

@@ -1,0 +1,129 @@
+"""What the pages show: a day's or a week's appointments with names, and who is in a call.
+
+Read-only units of work for ``visio.web``; every query is scoped by the access policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from visio import models as m
+from visio.access import KIOSK, Principal
+from visio.db import Database
+from visio.domain.messages import _
+from visio.errors import NotFound
+
+
+@dataclass(frozen=True, slots=True)
+class AgendaItem:
+    """One appointment as an agenda or a day's list shows it."""
+
+    id: str
+    status: str
+    start: datetime
+    end: datetime
+    zone: str
+    theme: str
+    theme_fr: str
+    theme_nl: str
+    usager_first_name: str
+    site_name: str
+    stop_commune: str | None
+    operator_name: str
+    staff_name: str
+    usager_language: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallContext:
+    """What the call page needs besides the join grant."""
+
+    item: AgendaItem
+    fallback_phone: str | None
+
+
+def _query() -> Any:  # a Select of seven entities
+    return (sa.select(m.Appointment, m.Site, m.Theme, m.Operator, m.StaffMember, m.TourStop,
+                      m.Desk)
+            .join(m.Site, m.Site.id == m.Appointment.site_id)
+            .join(m.Theme, m.Theme.code == m.Appointment.theme)
+            .join(m.Operator, m.Operator.id == m.Appointment.operator_id)
+            .join(m.StaffMember, m.StaffMember.id == m.Appointment.staff_id)
+            .join(m.Desk, m.Desk.id == m.Appointment.desk_id)
+            .outerjoin(m.TourStop, m.TourStop.id == m.Appointment.stop_id))
+
+
+def _item(row: Any) -> AgendaItem:
+    a, site, theme, operator, staff, stop, _desk = row
+    return AgendaItem(
+        id=a.id, status=a.status, start=a.start, end=a.end, zone=site.timezone,
+        theme=a.theme, theme_fr=theme.label_fr, theme_nl=theme.label_nl,
+        usager_first_name=a.usager_first_name, site_name=site.name,
+        stop_commune=stop.commune if stop is not None else None, operator_name=operator.name,
+        staff_name=staff.display_name, usager_language=a.usager_language)
+
+
+async def agenda(*, db: Database, principal: Principal, start: datetime, end: datetime,
+                 mine_only: bool = True) -> list[AgendaItem]:
+    """Appointments in scope starting in [start, end), not cancelled, by start.
+
+    For operator staff ``mine_only`` keeps the appointments of their own seat (their
+    staff member or their desk); agents see their sites', admins everything.
+    """
+    query = _query().where(principal.appointment_filter(), m.Appointment.start >= start,
+                           m.Appointment.start < end, m.Appointment.status != "cancelled")
+    async with db.read() as session:
+        rows = (await session.execute(query.order_by(m.Appointment.start,
+                                                     m.Appointment.id))).all()
+    items = []
+    for row in rows:
+        if mine_only and principal.staff_id is not None and principal.seat(row[0]) is None:
+            continue
+        items.append(_item(row))
+    return items
+
+
+async def call_context(*, db: Database, principal: Principal,
+                       appointment_id: str) -> CallContext:
+    """The appointment of a call page, if the caller has a seat in its call."""
+    async with db.read() as session:
+        row = (await session.execute(_query().where(
+            m.Appointment.id == appointment_id, principal.appointment_filter()))).one_or_none()
+    if row is None or principal.seat(row[0]) is None:
+        raise NotFound(_("There is no appointment {appointment_id} you can join.",
+                         appointment_id=appointment_id))
+    return CallContext(item=_item(row), fallback_phone=row[6].fallback_phone)
+
+
+async def kiosks_present(*, db: Database, principal: Principal,
+                         appointment_ids: Collection[str]) -> set[str]:
+    """Of these appointments in scope, those whose kiosk is in the call right now.
+
+    The signaling host records every join and leave; the kiosk is present when its last
+    one is a join (the call page joins as soon as it opens).
+    """
+    ids = sorted(set(appointment_ids))[:200]
+    if not ids:
+        return set()
+    query = (sa.select(m.CallEventRow.appointment_id, m.CallEventRow.kind,
+                       m.CallEventRow.detail)
+             .join(m.Appointment, m.Appointment.id == m.CallEventRow.appointment_id)
+             .where(m.CallEventRow.appointment_id.in_(ids), m.CallEventRow.role == KIOSK,
+                    m.CallEventRow.kind.in_(("join", "leave")),
+                    principal.appointment_filter())
+             .order_by(m.CallEventRow.at, m.CallEventRow.id))
+    async with db.read() as session:
+        rows = (await session.execute(query)).all()
+    present: set[str] = set()
+    for appointment_id, kind, detail in rows:
+        if kind == "join":
+            present.add(appointment_id)
+        elif not (detail or {}).get("replaced"):
+            # A socket replaced by a newer one of the same kiosk leaves after that join.
+            present.discard(appointment_id)
+    return present

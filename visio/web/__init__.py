@@ -1,0 +1,60 @@
+"""The pages people use, served by visio itself at the API's origin (no build step)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from pathlib import Path
+from urllib.parse import quote
+
+from aiohttp import web
+
+from visio.errors import NotAuthenticated, VisioError
+from visio.keys import templates_key
+from visio.web import live, pages
+from visio.web.render import environment
+
+STATIC = Path(__file__).parent / "static"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _page(handler: Handler) -> Handler:
+    """Refusals on a page are a sentence on a page; no session goes to the login."""
+
+    @wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except NotAuthenticated:
+            raise web.HTTPSeeOther(f"/login?next={quote(request.path_qs)}") from None
+        except VisioError as err:
+            return await pages.not_found_page(request, err)
+
+    return wrapped
+
+
+def mount_pages(app: web.Application) -> None:
+    """The pages, their scripts' endpoints and the static files."""
+    app[templates_key] = environment()
+    p = _page
+    app.router.add_routes([
+        web.get("/", p(pages.home)),
+        web.get("/login", p(pages.login_page)),
+        web.post("/login", p(pages.login)),
+        web.post("/logout", p(pages.logout)),
+        web.get("/lang", p(pages.choose_language)),
+        web.get("/agent/book", p(pages.booking_page)),
+        web.post("/agent/book", p(pages.book)),
+        web.get("/agent/appointments/{id}", p(pages.confirmation)),
+        web.get("/agent/today", p(pages.today)),
+        web.get("/staff/agenda", p(pages.staff_agenda)),
+        web.get("/staff/availability", p(pages.availability_page)),
+        web.get("/call/{id}", p(pages.call_page)),
+        web.post("/web/appointments/{id}/join", live.join),
+        web.post("/web/test-calls", live.test_call),
+        web.get("/web/presence", live.presence),
+        web.get("/web/phone", live.check_phone),
+        web.get("/web/availability", live.get_availability),
+        web.put("/web/availability", live.put_availability),
+        web.static("/static", STATIC),
+    ])

@@ -1,0 +1,60 @@
+"""Jinja2 templates rendered in the reader's language, with the catalogue of visio."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import jinja2
+from aiohttp import web
+from babel.dates import format_date
+
+from visio.access import Principal
+from visio.domain.kinds import Role
+from visio.i18n import LANGUAGES, catalogue
+from visio.web import session
+
+TEMPLATES = Path(__file__).parent / "templates"
+LANGUAGE_NAMES = {"fr": "Français", "nl": "Nederlands", "en": "English"}
+
+
+def environment() -> jinja2.Environment:
+    """The templates, autoescaped; page texts come from ``_()`` calls in them."""
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
+                              autoescape=True, undefined=jinja2.StrictUndefined,
+                              trim_blocks=True, lstrip_blocks=True)
+
+
+def translator(language: str) -> Any:
+    """``_("Text {name}", name=...)`` in templates: translated, then formatted."""
+    texts = catalogue(language)
+
+    def gettext(msgid: str, /, **params: Any) -> str:
+        text = texts.gettext(msgid)
+        return text.format(**params) if params else text
+
+    return gettext
+
+
+def render(request: web.Request, template: str, *, status: int = 200,
+           who: Principal | None = None, **context: Any) -> web.Response:
+    """A page in the reader's language, with the language switch and the CSRF token."""
+    from visio.keys import templates_key
+
+    lang = session.language(request)
+    here = request.path_qs
+    body = request.app[templates_key].get_template(template).render(
+        _=translator(lang), lang=lang, who=who, Role=Role, csrf=session.csrf_token(request),
+        here=here, fdate=lambda d: format_date(d, format="full", locale=lang),
+        ftime=lambda t: t.strftime("%H:%M"),
+        languages=[(code, LANGUAGE_NAMES[code], f"/lang?to={code}&next={quote(here)}")
+                   for code in LANGUAGES],
+        **context)
+    response = web.Response(status=status, text=body, content_type="text/html")
+    response.headers["Content-Language"] = lang
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "same-origin"
+    session.remember_browser(request, response)
+    return response

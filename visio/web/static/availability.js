@@ -1,0 +1,104 @@
+// The availability editor: weekly hours, closed days and absences, saved as one document.
+const form = document.getElementById("availability");
+const texts = JSON.parse(form.dataset.texts);
+const csrf = document.querySelector('meta[name="csrf-token"]').content;
+const lang = document.documentElement.lang;
+const status = document.getElementById("availability-status");
+let doc = null;
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  node.append(...children);
+  return node;
+}
+
+function ruleRow(rule, index) {
+  const day = el("select", {"aria-label": `${texts.weekday} ${index + 1}`, "data-field": "weekday"},
+    ...texts.weekdays.map((name, i) => { const o = new Option(name, String(i)); o.selected = i === rule.weekday; return o; }));
+  const opens = el("input", {type: "time", value: rule.opens, "aria-label": `${texts.from} ${index + 1}`, "data-field": "opens", required: ""});
+  const closes = el("input", {type: "time", value: rule.closes, "aria-label": `${texts.to} ${index + 1}`, "data-field": "closes", required: ""});
+  const remove = el("button", {type: "button"}, texts.remove);
+  remove.addEventListener("click", () => { doc.rules.splice(index, 1); draw(); });
+  return el("tr", {}, el("td", {}, day), el("td", {}, opens), el("td", {}, closes), el("td", {}, remove));
+}
+
+function listItem(text, onRemove) {
+  const remove = el("button", {type: "button", "aria-label": `${texts.remove}: ${text}`}, texts.remove);
+  remove.addEventListener("click", onRemove);
+  return el("li", {}, `${text} `, remove);
+}
+
+function readRules() {
+  doc.rules = [...document.querySelectorAll("#rules tr")].map((row, i) => ({
+    ...doc.rules[i],
+    weekday: Number(row.querySelector('[data-field="weekday"]').value),
+    opens: row.querySelector('[data-field="opens"]').value,
+    closes: row.querySelector('[data-field="closes"]').value,
+  }));
+}
+
+function draw() {
+  document.getElementById("zone").textContent = doc.timezone;
+  document.getElementById("rules").replaceChildren(...doc.rules.map(ruleRow));
+  document.getElementById("closures").replaceChildren(...doc.overrides
+    .filter((o) => o.ranges.length === 0)
+    .map((o) => listItem(`${o.date} – ${texts.closed}`, () => {
+      doc.overrides = doc.overrides.filter((x) => x !== o); draw();
+    })));
+  document.getElementById("absences").replaceChildren(...doc.absences.map((a) =>
+    listItem(`${a.start.slice(0, 16).replace("T", " ")} → ${a.end.slice(0, 16).replace("T", " ")}`, () => {
+      doc.absences = doc.absences.filter((x) => x !== a); draw();
+    })));
+}
+
+async function load() {
+  const response = await fetch("/web/availability", {credentials: "same-origin"});
+  doc = await response.json();
+  draw();
+}
+
+function offset(local) {
+  // The absence in the staff member's zone is sent with the browser's offset.
+  const d = new Date(local);
+  const minutes = -d.getTimezoneOffset();
+  const sign = minutes >= 0 ? "+" : "-";
+  const abs = Math.abs(minutes);
+  return `${local}:00${sign}${String(Math.floor(abs / 60)).padStart(2, "0")}:${String(abs % 60).padStart(2, "0")}`;
+}
+
+document.getElementById("add-rule").addEventListener("click", () => {
+  readRules();
+  doc.rules.push({weekday: 0, opens: "09:00", closes: "12:00", valid_from: null, valid_until: null});
+  draw();
+});
+document.getElementById("add-closure").addEventListener("click", () => {
+  const day = document.getElementById("closure-day").value;
+  if (!day) return;
+  readRules();
+  doc.overrides = doc.overrides.filter((o) => o.date !== day).concat([{date: day, ranges: []}]);
+  draw();
+});
+document.getElementById("add-absence").addEventListener("click", () => {
+  const start = document.getElementById("absence-start").value;
+  const end = document.getElementById("absence-end").value;
+  if (!start || !end) return;
+  readRules();
+  doc.absences.push({start: offset(start), end: offset(end), reason: null});
+  draw();
+});
+form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  readRules();
+  const body = {rules: doc.rules, overrides: doc.overrides,
+                absences: doc.absences.map(({start, end, reason}) => ({start, end, reason}))};
+  const response = await fetch("/web/availability", {
+    method: "PUT", credentials: "same-origin",
+    headers: {"Content-Type": "application/json", "X-CSRF-Token": csrf, "Accept-Language": lang},
+    body: JSON.stringify(body),
+  });
+  const result = await response.json();
+  if (response.ok) { doc = result; draw(); status.textContent = texts.saved; status.className = "ok"; }
+  else { status.textContent = result.detail; status.className = "error"; }
+});
+load();
