@@ -53,6 +53,10 @@ OPERATIONS: dict[str, Ask] = {
     "join seat": lambda p, s: p.seat(s["appointment"]),
     "test call": lambda p, s: p.may_test_call(),
     "edit availability": lambda p, s: p.may_edit_availability(s["staff"]),
+    "feed of staff": lambda p, s: p.may_subscribe("staff", s["staff"]),
+    "feed of desk": lambda p, s: p.may_subscribe("desk", s["desk"]),
+    "feed of site": lambda p, s: p.may_subscribe("site", s["site"]),
+    "import calendars": lambda p, s: p.may_import_calendars(s["staff"]),
 }
 
 KIOSK_S1 = Seat(KIOSK, "kiosk-S1")
@@ -78,6 +82,11 @@ EXPECTED: dict[str, dict[str, tuple[object, object]]] = {
     "test call": {"admin": (False, False), "agent": (True, True), "staff": (True, True)},
     "edit availability": {"admin": (True, True), "agent": (False, False),
                           "staff": (True, False)},
+    "feed of staff": {"admin": (True, True), "agent": (False, False), "staff": (True, False)},
+    "feed of desk": {"admin": (True, True), "agent": (False, False), "staff": (True, False)},
+    "feed of site": {"admin": (True, True), "agent": (True, False), "staff": (False, False)},
+    "import calendars": {"admin": (True, True), "agent": (False, False),
+                         "staff": (True, False)},
 }
 
 CELLS = [pytest.param(operation, role, scope, answers[0 if scope == "in" else 1],

@@ -120,6 +120,22 @@ class Principal:
         """A staff member edits their own availability; admins anyone's."""
         return self.is_admin or self.staff_id == staff_id
 
+    # ------------------------------------------------------------ calendars
+
+    def may_subscribe(self, scope: str, target_id: str) -> bool:
+        """Agenda feeds: staff for themselves and their desk, agents for their sites,
+        admins for any staff member, desk or site."""
+        if self.is_admin:
+            return True
+        if self.role is Role.STAFF:
+            return (scope == "staff" and target_id == self.staff_id) or \
+                (scope == "desk" and target_id == self.desk_id)
+        return self.role is Role.AGENT and scope == "site" and target_id in self.site_ids
+
+    def may_import_calendars(self, staff_id: str) -> bool:
+        """Register, see and remove a staff member's own calendars: them, or an admin."""
+        return self.is_admin or (self.role is Role.STAFF and self.staff_id == staff_id)
+
     # ------------------------------------------------------------ SQL scopes
 
     def appointment_filter(self) -> sa.ColumnElement[bool]:

@@ -9,9 +9,11 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from visio.api.calendars import serve_feed
 from visio.api.limits import ExpensiveLimits
 from visio.api.problems import problems_middleware
 from visio.api.routes import PREFIX, api_routes
+from visio.calendar_jobs import schedule_calendar_fetches
 from visio.clock import utcnow
 from visio.db import open_database
 from visio.domain.calendars import HolidayCalendar
@@ -76,6 +78,7 @@ def create_app(
     async def jobs_ctx(app: web.Application) -> AsyncIterator[None]:
         scheduler = AsyncIOScheduler()
         schedule_purges(scheduler, app)
+        schedule_calendar_fetches(scheduler, app)
         scheduler.start()
         yield
         scheduler.shutdown(wait=False)
@@ -85,6 +88,7 @@ def create_app(
     app.cleanup_ctx.append(jobs_ctx)
     mount_signaling(app, settings)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/calendars/{name}", serve_feed)
     app.router.add_routes(api_routes())
     mount_pages(app)
     return app

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from icalendar import Alarm, Calendar, Event, vCalAddress, vText
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from visio import models as m
 from visio.db import Database
@@ -52,6 +53,8 @@ class InvitationFacts:
     usager_email: str | None
     #: The theme's label by language (``theme_label`` when a language has none).
     theme_labels: Mapping[str, str] = field(default_factory=dict)
+    #: When the appointment last changed (feeds use it as DTSTAMP, so they stay stable).
+    changed_at: datetime | None = None
 
 
 def uid_of(appointment_id: str) -> str:
@@ -155,35 +158,54 @@ async def load_invitation_facts(*, db: Database, appointment_id: str,
                                 base_url: str) -> InvitationFacts:
     """The facts of one appointment (no access check: callers check ``Principal.sees``)."""
     async with db.read() as session:
-        row = (await session.execute(
-            sa.select(m.Appointment, m.Site, m.TourStop, m.Operator, m.Theme, m.StaffMember)
-            .join(m.Site, m.Site.id == m.Appointment.site_id)
-            .outerjoin(m.TourStop, m.TourStop.id == m.Appointment.stop_id)
-            .join(m.Operator, m.Operator.id == m.Appointment.operator_id)
-            .join(m.Theme, m.Theme.code == m.Appointment.theme)
-            .join(m.StaffMember, m.StaffMember.id == m.Appointment.staff_id)
-            .where(m.Appointment.id == appointment_id)
-        )).one_or_none()
-        if row is None:
-            raise NotFound(_("There is no appointment {appointment_id}.",
-                             appointment_id=appointment_id))
-        appointment, site, stop, operator, theme, staff = row
-        staff_email = (await session.scalars(
-            sa.select(m.User.email).where(m.User.staff_id == staff.id, m.User.active)
-            .order_by(m.User.created_at, m.User.id).limit(1))).first()
-    place = (f"{stop.commune}, {stop.place}" if stop is not None
-             else f"{site.name}, {site.address}")
-    return InvitationFacts(
-        appointment_id=appointment.id, version=appointment.version, status=appointment.status,
-        start=appointment.start, end=appointment.end, zone=site.timezone,
-        theme_label=theme.label_fr, operator_name=operator.name, place=place,
-        join_url=join_url(base_url, appointment.id), bring="",
-        usager_first_name=appointment.usager_first_name,
-        usager_last_initial=appointment.usager_last_name[:1].upper(),
-        staff_email=staff_email, staff_name=staff.display_name,
-        usager_email=appointment.usager_email,
-        theme_labels={"fr": theme.label_fr, "nl": theme.label_nl},
-    )
+        found = await facts_where(session, m.Appointment.id == appointment_id,
+                                  base_url=base_url)
+    if not found:
+        raise NotFound(_("There is no appointment {appointment_id}.",
+                         appointment_id=appointment_id))
+    return found[0]
+
+
+async def facts_where(session: AsyncSession, where: sa.ColumnElement[bool], *,
+                      base_url: str) -> list[InvitationFacts]:
+    """The facts of every appointment matching ``where``, by start (one query, plus one
+    for the staff members' e-mail addresses)."""
+    rows = (await session.execute(
+        sa.select(m.Appointment, m.Site, m.TourStop, m.Operator, m.Theme, m.StaffMember)
+        .join(m.Site, m.Site.id == m.Appointment.site_id)
+        .outerjoin(m.TourStop, m.TourStop.id == m.Appointment.stop_id)
+        .join(m.Operator, m.Operator.id == m.Appointment.operator_id)
+        .join(m.Theme, m.Theme.code == m.Appointment.theme)
+        .join(m.StaffMember, m.StaffMember.id == m.Appointment.staff_id)
+        .where(where).order_by(m.Appointment.start, m.Appointment.id)
+    )).all()
+    staff_ids = sorted({row[5].id for row in rows})
+    emails: dict[str, str] = {}
+    if staff_ids:
+        for staff_id, email in (await session.execute(
+            sa.select(m.User.staff_id, m.User.email)
+            .where(m.User.staff_id.in_(staff_ids), m.User.active)
+            .order_by(m.User.created_at.desc(), m.User.id.desc())
+        )).all():
+            if staff_id is not None:
+                emails[staff_id] = email  # the oldest account, read last, wins
+    found = []
+    for appointment, site, stop, operator, theme, staff in rows:
+        place = (f"{stop.commune}, {stop.place}" if stop is not None
+                 else f"{site.name}, {site.address}")
+        found.append(InvitationFacts(
+            appointment_id=appointment.id, version=appointment.version,
+            status=appointment.status, start=appointment.start, end=appointment.end,
+            zone=site.timezone, theme_label=theme.label_fr, operator_name=operator.name,
+            place=place, join_url=join_url(base_url, appointment.id), bring="",
+            usager_first_name=appointment.usager_first_name,
+            usager_last_initial=appointment.usager_last_name[:1].upper(),
+            staff_email=emails.get(staff.id), staff_name=staff.display_name,
+            usager_email=appointment.usager_email,
+            theme_labels={"fr": theme.label_fr, "nl": theme.label_nl},
+            changed_at=appointment.updated_at,
+        ))
+    return found
 
 
 def join_url(base_url: str, appointment_id: str) -> str:

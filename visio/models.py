@@ -249,6 +249,34 @@ class BusyPeriod(Base):
     reason: Mapped[str] = mapped_column(sa.String(200), default="")
 
 
+class ImportedCalendar(Base):
+    """A staff member's own calendar (ICS or CalDAV URL), fetched for its busy time.
+
+    Its busy periods are ``BusyPeriod`` rows with source ``cal:<id>``; a failed fetch
+    keeps them and records the error.
+    """
+
+    __tablename__ = "imported_calendars"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    staff_id: Mapped[str] = mapped_column(ID, sa.ForeignKey("staff_members.id"), index=True)
+    url: Mapped[str] = mapped_column(sa.String(2000))
+    # Username and password, encrypted (Fernet) with the calendar key from settings.
+    credentials: Mapped[str | None] = mapped_column(sa.Text)
+    status: Mapped[str] = mapped_column(sa.String(10), default="pending")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_attempt_at: Mapped[datetime | None]
+    last_success_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(sa.String(500))
+    etag: Mapped[str | None] = mapped_column(sa.String(200))
+    last_modified: Mapped[str | None] = mapped_column(sa.String(100))
+    busy_count: Mapped[int] = mapped_column(sa.Integer, default=0)
+
+    __table_args__ = (
+        sa.CheckConstraint("status IN ('pending', 'ok', 'error')", name="status"),
+    )
+
+
 class User(Base):
     __tablename__ = "users"
 
@@ -274,6 +302,25 @@ class UserSite(Base):
 
     user_id: Mapped[str] = mapped_column(ID, sa.ForeignKey("users.id"), primary_key=True)
     site_id: Mapped[str] = mapped_column(ID, sa.ForeignKey("sites.id"), primary_key=True)
+
+
+class CalendarFeed(Base):
+    """A secret agenda feed of a staff member, a desk or a site; the token is hashed."""
+
+    __tablename__ = "calendar_feeds"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ID, sa.ForeignKey("users.id"), index=True)
+    scope: Mapped[str] = mapped_column(sa.String(5))
+    target_id: Mapped[str] = mapped_column(ID)
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    language: Mapped[str] = mapped_column(sa.String(5))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        sa.CheckConstraint("scope IN ('staff', 'desk', 'site')", name="scope"),
+    )
 
 
 class ApiToken(Base):

@@ -12,6 +12,7 @@ from msgspec import Meta, Struct, field
 
 from visio.contract.fields import (
     Address,
+    CalendarUrl,
     Code,
     Commune,
     Cursor,
@@ -452,6 +453,55 @@ class CallLog(Resource, frozen=True, kw_only=True):
     summary: CallSummary
     items: list[CallEvent]
     next_cursor: str | None = None
+
+
+# ---------------------------------------------------------------- calendars
+
+
+class FeedCreate(Request, frozen=True, kw_only=True):
+    """A new agenda feed: of a staff member, a desk or a site."""
+
+    scope: Literal["staff", "desk", "site"]
+    id: Id
+
+
+class Feed(Resource, frozen=True, kw_only=True):
+    """An agenda feed, without its address (its token is shown only at creation)."""
+
+    id: Id
+    scope: Literal["staff", "desk", "site"]
+    target_id: Id
+    language: Language
+    created_at: Instant
+
+
+class FeedCreated(Feed, frozen=True, kw_only=True):
+    """A new agenda feed with its secret address: shown this once, never again."""
+
+    url: str
+
+
+class CalendarImport(Request, frozen=True, kw_only=True):
+    """A staff member's own calendar to read busy time from."""
+
+    url: CalendarUrl
+    username: Name | None = None
+    password: Password | None = None
+
+
+class ImportedCalendar(Resource, frozen=True, kw_only=True):
+    """An imported calendar's state; never its credentials."""
+
+    id: Id
+    staff_id: Id
+    url: str
+    has_credentials: bool
+    status: Literal["pending", "ok", "error"]
+    created_at: Instant
+    last_attempt_at: Instant | None
+    last_success_at: Instant | None
+    last_error: str | None
+    busy_periods: int
 
 
 # ---------------------------------------------------------------- problems

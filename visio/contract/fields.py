@@ -60,3 +60,7 @@ Day = Annotated[date, Meta(description="A calendar date, YYYY-MM-DD.")]
 Cursor = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_-]+$",
                              description="An opaque cursor from next_cursor.")]
 Version = Annotated[int, Meta(ge=1, description="Grows with every change.")]
+CalendarUrl = Annotated[str, Meta(
+    min_length=10, max_length=2000, pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://[\x21-\x7e]+$",
+    description="An http(s) address answering GET with a whole iCalendar file (published "
+                "ICS link, Google secret address, CalDAV collection); no user:password@.")]

@@ -1,0 +1,103 @@
+"""Busy time from an iCalendar file: recurrences expanded, free and cancelled events left out.
+
+``recurring-ical-events`` expands RRULE/RDATE over the window and applies EXDATE and
+RECURRENCE-ID overrides; icalendar maps Windows zone names ("Romance Standard Time") to
+IANA zones with its own table. Dates without a time (all-day events) and floating
+times are read in the staff member's zone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from zoneinfo import ZoneInfo
+
+import icalendar
+import recurring_ical_events
+
+#: More busy periods than this in one calendar is refused as broken (a runaway RRULE).
+MAX_PERIODS = 20_000
+
+
+class CalendarUnreadable(ValueError):
+    """The file is not iCalendar, or its recurrences cannot be expanded."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def _instant(value: date | datetime, zone: tzinfo) -> datetime:
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            value = value.replace(tzinfo=zone)
+        return value.astimezone(UTC)
+    return datetime.combine(value, time(0), tzinfo=zone).astimezone(UTC)
+
+
+def _is_busy(event: icalendar.Event) -> bool:
+    if str(event.get("TRANSP", "OPAQUE")).upper() == "TRANSPARENT":
+        return False
+    if str(event.get("STATUS", "")).upper() == "CANCELLED":
+        return False
+    # Outlook marks "free" and "working elsewhere" time this way even when opaque.
+    return str(event.get("X-MICROSOFT-CDO-BUSYSTATUS", "BUSY")).upper() not in (
+        "FREE", "WORKINGELSEWHERE")
+
+
+def _bounds(event: icalendar.Event, zone: tzinfo) -> tuple[datetime, datetime] | None:
+    if "DTSTART" not in event:
+        return None
+    start_value = event.decoded("DTSTART")
+    start = _instant(start_value, zone)
+    if "DTEND" in event:
+        end = _instant(event.decoded("DTEND"), zone)
+    elif "DURATION" in event:
+        end = start + event.decoded("DURATION")
+    elif isinstance(start_value, datetime):
+        end = start  # RFC 5545 §3.6.1: an instant takes no time
+    else:
+        end = _instant(start_value + timedelta(days=1), zone)
+    return (start, end) if end > start else None
+
+
+def merged(intervals: Iterable[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    """Sorted, with overlapping and touching intervals joined."""
+    result: list[tuple[datetime, datetime]] = []
+    for start, end in sorted(intervals):
+        if result and start <= result[-1][1]:
+            if end > result[-1][1]:
+                result[-1] = (result[-1][0], end)
+        else:
+            result.append((start, end))
+    return result
+
+
+def busy_intervals(text: bytes, *, start: datetime, end: datetime,
+                   zone: str) -> list[tuple[datetime, datetime]]:
+    """The busy time of ``text`` inside [start, end), merged, as UTC instants."""
+    stripped = text.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if not stripped[:15].upper().startswith(b"BEGIN:VCALENDAR"):
+        raise CalendarUnreadable("not_ics")
+    local = ZoneInfo(zone)
+    try:
+        calendars = icalendar.Calendar.from_ical(stripped, multiple=True)
+        found: list[tuple[datetime, datetime]] = []
+        for calendar in calendars:
+            for event in recurring_ical_events.of(calendar).between(start, end):
+                if not isinstance(event, icalendar.Event) or not _is_busy(event):
+                    continue
+                bounds = _bounds(event, local)
+                if bounds is None:
+                    continue
+                low, high = max(bounds[0], start), min(bounds[1], end)
+                if low < high:
+                    found.append((low, high))
+                if len(found) > MAX_PERIODS:
+                    raise CalendarUnreadable("too_many_events")
+    except CalendarUnreadable:
+        raise
+    except Exception as err:
+        # icalendar and recurring-ical-events raise many kinds on bad input: all "broken".
+        raise CalendarUnreadable("broken") from err
+    return merged(found)
