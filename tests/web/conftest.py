@@ -36,6 +36,7 @@ CHROMIUM = os.environ.get("VISIO_CHROMIUM", "/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "var" / "screenshots"
 AXE = ROOT / "tests" / "js" / "node_modules" / "axe-core" / "axe.min.js"
+FALLBACK_SECONDS = 4
 CHROMIUM_ARGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
                  "--autoplay-policy=no-user-gesture-required", "--no-sandbox"]
 
@@ -86,22 +87,24 @@ class Live:
     server: BackgroundServer
     made: dict[tuple[str, str, int], str] = field(default_factory=dict)
 
-    def appointment_now(self, *, commune: str, operator: str, staff: int, theme: str) -> str:
+    def appointment_now(self, *, commune: str, operator: str, staff: int, theme: str,
+                        booth: int = 1) -> str:
         """An appointment starting in 5 minutes (its call can be joined now), made once."""
         key = (commune, operator, staff)
         if key not in self.made:
             self.made[key] = str(self.server.run(_insert_appointment(
-                self.server, commune=commune, operator=operator, staff=staff, theme=theme)))
+                self.server, commune=commune, operator=operator, staff=staff, theme=theme,
+                booth=booth)))
         return self.made[key]
 
 
 async def _insert_appointment(server: BackgroundServer, *, commune: str, operator: str,
-                              staff: int, theme: str) -> str:
+                              staff: int, theme: str, booth: int) -> str:
     assert server.app is not None
     start = utcnow().replace(microsecond=0) + timedelta(minutes=5)
     appointment = m.Appointment(
         id=m.new_id(), status="booked", site_id=demo_id("site", commune), stop_id=None,
-        booth=1, operator_id=demo_id("operator", operator), desk_id=demo_id("desk", operator),
+        booth=booth, operator_id=demo_id("operator", operator), desk_id=demo_id("desk", operator),
         staff_id=demo_id("staff", operator, str(staff)),
         service_id=demo_id("service", operator, theme), theme=theme, start=start,
         end=start + timedelta(minutes=30), staff_until=start + timedelta(minutes=30),
@@ -122,7 +125,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     settings = Settings(database_url=url, secret_key="web-secret-" + "x" * 32,
                         host="127.0.0.1", port=port, base_url=f"http://127.0.0.1:{port}",
                         search_rate_per_minute=1_000_000, login_max_failures=1000,
-                        call_fallback_seconds=600)
+                        call_fallback_seconds=FALLBACK_SECONDS)
     server = BackgroundServer(settings)
     server.start()
     try:

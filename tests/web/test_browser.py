@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.web.conftest import SCREENSHOTS, Live, log_in
+from tests.web.conftest import FALLBACK_SECONDS, SCREENSHOTS, Live, log_in
 
 AGENT = "agent.hondschoote@visio.test"
 STAFF = "staff.caf59@visio.test"
@@ -139,6 +139,11 @@ def test_call_between_kiosk_and_staff(live: Live, browser: Any) -> None:
     kiosk_page.goto(f"{live.url}/call/{appointment}")
     wait_until(lambda: call_state(kiosk_page) == "waiting", what="kiosk waiting")
     badge.wait_for(state="visible", timeout=15000)
+    # Before the call: the test call through the echo peer.
+    kiosk_page.click("#test-call")
+    wait_until(lambda: kiosk_page.get_attribute("#test-status", "data-test") == "ok",
+               what="test call connected")
+    kiosk_page.click("#test-stop")
 
     staff_page.click(f'[data-join="{appointment}"]')
     staff_page.wait_for_url(f"**/call/{appointment}")
@@ -169,6 +174,41 @@ def test_call_between_kiosk_and_staff(live: Live, browser: Any) -> None:
         assert frames_rising(page)
     kiosk.close()
     staff.close()
+
+    # The call log holds both sides connected, their stats and the audio-only switch.
+    log = admin_get(live, f"/api/v1/appointments/{appointment}/call-log?limit=500")
+    assert log["summary"] == {"kiosk_joined": True, "operator_joined": True, "connected": True}
+    kinds = {(e["kind"], e["role"]) for e in log["items"]}
+    assert {("stats", "kiosk"), ("stats", "operator"), ("media", "kiosk")} <= kinds
+    assert any(e["kind"] == "media" and e["detail"].get("video") is False
+               for e in log["items"])
+
+
+def admin_get(live: Live, path: str) -> Any:
+    """An API read as the demo admin."""
+    import requests
+
+    token = requests.post(f"{live.url}/api/v1/auth/token", timeout=30, json={
+        "email": "admin@visio.test", "password": "visio-demo-2026"}).json()["access_token"]
+    response = requests.get(live.url + path, timeout=30,
+                            headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_fallback_phone_shows_when_the_call_does_not_connect(live: Live, browser: Any) -> None:
+    """Alone on the call page past the setting's delay: the desk's number is shown."""
+    appointment = live.appointment_now(commune="Hondschoote", operator="CARSAT-HDF", staff=2,
+                                       theme="retraite", booth=2)
+    context = browser.new_context(locale="fr-FR")
+    page = context.new_page()
+    log_in(page, live.url, AGENT)
+    page.goto(f"{live.url}/call/{appointment}")
+    assert page.locator("#fallback").is_hidden()
+    page.locator("#fallback").wait_for(state="visible", timeout=(FALLBACK_SECONDS + 5) * 1000)
+    assert "+33 1 99 00 00 59" in page.inner_text("#fallback")
+    assert call_state(page) == "waiting"
+    context.close()
 
 
 def test_browser_and_aiortc_peer_connect(live: Live, browser: Any) -> None:
@@ -231,6 +271,15 @@ def test_every_page_is_accessible_and_photographed(live: Live, browser: Any,
             found[name] = bad
         assert page.get_attribute("html", "lang") == lang
         page.screenshot(path=str(SCREENSHOTS / f"{name}-{lang}.png"), full_page=True)
+        # 200 % zoom of a 1024 px window, and a tablet held upright: nothing scrolls sideways.
+        for width, height in ((512, 384), (768, 1024)):
+            page.set_viewport_size({"width": width, "height": height})
+            overflow = page.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth")
+            if overflow > 0:
+                found.setdefault(name, []).append(f"{overflow}px sideways at {width}px")
+        page.screenshot(path=str(SCREENSHOTS / f"{name}-{lang}-tablet.png"))
+        page.set_viewport_size({"width": 1024, "height": 768})
 
     for email, pages in (
         ("agent.bruay-sur-l-escaut@visio.test",
@@ -318,4 +367,26 @@ def test_keyboard_only_booking(live: Live, browser: Any) -> None:
         return getComputedStyle(a).outlineStyle;
     }""")
     assert outline == "solid"
+    context.close()
+
+
+def test_staff_edits_availability(live: Live, browser: Any) -> None:
+    """A closed day added in the editor is saved through the availability document."""
+    context = browser.new_context(locale="fr-FR")
+    page = context.new_page()
+    log_in(page, live.url, "staff.sfp-tf@visio.test")
+    page.goto(f"{live.url}/staff/availability")
+    page.wait_for_selector("#rules tr")
+    rules = page.locator("#rules tr").count()
+    page.fill("#closure-day", "2027-01-15")
+    page.click("#add-closure")
+    page.click("#add-rule")
+    assert page.locator("#rules tr").count() == rules + 1
+    page.locator("#rules tr").last.locator('[data-field="weekday"]').select_option("5")
+    page.click("#availability button[type=submit]")
+    wait_until(lambda: page.inner_text("#availability-status") == "Enregistré.", what="saved")
+    page.reload()
+    page.wait_for_selector("#rules tr")
+    assert "2027-01-15" in page.inner_text("#closures")
+    assert page.locator("#rules tr").count() == rules + 1
     context.close()

@@ -195,3 +195,22 @@ async def test_script_posts_need_the_page_token(client: Client, db: Database) ->
                                 headers={session.CSRF_HEADER: csrf_of(page)})
     assert granted.status == 200
     assert (await granted.json())["role"] == "kiosk"
+
+
+async def test_today_opens_join_15_minutes_before(
+        make_client: Callable[..., Awaitable[Client]], db: Database) -> None:
+    """The day's list: Join is a link from 15 minutes before the start, disabled before."""
+    site = await make_site(db)
+    op = await make_operator(db, staff=2)
+    agent = await make_user(db, role="agent", sites=[site])
+    soon = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+    later = datetime(2026, 11, 24, 14, 0, tzinfo=UTC)
+    first = await make_appointment(db, site=site, op=op, start=soon, booked_by=agent)
+    second = await make_appointment(db, site=site, op=op, start=later, booked_by=agent,
+                                    staff=op.staff[1])
+    client = await make_client(now=soon - timedelta(minutes=14))
+    await log_in(client, agent)
+    page = await (await client.get("/agent/today?date=2026-11-24")).text()
+    assert f'href="/call/{first.id}"' in page
+    assert f'href="/call/{second.id}"' not in page
+    assert page.count("disabled") == 1
