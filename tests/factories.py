@@ -34,12 +34,13 @@ def _uid(prefix: str) -> str:
 async def make_site(
     db: Database, *, kind: str = "fixed", booths: int = 1, zone: str = "Europe/Paris",
     hours: Mapping[int, Sequence[tuple[time, time]]] = FIXED_HOURS, name: str | None = None,
+    departement: str | None = "59", commune_insee: str | None = None,
 ) -> m.Site:
-    """A France Services site with weekly hours (fixed) or none (itinerant)."""
+    """A France Services site with weekly hours (fixed) or none (itinerant), in the Nord."""
     async with db.write() as session:
         site = m.Site(name=name or _uid("Site"), kind=kind, commune="Hondschoote",
                       address="1 place de la mairie", timezone=zone, country="FR",
-                      booths=booths)
+                      booths=booths, departement=departement, commune_insee=commune_insee)
         session.add(site)
         await session.flush()
         if kind == "fixed":
@@ -53,11 +54,13 @@ async def make_site(
 async def make_stop(
     db: Database, site: m.Site, day: date,
     hours: Sequence[Sequence[str]] = (("09:30", "12:30"), ("13:30", "16:00")),
+    commune_insee: str | None = None,
 ) -> m.TourStop:
-    """A dated stop of a bus."""
+    """A dated stop of a bus (in the commune with that INSEE code, if given)."""
     async with db.write() as session:
         stop = m.TourStop(site_id=site.id, day=day, commune=_uid("Commune"),
-                          place="Place du marché", hours=[list(h) for h in hours])
+                          place="Place du marché", hours=[list(h) for h in hours],
+                          commune_insee=commune_insee)
         session.add(stop)
     return stop
 
@@ -79,8 +82,12 @@ async def make_operator(
     themes: Mapping[str, int] | Iterable[str] = ("famille",), buffer: int = 0,
     notice: int = 120, horizon: int = 56, staff: int = 1,
     hours: Mapping[int, Sequence[tuple[time, time]]] = STAFF_HOURS,
+    departements: Sequence[str] = (), communes: Sequence[str] = (),
 ) -> OperatorBundle:
-    """An operator with one desk, services (theme → duration) and staff with weekly hours."""
+    """An operator with one desk, services (theme → duration) and staff with weekly hours.
+
+    The desk serves ``departements`` (narrowed to ``communes``); none: every site.
+    """
     durations = dict(themes) if isinstance(themes, Mapping) else {t: 30 for t in themes}
     zone = "Europe/Paris" if country == "FR" else "Europe/Brussels"
     kind = "national" if country == "FR" else "cross_border"
@@ -92,6 +99,10 @@ async def make_operator(
         desk = m.Desk(operator_id=operator.id, name=_uid("Desk"))
         session.add(desk)
         await session.flush()
+        session.add_all(m.DeskDepartement(desk_id=desk.id, departement=d) for d in departements)
+        session.add_all(m.DeskCommune(desk_id=desk.id, commune_insee=c,
+                                      departement=c[:3] if c.startswith("97") else c[:2])
+                        for c in communes)
         services = {}
         for theme, duration in durations.items():
             service = m.Service(operator_id=operator.id, theme=theme, duration_minutes=duration,

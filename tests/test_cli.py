@@ -40,7 +40,9 @@ async def test_seeds_the_demo_twice_and_manages_users(tmp_path: Path) -> None:
             site_id = sites[0].id
     finally:
         await db.dispose()
-    assert sorted(s.kind for s in sites) == ["fixed"] * 3 + ["itinerant"] * 6
+    # The Nord's 3 fixed sites and 6 buses, and 4 sites of the Pas-de-Calais and the Aisne.
+    assert sorted(s.kind for s in sites) == ["fixed"] * 7 + ["itinerant"] * 6
+    assert sorted(s.departement for s in sites) == ["02"] * 2 + ["59"] * 9 + ["62"] * 2
     assert len([o for o in operators if o.country == "FR"]) >= 8
     belgian = [o for o in operators if o.country == "BE"]
     assert len(belgian) >= 6

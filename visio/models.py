@@ -103,6 +103,25 @@ class Desk(Base):
     fallback_phone: Mapped[str | None] = mapped_column(sa.String(32))
 
 
+class DeskDepartement(Base):
+    """A département a desk serves; a desk without any serves every site."""
+
+    __tablename__ = "desk_departements"
+
+    desk_id: Mapped[str] = mapped_column(ID, sa.ForeignKey("desks.id"), primary_key=True)
+    departement: Mapped[str] = mapped_column(sa.String(3), primary_key=True, index=True)
+
+
+class DeskCommune(Base):
+    """A commune narrowing a desk's département: listed communes only, in that one."""
+
+    __tablename__ = "desk_communes"
+
+    desk_id: Mapped[str] = mapped_column(ID, sa.ForeignKey("desks.id"), primary_key=True)
+    commune_insee: Mapped[str] = mapped_column(sa.String(5), primary_key=True)
+    departement: Mapped[str] = mapped_column(sa.String(3))
+
+
 class StaffMember(Base):
     __tablename__ = "staff_members"
 
@@ -143,6 +162,9 @@ class Site(Base):
     timezone: Mapped[str] = mapped_column(sa.String(64))
     country: Mapped[str] = mapped_column(sa.String(2), default="FR")
     booths: Mapped[int] = mapped_column(sa.Integer, default=1)
+    # INSEE codes: the département ("59", "2A", "971") and the commune ("59309").
+    departement: Mapped[str | None] = mapped_column(sa.String(3), index=True)
+    commune_insee: Mapped[str | None] = mapped_column(sa.String(5))
 
     __table_args__ = (
         sa.CheckConstraint("kind IN ('fixed', 'itinerant')", name="kind"),
@@ -177,6 +199,8 @@ class TourStop(Base):
     day: Mapped[date]
     commune: Mapped[str] = mapped_column(sa.String(120))
     place: Mapped[str] = mapped_column(sa.String(300))
+    # The commune's INSEE code; its département decides which desks serve the stop.
+    commune_insee: Mapped[str | None] = mapped_column(sa.String(5))
     # [["09:30", "12:30"], ["13:30", "16:00"]], wall-clock in the site's zone.
     hours: Mapped[list[list[str]]] = mapped_column(sa.JSON)
 

@@ -41,6 +41,23 @@ FIXED_SITES = [
     ("Bruay-sur-l'Escaut", "France Services de Bruay-sur-l'Escaut",
      "Rue Jean Jaurès, 59860 Bruay-sur-l'Escaut"),
 ]
+#: INSEE codes of the fixed sites' communes (all in the Nord, 59).
+SITE_INSEE = {"Hondschoote": "59309", "Le Cateau-Cambrésis": "59136",
+              "Bruay-sur-l'Escaut": "59112"}
+NORD = "59"
+#: Sites of the neighbouring départements, so that territories show: (commune, name,
+#: address, département).
+NEIGHBOUR_SITES = [
+    ("Saint-Pol-sur-Ternoise", "France Services de Saint-Pol-sur-Ternoise",
+     "Place de l'Hôtel de Ville, 62130 Saint-Pol-sur-Ternoise", "62"),
+    ("Marquise", "France Services de Marquise", "Rue Pasteur, 62250 Marquise", "62"),
+    ("Guise", "France Services de Guise", "Place d'Armes, 02120 Guise", "02"),
+    ("Hirson", "France Services de Hirson", "Rue Charles de Gaulle, 02500 Hirson", "02"),
+]
+#: The border départements the Belgian cross-border cells serve: Nord, Pas-de-Calais,
+#: Aisne, Ardennes, Meuse, Meurthe-et-Moselle.
+BORDER = ("59", "62", "02", "08", "55", "54")
+HAUTS_DE_FRANCE = ("59", "62", "02", "60", "80")
 FIXED_HOURS: Mapping[int, tuple[tuple[time, time], ...]] = {
     d: ((time(9), time(12)), (time(14), time(17))) for d in range(4)} | {
     4: ((time(9), time(13)), (time(14), time(16)))}
@@ -97,6 +114,8 @@ class DemoOperator:
     themes: tuple[str, ...]
     desk: str
     buffer_minutes: int = 0
+    #: The départements the operator's desk serves.
+    departements: tuple[str, ...] = (NORD,)
 
 
 OPERATORS = [
@@ -105,32 +124,42 @@ OPERATORS = [
     DemoOperator("CPAM59", "CPAM du Nord (Lille-Douai, Roubaix-Tourcoing, Flandres, Hainaut)",
                  "FR", "national", ("fr",), ("sante",), "CPAM du Nord – visio"),
     DemoOperator("CARSAT-HDF", "Carsat Hauts-de-France", "FR", "national", ("fr",),
-                 ("retraite",), "Carsat – visio retraite", 10),
+                 ("retraite",), "Carsat – visio retraite", 10, HAUTS_DE_FRANCE),
     DemoOperator("FT-HDF", "France Travail Hauts-de-France", "FR", "national", ("fr",),
-                 ("emploi",), "France Travail – visio"),
+                 ("emploi",), "France Travail – visio", 0, HAUTS_DE_FRANCE),
     DemoOperator("DDFIP59", "DDFiP du Nord", "FR", "national", ("fr",), ("fiscalite",),
                  "DDFiP du Nord – accueil visio"),
     DemoOperator("MSA-NPDC", "MSA Nord-Pas de Calais", "FR", "national", ("fr",),
-                 ("retraite", "sante", "famille"), "MSA – visio"),
+                 ("retraite", "sante", "famille"), "MSA – visio", 0, ("59", "62")),
     DemoOperator("AGIRC-ARRCO", "Agirc-Arrco", "FR", "national", ("fr",), ("retraite",),
-                 "Agirc-Arrco – visio"),
+                 "Agirc-Arrco – visio", 0, HAUTS_DE_FRANCE),
     DemoOperator("PREF59", "Préfecture du Nord (ANTS)", "FR", "national", ("fr",),
                  ("papiers", "mobilite"), "Préfecture – titres sécurisés"),
     DemoOperator("CDAD59", "Conseil départemental de l'accès au droit du Nord", "FR",
                  "national", ("fr",), ("droit",), "CDAD – visio"),
     DemoOperator("SFP-TF", "Service fédéral des Pensions – cellule transfrontalière", "BE",
                  "cross_border", ("fr", "nl"), ("retraite",),
-                 "SFP – cellule transfrontalière", 10),
+                 "SFP – cellule transfrontalière", 10, BORDER),
     DemoOperator("ONEM-TF", "ONEM – cellule frontaliers", "BE", "cross_border", ("fr",),
-                 ("emploi",), "ONEM – frontaliers"),
+                 ("emploi",), "ONEM – frontaliers", 0, BORDER),
     DemoOperator("INAMI-TF", "INAMI et mutualités – cellule transfrontalière", "BE",
-                 "cross_border", ("fr", "nl"), ("sante",), "INAMI – transfrontalier"),
+                 "cross_border", ("fr", "nl"), ("sante",), "INAMI – transfrontalier", 0,
+                 BORDER),
     DemoOperator("SPF-FIN-TF", "SPF Finances – cellule frontaliers", "BE", "cross_border",
-                 ("fr", "nl"), ("fiscalite",), "SPF Finances – frontaliers"),
+                 ("fr", "nl"), ("fiscalite",), "SPF Finances – frontaliers", 0, BORDER),
     DemoOperator("FAMIWAL-TF", "FAMIWAL – allocations familiales transfrontalières", "BE",
-                 "cross_border", ("fr",), ("famille",), "FAMIWAL – frontaliers"),
+                 "cross_border", ("fr",), ("famille",), "FAMIWAL – frontaliers", 0, BORDER),
     DemoOperator("VDAB-GA", "VDAB – grensarbeid", "BE", "cross_border", ("nl",),
-                 ("emploi", "mobilite"), "VDAB – grensarbeiders"),
+                 ("emploi", "mobilite"), "VDAB – grensarbeiders", 0, BORDER),
+    # The Pas-de-Calais and the Aisne have their own CAF and CPAM.
+    DemoOperator("CAF62", "CAF du Pas-de-Calais", "FR", "national", ("fr",), ("famille",),
+                 "CAF du Pas-de-Calais – visio", 0, ("62",)),
+    DemoOperator("CPAM62", "CPAM de l'Artois", "FR", "national", ("fr",), ("sante",),
+                 "CPAM de l'Artois – visio", 0, ("62",)),
+    DemoOperator("CAF02", "CAF de l'Aisne", "FR", "national", ("fr",), ("famille",),
+                 "CAF de l'Aisne – visio", 0, ("02",)),
+    DemoOperator("CPAM02", "CPAM de l'Aisne", "FR", "national", ("fr",), ("sante",),
+                 "CPAM de l'Aisne – visio", 0, ("02",)),
 ]
 STAFF_PER_DESK = 2
 STAFF_HOURS: Mapping[int, tuple[tuple[time, time], ...]] = {
@@ -166,8 +195,13 @@ async def _load(session: AsyncSession, today: date) -> dict[str, Any]:
     sites: list[m.Site] = []
     for commune, name, address in FIXED_SITES:
         site = m.Site(id=demo_id("site", commune), name=name, kind="fixed", commune=commune,
-                      address=address, timezone=PARIS, country="FR", booths=2)
+                      address=address, timezone=PARIS, country="FR", booths=2,
+                      departement=NORD, commune_insee=SITE_INSEE[commune])
         sites.append(site)
+    for commune, name, address, departement in NEIGHBOUR_SITES:
+        sites.append(m.Site(id=demo_id("site", commune), name=name, kind="fixed",
+                            commune=commune, address=address, timezone=PARIS, country="FR",
+                            booths=1, departement=departement, commune_insee=None))
     await _merge(session, list(sites))
     for site in sites:
         await session.execute(sa.delete(m.SiteHours).where(m.SiteHours.site_id == site.id))
@@ -180,7 +214,7 @@ async def _load(session: AsyncSession, today: date) -> dict[str, Any]:
         site = m.Site(id=demo_id("site", area), name=f"France Services itinérante – "
                       f"{TOUR_NAMES[area]}", kind="itinerant", commune=communes[0],
                       address=f"Bus France Services, {area}", timezone=PARIS, country="FR",
-                      booths=1)
+                      booths=1, departement=NORD)
         await session.merge(site)
         sites.append(site)
         for month_days in _tour_days(today, 4, holidays):
@@ -201,6 +235,12 @@ async def _load(session: AsyncSession, today: date) -> dict[str, Any]:
         desk = m.Desk(id=demo_id("desk", op.code), operator_id=operator.id, name=op.desk,
                       fallback_phone="+33 1 99 00 00 59")
         await _merge(session, [operator, desk])
+        await session.execute(sa.delete(m.DeskCommune).where(m.DeskCommune.desk_id == desk.id))
+        await session.execute(sa.delete(m.DeskDepartement).where(
+            m.DeskDepartement.desk_id == desk.id))
+        await session.flush()
+        session.add_all(m.DeskDepartement(desk_id=desk.id, departement=d)
+                        for d in op.departements)
         for theme in op.themes:
             await session.merge(m.Service(
                 id=demo_id("service", op.code, theme), operator_id=operator.id, theme=theme,
@@ -259,7 +299,8 @@ async def seed_demo(settings: Settings) -> str:
                 accounts.append((email, role, name))
     finally:
         await db.dispose()
-    lines = [f"Demo data of the Département du Nord loaded ({len(loaded['sites'])} sites, "
+    lines = [f"Demo data of the Nord, the Pas-de-Calais and the Aisne loaded "
+             f"({len(loaded['sites'])} sites, "
              f"{loaded['stops']} bus stops, {len(OPERATORS)} operators).",
              f"Demo accounts (password for all: {DEMO_PASSWORD}):"]
     lines += [f"  {role:<6} {email:<45} {name}" for email, role, name in accounts]

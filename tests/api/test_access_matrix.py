@@ -283,6 +283,11 @@ async def post_desk(w: World, s: Side) -> Call:
                 probe=("operator_id", s.op.operator.id))
 
 
+async def put_territory(w: World, s: Side) -> Call:
+    return Call("PUT", f"/api/v1/desks/{s.op.desk.id}/territory",
+                json={"departements": ["59"]}, probe=("desk_id", s.op.desk.id))
+
+
 async def get_themes(w: World, s: Side) -> Call:
     return Call("GET", "/api/v1/themes", probe=("code", "famille"))
 
@@ -437,6 +442,7 @@ MATRIX = [
     Row("GET /operators/{id}", get_operator, (200, 200), (200, 200), (200, 200)),
     Row("PATCH /operators/{id}", patch_operator, (200, 200), (403, 403), (403, 403)),
     Row("POST /operators/{id}/desks", post_desk, (201, 201), (403, 403), (403, 403)),
+    Row("PUT /desks/{id}/territory", put_territory, (200, 200), (403, 403), (403, 403)),
     Row("GET /themes", get_themes, LISTED, LISTED, LISTED),
     Row("GET /services", get_services, LISTED, LISTED, LISTED),
     Row("POST /services", post_service, 201, 403, 403),

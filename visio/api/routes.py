@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from visio.api import appointments, auth, calendars, calls, directory
+from visio.api import appointments, auth, calendars, calls, directory, territories
 from visio.contract import bodies as api
 
 PREFIX = "/api/v1"
@@ -101,6 +101,9 @@ def operations() -> list[Operation]:
           api.OperatorDetail, body=api.OperatorUpdate, refusals=(403, 404, 422)),
         op("POST", "/operators/{id}/desks", directory.create_desk, "Add a desk (admin)",
           api.Desk, status=201, body=api.DeskCreate, refusals=(403, 404)),
+        op("PUT", "/desks/{id}/territory", territories.put_territory,
+          "Replace the départements and communes a desk serves (admin)", api.Territory,
+          body=api.TerritoryUpdate, refusals=(403, 404, 422)),
         op("GET", "/themes", directory.list_themes, "Themes", api.Page[api.Theme]),
         op("GET", "/services", directory.list_services, "Services", api.Page[api.Service],
           query=api.ServiceQuery),

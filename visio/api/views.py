@@ -51,7 +51,8 @@ def stop(row: m.TourStop) -> api.Stop:
     hours = [api.Range(opens=a, closes=b) for a, b in row.hours]
     return api.Stop(id=row.id, date=row.day, commune=row.commune, place=row.place,
                     opens=hours[0].opens if hours else "",
-                    closes=hours[-1].closes if hours else "", hours=hours)
+                    closes=hours[-1].closes if hours else "", hours=hours,
+                    commune_insee=row.commune_insee)
 
 
 def site(details: SiteDetails) -> api.Site:
@@ -63,7 +64,8 @@ def site(details: SiteDetails) -> api.Site:
     return api.Site(id=s.id, name=s.name, kind=SiteKind(s.kind), commune=s.commune,
                     address=s.address, timezone=s.timezone, country=Country(s.country),
                     booths=s.booths, opening_hours=opening,
-                    stops=[stop(x) for x in details.stops])
+                    stops=[stop(x) for x in details.stops], departement=s.departement,
+                    commune_insee=s.commune_insee)
 
 
 def operator(details: OperatorDetails) -> api.OperatorDetail:

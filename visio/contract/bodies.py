@@ -15,8 +15,10 @@ from visio.contract.fields import (
     CalendarUrl,
     Code,
     Commune,
+    CommuneCode,
     Cursor,
     Day,
+    Departement,
     Email,
     HourMinute,
     Id,
@@ -94,6 +96,8 @@ class SiteCreate(Request, frozen=True, kw_only=True):
     timezone: Timezone = "Europe/Paris"
     booths: Annotated[int, Meta(ge=1, le=50)] = 1
     opening_hours: OpeningHours = field(default_factory=dict)
+    departement: Departement | None = None
+    commune_insee: CommuneCode | None = None
 
 
 class SiteUpdate(Request, frozen=True, kw_only=True):
@@ -103,6 +107,8 @@ class SiteUpdate(Request, frozen=True, kw_only=True):
     timezone: Timezone | None = None
     booths: Annotated[int, Meta(ge=1, le=50)] | None = None
     opening_hours: OpeningHours | None = None
+    departement: Departement | None = None
+    commune_insee: CommuneCode | None = None
 
 
 class StopCreate(Request, frozen=True, kw_only=True):
@@ -110,6 +116,7 @@ class StopCreate(Request, frozen=True, kw_only=True):
     commune: Commune
     place: Address
     hours: Annotated[list[Range], Meta(min_length=1, max_length=4)]
+    commune_insee: CommuneCode | None = None
 
 
 class StopsCreate(Request, frozen=True, kw_only=True):
@@ -124,6 +131,7 @@ class Stop(Resource, frozen=True, kw_only=True):
     opens: str
     closes: str
     hours: list[Range]
+    commune_insee: str | None = None
 
 
 class Site(Resource, frozen=True, kw_only=True):
@@ -137,6 +145,8 @@ class Site(Resource, frozen=True, kw_only=True):
     booths: int
     opening_hours: dict[Weekday, list[Range]]
     stops: list[Stop]
+    departement: str | None = None
+    commune_insee: str | None = None
 
 
 Languages = Annotated[list[SpokenLanguage], Meta(min_length=1, max_length=4)]
@@ -181,6 +191,20 @@ class Desk(Resource, frozen=True, kw_only=True):
     id: str
     operator_id: str
     name: str
+
+
+class TerritoryUpdate(Request, frozen=True, kw_only=True):
+    """The départements a desk serves, optionally narrowed to some of their communes."""
+
+    departements: Annotated[list[Departement], Meta(min_length=1, max_length=101)]
+    communes: Annotated[list[CommuneCode], Meta(max_length=2000)] = field(
+        default_factory=list)
+
+
+class Territory(Resource, frozen=True, kw_only=True):
+    desk_id: str
+    departements: list[str]
+    communes: list[str]
 
 
 class OperatorDetail(Operator, frozen=True, kw_only=True):

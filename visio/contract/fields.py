@@ -12,6 +12,8 @@ from typing import Annotated
 
 from msgspec import Meta
 
+from visio.domain.territory import COMMUNE_PATTERN, DEPARTEMENT_PATTERN
+
 #: Characters no name, reason or address may hold: C0 and C1 controls, zero-width and
 #: bidi controls, line separators, the byte-order mark.
 FORBIDDEN_CLASS = r"\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff"
@@ -60,6 +62,10 @@ Day = Annotated[date, Meta(description="A calendar date, YYYY-MM-DD.")]
 Cursor = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_-]+$",
                              description="An opaque cursor from next_cursor.")]
 Version = Annotated[int, Meta(ge=1, description="Grows with every change.")]
+Departement = Annotated[str, Meta(pattern=DEPARTEMENT_PATTERN, description=(
+    "A département's INSEE code: 01–95, 2A, 2B, 971–976."))]
+CommuneCode = Annotated[str, Meta(pattern=COMMUNE_PATTERN, description=(
+    "A commune's INSEE code (5 characters, starting with its département's code)."))]
 CalendarUrl = Annotated[str, Meta(
     min_length=10, max_length=2000, pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://[\x21-\x7e]+$",
     description="An http(s) address answering GET with a whole iCalendar file (published "

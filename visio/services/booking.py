@@ -30,6 +30,7 @@ from visio.domain.slot_types import Slot, StaffCalendar
 from visio.errors import NotBookable, NotFound, SlotTaken, Unprocessable, VisioError
 from visio.services.calendars import HOLDS_TIME, load_site, load_staff, service_rule
 from visio.services.slot_search import SlotQuery, search, site_in_scope, stop_of
+from visio.services.territories import covering_desks, place_of
 
 STAFF_CONSTRAINT = "ex_appointments_staff_overlap"
 BOOTH_CONSTRAINT = "ex_appointments_booth_overlap"
@@ -144,10 +145,12 @@ async def choose(
     """The staff member and booth that can take this start, or the reason why none can."""
     rule = service_rule(service)
     window = Interval(start - timedelta(days=1), start + timedelta(days=1))
+    serving = await _serving(session, site, service, stop_id, staff_id)
     site_calendar = await load_site(session=session, site=site, window=window,
                                     exclude_appointment_id=exclude_appointment_id)
     staff = await load_staff(session=session, operator_ids=[service.operator_id], window=window,
-                             staff_id=staff_id, exclude_appointment_id=exclude_appointment_id)
+                             staff_id=staff_id, exclude_appointment_id=exclude_appointment_id,
+                             desk_ids=serving)
     if not staff:
         if staff_id is not None:
             raise NotBookable(_("This staff member does not take appointments for this "
@@ -170,6 +173,23 @@ async def choose(
     if conflicts:
         raise SlotTaken(conflicts[0].message, extra={"reason": conflicts[0].code})
     raise NotBookable(refusals[0].message, extra={"reason": refusals[0].code})
+
+
+async def _serving(session: AsyncSession, site: m.Site, service: m.Service,
+                   stop_id: str | None, staff_id: str | None) -> frozenset[str]:
+    """The operator's desks serving the site (or that day's stop); a 422 if none does."""
+    place = await place_of(session, site, stop_id)
+    serving = (await covering_desks(session, [service.operator_id], [place]))[place]
+    if not serving:
+        raise NotBookable(_("This operator does not serve the territory of this site."),
+                          extra={"reason": "out_of_territory"})
+    if staff_id is not None:
+        desk_id = await session.scalar(sa.select(m.StaffMember.desk_id).where(
+            m.StaffMember.id == staff_id))
+        if desk_id is not None and desk_id not in serving:
+            raise NotBookable(_("This staff member's desk does not serve the territory of "
+                                "this site."), extra={"reason": "out_of_territory"})
+    return serving
 
 
 async def _free_booth(

@@ -304,8 +304,10 @@ async def _staff_busy(
 async def load_staff(
     *, session: AsyncSession, operator_ids: Sequence[str], window: Interval,
     staff_id: str | None = None, exclude_appointment_id: str | None = None,
+    desk_ids: Collection[str] | None = None,
 ) -> list[StaffCalendar]:
-    """Availability, absences, closures and busy time of the operators' active staff."""
+    """Availability, absences, closures and busy time of the operators' active staff
+    (of these desks only, when ``desk_ids`` is given)."""
     conn = await _connection(session)
     query = (
         sa.select(m.StaffMember.id, m.StaffMember.desk_id, m.Desk.operator_id,
@@ -317,6 +319,10 @@ async def load_staff(
     )
     if staff_id is not None:
         query = query.where(m.StaffMember.id == staff_id)
+    if desk_ids is not None:
+        if not desk_ids:
+            return []
+        query = query.where(_one_of(conn.dialect, m.StaffMember.desk_id, sorted(desk_ids)))
     rows = [StaffRow(a, b, c, d, e, tuple(f or ())) for a, b, c, d, e, f
             in (await conn.execute(query)).all()]
     if not rows:

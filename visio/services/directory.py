@@ -23,6 +23,7 @@ from visio.domain.kinds import SiteKind, Status, Weekday
 from visio.domain.messages import _
 from visio.errors import Conflict, Forbidden, NotFound, Unprocessable
 from visio.services import changes
+from visio.services.territories import check_codes
 
 WEEKDAYS = tuple(Weekday)
 UPCOMING_STOP_DAYS = 92
@@ -180,11 +181,13 @@ async def create_site(*, db: Database, principal: Principal, data: api.SiteCreat
     """Create a France Services site with its weekly hours."""
     require_admin(principal)
     hours = _hours(data.opening_hours)
+    departement = check_codes(data.departement, data.commune_insee)
     async with db.write() as session:
         site = m.Site(name=data.name.strip(), kind=data.kind.value,
                       commune=data.commune.strip(), address=data.address.strip(),
                       timezone=check_timezone(data.timezone), country="FR",
-                      booths=data.booths)
+                      booths=data.booths, departement=departement,
+                      commune_insee=data.commune_insee)
         session.add(site)
         await session.flush()
         _replace_hours(session, site.id, hours)
@@ -217,6 +220,13 @@ async def update_site(*, db: Database, principal: Principal, site_id: str,
                 setattr(site, name, value.strip())
         if changes.booths is not None:
             site.booths = changes.booths
+        if changes.commune_insee is not None:
+            site.departement = check_codes(changes.departement, changes.commune_insee)
+            site.commune_insee = changes.commune_insee
+        elif changes.departement is not None:
+            if site.departement != changes.departement:
+                site.commune_insee = None  # the old commune is not in the new département
+            site.departement = changes.departement
         if hours is not None:
             await session.execute(sa.delete(m.SiteHours).where(m.SiteHours.site_id == site_id))
             _replace_hours(session, site_id, hours)
@@ -240,7 +250,7 @@ async def add_stops(*, db: Database, principal: Principal, site_id: str,
                 raise Conflict(_("{name} is a fixed site; only buses have a tour.",
                                  name=site.name))
             rows = [m.TourStop(site_id=site_id, day=s.date, commune=s.commune.strip(),
-                               place=s.place.strip(),
+                               place=s.place.strip(), commune_insee=s.commune_insee,
                                hours=[[a.strftime("%H:%M"), b.strftime("%H:%M")]
                                       for a, b in ranges])
                     for s, ranges in zip(data.stops, hours, strict=True)]

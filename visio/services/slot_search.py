@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from operator import attrgetter
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,13 +14,16 @@ from visio.access import Principal
 from visio.db import Database
 from visio.domain.calendars import HolidayCalendar
 from visio.domain.intervals import Interval
+from visio.domain.kinds import SiteKind
 from visio.domain.messages import _
 from visio.domain.search import search_slots
-from visio.domain.slot_types import Slot
+from visio.domain.slot_types import SiteCalendar, Slot, Stop
 from visio.errors import NotFound, Unprocessable
 from visio.services.calendars import load_site, load_staff, service_rule
+from visio.services.territories import covering_desks, site_place, stop_places
 
 MAX_SEARCH_DAYS = 62
+_SLOT_ORDER = attrgetter("start", "operator_id", "staff_id", "service_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,13 +106,44 @@ async def search(
     if not services:
         return FoundSlots([], site.timezone)
     site_calendar = await load_site(session=session, site=site, window=query.window)
+    operator_ids = sorted({s.operator_id for s in services})
+    places = await _places(session, site, site_calendar, operator_ids)
+    desk_ids = frozenset().union(*(desks for _, desks in places))
+    if not desk_ids:
+        return FoundSlots([], site.timezone)
     staff = await load_staff(
-        session=session, operator_ids=sorted({s.operator_id for s in services}),
-        window=query.window, staff_id=query.staff_id,
+        session=session, operator_ids=operator_ids, window=query.window,
+        staff_id=query.staff_id, desk_ids=desk_ids,
     )
-    slots = search_slots(
-        site=site_calendar, services=services, staff=staff, window=query.window, now=now,
-        holidays=holidays, language=query.language, stop_id=query.stop_id,
-        per_staff=query.staff_id is not None,
-    )
+    slots: list[Slot] = []
+    for calendar, desks in places:
+        slots += search_slots(
+            site=calendar, services=services,
+            staff=staff if desks == desk_ids else [s for s in staff if s.desk_id in desks],
+            window=query.window, now=now, holidays=holidays, language=query.language,
+            stop_id=query.stop_id, per_staff=query.staff_id is not None,
+        )
+    if len(places) > 1:
+        slots.sort(key=_SLOT_ORDER)
     return FoundSlots(slots, site.timezone)
+
+
+async def _places(
+    session: AsyncSession, site: m.Site, calendar: SiteCalendar, operator_ids: list[str],
+) -> list[tuple[SiteCalendar, frozenset[str]]]:
+    """The site's calendar split by territory: each part with the desks that serve it.
+
+    A fixed site is one place. A bus is wherever its stop is: its stops are grouped by
+    the desks serving them, and each group is searched with those desks only.
+    """
+    if site.kind != SiteKind.ITINERANT:
+        place = site_place(site)
+        return [(calendar, (await covering_desks(session, operator_ids, [place]))[place])]
+    where = await stop_places(session, site, [stop.stop_id for stop in calendar.stops])
+    serving = await covering_desks(session, operator_ids, set(where.values()))
+    groups: dict[frozenset[str], list[Stop]] = {}
+    for stop in calendar.stops:
+        desks = serving.get(where.get(stop.stop_id, site_place(site)), frozenset())
+        if desks:
+            groups.setdefault(desks, []).append(stop)
+    return [(replace(calendar, stops=tuple(stops)), desks) for desks, stops in groups.items()]
