@@ -52,11 +52,11 @@ def address_allowed(address: str, *, allow_private: bool) -> bool:
         ip = ip.ipv4_mapped
     if any(ip in network for network in METADATA):
         return False
-    if ip.is_unspecified or ip.is_multicast or ip.is_reserved or ip.is_link_local:
+    if ip.is_unspecified or ip.is_multicast or ip.is_link_local:
         return False
-    if ip.is_global:
-        return True
-    return allow_private and (ip.is_loopback or ip.is_private)
+    if ip.is_loopback or ip.is_private:
+        return allow_private
+    return ip.is_global and not ip.is_reserved
 
 
 def _literal(host: str) -> str | None:
@@ -136,7 +136,7 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 
 
 async def fetch(session: aiohttp.ClientSession, url: str, *, allow_private: bool,
-                auth: aiohttp.BasicAuth | None = None, etag: str | None = None,
+                authorization: str | None = None, etag: str | None = None,
                 last_modified: str | None = None, max_bytes: int = MAX_BYTES) -> Fetched:
     """GET a calendar: conditional, redirects checked hop by hop, at most ``max_bytes``."""
     origin = _origin(url)
@@ -148,11 +148,10 @@ async def fetch(session: aiohttp.ClientSession, url: str, *, allow_private: bool
             headers["If-None-Match"] = etag
         if last_modified:
             headers["If-Modified-Since"] = last_modified
+        if authorization and _origin(current) == origin:
+            headers["Authorization"] = authorization
         try:
-            async with session.get(
-                current, headers=headers, allow_redirects=False,
-                auth=auth if _origin(current) == origin else None,
-            ) as response:
+            async with session.get(current, headers=headers, allow_redirects=False) as response:
                 if response.status in (301, 302, 303, 307, 308):
                     location = response.headers.get("Location")
                     if not location:

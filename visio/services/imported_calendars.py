@@ -220,10 +220,11 @@ async def refresh(*, db: Database, http: aiohttp.ClientSession, settings: Settin
     """Fetch one calendar and store its busy time; the error code, or None on success."""
     try:
         credentials = _open(settings, due.credentials)
-        auth = (aiohttp.BasicAuth(credentials.username, credentials.password)
-                if credentials else None)
+        authorization = (aiohttp.encode_basic_auth(credentials.username, credentials.password)
+                         if credentials else None)
         fetched = await fetch(http, due.url, allow_private=settings.calendar_allow_private,
-                              auth=auth, etag=due.etag, last_modified=due.last_modified)
+                              authorization=authorization, etag=due.etag,
+                              last_modified=due.last_modified)
         if fetched.body is None:
             await _record(db, due.id, now=now, error=None)
             return None

@@ -1,0 +1,344 @@
+"""Busy time from staff members' own calendars: fixtures of real-world shapes served over
+HTTP, recurrences across the clock change, failures that keep the last good data, SSRF."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import sqlalchemy as sa
+from aiohttp.test_utils import TestClient, TestServer
+
+from tests.calendars import served as fx
+from tests.conftest import Client
+from tests.factories import OperatorBundle, auth_headers, make_operator, make_site, make_user
+from visio import models as m
+from visio.app import create_app
+from visio.calendar_fetch import FetchRefused, GuardedResolver, address_allowed
+from visio.db import Database
+from visio.keys import clock_key, database_key, settings_key
+from visio.services import imported_calendars
+from visio.settings import Settings
+
+MakeClient = Callable[..., Awaitable[Client]]
+PARIS = ZoneInfo("Europe/Paris")
+# Monday 12 October 2026, 09:00 in Paris (summer time until Sunday 25 October).
+NOW = datetime(2026, 10, 12, 7, 0, tzinfo=UTC)
+
+
+def paris(*args: int) -> datetime:
+    return datetime(*args, tzinfo=PARIS).astimezone(UTC)  # type: ignore[misc]
+
+
+@dataclasses.dataclass
+class World:
+    client: Client
+    db: Database
+    op: OperatorBundle
+    site: m.Site
+    staff_headers: dict[str, str]
+    agent_headers: dict[str, str]
+
+    @property
+    def staff_id(self) -> str:
+        return self.op.staff[0].id
+
+    async def register(self, url: str, *, expect: int = 201, **extra: Any) -> dict[str, Any]:
+        answer = await self.client.post(f"/api/v1/staff/{self.staff_id}/calendars",
+                                        headers=self.staff_headers, json={"url": url, **extra})
+        assert answer.status == expect, await answer.text()
+        result: dict[str, Any] = await answer.json()
+        return result
+
+    async def fetch(self, only: str | None = None) -> dict[str, str | None]:
+        app = self.client.app
+        return await imported_calendars.refresh_due(
+            db=app[database_key], settings=app[settings_key], now=app[clock_key](), only=only)
+
+    async def calendars(self) -> dict[str, dict[str, Any]]:
+        answer = await self.client.get(f"/api/v1/staff/{self.staff_id}/calendars",
+                                       headers=self.staff_headers)
+        assert answer.status == 200
+        return {c["id"]: c for c in (await answer.json())["items"]}
+
+    async def busy(self, calendar_id: str | None = None) -> set[tuple[datetime, datetime]]:
+        query = sa.select(m.BusyPeriod.start, m.BusyPeriod.end).where(
+            m.BusyPeriod.staff_id == self.staff_id)
+        if calendar_id is not None:
+            query = query.where(m.BusyPeriod.source == f"cal:{calendar_id}")
+        async with self.db.read() as session:
+            return {(s, e) for s, e in (await session.execute(query)).all()}
+
+    async def slots(self, day_from: str, day_to: str) -> set[str]:
+        answer = await self.client.get("/api/v1/slots", headers=self.agent_headers, params={
+            "site_id": self.site.id, "theme": self.op.service.theme,
+            "from": f"{day_from}T00:00:00+02:00", "to": f"{day_to}T00:00:00+01:00"})
+        assert answer.status == 200, await answer.text()
+        return {s["start"] for s in (await answer.json())["items"]}
+
+
+async def make_world(db: Database, client: Client) -> World:
+    site = await make_site(db)
+    op = await make_operator(db)
+    staff = await make_user(db, role="staff", staff=op.staff[0])
+    agent = await make_user(db, role="agent", sites=[site])
+    return World(client=client, db=db, op=op, site=site,
+                 staff_headers=await auth_headers(client, staff),
+                 agent_headers=await auth_headers(client, agent))
+
+
+async def test_fixtures_of_each_vendor_become_exactly_their_busy_time(
+    db: Database, make_client: MakeClient, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Outlook (Windows zones, RRULE, EXDATE, moved occurrence), Google (UTC, a cancelled
+    event), all-day and transparent events: only the busy time, at the right instants."""
+    caplog.set_level(logging.DEBUG)
+    world = await make_world(db, await make_client(now=NOW))
+    async with fx.serve() as server:
+        ids = {name: (await world.register(server.url(f"/{name}.ics"), **extra))["id"]
+               for name, extra in [("outlook", {"username": "paul", "password": "s3cret-pw"}),
+                                   ("google", {}), ("allday", {}), ("transparent", {})]}
+        results = await world.fetch()
+    assert results == dict.fromkeys(ids.values())
+    assert await world.busy(ids["outlook"]) == {
+        (paris(2026, 10, 20, 14), paris(2026, 10, 20, 15)),      # first Tuesday
+        # 27 October: EXDATE. 3 November: moved to Wednesday 4 November 09:00.
+        (paris(2026, 11, 4, 9), paris(2026, 11, 4, 10)),
+        (paris(2026, 11, 10, 14), paris(2026, 11, 10, 15)),      # the last, after the change
+        (paris(2026, 10, 22, 16), paris(2026, 10, 22, 16, 30)),  # "W. Europe Standard Time"
+    }
+    assert await world.busy(ids["google"]) == {
+        (datetime(2026, 10, 21, 7, 30, tzinfo=UTC), datetime(2026, 10, 21, 8, 30, tzinfo=UTC))}
+    assert await world.busy(ids["allday"]) == {(paris(2026, 10, 23, 0), paris(2026, 10, 24, 0))}
+    assert await world.busy(ids["transparent"]) == set()
+    shown = await world.calendars()
+    assert {c["status"] for c in shown.values()} == {"ok"}
+    assert [shown[ids[n]]["busy_periods"] for n in ("outlook", "google", "allday",
+                                                     "transparent")] == [4, 1, 1, 0]
+    assert shown[ids["outlook"]]["has_credentials"] is True
+    assert shown[ids["outlook"]]["last_success_at"] is not None
+    assert "s3cret-pw" not in str(shown)
+    assert "password" not in shown[ids["outlook"]]
+    async with db.read() as session:
+        sealed = await session.scalar(sa.select(m.ImportedCalendar.credentials).where(
+            m.ImportedCalendar.id == ids["outlook"]))
+    assert sealed is not None
+    assert "s3cret-pw" not in sealed
+    assert "paul" not in sealed
+    outlook_request = next(h for p, h in server.requests if p == "/outlook.ics")
+    assert outlook_request["Authorization"].startswith("Basic ")
+    assert "s3cret-pw" not in caplog.text
+
+
+async def test_a_monday_meeting_across_the_clock_change_removes_exactly_its_slots(
+    db: Database, make_client: MakeClient,
+) -> None:
+    """Mondays 10:00–11:00 for three weeks from 19 October: those slots go, nothing else;
+    booking one of them is refused."""
+    world = await make_world(db, await make_client(now=NOW))
+    before = await world.slots("2026-10-19", "2026-11-10")
+    async with fx.serve() as server:
+        await world.register(server.url("/monday.ics"))
+        assert set((await world.fetch()).values()) == {None}
+    after = await world.slots("2026-10-19", "2026-11-10")
+    assert before - after == {
+        "2026-10-19T10:00:00+02:00", "2026-10-19T10:30:00+02:00",
+        "2026-10-26T10:00:00+01:00", "2026-10-26T10:30:00+01:00",
+        "2026-11-02T10:00:00+01:00", "2026-11-02T10:30:00+01:00",
+    }
+    assert after <= before
+    assert "2026-11-09T10:00:00+01:00" in after
+    booked = await world.client.post("/api/v1/appointments", headers={
+        **world.agent_headers, "Idempotency-Key": "monday-26"}, json={
+        "site_id": world.site.id, "service_id": world.op.service.id,
+        "start": "2026-10-26T10:30:00+01:00",
+        "usager": {"first_name": "Jeanne", "last_name": "Martin", "phone": None,
+                   "email": None, "language": "fr", "consent": True}})
+    assert booked.status in (409, 422), await booked.text()
+
+
+async def test_failures_keep_the_last_good_busy_time_and_show_their_error(
+    db: Database, make_client: MakeClient,
+) -> None:
+    """Broken, 6 MB (announced or streamed), not ICS, a 500, a redirect to the metadata
+    address, an unreachable server: the busy time stays, the error code is shown."""
+    world = await make_world(db, await make_client(now=NOW))
+    async with fx.serve() as server:
+        server.changing = fx.OUTLOOK
+        calendar_id = (await world.register(server.url("/changing.ics")))["id"]
+        assert await world.fetch(calendar_id) == {calendar_id: None}
+        good = await world.busy(calendar_id)
+        assert len(good) == 4
+
+        async def fails_with(code: str) -> None:
+            server.changing_etag = f'"{code}"'  # a new version each time, never a 304
+            assert await world.fetch(calendar_id) == {calendar_id: code}
+            assert await world.busy(calendar_id) == good
+            shown = (await world.calendars())[calendar_id]
+            assert (shown["status"], shown["last_error"], shown["busy_periods"]) == (
+                "error", code, 4)
+
+        server.changing = fx.BROKEN
+        await fails_with("broken")
+        server.changing = fx.six_megabytes()
+        await fails_with("too_large")
+        server.changing = fx.NOT_ICS
+        await fails_with("not_ics")
+        server.changing_status = 500
+        await fails_with("http_500")
+        server.changing_status, server.changing_redirect = 200, "http://169.254.169.254/"
+        await fails_with("address_refused")
+        streamed = (await world.register(server.url("/big-chunked.ics")))["id"]
+        assert await world.fetch(streamed) == {streamed: "too_large"}
+        assert len(fx.six_megabytes()) > 6 * 1024 * 1024 - 100
+    # The server is gone: unreachable, and still the last good data.
+    await fails_with("unreachable")
+
+
+async def test_the_next_fetch_frees_what_the_feed_no_longer_holds(
+    db: Database, make_client: MakeClient,
+) -> None:
+    """A changed feed replaces the busy time; an unchanged one answers 304 to If-None-Match
+    and keeps it."""
+    world = await make_world(db, await make_client(now=NOW))
+    before = await world.slots("2026-10-19", "2026-11-10")
+    async with fx.serve() as server:
+        server.changing = fx.OUTLOOK
+        calendar_id = (await world.register(server.url("/changing.ics")))["id"]
+        await world.fetch(calendar_id)
+        assert "2026-10-20T14:00:00+02:00" not in await world.slots("2026-10-19", "2026-11-10")
+        server.changing, server.changing_etag = fx.MONDAY_MEETING, '"v2"'
+        assert await world.fetch(calendar_id) == {calendar_id: None}
+        assert await world.busy(calendar_id) == {
+            (paris(2026, 10, 19, 10), paris(2026, 10, 19, 11)),
+            (paris(2026, 10, 26, 10), paris(2026, 10, 26, 11)),
+            (paris(2026, 11, 2, 10), paris(2026, 11, 2, 11))}
+        after = await world.slots("2026-10-19", "2026-11-10")
+        assert "2026-10-20T14:00:00+02:00" in after
+        assert before - after == {s for s in before if s[11:16] in ("10:00", "10:30")
+                                  and s[:10] in ("2026-10-19", "2026-10-26", "2026-11-02")}
+        server.requests.clear()
+        assert await world.fetch(calendar_id) == {calendar_id: None}
+        assert server.requests[0][1]["If-None-Match"] == '"v2"'
+        assert len(await world.busy(calendar_id)) == 3
+        assert (await world.calendars())[calendar_id]["status"] == "ok"
+
+
+async def test_redirects_are_followed_only_to_allowed_addresses(
+    db: Database, make_client: MakeClient,
+) -> None:
+    """A redirect on the same server is followed; one to 169.254.169.254 is refused even with
+    VISIO_CALENDAR_ALLOW_PRIVATE=1, and nothing of the target is stored."""
+    world = await make_world(db, await make_client(now=NOW))
+    async with fx.serve() as server:
+        good = (await world.register(server.url("/to-outlook")))["id"]
+        bad = (await world.register(server.url("/to-metadata")))["id"]
+        assert await world.fetch() == {good: None, bad: "address_refused"}
+    assert len(await world.busy(good)) == 4
+    assert await world.busy(bad) == set()
+    refused = await world.register("http://169.254.169.254/latest/meta-data/", expect=422)
+    assert refused["reason"] == "address_refused"
+
+
+async def test_without_the_test_setting_private_addresses_are_refused(
+    db: Database, settings: Settings,
+) -> None:
+    """Registering loopback, private, link-local, unspecified or metadata addresses is a 422;
+    a stored one is refused at fetch time too; credentials in the URL are refused."""
+    strict = dataclasses.replace(settings, calendar_allow_private=False)
+    assert Settings.from_env({}).calendar_allow_private is False
+    client: Client = TestClient(TestServer(create_app(strict, clock=lambda: NOW)))
+    await client.start_server()
+    try:
+        world = await make_world(db, client)
+        async with fx.serve() as server:
+            port = server.base.rsplit(":", 1)[1]
+            for url in (server.url("/outlook.ics"), f"http://localhost:{port}/outlook.ics",
+                        "http://[::1]/cal.ics", "http://10.1.2.3/cal.ics",
+                        "http://192.168.1.20/cal.ics", "http://0.0.0.0/cal.ics",
+                        "http://169.254.169.254/latest/meta-data/",
+                        "http://[fd00:ec2::254]/", "http://[::ffff:127.0.0.1]/cal.ics",
+                        "https://user:pw@calendar.example.org/cal.ics"):
+                body = await world.register(url, expect=422)
+                assert body["field"] == "url"
+            assert (await world.register("ftp://calendar.example.org/x.ics",
+                                         expect=400))["field"] == "url"
+            async with db.write() as session:
+                row = m.ImportedCalendar(staff_id=world.staff_id, url=server.url("/outlook.ics"),
+                                         status="pending", busy_count=0)
+                session.add(row)
+            results = await imported_calendars.refresh_due(db=db, settings=strict, now=NOW)
+        assert results == {row.id: "address_refused"}
+        assert await world.busy() == set()
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize(("address", "private_allowed", "expected"), [
+    ("93.184.215.14", False, True),
+    ("2a00:1450:4007:80e::200e", False, True),
+    ("127.0.0.1", False, False), ("127.0.0.1", True, True),
+    ("10.0.0.5", False, False), ("10.0.0.5", True, True),
+    ("172.16.3.4", False, False), ("192.168.0.1", False, False),
+    ("::1", False, False), ("::1", True, True), ("fc00::1", False, False),
+    ("169.254.169.254", False, False), ("169.254.169.254", True, False),
+    ("169.254.1.1", True, False), ("fe80::1", True, False), ("fd00:ec2::254", True, False),
+    ("100.100.100.200", True, False), ("0.0.0.0", True, False), ("::", True, False),
+    ("::ffff:169.254.169.254", True, False), ("::ffff:127.0.0.1", False, False),
+    ("224.0.0.1", True, False), ("not an address", True, False),
+])
+def test_address_policy(address: str, private_allowed: bool, expected: bool) -> None:
+    """Public addresses pass; private ones only when allowed; metadata and link-local never."""
+    assert address_allowed(address, allow_private=private_allowed) is expected
+
+
+async def test_the_resolver_refuses_names_that_resolve_to_loopback() -> None:
+    """A name is checked again at connection time (DNS rebinding)."""
+    resolver = GuardedResolver(allow_private=False)
+    try:
+        with pytest.raises(FetchRefused):
+            await resolver.resolve("localhost", 80, socket.AF_INET)
+        allowed = GuardedResolver(allow_private=True)
+        assert (await allowed.resolve("localhost", 80, socket.AF_INET))[0]["host"] == "127.0.0.1"
+        await allowed.close()
+    finally:
+        await resolver.close()
+
+
+async def test_who_manages_imported_calendars(db: Database, make_client: MakeClient) -> None:
+    """The staff member or an admin; not an agent, not a colleague; removal frees the time."""
+    client = await make_client(now=NOW)
+    world = await make_world(db, client)
+    colleague = await make_user(db, role="staff", staff=(await make_operator(db)).staff[0])
+    admin = await auth_headers(client, await make_user(db, role="admin"))
+    url = f"/api/v1/staff/{world.staff_id}/calendars"
+    body = {"url": "https://calendar.example.org/never-fetched.ics"}
+    for headers, expected in ((world.agent_headers, 403),
+                              (await auth_headers(client, colleague), 403)):
+        assert (await client.post(url, headers=headers, json=body)).status == expected
+        assert (await client.get(url, headers=headers)).status == expected
+    assert (await client.post("/api/v1/staff/nobody/calendars", headers=admin,
+                              json=body)).status == 404
+    async with fx.serve() as server:
+        created = await client.post(url, headers=admin, json={"url": server.url("/google.ics")})
+        assert created.status == 201
+        calendar_id = (await created.json())["id"]
+        await world.fetch(calendar_id)
+    assert len(await world.busy(calendar_id)) == 1
+    removed = await client.delete(f"{url}/{calendar_id}", headers=world.staff_headers)
+    assert removed.status == 204
+    assert await world.busy(calendar_id) == set()
+    assert await world.calendars() == {}
+    assert (await client.delete(f"{url}/{calendar_id}", headers=admin)).status == 404
+
+
+def test_horizon_and_window_follow_the_services() -> None:
+    """Expansion runs over the booking horizon; conditional fetches re-expand twice a day."""
+    assert imported_calendars.DEFAULT_HORIZON_DAYS == 56
+    assert timedelta(hours=12) == imported_calendars.REEXPAND_AFTER
