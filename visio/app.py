@@ -27,6 +27,7 @@ from visio.keys import (
     limits_key,
     settings_key,
 )
+from visio.notify.dispatcher import Dispatcher, schedule_dispatch
 from visio.security import dummy_hash, password_hasher
 from visio.settings import Settings
 from visio.signaling_host import mount_signaling
@@ -79,9 +80,15 @@ def create_app(
         scheduler = AsyncIOScheduler()
         schedule_purges(scheduler, app)
         schedule_calendar_fetches(scheduler, app)
+        dispatcher = None
+        if settings.dispatch:
+            dispatcher = Dispatcher(db=app[database_key], settings=settings, clock=clock)
+            schedule_dispatch(scheduler, dispatcher)
         scheduler.start()
         yield
         scheduler.shutdown(wait=False)
+        if dispatcher is not None:
+            await dispatcher.close()
 
     # The database comes first: signaling hooks, the settling job and the purges use it.
     app.cleanup_ctx.append(database_ctx)

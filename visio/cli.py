@@ -1,4 +1,4 @@
-"""The ``visio`` command: db upgrade, seed, serve, users."""
+"""The ``visio`` command: db upgrade, seed, serve, worker, users."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the API")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    sub.add_parser("worker", help="send due notifications (the dispatcher alone)")
     users = sub.add_parser("users", help="accounts").add_subparsers(dest="action",
                                                                     required=True)
     create = users.add_parser("create", help="create an account; password on stdin")
@@ -77,6 +78,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from visio.seed import seed_demo
 
         print(asyncio.run(seed_demo(settings)))
+        return 0
+    if args.command == "worker":
+        from visio.notify.dispatcher import run_worker
+
+        asyncio.run(run_worker(settings))
         return 0
     if args.command == "serve":
         for name in sorted(settings.extra):

@@ -165,6 +165,8 @@ class Site(Base):
     # INSEE codes: the département ("59", "2A", "971") and the commune ("59309").
     departement: Mapped[str | None] = mapped_column(sa.String(3), index=True)
     commune_insee: Mapped[str | None] = mapped_column(sa.String(5))
+    # The number usagers call (printed on the convocation); E.164.
+    phone: Mapped[str | None] = mapped_column(sa.String(32))
 
     __table_args__ = (
         sa.CheckConstraint("kind IN ('fixed', 'itinerant')", name="kind"),
@@ -472,3 +474,40 @@ class CallEventRow(Base):
     peer_id: Mapped[str] = mapped_column(sa.String(100))
     role: Mapped[str] = mapped_column(sa.String(20))
     detail: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+
+
+class OutboxRow(Base):
+    """One message to send, written in the transaction of the booking change behind it."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    appointment_id: Mapped[str] = mapped_column(
+        ID, sa.ForeignKey("appointments.id"), index=True
+    )
+    appointment_version: Mapped[int] = mapped_column(sa.Integer)
+    kind: Mapped[str] = mapped_column(sa.String(24))
+    channel: Mapped[str] = mapped_column(sa.String(8))
+    # usager or staff
+    audience: Mapped[str] = mapped_column(sa.String(8))
+    recipient: Mapped[str] = mapped_column(sa.String(254))
+    language: Mapped[str] = mapped_column(sa.String(5))
+    due_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(sa.String(10), default="pending")
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(sa.String(300))
+    provider_ref: Mapped[str | None] = mapped_column(sa.String(200))
+    # Claimed until this instant (or, after a temporary failure, not retried before it).
+    lease_until: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        sa.CheckConstraint(
+            "status IN ('pending', 'sent', 'failed', 'retired', 'skipped')", name="status"
+        ),
+        sa.CheckConstraint("channel IN ('email', 'sms')", name="channel"),
+        sa.Index("ix_outbox_status_due", "status", "due_at"),
+        sa.Index("ix_outbox_recipient_finished", "recipient", "finished_at"),
+    )

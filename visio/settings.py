@@ -102,6 +102,42 @@ class Settings:
     """How often staff members' imported calendars are fetched."""
     call_fallback_seconds: int = 60
     """A call not connected this long shows the desk's fallback phone number on both sides."""
+    smtp_host: str = ""
+    """SMTP server for e-mail notifications; none configured means e-mails wait (retried)."""
+    smtp_port: int = 25
+    """SMTP port."""
+    smtp_security: str = "none"
+    """SMTP transport security: none, starttls or tls."""
+    smtp_username: str = ""
+    """SMTP login (none when empty)."""
+    smtp_password: str = ""
+    """SMTP password."""
+    sms_adapter: str = "log"
+    """SMS adapter: log (development: one line, no text, no number) or http (a gateway)."""
+    sms_http_url: str = ""
+    """The SMS gateway's URL (POST JSON {to, text, reference})."""
+    sms_http_token: str = ""
+    """Bearer token of the SMS gateway."""
+    sms_fallback_url: str = ""
+    """A second SMS gateway, tried when the first fails temporarily."""
+    sms_fallback_token: str = ""
+    """Bearer token of the fallback gateway."""
+    dispatch: bool = False
+    """Run the notification dispatcher in `visio serve` (VISIO_DISPATCH, on by default)."""
+    dispatch_interval_seconds: float = 5.0
+    """How often the dispatcher looks for due messages."""
+    dispatch_batch: int = 50
+    """Messages claimed at once by one dispatcher."""
+    dispatch_lease_seconds: float = 120.0
+    """How long a claim holds; a dispatcher that died mid-send loses its rows after it."""
+    dispatch_retry_seconds: float = 30.0
+    """First wait after a temporary failure; it doubles at each attempt."""
+    dispatch_retry_max_seconds: float = 3600.0
+    """Longest wait between attempts."""
+    dispatch_max_attempts: int = 12
+    """Attempts after which a temporary failure is recorded as failed."""
+    notify_daily_cap: int = 10
+    """Messages one recipient may receive in 24 hours; beyond, they are skipped."""
     extra: Mapping[str, str] = field(default_factory=dict)
     """Unrecognised VISIO_* variables: `visio serve` warns about them (typos)."""
 
@@ -110,6 +146,14 @@ class Settings:
         """Build settings from ``VISIO_*`` variables (``os.environ`` by default)."""
         env = os.environ if environ is None else environ
         known = {
+            "VISIO_SMTP_HOST", "VISIO_SMTP_PORT",
+            "VISIO_SMTP_SECURITY", "VISIO_SMTP_USERNAME", "VISIO_SMTP_PASSWORD",
+            "VISIO_SMS_ADAPTER", "VISIO_SMS_HTTP_URL", "VISIO_SMS_HTTP_TOKEN",
+            "VISIO_SMS_FALLBACK_URL", "VISIO_SMS_FALLBACK_TOKEN", "VISIO_DISPATCH",
+            "VISIO_DISPATCH_INTERVAL_SECONDS", "VISIO_DISPATCH_BATCH",
+            "VISIO_DISPATCH_LEASE_SECONDS", "VISIO_DISPATCH_RETRY_SECONDS",
+            "VISIO_DISPATCH_RETRY_MAX_SECONDS", "VISIO_DISPATCH_MAX_ATTEMPTS",
+            "VISIO_NOTIFY_DAILY_CAP",
             "VISIO_DATABASE_URL", "VISIO_HOST", "VISIO_PORT", "VISIO_SECRET_KEY",
             "VISIO_BASE_URL", "VISIO_LOG_LEVEL", "VISIO_TOKEN_TTL_SECONDS",
             "VISIO_LOGIN_MAX_FAILURES", "VISIO_LOGIN_WINDOW_SECONDS", "VISIO_REDIS_URL",
@@ -160,8 +204,36 @@ class Settings:
             calendar_allow_private=env.get("VISIO_CALENDAR_ALLOW_PRIVATE", "") == "1",
             calendar_fetch_minutes=int(env.get("VISIO_CALENDAR_FETCH_MINUTES", "15")),
             call_fallback_seconds=int(env.get("VISIO_CALL_FALLBACK_SECONDS", "60")),
+            smtp_host=env.get("VISIO_SMTP_HOST", ""),
+            smtp_port=int(env.get("VISIO_SMTP_PORT", "25")),
+            smtp_security=_choice(env.get("VISIO_SMTP_SECURITY", "none"),
+                                  ("none", "starttls", "tls"), "VISIO_SMTP_SECURITY"),
+            smtp_username=env.get("VISIO_SMTP_USERNAME", ""),
+            smtp_password=env.get("VISIO_SMTP_PASSWORD", ""),
+            sms_adapter=_choice(env.get("VISIO_SMS_ADAPTER", "log"), ("log", "http"),
+                                "VISIO_SMS_ADAPTER"),
+            sms_http_url=env.get("VISIO_SMS_HTTP_URL", ""),
+            sms_http_token=env.get("VISIO_SMS_HTTP_TOKEN", ""),
+            sms_fallback_url=env.get("VISIO_SMS_FALLBACK_URL", ""),
+            sms_fallback_token=env.get("VISIO_SMS_FALLBACK_TOKEN", ""),
+            dispatch=env.get("VISIO_DISPATCH", "1") not in ("0", "false", "off", "no"),
+            dispatch_interval_seconds=float(env.get("VISIO_DISPATCH_INTERVAL_SECONDS", "5")),
+            dispatch_batch=int(env.get("VISIO_DISPATCH_BATCH", "50")),
+            dispatch_lease_seconds=float(env.get("VISIO_DISPATCH_LEASE_SECONDS", "120")),
+            dispatch_retry_seconds=float(env.get("VISIO_DISPATCH_RETRY_SECONDS", "30")),
+            dispatch_retry_max_seconds=float(
+                env.get("VISIO_DISPATCH_RETRY_MAX_SECONDS", "3600")),
+            dispatch_max_attempts=int(env.get("VISIO_DISPATCH_MAX_ATTEMPTS", "12")),
+            notify_daily_cap=int(env.get("VISIO_NOTIFY_DAILY_CAP", "10")),
             extra={k: v for k, v in env.items() if k.startswith("VISIO_") and k not in known},
         )
+
+
+def _choice(value: str, allowed: tuple[str, ...], name: str) -> str:
+    """``value`` if it is one of ``allowed``; a ValueError naming ``name`` otherwise."""
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+    return value
 
 
 def load_or_create_secret(path: Path) -> str:

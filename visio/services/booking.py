@@ -28,6 +28,7 @@ from visio.domain.refusals import Refusal, check_start
 from visio.domain.search import nearest
 from visio.domain.slot_types import Slot, StaffCalendar
 from visio.errors import NotBookable, NotFound, SlotTaken, Unprocessable, VisioError
+from visio.services import outbox
 from visio.services.calendars import HOLDS_TIME, load_site, load_staff, service_rule
 from visio.services.slot_search import SlotQuery, search, site_in_scope, stop_of
 from visio.services.territories import covering_desks, place_of
@@ -252,6 +253,7 @@ async def _book_once(
                              appointment_id=appointment.id,
                              detail={"start": request.start.isoformat(), "version": 1}))
     await session.flush()
+    await outbox.booked(session, appointment, zone=site.timezone, now=now)
     return Booked(appointment, site.timezone)
 
 

@@ -21,6 +21,7 @@ from visio.domain.calendars import HolidayCalendar
 from visio.domain.kinds import Status
 from visio.domain.messages import Message, _
 from visio.errors import Conflict, Forbidden, NotFound, PreconditionFailed, SlotTaken
+from visio.services import outbox
 from visio.services.booking import Booked, choose, constraint_of, stop_for
 
 _TICK = timedelta(microseconds=1)
@@ -64,9 +65,9 @@ def _stamp(appointment: m.Appointment, now: datetime) -> datetime:
     return max(now, appointment.updated_at + _TICK)
 
 
-def mark_cancelled(session: AsyncSession, appointment: m.Appointment, *, reason: str,
-                   actor_id: str | None, now: datetime) -> None:
-    """Cancel a locked, booked appointment in the caller's transaction, audited."""
+async def mark_cancelled(session: AsyncSession, appointment: m.Appointment, *, reason: str,
+                         actor_id: str | None, now: datetime) -> None:
+    """Cancel a locked, booked appointment in the caller's transaction, audited, notified."""
     at = _stamp(appointment, now)
     appointment.status = Status.CANCELLED.value
     appointment.cancel_reason = reason
@@ -75,6 +76,7 @@ def mark_cancelled(session: AsyncSession, appointment: m.Appointment, *, reason:
     session.add(m.AuditEntry(at=at, actor_id=actor_id, action="cancelled",
                              appointment_id=appointment.id,
                              detail={"version": appointment.version}))
+    await outbox.cancelled(session, appointment, now=at)
 
 
 async def cancel(
@@ -85,8 +87,8 @@ async def cancel(
     async with db.write() as session:
         appointment, site = await _load_for_change(session, principal, appointment_id,
                                                    expected_version)
-        mark_cancelled(session, appointment, reason=reason.strip(),
-                       actor_id=principal.user_id, now=now)
+        await mark_cancelled(session, appointment, reason=reason.strip(),
+                             actor_id=principal.user_id, now=now)
     return Booked(appointment, site.timezone)
 
 
@@ -133,6 +135,7 @@ async def reschedule(
                 detail={"from": old_start.isoformat(), "to": start.isoformat(),
                         "version": appointment.version},
             ))
+            await outbox.rescheduled(session, appointment, now=at)
         return Booked(appointment, site.timezone), True
     except IntegrityError as err:
         if constraint_of(err) is None:

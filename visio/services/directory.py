@@ -407,7 +407,7 @@ async def add_closure(*, db: Database, principal: Principal, data: api.ClosureCr
                 extra={"reason": "appointments_booked",
                        "appointments": [a.id for a in booked]})
         for appointment in booked:
-            changes.mark_cancelled(
+            await changes.mark_cancelled(
                 session, appointment, reason=reason or "closure", actor_id=principal.user_id,
                 now=now)
         row = m.ClosureDay(site_id=data.site_id, operator_id=data.operator_id,

@@ -1,0 +1,1 @@
+"""Notifications: composing messages, sending them (SMTP, SMS), dispatching the outbox."""

@@ -1,0 +1,211 @@
+"""The dispatcher: claims due outbox rows, checks them again, sends, records the outcome.
+
+Run by APScheduler (``AsyncIOScheduler``, in-memory job store: the job is re-created by
+every process at start, and the database, not the job store, decides who sends what).
+``visio serve`` runs it beside the API; ``visio worker`` runs it alone. Any number of
+dispatchers may run on PostgreSQL (``SKIP LOCKED`` claims with a lease); on SQLite the
+claims are serialised by the write lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from visio.clock import utcnow
+from visio.db import Database, open_database
+from visio.domain import reminders as r
+from visio.invitations import invitation_ics, load_invitation_facts
+from visio.notify import compose
+from visio.notify.senders import (
+    Gateway,
+    HttpSms,
+    LogSms,
+    Mailer,
+    Outcome,
+    SmsGateway,
+    build_email,
+)
+from visio.services import outbox
+from visio.settings import Settings
+from visio.usager_link import LinkKey
+
+log = logging.getLogger("visio.notify")
+
+
+def sms_gateway(settings: Settings) -> SmsGateway:
+    """The SMS adapter the settings name."""
+    if settings.sms_adapter == "http":
+        gateways = [Gateway(settings.sms_http_url, settings.sms_http_token)]
+        if settings.sms_fallback_url:
+            gateways.append(Gateway(settings.sms_fallback_url, settings.sms_fallback_token))
+        return HttpSms(gateways)
+    return LogSms()
+
+
+def mailer(settings: Settings) -> Mailer | None:
+    """The SMTP client, or None when no server is configured."""
+    if not settings.smtp_host:
+        return None
+    return Mailer(host=settings.smtp_host, port=settings.smtp_port,
+                  security=settings.smtp_security, username=settings.smtp_username,
+                  password=settings.smtp_password)
+
+
+class Dispatcher:
+    """Sends what is due, once per claim, and records every outcome in the outbox."""
+
+    def __init__(self, *, db: Database, settings: Settings,
+                 clock: Callable[[], datetime] = utcnow, owner: str | None = None) -> None:
+        self.db = db
+        self.settings = settings
+        self.clock = clock
+        self.owner = owner or f"{os.getpid()}-{secrets.token_hex(6)}"
+        self.mailer = mailer(settings)
+        self.sms = sms_gateway(settings)
+        self.links = LinkKey.from_secret(settings.secret_key)
+        self.domain = urlsplit(settings.base_url).hostname or "visio.invalid"
+        self._facts: dict[tuple[str, int], compose.Facts | None] = {}
+
+    async def run_once(self) -> int:
+        """Claim one batch and settle every row of it; how many rows were claimed."""
+        now = self.clock()
+        claimed = await outbox.claim(
+            db=self.db, owner=self.owner, now=now,
+            lease=timedelta(seconds=self.settings.dispatch_lease_seconds),
+            limit=self.settings.dispatch_batch)
+        self._facts.clear()
+        for row in claimed:
+            await self._settle(row)
+        return len(claimed)
+
+    async def drain(self, *, max_batches: int = 1000) -> int:
+        """Run batches until nothing is due (or ``max_batches``); rows claimed in all."""
+        total = 0
+        for _ in range(max_batches):
+            count = await self.run_once()
+            total += count
+            if count == 0:
+                break
+        return total
+
+    async def _finish(self, row: outbox.Claimed, status: str, *, error: str | None = None,
+                      reference: str | None = None) -> None:
+        await outbox.finish(db=self.db, owner=self.owner, row_id=row.id, status=status,
+                            now=self.clock(), error=error, reference=reference)
+
+    async def _settle(self, row: outbox.Claimed) -> None:
+        now = self.clock()
+        state = await outbox.appointment_state(db=self.db, appointment_id=row.appointment_id)
+        if state is None:
+            await self._finish(row, outbox.RETIRED, error="appointment_gone")
+            return
+        verdict = r.verdict(kind=row.kind, audience=row.audience,
+                            row_version=row.appointment_version, version=state.version,
+                            cancelled=state.cancelled, start=state.start, end=state.end,
+                            now=now)
+        if verdict is r.Verdict.RETIRED:
+            await self._finish(row, outbox.RETIRED, error="appointment_changed")
+            return
+        if verdict is r.Verdict.SKIPPED:
+            await self._finish(row, outbox.SKIPPED, error="too_late")
+            return
+        if row.audience == r.Audience.USAGER and await outbox.sent_to_recently(
+                db=self.db, recipient=row.recipient, now=now) >= self.settings.notify_daily_cap:
+            await self._finish(row, outbox.SKIPPED, error="daily_cap")
+            return
+        facts = await self._load(row)
+        if facts is None:
+            await self._finish(row, outbox.RETIRED, error="appointment_gone")
+            return
+        outcome = await self._send(row, facts, now)
+        if outcome.result == "accepted":
+            await self._finish(row, outbox.SENT, reference=outcome.reference)
+        elif outcome.result == "permanent" or \
+                row.attempts >= self.settings.dispatch_max_attempts:
+            await self._finish(row, outbox.FAILED, error=outcome.error)
+        else:
+            wait = r.backoff(row.attempts, base=self.settings.dispatch_retry_seconds,
+                             cap=self.settings.dispatch_retry_max_seconds)
+            await outbox.postpone(db=self.db, owner=self.owner, row_id=row.id,
+                                  until=self.clock() + wait, error=outcome.error or "retry")
+
+    async def _load(self, row: outbox.Claimed) -> compose.Facts | None:
+        key = (row.appointment_id, row.appointment_version)
+        if key not in self._facts:
+            self._facts[key] = await compose.load_facts(db=self.db,
+                                                        appointment_id=row.appointment_id)
+        return self._facts[key]
+
+    async def _send(self, row: outbox.Claimed, facts: compose.Facts,
+                    now: datetime) -> Outcome:
+        url = compose.usager_url(facts, key=self.links, base_url=self.settings.base_url)
+        if row.channel == r.Channel.SMS:
+            text = compose.sms_text(facts, row.kind, row.language, url)
+            return await self.sms.send(to=row.recipient, text=text, reference=row.id)
+        if row.audience == r.Audience.STAFF:
+            invitation = await load_invitation_facts(
+                db=self.db, appointment_id=row.appointment_id,
+                base_url=self.settings.base_url)
+            calendar = invitation_ics(facts=invitation, method=compose.staff_method(row.kind),
+                                      language=row.language,
+                                      organizer=self.settings.mail_from, dtstamp=now)
+            email = compose.staff_email(facts, row.kind, row.language, calendar=calendar)
+        else:
+            email = compose.usager_email(facts, row.kind, row.language, url)
+        if self.mailer is None:
+            return Outcome("temporary", error="no smtp server configured")
+        message = build_email(row_id=row.id, sender=self.settings.mail_from,
+                              recipient=row.recipient, email=email, language=row.language,
+                              domain=self.domain)
+        return await self.mailer.send(message)
+
+    async def close(self) -> None:
+        """Close the SMTP connection and the SMS session."""
+        if self.mailer is not None:
+            await self.mailer.close()
+        await self.sms.close()
+
+
+def schedule_dispatch(scheduler: AsyncIOScheduler, dispatcher: Dispatcher) -> None:
+    """Add the dispatcher's job to ``scheduler`` (one run at a time, missed runs merged)."""
+
+    async def job() -> None:
+        # A failed run is retried at the next tick; it must not stop the scheduler.
+        try:
+            await dispatcher.drain()
+        except Exception:
+            log.exception("dispatch failed")
+
+    scheduler.add_job(job, "interval", seconds=dispatcher.settings.dispatch_interval_seconds,
+                      id="visio.notify.dispatch", name="dispatch", coalesce=True,
+                      max_instances=1, replace_existing=True, next_run_time=utcnow())
+
+
+async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    """``visio worker``: the dispatcher alone, until SIGINT or SIGTERM."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    db = open_database(settings.database_url)
+    dispatcher = Dispatcher(db=db, settings=settings)
+    scheduler = AsyncIOScheduler()
+    schedule_dispatch(scheduler, dispatcher)
+    scheduler.start()
+    log.info("dispatcher %s started", dispatcher.owner)
+    try:
+        await stop.wait()
+    finally:
+        scheduler.shutdown(wait=False)
+        await dispatcher.close()
+        await db.dispose()
+

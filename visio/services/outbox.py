@@ -1,0 +1,254 @@
+"""The transactional outbox: messages written with the booking change, claimed to send.
+
+Writers (``booked``, ``rescheduled``, ``cancelled``) run inside the caller's unit of work,
+so a message exists exactly when the change behind it committed. A change retires the
+pending rows of the appointment's older versions in that same transaction.
+
+Claims: on PostgreSQL ``FOR UPDATE SKIP LOCKED`` lets any number of dispatchers take
+disjoint batches; each row gets a lease (``lease_until``, ``lease_owner``) so a dispatcher
+that dies mid-send leaves its rows to be claimed again once the lease runs out. On SQLite
+the claim runs in a ``BEGIN IMMEDIATE`` write transaction, which serialises claimers.
+A row is marked only by the dispatcher that still holds its lease (``lease_owner``).
+Delivery is therefore at least once: a crash after the provider accepted and before the
+mark sends again, and receivers drop repeats by ``X-Visio-Outbox-Id``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from visio import models as m
+from visio.access import Principal
+from visio.db import Database
+from visio.domain import reminders as r
+from visio.domain.kinds import Status
+from visio.domain.messages import _
+from visio.errors import NotFound
+from visio.i18n import LANGUAGES
+
+PENDING, SENT, FAILED, RETIRED, SKIPPED = "pending", "sent", "failed", "retired", "skipped"
+
+
+@dataclass(frozen=True, slots=True)
+class StaffAddress:
+    """Where a staff member's invitation goes, and in which language."""
+
+    email: str
+    language: str
+
+
+async def staff_addresses(session: AsyncSession, staff_id: str) -> list[StaffAddress]:
+    """The active staff accounts of a staff member (their e-mail is their login)."""
+    rows = (await session.execute(
+        sa.select(m.User.email, m.StaffMember.languages)
+        .join(m.StaffMember, m.StaffMember.id == m.User.staff_id)
+        .where(m.User.staff_id == staff_id, m.User.active.is_(True))
+        .order_by(m.User.email))).all()
+    addresses = []
+    for email, languages in rows:
+        language = next((x for x in (languages or []) if x in LANGUAGES), "fr")
+        addresses.append(StaffAddress(email, language))
+    return addresses
+
+
+async def _zone(session: AsyncSession, appointment: m.Appointment) -> str:
+    zone = await session.scalar(sa.select(m.Site.timezone)
+                                .where(m.Site.id == appointment.site_id))
+    assert zone is not None
+    return zone
+
+
+def _recipient(appointment: m.Appointment, planned: r.Planned) -> str | None:
+    if planned.channel == r.Channel.SMS:
+        return appointment.usager_phone
+    return appointment.usager_email
+
+
+async def _write(session: AsyncSession, appointment: m.Appointment,
+                 planned: list[r.Planned], now: datetime) -> None:
+    staff = await staff_addresses(session, appointment.staff_id)
+    for item in planned:
+        targets: list[tuple[str, str]]
+        if item.audience == r.Audience.STAFF:
+            targets = [(s.email, s.language) for s in staff]
+        else:
+            recipient = _recipient(appointment, item)
+            targets = [(recipient, appointment.usager_language)] if recipient else []
+        for recipient, language in targets:
+            session.add(m.OutboxRow(
+                appointment_id=appointment.id, appointment_version=appointment.version,
+                kind=item.kind.value, channel=item.channel.value,
+                audience=item.audience.value, recipient=recipient, language=language,
+                due_at=item.due, status=PENDING, attempts=0, created_at=now))
+    await session.flush()
+
+
+async def retire_older(session: AsyncSession, appointment: m.Appointment,
+                       now: datetime) -> int:
+    """Retire the pending rows of the appointment's earlier versions; how many."""
+    result = await session.execute(
+        sa.update(m.OutboxRow)
+        .where(m.OutboxRow.appointment_id == appointment.id,
+               m.OutboxRow.status == PENDING,
+               m.OutboxRow.appointment_version < appointment.version)
+        .values(status=RETIRED, last_error="appointment_changed", finished_at=now,
+                lease_owner=None, lease_until=None)
+        .execution_options(synchronize_session=False))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def _flags(appointment: m.Appointment) -> dict[str, bool]:
+    return {"phone": bool(appointment.usager_phone), "email": bool(appointment.usager_email)}
+
+
+async def booked(session: AsyncSession, appointment: m.Appointment, *, zone: str,
+                 now: datetime) -> None:
+    """Enqueue a new booking's confirmation, reminders and staff invitation."""
+    planned = r.plan_booked(now=now, start=appointment.start, zone=zone, staff=True,
+                            **_flags(appointment))
+    await _write(session, appointment, planned, now)
+
+
+async def rescheduled(session: AsyncSession, appointment: m.Appointment, *,
+                      now: datetime) -> None:
+    """Retire the old version's rows; enqueue the notice, new reminders and invitation."""
+    await retire_older(session, appointment, now)
+    planned = r.plan_rescheduled(now=now, start=appointment.start,
+                                 zone=await _zone(session, appointment), staff=True,
+                                 **_flags(appointment))
+    await _write(session, appointment, planned, now)
+
+
+async def cancelled(session: AsyncSession, appointment: m.Appointment, *,
+                    now: datetime) -> None:
+    """Retire every pending row; enqueue the cancellation notice and the staff CANCEL."""
+    await retire_older(session, appointment, now)
+    planned = r.plan_cancelled(now=now, start=appointment.start,
+                               zone=await _zone(session, appointment), staff=True,
+                               **_flags(appointment))
+    await _write(session, appointment, planned, now)
+
+
+# --- the dispatcher's side -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A claimed row: what to send, to whom, and the appointment's state at claim time."""
+
+    id: str
+    appointment_id: str
+    appointment_version: int
+    kind: str
+    channel: str
+    audience: str
+    recipient: str
+    language: str
+    due_at: datetime
+    attempts: int
+
+
+def _claimable(now: datetime) -> sa.ColumnElement[bool]:
+    return sa.and_(m.OutboxRow.status == PENDING, m.OutboxRow.due_at <= now,
+                   sa.or_(m.OutboxRow.lease_until.is_(None), m.OutboxRow.lease_until <= now))
+
+
+async def claim(*, db: Database, owner: str, now: datetime, lease: timedelta,
+                limit: int) -> list[Claimed]:
+    """Lease up to ``limit`` due rows to ``owner``, oldest due first."""
+    async with db.write() as session:
+        pick = (sa.select(m.OutboxRow.id).where(_claimable(now))
+                .order_by(m.OutboxRow.due_at).limit(limit))
+        if db.dialect == "postgresql":
+            pick = pick.with_for_update(skip_locked=True)
+        ids = list((await session.scalars(pick)).all())
+        if not ids:
+            return []
+        rows = (await session.scalars(
+            sa.update(m.OutboxRow).where(m.OutboxRow.id.in_(ids))
+            .values(lease_owner=owner, lease_until=now + lease,
+                    attempts=m.OutboxRow.attempts + 1)
+            .returning(m.OutboxRow)
+            .execution_options(synchronize_session=False))).all()
+        return sorted((Claimed(
+            id=x.id, appointment_id=x.appointment_id,
+            appointment_version=x.appointment_version, kind=x.kind, channel=x.channel,
+            audience=x.audience, recipient=x.recipient, language=x.language,
+            due_at=x.due_at, attempts=x.attempts) for x in rows), key=lambda c: c.due_at)
+
+
+async def finish(*, db: Database, owner: str, row_id: str, status: str, now: datetime,
+                 error: str | None = None, reference: str | None = None) -> bool:
+    """Record a final outcome, if ``owner`` still holds the lease; whether it did."""
+    async with db.write() as session:
+        result = await session.execute(
+            sa.update(m.OutboxRow)
+            .where(m.OutboxRow.id == row_id, m.OutboxRow.lease_owner == owner,
+                   m.OutboxRow.status == PENDING)
+            .values(status=status, finished_at=now, last_error=error,
+                    provider_ref=reference, lease_owner=None, lease_until=None)
+            .execution_options(synchronize_session=False))
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def postpone(*, db: Database, owner: str, row_id: str, until: datetime,
+                   error: str) -> bool:
+    """Give a row back after a temporary failure, not to be claimed before ``until``."""
+    async with db.write() as session:
+        result = await session.execute(
+            sa.update(m.OutboxRow)
+            .where(m.OutboxRow.id == row_id, m.OutboxRow.lease_owner == owner,
+                   m.OutboxRow.status == PENDING)
+            .values(lease_owner=None, lease_until=until, last_error=error)
+            .execution_options(synchronize_session=False))
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def sent_to_recently(*, db: Database, recipient: str, now: datetime) -> int:
+    """How many messages went to ``recipient`` in the last 24 hours."""
+    async with db.read() as session:
+        count = await session.scalar(
+            sa.select(sa.func.count()).select_from(m.OutboxRow)
+            .where(m.OutboxRow.recipient == recipient, m.OutboxRow.status == SENT,
+                   m.OutboxRow.finished_at > now - timedelta(hours=24)))
+    return int(count or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class AppointmentState:
+    """What the last check before sending needs to know."""
+
+    version: int
+    cancelled: bool
+    start: datetime
+    end: datetime
+
+
+async def appointment_state(*, db: Database, appointment_id: str) -> AppointmentState | None:
+    """The appointment's version, status and times now."""
+    async with db.read() as session:
+        row = (await session.execute(
+            sa.select(m.Appointment.version, m.Appointment.status, m.Appointment.start,
+                      m.Appointment.end).where(m.Appointment.id == appointment_id))
+        ).one_or_none()
+    if row is None:
+        return None
+    return AppointmentState(version=row[0], cancelled=row[1] == Status.CANCELLED,
+                            start=row[2], end=row[3])
+
+
+async def notifications(*, db: Database, principal: Principal,
+                        appointment_id: str) -> list[m.OutboxRow]:
+    """Every message of an appointment and its outcome, for whoever sees it."""
+    async with db.read() as session:
+        appointment = await session.get(m.Appointment, appointment_id)
+        if appointment is None or not principal.sees(appointment):
+            raise NotFound(_("There is no appointment {appointment_id}.",
+                             appointment_id=appointment_id))
+        return list((await session.scalars(
+            sa.select(m.OutboxRow).where(m.OutboxRow.appointment_id == appointment_id)
+            .order_by(m.OutboxRow.due_at, m.OutboxRow.created_at, m.OutboxRow.id))).all())
