@@ -390,3 +390,27 @@ def test_staff_edits_availability(live: Live, browser: Any) -> None:
     assert "2027-01-15" in page.inner_text("#closures")
     assert page.locator("#rules tr").count() == rules + 1
     context.close()
+
+
+def test_staff_creates_a_feed_and_registers_a_calendar(live: Live, browser: Any) -> None:
+    """The feed address is shown once and serves ICS; a private address is refused in words."""
+    import requests
+
+    context = browser.new_context(locale="fr-FR")
+    page = context.new_page()
+    log_in(page, live.url, "staff.vdab-ga@visio.test")
+    page.goto(f"{live.url}/staff/availability")
+    page.click("#create-feed")
+    url = page.input_value("#feed-url")
+    assert url.startswith(f"{live.url}/calendars/")
+    feed = requests.get(url, timeout=30)
+    assert feed.status_code == 200
+    assert feed.text.startswith("BEGIN:VCALENDAR")
+    # The calendars service refuses addresses it cannot use (here a loopback one); the
+    # page says why. (A public address cannot be reached from the test machine.)
+    page.fill("#calendar-url", "https://127.0.0.1/agenda.ics")
+    page.click("#import-calendar")
+    page.wait_for_selector("#calendars .error")
+    assert "adresse" in page.inner_text("#calendars .error")
+    assert page.locator("#imported").count() == 0
+    context.close()
