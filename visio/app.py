@@ -25,9 +25,18 @@ from visio.keys import (
     hasher_key,
     holidays_key,
     limits_key,
+    metrics_key,
     settings_key,
 )
 from visio.notify.dispatcher import Dispatcher, schedule_dispatch
+from visio.observability import (
+    Metrics,
+    metrics_endpoint,
+    observe_middleware,
+    outcome_middleware,
+    readyz,
+)
+from visio.observability import install as install_observability
 from visio.security import dummy_hash, password_hasher
 from visio.settings import Settings
 from visio.signaling_host import mount_signaling
@@ -59,8 +68,14 @@ def create_app(
     settings: Settings, *, clock: Callable[[], datetime] = utcnow
 ) -> web.Application:
     """Build the aiohttp application for ``settings`` (``clock`` is fixed only in tests)."""
-    app = web.Application(middlewares=[no_store_middleware, problems_middleware],
+    metrics = Metrics()
+    # Request ids and counts outermost (they see every answer); booking outcomes innermost
+    # (they see refusals before problems_middleware turns them into answers).
+    app = web.Application(middlewares=[observe_middleware(metrics), no_store_middleware,
+                                       problems_middleware, outcome_middleware(metrics)],
                           client_max_size=256 * 1024)
+    app[metrics_key] = metrics
+    install_observability(app, metrics)
     app[settings_key] = settings
     app[clock_key] = clock
     hasher = password_hasher()
@@ -95,6 +110,8 @@ def create_app(
     app.cleanup_ctx.append(jobs_ctx)
     mount_signaling(app, settings)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_get("/calendars/{name}", serve_feed)
     app.router.add_routes(api_routes())
     mount_pages(app)

@@ -12,6 +12,7 @@ from argon2 import PasswordHasher
 from visio.api.limits import ExpensiveLimits
 from visio.db import Database
 from visio.domain.calendars import HolidayCalendar
+from visio.observability import Metrics
 from visio.services.calls import CallPolicy
 from visio.settings import Settings
 
@@ -32,4 +33,5 @@ clock_key = web.AppKey("clock", Clock)
 call_policy_key = web.AppKey("call_policy", CallPolicy)
 signaling_app_key = web.AppKey("signaling_app", web.Application)
 limits_key = web.AppKey("limits", ExpensiveLimits)
+metrics_key = web.AppKey("metrics", Metrics)
 templates_key = web.AppKey("templates", jinja2.Environment)

@@ -64,6 +64,11 @@ class Settings:
     """How long an address that logged into an account stays exempt from the wider budgets."""
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
     """Reverse proxies whose X-Forwarded-For is believed (IPs or CIDR networks); none by default."""
+    metrics_allowed: tuple[IPv4Network | IPv6Network, ...] = (
+        ip_network("127.0.0.0/8"), ip_network("::1/128"))
+    """Client addresses (IPs or CIDR networks) served GET /metrics and GET /readyz."""
+    log_format: str = "text"
+    """Log lines as text, or as one JSON object per line ("json") with the request id."""
     search_rate_per_minute: int = 60
     """Slot searches one user may run per minute (a token bucket of that size); 429 beyond."""
     search_concurrency: int = 4
@@ -165,7 +170,7 @@ class Settings:
             "VISIO_TRUSTED_PROXIES", "VISIO_SEARCH_RATE_PER_MINUTE", "VISIO_SEARCH_CONCURRENCY",
             "VISIO_SEARCH_MAX_WAIT_SECONDS", "VISIO_CALL_FALLBACK_SECONDS",
             "VISIO_MAIL_FROM", "VISIO_CALENDAR_KEY", "VISIO_CALENDAR_ALLOW_PRIVATE",
-            "VISIO_CALENDAR_FETCH_MINUTES",
+            "VISIO_CALENDAR_FETCH_MINUTES", "VISIO_METRICS_ALLOWED", "VISIO_LOG_FORMAT",
         }
         secret = env.get("VISIO_SECRET_KEY", "")
         secret_file = env.get("VISIO_SECRET_KEY_FILE", "")
@@ -186,6 +191,11 @@ class Settings:
             login_remember_days=int(env.get("VISIO_LOGIN_REMEMBER_DAYS", "90")),
             trusted_proxies=parse_networks(env.get("VISIO_TRUSTED_PROXIES", ""),
                                            name="VISIO_TRUSTED_PROXIES"),
+            metrics_allowed=parse_networks(env.get("VISIO_METRICS_ALLOWED",
+                                                   "127.0.0.0/8,::1"),
+                                           name="VISIO_METRICS_ALLOWED"),
+            log_format=_choice(env.get("VISIO_LOG_FORMAT", "text"), ("text", "json"),
+                               "VISIO_LOG_FORMAT"),
             search_rate_per_minute=int(env.get("VISIO_SEARCH_RATE_PER_MINUTE", "60")),
             search_concurrency=int(env.get("VISIO_SEARCH_CONCURRENCY", "4")),
             search_max_wait_seconds=float(env.get("VISIO_SEARCH_MAX_WAIT_SECONDS", "2")),
