@@ -13,6 +13,7 @@ from visio.api.calendars import serve_feed
 from visio.api.limits import ExpensiveLimits
 from visio.api.problems import problems_middleware
 from visio.api.routes import PREFIX, api_routes
+from visio.api.usager import usager_routes
 from visio.calendar_jobs import schedule_calendar_fetches
 from visio.clock import utcnow
 from visio.db import open_database
@@ -114,5 +115,6 @@ def create_app(
     app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_get("/calendars/{name}", serve_feed)
     app.router.add_routes(api_routes())
+    app.router.add_routes(usager_routes())
     mount_pages(app)
     return app

@@ -397,6 +397,15 @@ async def call_log(w: World, s: Side) -> Call:
                 probe=("appointment_id", s.appointment.id))
 
 
+async def notifications(w: World, s: Side) -> Call:
+    return Call("GET", f"/api/v1/appointments/{s.appointment.id}/notifications",
+                probe=("appointment_id", s.appointment.id))
+
+
+async def convocation(w: World, s: Side) -> Call:
+    return Call("GET", f"/api/v1/appointments/{s.appointment.id}/convocation")
+
+
 async def echo_test_call(w: World, s: Side) -> Call:
     return Call("POST", "/api/v1/test-calls")
 
@@ -472,6 +481,11 @@ MATRIX = [
     Row("POST /appointments/{id}/join", join, (404, 404), (200, 404), (200, 404)),
     Row("GET /appointments/{id}/call-log", call_log, (200, 200), (200, 404), (200, 404)),
     Row("POST /test-calls", echo_test_call, 404, 200, 200),
+    # ------------------------------------------------------------- notifications
+    Row("GET /appointments/{id}/notifications", notifications, (200, 200), (200, 404),
+        (200, 404)),
+    Row("GET /appointments/{id}/convocation", convocation, (200, 200), (200, 404),
+        (200, 404)),
 ]
 #: Operations about the caller's own session: no scope to test.
 UNSCOPED = {"POST /auth/token", "POST /auth/logout"}

@@ -8,7 +8,16 @@ from typing import Any
 
 from aiohttp import web
 
-from visio.api import appointments, auth, calendars, calls, directory, territories
+from visio.api import (
+    appointments,
+    auth,
+    calendars,
+    calls,
+    directory,
+    notifications,
+    territories,
+    usager,
+)
 from visio.contract import bodies as api
 
 PREFIX = "/api/v1"
@@ -168,6 +177,12 @@ def operations() -> list[Operation]:
         op("DELETE", "/staff/{id}/calendars/{calendar_id}", calendars.remove_imported_calendar,
           "Remove an imported calendar and its busy time", status=204, refusals=(403, 404),
           tag="calendars"),
+        op("GET", "/appointments/{id}/notifications", notifications.list_notifications,
+          "The appointment's notifications and their outcomes", api.Notifications,
+          refusals=(404,), tag="notifications"),
+        op("GET", "/appointments/{id}/convocation", usager.convocation,
+          "A printable convocation in the usager's language (HTML)", media_type="text/html",
+          refusals=(404,), tag="notifications"),
         op("POST", "/test-calls", calls.test_call,
           "A token for a test call with the echo peer (HTTP POST to echo_url)",
           api.TestCall, refusals=(404, 409), tag="calls"),

@@ -543,3 +543,31 @@ class Problem(Resource, frozen=True, kw_only=True):
     alternatives: list[Slot] | None = None
     appointments: list[str] | None = None
     code: str | None = None
+
+
+# ---------------------------------------------------------------- notifications
+
+
+class Notification(Resource, frozen=True, kw_only=True):
+    """One message of an appointment and its outcome (pending, sent, failed, retired,
+    skipped), so the agent can phone an usager whose reminder failed."""
+
+    id: str
+    appointment_version: int
+    kind: Literal["confirmation", "reminder", "short_reminder", "rescheduled", "cancelled",
+                  "staff_request", "staff_cancel"]
+    channel: Literal["email", "sms"]
+    audience: Literal["usager", "staff"]
+    recipient: str
+    language: str
+    due_at: Instant
+    status: Literal["pending", "sent", "failed", "retired", "skipped"]
+    attempts: int
+    last_error: str | None
+    provider_reference: str | None
+    finished_at: Instant | None
+
+
+class Notifications(Resource, frozen=True, kw_only=True):
+    appointment_id: str
+    items: list[Notification]

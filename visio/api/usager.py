@@ -1,0 +1,205 @@
+"""The usager's page (``/u/{token}``) and the printable convocation: small HTML pages.
+
+Self-contained (inline CSS, no script), in the usager's language, readable when printed.
+The link is not a login: it shows one appointment and lets its usager cancel it. A wrong
+or expired token gets a plain explanation and nothing else. The cancel form carries a
+CSRF field bound to the token (HMAC), and the page forbids framing and referrers.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from visio.api import codec
+from visio.api.context import caller
+from visio.domain.messages import Message, Plain, _
+from visio.i18n import catalogue
+from visio.invitations import invitation_ics, load_invitation_facts
+from visio.keys import clock_key, database_key, settings_key
+from visio.notify.compose import BRING, Facts, load_facts
+from visio.services import appointments
+from visio.services.usager import cancel_by_usager
+from visio.usager_link import LinkKey
+
+STYLE = """
+body{font:1.1rem/1.5 system-ui,sans-serif;color:#161616;background:#fff;margin:0}
+main{max-width:40rem;margin:0 auto;padding:1.5rem}
+h1{font-size:1.6rem;margin:0 0 1rem}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:.5rem 1rem;margin:0 0 1.5rem}
+dt{font-weight:700}dd{margin:0}
+a{color:#000091}
+.actions{display:flex;flex-wrap:wrap;gap:1rem;align-items:center}
+.button{display:inline-block;padding:.6rem 1.2rem;border:2px solid #000091;border-radius:4px;
+ background:#000091;color:#fff;font:inherit;text-decoration:none;cursor:pointer}
+.button.secondary{background:#fff;color:#000091}
+.notice{padding:1rem;border-left:4px solid #000091;background:#f0f0ff}
+:focus-visible{outline:3px solid #ce0500;outline-offset:2px}
+@media print{.actions,form,.noprint{display:none}body{font-size:12pt}
+ main{max-width:none;padding:0}a{color:#000;text-decoration:none}}
+"""
+CANCELLED = _("This video appointment is cancelled.")
+HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Robots-Tag": "noindex",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+                               "form-action 'self'; frame-ancestors 'none'",
+}
+
+
+def _page(language: str, title: str, body: str, *, status: int = 200) -> web.Response:
+    document = (f'<!doctype html><html lang="{html.escape(language)}"><head>'
+                '<meta charset="utf-8"><meta name="viewport" '
+                'content="width=device-width,initial-scale=1">'
+                f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>"
+                f"<body><main>{body}</main></body></html>")
+    return web.Response(text=document, content_type="text/html", status=status,
+                        headers={**HEADERS, "Content-Language": language})
+
+
+def _details(facts: Facts, language: str, *, phone: bool) -> str:
+    cat = catalogue(language)
+    rows: list[tuple[Message, str]] = [
+        (_("Date and time"), cat.format_value(facts.start)),
+        (_("Place"), facts.place),
+        (_("With"), facts.operator),
+        (_("Subject"), facts.theme(language)),
+        (_("What to bring"), cat.render(BRING)),
+    ]
+    if phone and facts.site_phone:
+        rows.append((_("Phone number of the site"), facts.site_phone))
+    return "<dl>" + "".join(f"<dt>{html.escape(cat.render(label))}</dt>"
+                            f"<dd>{html.escape(value)}</dd>" for label, value in rows) + "</dl>"
+
+
+def _paragraphs(language: str, messages: Sequence[Message]) -> str:
+    cat = catalogue(language)
+    return "".join(f"<p>{html.escape(cat.render(m))}</p>" for m in messages)
+
+
+def _invalid(language: str = "fr") -> web.Response:
+    cat = catalogue(language)
+    title = cat.render(_("This link does not work"))
+    body = f"<h1>{html.escape(title)}</h1>" + _paragraphs(language, [
+        _("This link is wrong or has expired (it stops working when the appointment ends). "
+          "For any question, contact your France Services desk.")])
+    return _page(language, title, body, status=404)
+
+
+def _key(request: web.Request) -> LinkKey:
+    return LinkKey.from_secret(request.app[settings_key].secret_key)
+
+
+async def _facts_for(request: web.Request) -> tuple[str, Facts] | None:
+    token = request.match_info["token"]
+    appointment_id = _key(request).verify(token, request.app[clock_key]())
+    if appointment_id is None:
+        return None
+    facts = await load_facts(db=request.app[database_key], appointment_id=appointment_id)
+    return (token, facts) if facts is not None else None
+
+
+async def usager_page(request: web.Request) -> web.Response:
+    """The usager's appointment: when, where, what to bring, add to calendar, cancel."""
+    found = await _facts_for(request)
+    if found is None:
+        return _invalid()
+    token, facts = found
+    language = facts.usager_language
+    cat = catalogue(language)
+    title = cat.render(_("Your video appointment"))
+    body = f"<h1>{html.escape(title)}</h1>"
+    if facts.status == "cancelled":
+        body += ('<p class="notice" role="status">'
+                 f"{html.escape(cat.render(CANCELLED))}</p>")
+    body += _details(facts, language, phone=True)
+    if facts.status == "booked":
+        now = request.app[clock_key]()
+        add = html.escape(cat.render(_("Add to my calendar")))
+        body += ('<div class="actions">'
+                 f'<a class="button secondary" href="/u/{token}/calendar.ics">{add}</a></div>')
+        if now < facts.start:
+            csrf = _key(request).csrf(token)
+            label = html.escape(cat.render(_("Cancel this appointment")))
+            help_text = html.escape(cat.render(_(
+                "Cancelling frees the time for someone else; the person you were to meet "
+                "is told.")))
+            body += (f'<form method="post" action="/u/{token}/cancel" '
+                     f'aria-labelledby="cancel-title"><h2 id="cancel-title">{label}</h2>'
+                     f"<p>{help_text}</p>"
+                     f'<input type="hidden" name="csrf" value="{csrf}">'
+                     f'<button class="button" type="submit">{label}</button></form>')
+    return _page(language, title, body)
+
+
+async def usager_calendar(request: web.Request) -> web.Response:
+    """The appointment as an .ics file for the usager's own calendar."""
+    found = await _facts_for(request)
+    if found is None:
+        return _invalid()
+    _token, facts = found
+    settings = request.app[settings_key]
+    invitation = await load_invitation_facts(db=request.app[database_key],
+                                             appointment_id=facts.appointment_id,
+                                             base_url=settings.base_url)
+    body = invitation_ics(facts=invitation,
+                          method="CANCEL" if facts.status == "cancelled" else "REQUEST",
+                          language=facts.usager_language, organizer=settings.mail_from,
+                          dtstamp=request.app[clock_key]())
+    return web.Response(body=body, content_type="text/calendar", charset="utf-8", headers={
+        **HEADERS, "Content-Disposition": 'attachment; filename="rendez-vous.ics"'})
+
+
+async def usager_cancel(request: web.Request) -> web.Response:
+    """Cancel from the link's form (CSRF field bound to the token), then show the page."""
+    found = await _facts_for(request)
+    if found is None:
+        return _invalid()
+    token, facts = found
+    form = await request.post()
+    if form.get("csrf") != _key(request).csrf(token):
+        cat = catalogue(facts.usager_language)
+        title = cat.render(_("This link does not work"))
+        return _page(facts.usager_language, title, f"<h1>{html.escape(title)}</h1>"
+                     + _paragraphs(facts.usager_language, [
+                         _("The form was not sent from your appointment's page; nothing "
+                           "was changed.")]), status=403)
+    await cancel_by_usager(db=request.app[database_key], appointment_id=facts.appointment_id,
+                           now=request.app[clock_key]())
+    raise web.HTTPSeeOther(f"/u/{token}")
+
+
+async def convocation(request: web.Request) -> web.Response:
+    """A printable convocation in the usager's language, for usagers with no phone or mail."""
+    principal = await caller(request)
+    appointment_id = codec.path_id(request)
+    db = request.app[database_key]
+    await appointments.get_appointment(db=db, principal=principal,
+                                       appointment_id=appointment_id)
+    facts = await load_facts(db=db, appointment_id=appointment_id)
+    assert facts is not None
+    language = facts.usager_language
+    cat = catalogue(language)
+    title = cat.render(_("Video appointment convocation"))
+    body = (f"<h1>{html.escape(title)}</h1>"
+            + _paragraphs(language, [_("Usager: {first_name} {initial}.",
+                                       first_name=Plain(facts.first_name),
+                                       initial=Plain(facts.last_initial))])
+            + _details(facts, language, phone=True)
+            + _paragraphs(language, [_("Please come to the France Services desk a few "
+                                       "minutes before the time. If you cannot come, call "
+                                       "the site.")]))
+    if facts.status == "cancelled":
+        body += f'<p class="notice">{html.escape(cat.render(CANCELLED))}</p>'
+    return _page(language, title, body)
+
+
+def usager_routes() -> list[web.RouteDef]:
+    """The usager's link pages (outside /api/v1: no bearer token, the link is the key)."""
+    return [web.get("/u/{token}", usager_page),
+            web.get("/u/{token}/calendar.ics", usager_calendar),
+            web.post("/u/{token}/cancel", usager_cancel)]
