@@ -20,6 +20,7 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 import bench_booking  # noqa: E402
+import bench_calendars  # noqa: E402
 import bench_contract  # noqa: E402
 
 SIGNALING = HERE / "bench_signaling.py"
@@ -51,7 +52,7 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
                         help="fewer repetitions: a smoke run, not numbers to publish")
-    parser.add_argument("--only", choices=["booking", "contract", "signaling"],
+    parser.add_argument("--only", choices=["booking", "contract", "calendars", "signaling"],
                         help="run one part only")
     args = parser.parse_args()
     complete = True
@@ -72,6 +73,17 @@ def main() -> int:
             print(f"bench_contract failed: {type(err).__name__}: {err}")
             done = False
         print(f"\n(contract benchmark: {time.perf_counter() - started:.0f} s)", flush=True)
+        complete = done and complete
+    if args.only in (None, "calendars"):
+        started = time.perf_counter()
+        print("\n## Imported calendars\n", flush=True)
+        try:
+            table, done = bench_calendars.run(quick=args.quick)
+            print(table)
+        except Exception as err:  # the other parts' numbers still count
+            print(f"bench_calendars failed: {type(err).__name__}: {err}")
+            done = False
+        print(f"\n(calendars benchmark: {time.perf_counter() - started:.0f} s)", flush=True)
         complete = done and complete
     if args.only in (None, "signaling") and SIGNALING.exists():
         complete = run_signaling(args.quick) and complete

@@ -8,12 +8,14 @@ times are read in the staff member's zone.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 import icalendar
 import recurring_ical_events
+from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 
 #: More busy periods than this in one calendar is refused as broken (a runaway RRULE).
 MAX_PERIODS = 20_000
@@ -25,6 +27,40 @@ class CalendarUnreadable(ValueError):
     def __init__(self, code: str) -> None:
         super().__init__(code)
         self.code = code
+
+
+_FOLD = re.compile(rb"\r?\n[ \t]")
+_TZID = re.compile(rb'(TZID[=:])("?)([^";:\r\n]+)\2')
+
+
+def iana_zone_names(text: bytes) -> bytes:
+    """``text`` unfolded, with Windows zone names replaced by IANA ones (icalendar's table).
+
+    Outlook writes its own VTIMEZONE for "Romance Standard Time" starting in 1601; read as
+    such, every instant's offset is found by iterating its rules from 1601 (seconds for a
+    large feed). Named "Europe/Paris", the zone is the system's.
+    """
+    unfolded = _FOLD.sub(b"", text)
+
+    def replace(match: re.Match[bytes]) -> bytes:
+        name = match.group(3).decode("utf-8", "replace").strip()
+        iana = WINDOWS_TO_OLSON.get(name)
+        if iana is None:
+            return match.group(0)
+        return match.group(1) + iana.encode()
+
+    return _TZID.sub(replace, unfolded)
+
+
+def _may_touch(event: icalendar.Event, start: datetime, end: datetime, zone: tzinfo) -> bool:
+    """False for a single event surely outside [start, end) (skipping its expansion)."""
+    if any(name in event for name in ("RRULE", "RDATE", "RECURRENCE-ID")):
+        return True
+    try:
+        bounds = _bounds(event, zone)
+    except Exception:
+        return True  # let the expansion report what is wrong with it
+    return bounds is not None and bounds[0] < end and bounds[1] > start
 
 
 def _instant(value: date | datetime, zone: tzinfo) -> datetime:
@@ -81,9 +117,14 @@ def busy_intervals(text: bytes, *, start: datetime, end: datetime,
         raise CalendarUnreadable("not_ics")
     local = ZoneInfo(zone)
     try:
-        calendars = icalendar.Calendar.from_ical(stripped, multiple=True)
+        calendars = icalendar.Calendar.from_ical(iana_zone_names(stripped), multiple=True)
         found: list[tuple[datetime, datetime]] = []
         for calendar in calendars:
+            # Most events of a calendar of some years are single and past: drop them before
+            # the expansion, which costs per event.
+            calendar.subcomponents = [
+                c for c in calendar.subcomponents
+                if not isinstance(c, icalendar.Event) or _may_touch(c, start, end, local)]
             for event in recurring_ical_events.of(calendar).between(start, end):
                 if not isinstance(event, icalendar.Event) or not _is_busy(event):
                     continue
