@@ -68,7 +68,10 @@ def test_agent_books_and_staff_sees_it_in_the_agenda(live: Live, browser: Any) -
     page.click("#book-button")
     page.wait_for_selector("#confirmation")
     first_url = page.url
-    assert "SMS" in page.inner_text("main")
+    # What the notifications outbox will send the usager (a phone, no e-mail: SMS).
+    messages = page.inner_text("#messages")
+    assert "Confirmation par SMS" in messages
+    assert "Rappel deux heures avant par SMS" in messages
     replay = agent.request.post(f"{live.url}/agent/book", form=form, max_redirects=0,
                                 headers={"Origin": live.url})
     assert replay.status == 303

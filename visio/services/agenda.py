@@ -127,3 +127,36 @@ async def kiosks_present(*, db: Database, principal: Principal,
             # A socket replaced by a newer one of the same kiosk leaves after that join.
             present.discard(appointment_id)
     return present
+
+
+@dataclass(frozen=True, slots=True)
+class UsagerMessage:
+    """A message to the usager of the appointment's current version, and where it stands."""
+
+    kind: str
+    channel: str
+    due_at: datetime
+    status: str
+
+
+async def usager_messages(*, db: Database, principal: Principal,
+                          appointment_ids: Collection[str]) -> dict[str, list[UsagerMessage]]:
+    """The notifications outbox as the agent reads it: what goes to each usager, and when.
+
+    Rows of earlier versions (retired by a change) are left out.
+    """
+    ids = sorted(set(appointment_ids))[:200]
+    found: dict[str, list[UsagerMessage]] = {i: [] for i in ids}
+    if not ids:
+        return found
+    query = (sa.select(m.OutboxRow.appointment_id, m.OutboxRow.kind, m.OutboxRow.channel,
+                       m.OutboxRow.due_at, m.OutboxRow.status)
+             .join(m.Appointment, m.Appointment.id == m.OutboxRow.appointment_id)
+             .where(m.OutboxRow.appointment_id.in_(ids), m.OutboxRow.audience == "usager",
+                    m.OutboxRow.appointment_version == m.Appointment.version,
+                    m.OutboxRow.status != "retired", principal.appointment_filter())
+             .order_by(m.OutboxRow.due_at, m.OutboxRow.id))
+    async with db.read() as session:
+        for appointment_id, kind, channel, due_at, status in (await session.execute(query)):
+            found[appointment_id].append(UsagerMessage(kind, channel, due_at, status))
+    return found

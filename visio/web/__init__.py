@@ -46,6 +46,7 @@ def mount_pages(app: web.Application) -> None:
         web.get("/agent/book", p(pages.booking_page)),
         web.post("/agent/book", p(pages.book)),
         web.get("/agent/appointments/{id}", p(pages.confirmation)),
+        web.get("/agent/appointments/{id}/convocation", p(pages.convocation)),
         web.get("/agent/today", p(pages.today)),
         web.get("/staff/agenda", p(pages.staff_agenda)),
         web.get("/staff/availability", p(pages.availability_page)),

@@ -312,17 +312,46 @@ async def confirmation(request: web.Request) -> web.Response:
     booked = await appointments.get_appointment(db=request.app[database_key], principal=who,
                                                 appointment_id=context.item.id)
     a = booked.appointment
+    messages = (await agenda.usager_messages(db=request.app[database_key], principal=who,
+                                             appointment_ids=[a.id]))[a.id]
     return render(request, "confirmation.html", who=who, item=context.item,
+                  messages=[(msg, msg.due_at.astimezone(ZoneInfo(context.item.zone)))
+                            for msg in messages],
                   theme=_theme_label(session.language(request), context.item),
                   start=context.item.start.astimezone(ZoneInfo(context.item.zone)),
                   phone=a.usager_phone, email=a.usager_email,
-                  convocation=_route_exists(request, "/api/v1/appointments/{id}/convocation"))
+                  convocation=_route_exists(request, CONVOCATION))
+
+
+def _api_handler(request: web.Request, pattern: str) -> Any:
+    """The GET handler another part of visio serves at ``pattern``, if any."""
+    for route in request.app.router.routes():
+        if route.method == "GET" and getattr(route.resource, "canonical", None) == pattern:
+            return route.handler
+    return None
 
 
 def _route_exists(request: web.Request, pattern: str) -> bool:
     """Whether another part of visio serves this route yet (notifications, calendars)."""
-    return any(getattr(r.resource, "canonical", None) == pattern
-               for r in request.app.router.routes())
+    return _api_handler(request, pattern) is not None
+
+
+CONVOCATION = "/api/v1/appointments/{id}/convocation"
+
+
+async def convocation(request: web.Request) -> web.StreamResponse:
+    """The printable convocation of the notifications API, for the session's agent.
+
+    The session is an API token: the API's own handler answers, with the same checks.
+    """
+    await _who(request)
+    handler = _api_handler(request, CONVOCATION)
+    token = session.session_token(request)
+    if handler is None or token is None:
+        raise web.HTTPNotFound()
+    response: web.StreamResponse = await handler(
+        request.clone(headers={**request.headers, "Authorization": f"Bearer {token}"}))
+    return response
 
 
 # ---------------------------------------------------------------- agent: today, staff: agenda
@@ -344,11 +373,13 @@ async def today(request: web.Request) -> web.Response:
                                 start=datetime.combine(day, time(0), tz),
                                 end=datetime.combine(day + timedelta(days=1), time(0), tz))
     lang = session.language(request)
+    messages = await agenda.usager_messages(db=request.app[database_key], principal=who,
+                                            appointment_ids=[i.id for i in items])
     rows = [(i, i.start.astimezone(ZoneInfo(i.zone)), _theme_label(lang, i),
-             _joinable(request, i)) for i in items]
-    return render(request, "today.html", who=who, day=day, rows=rows,
-                  notifications=_route_exists(
-                      request, "/api/v1/appointments/{id}/notifications"))
+             _joinable(request, i),
+             [(msg, msg.due_at.astimezone(ZoneInfo(i.zone))) for msg in messages.get(i.id, [])])
+            for i in items]
+    return render(request, "today.html", who=who, day=day, rows=rows)
 
 
 async def staff_agenda(request: web.Request) -> web.Response:
