@@ -23,6 +23,7 @@ from yarl import URL
 
 MAX_BYTES = 5 * 1024 * 1024
 MAX_REDIRECTS = 5
+RESOLVE_SECONDS = 5
 TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10, sock_read=20)
 USER_AGENT = "visio-calendar/1 (+busy time import)"
 
@@ -103,9 +104,10 @@ async def check_url(url: str, *, allow_private: bool) -> None:
     except ValueError as err:
         raise FetchRefused("bad_url") from err
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(
-            host, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError) as err:
+        async with asyncio.timeout(RESOLVE_SECONDS):
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError, TimeoutError) as err:
         raise FetchRefused("unresolvable") from err
     if not infos or any(not address_allowed(str(info[4][0]), allow_private=allow_private)
                         for info in infos):

@@ -9,6 +9,7 @@ served over HTTP by a local aiohttp server started by the test (never read from 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -187,13 +188,16 @@ async def serve() -> AsyncIterator[Served]:
             raise web.HTTPFound("http://169.254.169.254/latest/meta-data/")
         if request.path == "/to-outlook":
             raise web.HTTPFound("/outlook.ics")
+        if request.path == "/hang":  # answers nothing until the server stops
+            await asyncio.Event().wait()
         if request.path == "/error":
             return web.Response(status=500, text="oops")
         raise web.HTTPNotFound()
 
     app = web.Application()
     app.router.add_route("GET", "/{tail:.*}", handle)
-    runner = web.AppRunner(app, access_log=None)
+    # A short shutdown: /hang never ends by itself.
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

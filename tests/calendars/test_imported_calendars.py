@@ -11,16 +11,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import aiohttp
 import pytest
 import sqlalchemy as sa
 from aiohttp.test_utils import TestClient, TestServer
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from tests.calendars import served as fx
 from tests.conftest import Client
 from tests.factories import OperatorBundle, auth_headers, make_operator, make_site, make_user
 from visio import models as m
 from visio.app import create_app
-from visio.calendar_fetch import FetchRefused, GuardedResolver, address_allowed
+from visio.calendar_fetch import TIMEOUT, FetchRefused, GuardedResolver, address_allowed, fetch
+from visio.calendar_jobs import fetch_calendars, schedule_calendar_fetches
 from visio.db import Database
 from visio.keys import clock_key, database_key, settings_key
 from visio.services import imported_calendars
@@ -342,3 +345,28 @@ def test_horizon_and_window_follow_the_services() -> None:
     """Expansion runs over the booking horizon; conditional fetches re-expand twice a day."""
     assert imported_calendars.DEFAULT_HORIZON_DAYS == 56
     assert timedelta(hours=12) == imported_calendars.REEXPAND_AFTER
+
+
+async def test_a_server_that_never_answers_times_out() -> None:
+    """The client's timeout ends a fetch that gets no answer."""
+    async with fx.serve() as server, aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=0.5)) as http:
+        with pytest.raises(FetchRefused) as refused:
+            await fetch(http, server.url("/hang"), allow_private=True)
+    assert refused.value.code == "timeout"
+    assert TIMEOUT.total == 30
+
+
+async def test_the_background_job_fetches_the_calendars_due(
+    db: Database, make_client: MakeClient,
+) -> None:
+    """The scheduled job fetches new and stale calendars, not fresh ones."""
+    world = await make_world(db, await make_client(now=NOW))
+    scheduler = AsyncIOScheduler()
+    schedule_calendar_fetches(scheduler, world.client.app)
+    assert [job.id for job in scheduler.get_jobs()] == ["visio.calendars.fetch"]
+    async with fx.serve() as server:
+        calendar_id = (await world.register(server.url("/google.ics")))["id"]
+        assert await fetch_calendars(world.client.app) == {calendar_id: None}
+        assert await fetch_calendars(world.client.app) == {}  # fetched at this instant
+    assert len(await world.busy(calendar_id)) == 1
