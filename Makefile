@@ -19,7 +19,8 @@ run: install
 	mkdir -p var
 	$(BIN)/visio db upgrade
 	$(BIN)/visio seed --demo
-	@echo "Serving on http://127.0.0.1:8080 — log in with one of the accounts above:"
+	@echo "Serving on http://127.0.0.1:8080 — in a browser: http://127.0.0.1:8080/login"
+	@echo "Or log in to the API with one of the accounts above:"
 	@echo "  curl -s -X POST http://127.0.0.1:8080/api/v1/auth/token -H 'Content-Type: application/json' \\"
 	@echo "       -d '{\"email\": \"agent.hondschoote@visio.test\", \"password\": \"visio-demo-2026\"}'"
 	$(BIN)/visio serve

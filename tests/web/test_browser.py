@@ -34,6 +34,13 @@ def inbound(page: Any) -> dict[str, int]:
     return dict(page.evaluate("window.visioCall.inbound()"))
 
 
+def video_still(page: Any) -> bool:
+    """No video frame decoded for a second (renegotiation done, frames in flight drained)."""
+    first = inbound(page)["videoFrames"]
+    time.sleep(1.0)
+    return bool(inbound(page)["videoFrames"] == first)
+
+
 def frames_rising(page: Any, kind: str = "videoFrames", *, by: int = 10) -> bool:
     first = inbound(page)[kind]
     return bool(wait_until(lambda: inbound(page)[kind] >= first + by, within=20,
@@ -165,7 +172,8 @@ def test_call_between_kiosk_and_staff(live: Live, browser: Any) -> None:
     # Audio only on the kiosk: no video either way, audio keeps flowing.
     kiosk_page.click("#audio-only")
     assert kiosk_page.get_attribute("#audio-only", "aria-pressed") == "true"
-    time.sleep(1.5)  # frames already in flight are decoded
+    for page in (kiosk_page, staff_page):
+        wait_until(lambda p=page: video_still(p), within=20, what="video stopped")
     before = {p: inbound(p) for p in (kiosk_page, staff_page)}
     for page in (kiosk_page, staff_page):
         assert frames_rising(page, "audioPackets", by=50)
