@@ -406,6 +406,47 @@ async def convocation(w: World, s: Side) -> Call:
     return Call("GET", f"/api/v1/appointments/{s.appointment.id}/convocation")
 
 
+async def invitation(w: World, s: Side) -> Call:
+    return Call("GET", f"/api/v1/appointments/{s.appointment.id}/invite.ics")
+
+
+async def post_feed(w: World, s: Side) -> Call:
+    return Call("POST", "/api/v1/calendar-feeds", json={"scope": "site", "id": s.site.id},
+                probe=("target_id", s.site.id))
+
+
+async def get_feeds(w: World, s: Side) -> Call:
+    return Call("GET", "/api/v1/calendar-feeds")
+
+
+async def delete_feed(w: World, s: Side) -> Call:
+    # A fresh feed of the side's agent: admins revoke any, others only their own.
+    async with w.db.write() as session:
+        feed = m.CalendarFeed(user_id=s.agent.id, scope="site", target_id=s.site.id,
+                              token_hash=secrets.token_hex(32), language="fr")
+        session.add(feed)
+    return Call("DELETE", f"/api/v1/calendar-feeds/{feed.id}")
+
+
+async def post_calendar(w: World, s: Side) -> Call:
+    # A public address literal: nothing to resolve, and nothing fetches it in this test.
+    staff_id = s.op.staff[0].id
+    return Call("POST", f"/api/v1/staff/{staff_id}/calendars",
+                json={"url": "https://93.184.215.14/calendar.ics"}, probe=("staff_id", staff_id))
+
+
+async def get_calendars(w: World, s: Side) -> Call:
+    return Call("GET", f"/api/v1/staff/{s.op.staff[0].id}/calendars")
+
+
+async def delete_calendar(w: World, s: Side) -> Call:
+    async with w.db.write() as session:
+        row = m.ImportedCalendar(staff_id=s.op.staff[0].id, url="https://93.184.215.14/c.ics",
+                                 status="pending", busy_count=0)
+        session.add(row)
+    return Call("DELETE", f"/api/v1/staff/{s.op.staff[0].id}/calendars/{row.id}")
+
+
 async def echo_test_call(w: World, s: Side) -> Call:
     return Call("POST", "/api/v1/test-calls")
 
@@ -481,6 +522,17 @@ MATRIX = [
     Row("POST /appointments/{id}/join", join, (404, 404), (200, 404), (200, 404)),
     Row("GET /appointments/{id}/call-log", call_log, (200, 200), (200, 404), (200, 404)),
     Row("POST /test-calls", echo_test_call, 404, 200, 200),
+    # ------------------------------------------------------------- calendars
+    Row("GET /appointments/{id}/invite.ics", invitation, (200, 200), (200, 404), (200, 404)),
+    # Feeds: staff subscribe to themselves and their desk, agents to their sites.
+    Row("POST /calendar-feeds", post_feed, (201, 201), (201, 403), (403, 403)),
+    Row("GET /calendar-feeds", get_feeds, 200, 200, 200),
+    Row("DELETE /calendar-feeds/{id}", delete_feed, (204, 204), (204, 404), (404, 404)),
+    # A staff member's own calendars: theirs and admins' only; absent for anyone else.
+    Row("POST /staff/{id}/calendars", post_calendar, (201, 201), (404, 404), (201, 404)),
+    Row("GET /staff/{id}/calendars", get_calendars, (200, 200), (404, 404), (200, 404)),
+    Row("DELETE /staff/{id}/calendars/{calendar_id}", delete_calendar, (204, 204),
+        (404, 404), (204, 404)),
     # ------------------------------------------------------------- notifications
     Row("GET /appointments/{id}/notifications", notifications, (200, 200), (200, 404),
         (200, 404)),
@@ -547,7 +599,8 @@ async def test_each_role_gets_the_tables_answer(
                          ids=lambda op: f"{op.method} {op.path}")
 async def test_every_operation_needs_a_token(world: World, operation: Any) -> None:
     """Without a bearer token every authenticated operation is a 401 naming Bearer."""
-    path = "/api/v1" + operation.path.replace("{id}", "x").replace("{stop_id}", "y")
+    path = "/api/v1" + operation.path.replace("{id}", "x").replace("{stop_id}", "y") \
+        .replace("{calendar_id}", "z")
     response = await world.client.request(operation.method, path, json={})
     assert response.status == 401
     assert response.content_type == PROBLEM

@@ -315,15 +315,16 @@ async def test_the_resolver_refuses_names_that_resolve_to_loopback() -> None:
 
 
 async def test_who_manages_imported_calendars(db: Database, make_client: MakeClient) -> None:
-    """The staff member or an admin; not an agent, not a colleague; removal frees the time."""
+    """The staff member or an admin; for an agent or a colleague they do not exist; removal
+    frees the time."""
     client = await make_client(now=NOW)
     world = await make_world(db, client)
     colleague = await make_user(db, role="staff", staff=(await make_operator(db)).staff[0])
     admin = await auth_headers(client, await make_user(db, role="admin"))
     url = f"/api/v1/staff/{world.staff_id}/calendars"
     body = {"url": "https://calendar.example.org/never-fetched.ics"}
-    for headers, expected in ((world.agent_headers, 403),
-                              (await auth_headers(client, colleague), 403)):
+    for headers, expected in ((world.agent_headers, 404),
+                              (await auth_headers(client, colleague), 404)):
         assert (await client.post(url, headers=headers, json=body)).status == expected
         assert (await client.get(url, headers=headers)).status == expected
     assert (await client.post("/api/v1/staff/nobody/calendars", headers=admin,

@@ -27,7 +27,7 @@ from visio.access import Principal
 from visio.calendar_fetch import FetchRefused, check_url, client_session, fetch
 from visio.db import Database
 from visio.domain.messages import _
-from visio.errors import Forbidden, NotFound, Unprocessable
+from visio.errors import NotFound, Unprocessable
 from visio.ics_busy import CalendarUnreadable, busy_intervals
 from visio.settings import Settings
 
@@ -88,8 +88,8 @@ async def register(*, db: Database, principal: Principal, settings: Settings, st
                    now: datetime) -> m.ImportedCalendar:
     """Register a calendar; its address must not reach loopback, private or metadata hosts."""
     if not principal.may_import_calendars(staff_id):
-        raise Forbidden(_("Only the staff member or an administrator manages these calendars."),
-                        extra={"reason": "not_allowed"})
+        # As for availability: someone else's calendars do not exist for the caller.
+        raise NotFound(_("There is no staff member {staff_id} you can see.", staff_id=staff_id))
     if not await _staff_exists(db, staff_id):
         raise NotFound(_("There is no staff member {staff_id}.", staff_id=staff_id))
     try:
@@ -111,8 +111,8 @@ async def list_calendars(*, db: Database, principal: Principal,
                          staff_id: str) -> list[m.ImportedCalendar]:
     """A staff member's imported calendars, oldest first."""
     if not principal.may_import_calendars(staff_id):
-        raise Forbidden(_("Only the staff member or an administrator manages these calendars."),
-                        extra={"reason": "not_allowed"})
+        # As for availability: someone else's calendars do not exist for the caller.
+        raise NotFound(_("There is no staff member {staff_id} you can see.", staff_id=staff_id))
     if not await _staff_exists(db, staff_id):
         raise NotFound(_("There is no staff member {staff_id}.", staff_id=staff_id))
     async with db.read() as session:
@@ -125,8 +125,8 @@ async def remove(*, db: Database, principal: Principal, staff_id: str,
                  calendar_id: str) -> None:
     """Remove a calendar and the busy time it brought."""
     if not principal.may_import_calendars(staff_id):
-        raise Forbidden(_("Only the staff member or an administrator manages these calendars."),
-                        extra={"reason": "not_allowed"})
+        # As for availability: someone else's calendars do not exist for the caller.
+        raise NotFound(_("There is no staff member {staff_id} you can see.", staff_id=staff_id))
     async with db.write() as session:
         calendar = await session.get(m.ImportedCalendar, calendar_id)
         if calendar is None or calendar.staff_id != staff_id:
