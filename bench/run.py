@@ -22,6 +22,7 @@ if str(HERE) not in sys.path:
 import bench_booking  # noqa: E402
 import bench_calendars  # noqa: E402
 import bench_contract  # noqa: E402
+import bench_notify  # noqa: E402
 
 SIGNALING = HERE / "bench_signaling.py"
 SIGNALING_TIMEOUT = 900  # seconds
@@ -52,7 +53,8 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
                         help="fewer repetitions: a smoke run, not numbers to publish")
-    parser.add_argument("--only", choices=["booking", "contract", "calendars", "signaling"],
+    parser.add_argument("--only",
+                        choices=["booking", "contract", "calendars", "notify", "signaling"],
                         help="run one part only")
     args = parser.parse_args()
     complete = True
@@ -84,6 +86,17 @@ def main() -> int:
             print(f"bench_calendars failed: {type(err).__name__}: {err}")
             done = False
         print(f"\n(calendars benchmark: {time.perf_counter() - started:.0f} s)", flush=True)
+        complete = done and complete
+    if args.only in (None, "notify"):
+        started = time.perf_counter()
+        print("\n## Notifications (10,000 due e-mails into a local SMTP sink)\n", flush=True)
+        try:
+            table, done = bench_notify.run(quick=args.quick)
+            print(table)
+        except Exception as err:  # the other parts' numbers still count
+            print(f"bench_notify failed: {type(err).__name__}: {err}")
+            done = False
+        print(f"\n(notifications benchmark: {time.perf_counter() - started:.0f} s)", flush=True)
         complete = done and complete
     if args.only in (None, "signaling") and SIGNALING.exists():
         complete = run_signaling(args.quick) and complete

@@ -133,6 +133,8 @@ class Settings:
     """How often the dispatcher looks for due messages."""
     dispatch_batch: int = 50
     """Messages claimed at once by one dispatcher."""
+    dispatch_concurrency: int = 1
+    """Sends at once per dispatcher (one SMTP connection each); a crash may repeat as many."""
     dispatch_lease_seconds: float = 120.0
     """How long a claim holds; a dispatcher that died mid-send loses its rows after it."""
     dispatch_retry_seconds: float = 30.0
@@ -157,6 +159,7 @@ class Settings:
             "VISIO_SMS_FALLBACK_URL", "VISIO_SMS_FALLBACK_TOKEN", "VISIO_DISPATCH",
             "VISIO_DISPATCH_INTERVAL_SECONDS", "VISIO_DISPATCH_BATCH",
             "VISIO_DISPATCH_LEASE_SECONDS", "VISIO_DISPATCH_RETRY_SECONDS",
+            "VISIO_DISPATCH_CONCURRENCY",
             "VISIO_DISPATCH_RETRY_MAX_SECONDS", "VISIO_DISPATCH_MAX_ATTEMPTS",
             "VISIO_NOTIFY_DAILY_CAP",
             "VISIO_DATABASE_URL", "VISIO_HOST", "VISIO_PORT", "VISIO_SECRET_KEY",
@@ -230,6 +233,7 @@ class Settings:
             dispatch_interval_seconds=float(env.get("VISIO_DISPATCH_INTERVAL_SECONDS", "5")),
             dispatch_batch=int(env.get("VISIO_DISPATCH_BATCH", "50")),
             dispatch_lease_seconds=float(env.get("VISIO_DISPATCH_LEASE_SECONDS", "120")),
+            dispatch_concurrency=int(env.get("VISIO_DISPATCH_CONCURRENCY", "1")),
             dispatch_retry_seconds=float(env.get("VISIO_DISPATCH_RETRY_SECONDS", "30")),
             dispatch_retry_max_seconds=float(
                 env.get("VISIO_DISPATCH_RETRY_MAX_SECONDS", "3600")),

@@ -69,11 +69,17 @@ class Dispatcher:
         self.settings = settings
         self.clock = clock
         self.owner = owner or f"{os.getpid()}-{secrets.token_hex(6)}"
-        self.mailer = mailer(settings)
+        self.concurrency = max(1, settings.dispatch_concurrency)
+        self._all_mailers = [c for c in (mailer(settings) for _ in range(self.concurrency))
+                             if c is not None]
+        self.mailers: asyncio.Queue[Mailer] = asyncio.Queue()
+        for client in self._all_mailers:
+            self.mailers.put_nowait(client)
         self.sms = sms_gateway(settings)
         self.links = LinkKey.from_secret(settings.secret_key)
         self.domain = urlsplit(settings.base_url).hostname or "visio.invalid"
         self._facts: dict[tuple[str, int], compose.Facts | None] = {}
+        self._sent: dict[str, int] = {}
 
     async def run_once(self) -> int:
         """Claim one batch and settle every row of it; how many rows were claimed."""
@@ -83,8 +89,24 @@ class Dispatcher:
             lease=timedelta(seconds=self.settings.dispatch_lease_seconds),
             limit=self.settings.dispatch_batch)
         self._facts.clear()
-        for row in claimed:
-            await self._settle(row)
+        # How many messages each recipient got in 24 h, read once per batch and counted on
+        # as this batch sends.
+        self._sent = await outbox.sent_recently(
+            db=self.db, recipients=[row.recipient for row in claimed if
+                                    row.audience == r.Audience.USAGER], now=now)
+        if self.concurrency == 1:
+            for row in claimed:
+                await self._settle(row)
+            return len(claimed)
+        # Several sends at once, each on its own SMTP connection; a crash may then repeat
+        # as many messages as were in flight.
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def settle(row: outbox.Claimed) -> None:
+            async with gate:
+                await self._settle(row)
+
+        await asyncio.gather(*(settle(row) for row in claimed))
         return len(claimed)
 
     async def drain(self, *, max_batches: int = 1000) -> int:
@@ -104,7 +126,9 @@ class Dispatcher:
 
     async def _settle(self, row: outbox.Claimed) -> None:
         now = self.clock()
-        state = await outbox.appointment_state(db=self.db, appointment_id=row.appointment_id)
+        # Checked again just before sending: a cancel or a move since the claim retires it.
+        state = (await outbox.appointment_states(
+            db=self.db, appointment_ids=[row.appointment_id])).get(row.appointment_id)
         if state is None:
             await self._finish(row, outbox.RETIRED, error="appointment_gone")
             return
@@ -118,10 +142,12 @@ class Dispatcher:
         if verdict is r.Verdict.SKIPPED:
             await self._finish(row, outbox.SKIPPED, error="too_late")
             return
-        if row.audience == r.Audience.USAGER and await outbox.sent_to_recently(
-                db=self.db, recipient=row.recipient, now=now) >= self.settings.notify_daily_cap:
-            await self._finish(row, outbox.SKIPPED, error="daily_cap")
-            return
+        if row.audience == r.Audience.USAGER:
+            if self._sent.get(row.recipient, 0) >= self.settings.notify_daily_cap:
+                await self._finish(row, outbox.SKIPPED, error="daily_cap")
+                return
+            # Counted before the send: two rows to one recipient in a batch both count.
+            self._sent[row.recipient] = self._sent.get(row.recipient, 0) + 1
         facts = await self._load(row)
         if facts is None:
             await self._finish(row, outbox.RETIRED, error="appointment_gone")
@@ -161,17 +187,21 @@ class Dispatcher:
             email = compose.staff_email(facts, row.kind, row.language, calendar=calendar)
         else:
             email = compose.usager_email(facts, row.kind, row.language, url)
-        if self.mailer is None:
+        if not self._all_mailers:
             return Outcome("temporary", error="no smtp server configured")
         message = build_email(row_id=row.id, sender=self.settings.mail_from,
                               recipient=row.recipient, email=email, language=row.language,
                               domain=self.domain)
-        return await self.mailer.send(message)
+        client = await self.mailers.get()
+        try:
+            return await client.send(message)
+        finally:
+            self.mailers.put_nowait(client)
 
     async def close(self) -> None:
         """Close the SMTP connection and the SMS session."""
-        if self.mailer is not None:
-            await self.mailer.close()
+        for client in self._all_mailers:
+            await client.close()
         await self.sms.close()
 
 

@@ -208,14 +208,19 @@ async def postpone(*, db: Database, owner: str, row_id: str, until: datetime,
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def sent_to_recently(*, db: Database, recipient: str, now: datetime) -> int:
-    """How many messages went to ``recipient`` in the last 24 hours."""
+async def sent_recently(*, db: Database, recipients: list[str],
+                        now: datetime) -> dict[str, int]:
+    """How many messages went to each of ``recipients`` in the last 24 hours."""
+    if not recipients:
+        return {}
     async with db.read() as session:
-        count = await session.scalar(
-            sa.select(sa.func.count()).select_from(m.OutboxRow)
-            .where(m.OutboxRow.recipient == recipient, m.OutboxRow.status == SENT,
-                   m.OutboxRow.finished_at > now - timedelta(hours=24)))
-    return int(count or 0)
+        rows = (await session.execute(
+            sa.select(m.OutboxRow.recipient, sa.func.count())
+            .where(m.OutboxRow.recipient.in_(sorted(set(recipients))),
+                   m.OutboxRow.status == SENT,
+                   m.OutboxRow.finished_at > now - timedelta(hours=24))
+            .group_by(m.OutboxRow.recipient))).all()
+    return {recipient: int(count) for recipient, count in rows}
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,17 +233,18 @@ class AppointmentState:
     end: datetime
 
 
-async def appointment_state(*, db: Database, appointment_id: str) -> AppointmentState | None:
-    """The appointment's version, status and times now."""
+async def appointment_states(*, db: Database,
+                             appointment_ids: list[str]) -> dict[str, AppointmentState]:
+    """The version, status and times now of each appointment (absent ones are missing)."""
+    if not appointment_ids:
+        return {}
     async with db.read() as session:
-        row = (await session.execute(
-            sa.select(m.Appointment.version, m.Appointment.status, m.Appointment.start,
-                      m.Appointment.end).where(m.Appointment.id == appointment_id))
-        ).one_or_none()
-    if row is None:
-        return None
-    return AppointmentState(version=row[0], cancelled=row[1] == Status.CANCELLED,
-                            start=row[2], end=row[3])
+        rows = (await session.execute(
+            sa.select(m.Appointment.id, m.Appointment.version, m.Appointment.status,
+                      m.Appointment.start, m.Appointment.end)
+            .where(m.Appointment.id.in_(sorted(set(appointment_ids)))))).all()
+    return {row[0]: AppointmentState(version=row[1], cancelled=row[2] == Status.CANCELLED,
+                                     start=row[3], end=row[4]) for row in rows}
 
 
 async def notifications(*, db: Database, principal: Principal,
