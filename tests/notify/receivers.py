@@ -85,6 +85,7 @@ class SmsSink:
     token: str = "sms-token"
     received: list[dict[str, Any]] = field(default_factory=list)
     answer: int = 202  # what it answers while up (500 to fail temporarily)
+    invalid: set[str] = field(default_factory=set)  # numbers answered with 400
     port: int = field(default_factory=free_port)
     _runner: web.AppRunner | None = None
 
@@ -92,10 +93,10 @@ class SmsSink:
         if request.headers.get("Authorization") != f"Bearer {self.token}":
             return web.json_response({"error": "unauthorised"}, status=401)
         body = await request.json()
+        if body.get("to") in self.invalid or not str(body.get("to", "")).startswith("+"):
+            return web.json_response({"error": "invalid number"}, status=400)
         if self.answer >= 300:
             return web.json_response({"error": "down"}, status=self.answer)
-        if not str(body.get("to", "")).startswith("+"):
-            return web.json_response({"error": "invalid number"}, status=400)
         self.received.append(body)
         return web.Response(text=f"sms-{len(self.received)}", status=self.answer)
 

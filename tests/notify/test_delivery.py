@@ -151,3 +151,36 @@ async def test_sms_gateway_failover(world: World, receivers: Receivers) -> None:
         await backup.stop()
     assert len(backup.received) == 1
     assert not receivers.sms.received
+
+
+async def test_row_found_at_night_waits_for_the_morning(
+        world: World, receivers: Receivers) -> None:
+    """A 48 h reminder claimed at 23:00 (servers were down) is sent at 08:00, not at night."""
+    booked = await world.book(email="jeanne@example.fr", phone=None)
+    await world.dispatch_at(world.clock.now)
+    night = datetime(2026, 11, 28, 22, 0, tzinfo=UTC)  # Saturday 23:00 in Paris
+    assert await world.dispatch_at(night) == 1
+    assert receivers.smtp.count() == 2  # confirmation and invitation only
+    [row] = [r for r in await world.rows(booked["id"]) if r.kind == "reminder"]
+    assert (row.status, row.last_error) == ("pending", "quiet_hours")
+    assert await world.dispatch_at(datetime(2026, 11, 29, 6, 59, tzinfo=UTC)) == 0
+    assert await world.dispatch_at(datetime(2026, 11, 29, 7, 0, tzinfo=UTC)) == 1
+    assert receivers.smtp.count() == 3
+
+
+async def test_sms_gateway_refusal_is_permanent_and_5xx_is_retried(
+        world: World, receivers: Receivers) -> None:
+    """A 400 (invalid number) fails at once; a 503 leaves the SMS pending for a retry."""
+    receivers.sms.invalid.add("+33612345678")
+    refused = await world.book(phone="+33612345678")
+    receivers.sms.answer = 503
+    retried = await world.book(MONDAY_9 + timedelta(days=1), phone="+33698765432")
+    await world.dispatch_at(world.clock.now)
+    [failed] = [r for r in await world.rows(refused["id"]) if r.kind == "confirmation"]
+    [pending] = [r for r in await world.rows(retried["id"]) if r.kind == "confirmation"]
+    assert (failed.status, failed.attempts, failed.last_error) == \
+        ("failed", 1, "sms gateway 400")
+    assert (pending.status, pending.last_error) == ("pending", "sms gateway 503")
+    receivers.sms.answer = 202
+    await world.dispatch_at(world.clock.now + timedelta(seconds=2))
+    assert [s["to"] for s in receivers.sms.received] == ["+33698765432"]

@@ -142,16 +142,26 @@ class Dispatcher:
         if verdict is r.Verdict.SKIPPED:
             await self._finish(row, outbox.SKIPPED, error="too_late")
             return
+        facts = await self._load(row)
+        if facts is None:
+            await self._finish(row, outbox.RETIRED, error="appointment_gone")
+            return
+        if row.audience == r.Audience.USAGER and r.in_quiet_hours(now, facts.zone):
+            # Fell due in the day but is sent at night (every dispatcher was down): wait
+            # for 08:00 if that still comes before the appointment, else it is too late.
+            morning = r.later_in_window(now, facts.zone)
+            if morning >= state.start:
+                await self._finish(row, outbox.SKIPPED, error="quiet_hours")
+            else:
+                await outbox.postpone(db=self.db, owner=self.owner, row_id=row.id,
+                                      until=morning, error="quiet_hours")
+            return
         if row.audience == r.Audience.USAGER:
             if self._sent.get(row.recipient, 0) >= self.settings.notify_daily_cap:
                 await self._finish(row, outbox.SKIPPED, error="daily_cap")
                 return
             # Counted before the send: two rows to one recipient in a batch both count.
             self._sent[row.recipient] = self._sent.get(row.recipient, 0) + 1
-        facts = await self._load(row)
-        if facts is None:
-            await self._finish(row, outbox.RETIRED, error="appointment_gone")
-            return
         outcome = await self._send(row, facts, now)
         if outcome.result == "accepted":
             await self._finish(row, outbox.SENT, reference=outcome.reference)
