@@ -109,3 +109,22 @@ async def test_notifications_list_every_outcome(world: World, receivers: Receive
     assert outcomes[("confirmation", "email")][0] == "failed"
     assert "550" in outcomes[("confirmation", "email")][1]
     assert outcomes[("reminder", "sms")] == ("pending", None)
+
+
+async def test_site_phone_is_set_by_admin_and_printed(world: World) -> None:
+    """An admin gives the site a number (normalised); the convocation prints it."""
+    from tests.factories import auth_headers, make_user
+
+    admin = await make_user(world.db, role="admin")
+    headers = await auth_headers(world.client, admin)
+    bad = await world.client.patch(f"/api/v1/sites/{world.site.id}", headers=headers,
+                                   json={"phone": "12"})
+    assert bad.status == 422
+    response = await world.client.patch(f"/api/v1/sites/{world.site.id}", headers=headers,
+                                        json={"phone": "03 28 68 00 00"})
+    assert response.status == 200, await response.text()
+    assert (await response.json())["phone"] == "+33328680000"
+    booked = await world.book(phone=None, email=None)
+    page = await world.client.get(f"/api/v1/appointments/{booked['id']}/convocation",
+                                  headers=world.headers)
+    assert "+33328680000" in await page.text()

@@ -65,7 +65,7 @@ def site(details: SiteDetails) -> api.Site:
                     address=s.address, timezone=s.timezone, country=Country(s.country),
                     booths=s.booths, opening_hours=opening,
                     stops=[stop(x) for x in details.stops], departement=s.departement,
-                    commune_insee=s.commune_insee)
+                    commune_insee=s.commune_insee, phone=s.phone)
 
 
 def operator(details: OperatorDetails) -> api.OperatorDetail:

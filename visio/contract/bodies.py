@@ -98,6 +98,7 @@ class SiteCreate(Request, frozen=True, kw_only=True):
     opening_hours: OpeningHours = field(default_factory=dict)
     departement: Departement | None = None
     commune_insee: CommuneCode | None = None
+    phone: Phone | None = None
 
 
 class SiteUpdate(Request, frozen=True, kw_only=True):
@@ -109,6 +110,7 @@ class SiteUpdate(Request, frozen=True, kw_only=True):
     opening_hours: OpeningHours | None = None
     departement: Departement | None = None
     commune_insee: CommuneCode | None = None
+    phone: Phone | None = None
 
 
 class StopCreate(Request, frozen=True, kw_only=True):
@@ -147,6 +149,7 @@ class Site(Resource, frozen=True, kw_only=True):
     stops: list[Stop]
     departement: str | None = None
     commune_insee: str | None = None
+    phone: str | None = None
 
 
 Languages = Annotated[list[SpokenLanguage], Meta(min_length=1, max_length=4)]

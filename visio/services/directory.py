@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+import phonenumbers
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -187,7 +188,7 @@ async def create_site(*, db: Database, principal: Principal, data: api.SiteCreat
                       commune=data.commune.strip(), address=data.address.strip(),
                       timezone=check_timezone(data.timezone), country="FR",
                       booths=data.booths, departement=departement,
-                      commune_insee=data.commune_insee)
+                      commune_insee=data.commune_insee, phone=site_phone(data.phone))
         session.add(site)
         await session.flush()
         _replace_hours(session, site.id, hours)
@@ -201,6 +202,21 @@ def _replace_hours(session: AsyncSession, site_id: str,
         for opens, closes in ranges:
             session.add(m.SiteHours(site_id=site_id, weekday=weekday, opens=opens,
                                     closes=closes))
+
+
+def site_phone(phone: str | None) -> str | None:
+    """A site's number (printed on convocations) in E.164, French or Belgian, or a 422."""
+    if phone is None:
+        return None
+    try:
+        number = phonenumbers.parse(phone, "FR")
+    except phonenumbers.NumberParseException:
+        number = None
+    if number is None or not phonenumbers.is_valid_number(number) or \
+            phonenumbers.region_code_for_number(number) not in ("FR", "BE"):
+        raise Unprocessable(_("The site's phone is not a valid French or Belgian phone "
+                              "number."), extra={"field": "phone", "reason": "invalid_phone"})
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 async def update_site(*, db: Database, principal: Principal, site_id: str,
@@ -220,6 +236,8 @@ async def update_site(*, db: Database, principal: Principal, site_id: str,
                 setattr(site, name, value.strip())
         if changes.booths is not None:
             site.booths = changes.booths
+        if changes.phone is not None:
+            site.phone = site_phone(changes.phone)
         if changes.commune_insee is not None:
             site.departement = check_codes(changes.departement, changes.commune_insee)
             site.commune_insee = changes.commune_insee
