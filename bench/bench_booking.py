@@ -73,6 +73,7 @@ from visio.perf import DEFAULT_GC_THRESHOLDS, tune_gc
 from visio.security import hash_password
 from visio.services import booking, slot_search
 from visio.services.calendars import load_site, load_staff, service_rule
+from visio.services.territories import covering_desks, site_place
 from visio.settings import Settings
 
 POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -370,9 +371,12 @@ async def measure_search(db: Database, data: Dataset, holidays: HolidayCalendar,
         services = [service_rule(s) for s in (await session.scalars(
             sa.select(m.Service).where(m.Service.theme == THEME))).all()]
         site_calendar = await load_site(session=session, site=site, window=window)
-        staff = await load_staff(session=session,
-                                 operator_ids=sorted({s.operator_id for s in services}),
-                                 window=window)
+        # The staff find_slots reads: of the desks whose territory covers the site.
+        operator_ids = sorted({s.operator_id for s in services})
+        place = site_place(site)
+        desks = (await covering_desks(session, operator_ids, [place]))[place]
+        staff = await load_staff(session=session, operator_ids=operator_ids, window=window,
+                                 desk_ids=desks)
 
     def memory_search() -> list[Slot]:
         return search_slots(site=site_calendar, services=services, staff=staff, window=window,

@@ -22,6 +22,7 @@ if str(HERE) not in sys.path:
 import bench_booking  # noqa: E402
 import bench_calendars  # noqa: E402
 import bench_contract  # noqa: E402
+import bench_national  # noqa: E402
 import bench_notify  # noqa: E402
 
 SIGNALING = HERE / "bench_signaling.py"
@@ -56,8 +57,18 @@ def main() -> int:
     parser.add_argument("--only",
                         choices=["booking", "contract", "calendars", "notify", "signaling"],
                         help="run one part only")
+    parser.add_argument("--scale", choices=["departement", "national"], default="departement",
+                        help="national: the booking bench on the national dataset beside the "
+                             "one-département one (PostgreSQL), and nothing else")
     args = parser.parse_args()
     complete = True
+    if args.scale == "national":
+        started = time.perf_counter()
+        print("## Booking at national scale\n", flush=True)
+        table, done = bench_national.run(quick=args.quick)
+        print(table)
+        print(f"\n(national benchmark: {time.perf_counter() - started:.0f} s)", flush=True)
+        return 0 if done else 1
     if args.only in (None, "booking"):
         started = time.perf_counter()
         print("## Booking\n", flush=True)

@@ -29,7 +29,13 @@ from visio.domain.search import nearest
 from visio.domain.slot_types import Slot, StaffCalendar
 from visio.errors import NotBookable, NotFound, SlotTaken, Unprocessable, VisioError
 from visio.services import outbox
-from visio.services.calendars import HOLDS_TIME, load_site, load_staff, service_rule
+from visio.services.calendars import (
+    HOLDS_TIME,
+    LONGEST_BOOTH_HOLD,
+    load_site,
+    load_staff,
+    service_rule,
+)
 from visio.services.slot_search import SlotQuery, search, site_in_scope, stop_of
 from visio.services.territories import covering_desks, place_of
 
@@ -200,6 +206,7 @@ async def _free_booth(
     query = sa.select(m.Appointment.booth).where(
         m.Appointment.site_id == site.id, HOLDS_TIME,
         m.Appointment.start < end, m.Appointment.end > start,
+        m.Appointment.start > start - LONGEST_BOOTH_HOLD,
     )
     if exclude_appointment_id is not None:
         query = query.where(m.Appointment.id != exclude_appointment_id)

@@ -31,6 +31,11 @@ from visio.domain.intervals import Interval, saturated_counts
 from visio.domain.slot_types import ServiceRule, SiteCalendar, StaffCalendar, Stop
 
 HOLDS_TIME = m.Appointment.status != "cancelled"
+#: The longest time one appointment can hold: its duration (at most 480 minutes) and the
+#: booth; plus the buffer (at most 240 minutes) for its staff member. A lower bound on
+#: ``start`` lets the (staff_id, start) and (site_id, start) indexes skip all history.
+LONGEST_BOOTH_HOLD = timedelta(minutes=480)
+LONGEST_STAFF_HOLD = timedelta(minutes=480 + 240)
 
 _BOUNDS = attrgetter("start", "end")
 
@@ -174,6 +179,7 @@ async def load_site(
         .where(
             m.Appointment.site_id == site.id, HOLDS_TIME,
             m.Appointment.start < window.end, m.Appointment.end > window.start,
+            m.Appointment.start > window.start - LONGEST_BOOTH_HOLD,
         )
         .group_by(m.Appointment.start, m.Appointment.end)
     )
@@ -275,6 +281,7 @@ async def _staff_busy(
     conditions = [
         _one_of(conn.dialect, appointment.staff_id, ids), HOLDS_TIME,
         appointment.start < window.end + timedelta(hours=4),
+        appointment.start > window.start - timedelta(hours=4) - LONGEST_STAFF_HOLD,
         appointment.staff_until > window.start - timedelta(hours=4),
     ]
     if exclude_appointment_id is not None:
