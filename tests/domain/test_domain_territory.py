@@ -36,10 +36,13 @@ def test_codes_that_are_no_departement_are_refused() -> None:
 def test_an_unscoped_desk_covers_everywhere_and_a_scoped_one_its_departements() -> None:
     """No territory covers every place, a place without a département included; a territory
     covers its départements only."""
-    assert Territory().covers(Place("29")) and Territory().covers(Place(None))
+    assert Territory().covers(Place("29"))
+    assert Territory().covers(Place(None))
     nord = Territory.of(["59", "62"])
-    assert nord.covers(Place("59")) and nord.covers(Place.of(None, "62767"))
-    assert not nord.covers(Place("29")) and not nord.covers(Place(None))
+    assert nord.covers(Place("59"))
+    assert nord.covers(Place.of(None, "62767"))
+    assert not nord.covers(Place("29"))
+    assert not nord.covers(Place(None))
 
 
 def test_communes_narrow_only_their_own_departement() -> None:
@@ -48,4 +51,5 @@ def test_communes_narrow_only_their_own_departement() -> None:
     assert territory.covers(Place.of("59", "59309"))
     assert not territory.covers(Place.of("59", "59043"))
     assert not territory.covers(Place("59"))  # a Nord site whose commune is unknown
-    assert territory.covers(Place.of(None, "62767")) and territory.covers(Place("62"))
+    assert territory.covers(Place.of(None, "62767"))
+    assert territory.covers(Place("62"))
