@@ -148,7 +148,7 @@ def test_json_log_lines_carry_the_request_id_and_no_exception_text() -> None:
             raise ValueError("Jeanne Martin +33612345678")
         except ValueError:
             record = logging.getLogger("visio.test").makeRecord(
-                "visio.test", logging.ERROR, __file__, 1, "booking failed", None,
+                "visio.test", logging.ERROR, __file__, 1, "booking failed", (),
                 exc_info=__import__("sys").exc_info())
         RequestIdFilter().filter(record)
         line = JsonFormatter().format(record)

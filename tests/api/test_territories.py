@@ -189,8 +189,10 @@ async def test_only_admins_set_territories_and_codes_are_checked(
                                     json={"departements": ["59"]})
         assert response.status == 403
     admin = await auth_headers(client, await make_user(db, role="admin"))
-    for bad in ({"departements": ["20"]}, {"departements": []},
-                {"departements": ["59"], "communes": ["5930"]}):
+    bad_bodies: list[dict[str, list[str]]] = [
+        {"departements": ["20"]}, {"departements": []},
+        {"departements": ["59"], "communes": ["5930"]}]
+    for bad in bad_bodies:
         response = await client.put(path, headers=admin, json=bad)
         assert response.status == 400, bad
     response = await client.put(path, headers=admin,
