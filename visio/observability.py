@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 import sqlalchemy as sa
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
@@ -68,6 +68,16 @@ class Metrics:
         self.refusals = Counter(
             "visio_booking_refusals", "Bookings and reschedulings refused, by reason code.",
             ("operation", "reason"), registry=self.registry)
+        self.outbox_pending = Gauge(
+            "visio_outbox_pending", "Notifications waiting in the outbox (due or not).",
+            registry=self.registry)
+        self.outbox_due = Gauge(
+            "visio_outbox_due", "Pending notifications whose time has come.",
+            registry=self.registry)
+        self.outbox_lateness = Gauge(
+            "visio_outbox_lateness_seconds",
+            "How long the oldest due notification has waited past its time (0: none).",
+            registry=self.registry)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one answered request."""
@@ -214,9 +224,30 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
 
     if not allowed(request):
         raise web.HTTPForbidden(text="Metrics are not served to this address.\n")
-    body = generate_latest(request.app[metrics_key].registry)
+    metrics = request.app[metrics_key]
+    await _read_outbox(request.app, metrics)
+    body = generate_latest(metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST,
                                             "Cache-Control": "no-store"})
+
+
+async def _read_outbox(app: web.Application, metrics: Metrics) -> None:
+    """Outbox depth and dispatch lateness, read from the database at scrape time."""
+    from visio import models as m
+    from visio.keys import clock_key, database_key
+
+    now = app[clock_key]()
+    outbox = m.OutboxRow
+    pending = outbox.status == "pending"
+    async with app[database_key].read() as session:
+        count = await session.scalar(sa.select(sa.func.count()).select_from(outbox)
+                                     .where(pending))
+        due, oldest = (await session.execute(
+            sa.select(sa.func.count(), sa.func.min(outbox.due_at))
+            .where(pending, outbox.due_at <= now))).one()
+    metrics.outbox_pending.set(count or 0)
+    metrics.outbox_due.set(due or 0)
+    metrics.outbox_lateness.set(max(0.0, (now - oldest).total_seconds()) if oldest else 0.0)
 
 
 READY_TIMEOUT_SECONDS = 2.0

@@ -125,6 +125,8 @@ async def test_metrics_count_requests_searches_bookings_and_refusals(
     assert _sample(text, "visio_signaling_sockets") == 0
     assert "visio_signaling_rooms" in text
     assert "visio_db_pool_checked_out" in text
+    assert "visio_outbox_pending" in text
+    assert "visio_outbox_lateness_seconds" in text
     assert site.id not in text  # route templates, never identifiers
 
 
