@@ -298,7 +298,9 @@ def test_every_page_is_accessible_and_photographed(live: Live, browser: Any,
         ("staff.carsat-hdf@visio.test",
          ["/staff/agenda", "/staff/agenda?view=week", "/staff/availability"]),
     ):
-        context = browser.new_context(locale="fr-FR", viewport={"width": 1024, "height": 768})
+        # axe-core is injected as an inline script: the pages' CSP would refuse it.
+        context = browser.new_context(locale="fr-FR", viewport={"width": 1024, "height": 768},
+                                      bypass_csp=True)
         page = context.new_page()
         page.goto(f"{live.url}/lang?to={lang}&next=/login")
         check(page, "login")

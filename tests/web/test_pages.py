@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from signaling import CallEvent
 from tests.conftest import DEFAULT_NOW, Client
@@ -268,3 +269,32 @@ async def test_today_lists_the_outbox_messages(client: Client, db: Database) -> 
     assert "Confirmation par SMS" in cell
     assert "envoyé" in cell
     assert "Rappel" not in cell  # another version's row
+
+
+async def test_booking_form_filters_by_country_and_explains_a_422(
+        client: Client, db: Database) -> None:
+    """Belgium shows the cross-border operators only; a bad phone is a sentence, no booking."""
+    site = await make_site(db)
+    french = await make_operator(db, country="FR")
+    belgian = await make_operator(db, country="BE", languages=("fr", "nl"))
+    agent = await make_user(db, role="agent", sites=[site])
+    await log_in(client, agent)
+    page = await (await client.get(
+        "/agent/book", params={"theme": "famille", "country": "BE", "day": "2026-11-24"})).text()
+    assert belgian.operator.name in page
+    assert french.operator.name not in page
+    slot = re.search(r'name="slot" value="([^"]+)"', page)
+    assert slot, "no slot offered"
+    idem = re.search(r'name="idem" value="([^"]+)"', page)
+    assert idem
+    response = await client.post("/agent/book", data={
+        "csrf": csrf_of(page), "idem": idem.group(1), "site_id": site.id, "theme": "famille",
+        "country": "BE", "day": "2026-11-24", "slot": slot.group(1), "first_name": "Jan",
+        "last_name": "Peeters", "phone": "12", "language": "nl"}, allow_redirects=False)
+    assert response.status == 422
+    text = await response.text()
+    assert 'id="refusal"' in text
+    assert "numéro de téléphone" in text
+    async with db.read() as session:
+        count = await session.scalar(sa.select(sa.func.count()).select_from(m.Appointment))
+    assert count == 0

@@ -199,7 +199,11 @@ async def _booking_context(request: web.Request, who: Principal,
         "idem": params.get("idem") or str(uuid.uuid4()), "today": _today(request, zone)}
     if site is None or not theme or theme not in {t.code for t in themes}:
         return context
-    query = api.OperatorQuery(theme=theme, country=country or None)  # type: ignore[arg-type]
+    try:
+        query = msgspec.convert({"theme": theme, "country": country or None}, api.OperatorQuery)
+    except msgspec.ValidationError:
+        query = api.OperatorQuery(theme=theme)
+        context["country"] = ""
     operators = await directory.list_operators(db=db, query=query)
     by_id = {o.operator.id: o.operator for o in operators}
     context["operators"] = operators

@@ -56,5 +56,10 @@ def render(request: web.Request, template: str, *, status: int = 200,
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["Referrer-Policy"] = "same-origin"
+    # Scripts, styles and media of this origin only (the signaling socket is same-origin).
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "media-src 'self' blob: mediastream:; connect-src 'self'; frame-ancestors 'none'; "
+        "form-action 'self'; base-uri 'none'")
     session.remember_browser(request, response)
     return response

@@ -176,6 +176,12 @@ function newPeer(peerId, polite) {
   call.peers.set(peerId, peer);
   // Tracks are added before any answer, so a polite side answers with its media.
   for (const track of call.stream.getTracks()) pc.addTrack(track, call.stream);
+  // Without a camera or a microphone, still receive the other side's.
+  for (const kind of ["audio", "video"]) {
+    if (!call.stream.getTracks().some((t) => t.kind === kind)) {
+      pc.addTransceiver(kind, {direction: "recvonly"});
+    }
+  }
   applyAudioOnly(peer);
   pc.addEventListener("track", (event) => {
     remoteVideo.srcObject = event.streams[0] || new MediaStream([event.track]);
