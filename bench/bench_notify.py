@@ -25,6 +25,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import sqlalchemy as sa
@@ -43,6 +44,9 @@ from visio.notify.dispatcher import Dispatcher  # noqa: E402
 from visio.settings import Settings  # noqa: E402
 
 POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+ZONES = ("Europe/Paris", "America/New_York", "Asia/Tokyo", "Pacific/Auckland",
+         "America/Los_Angeles", "Asia/Kolkata", "Europe/Moscow", "America/Sao_Paulo",
+         "Asia/Dubai")
 _ID = re.compile(rb"X-Visio-Outbox-Id: ([0-9a-f-]{36})")
 
 
@@ -69,8 +73,10 @@ class Sink:
 
 async def _fill(db: Database, count: int, due: datetime) -> None:
     async with db.write() as session:
+        # A zone where it is daytime now: quiet hours would hold usager messages back.
+        zone = next(z for z in ZONES if 9 <= due.astimezone(ZoneInfo(z)).hour < 17)
         site = m.Site(name="Bench", kind="fixed", commune="Hondschoote", address="1 place",
-                      timezone="Europe/Paris", country="FR", booths=20)
+                      timezone=zone, country="FR", booths=20)
         operator = m.Operator(name="CAF du Nord", code=f"B{secrets.token_hex(3)}",
                               country="FR", kind="national", languages=["fr"],
                               timezone="Europe/Paris")

@@ -16,6 +16,7 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
@@ -26,12 +27,22 @@ from visio.clock import utcnow
 from visio.db import Database
 
 ROOT = Path(__file__).resolve().parents[2]
-VISIO = str(Path(sys.executable).with_name("visio"))
+
+
+ZONES = ("Europe/Paris", "America/New_York", "Asia/Tokyo", "Pacific/Auckland",
+         "America/Los_Angeles", "Asia/Kolkata", "Europe/Moscow", "America/Sao_Paulo",
+         "Asia/Dubai")
+
+
+def daytime_zone() -> str:
+    """A zone where it is 09:00-17:00 now, so quiet hours hold no usager message back."""
+    now = utcnow()
+    return next(z for z in ZONES if 9 <= now.astimezone(ZoneInfo(z)).hour < 17)
 
 
 async def _fill(db: Database, count: int) -> set[str]:
     """``count`` due usager e-mails, each to its own address, for one appointment."""
-    site = await make_site(db)
+    site = await make_site(db, zone=daytime_zone())
     op = await make_operator(db)
     agent = await make_user(db, role="agent", sites=[site])
     start = utcnow().replace(microsecond=0) + timedelta(days=7)
@@ -55,14 +66,17 @@ def _env(database_url: str, smtp: SmtpSink, *, lease: float) -> dict[str, str]:
         "VISIO_DISPATCH_INTERVAL_SECONDS": "0.2", "VISIO_DISPATCH_BATCH": "20",
         "VISIO_DISPATCH_LEASE_SECONDS": str(lease), "VISIO_DISPATCH_RETRY_SECONDS": "0.5",
         "VISIO_LOG_LEVEL": "WARNING", "VISIO_MAIL_FROM": "rdv@visio.test",
+        # The code under test (this checkout), whatever the virtualenv has installed.
+        "PYTHONPATH": str(ROOT),
     })
     return env
 
 
 async def _worker(env: dict[str, str]) -> asyncio.subprocess.Process:
+    # `python -m visio worker` is the `visio worker` console script.
     return await asyncio.create_subprocess_exec(
-        VISIO, "worker", cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL)
+        sys.executable, "-m", "visio", "worker", cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
 
 
 async def _statuses(db: Database) -> dict[str, int]:
@@ -96,6 +110,7 @@ async def test_killed_dispatchers_lose_nothing_and_duplicate_nothing(
     try:
         while len(set(smtp_sink.ids())) < count and time.monotonic() < deadline:
             await asyncio.sleep(rng.uniform(0.2, 1.5))
+            assert all(w.returncode is None for w in workers), "a worker stopped by itself"
             if kills < most:
                 victim = rng.randrange(len(workers))
                 workers[victim].send_signal(signal.SIGKILL)
