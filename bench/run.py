@@ -13,6 +13,7 @@ import argparse
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -49,6 +50,21 @@ def run_signaling(quick: bool = False) -> bool:
     return True
 
 
+def _run_part(name: str, title: str, run_part: Callable[..., tuple[str, bool]], *,
+              quick: bool) -> bool:
+    """Run one benchmark part and print its table; a failing part still lets the others run."""
+    started = time.perf_counter()
+    print(f"\n## {title}\n", flush=True)
+    try:
+        table, done = run_part(quick=quick)
+        print(table)
+    except Exception as err:  # the other parts' numbers still count
+        print(f"bench_{name} failed: {type(err).__name__}: {err}")
+        done = False
+    print(f"\n({name} benchmark: {time.perf_counter() - started:.0f} s)", flush=True)
+    return done
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -76,39 +92,13 @@ def main() -> int:
         print(table)
         print(f"\n(booking benchmark: {time.perf_counter() - started:.0f} s)", flush=True)
         complete = done and complete
-    if args.only in (None, "contract"):
-        started = time.perf_counter()
-        print("\n## Contract (2,000-slot answer)\n", flush=True)
-        try:
-            table, done = bench_contract.run(quick=args.quick)
-            print(table)
-        except Exception as err:  # the other parts' numbers still count
-            print(f"bench_contract failed: {type(err).__name__}: {err}")
-            done = False
-        print(f"\n(contract benchmark: {time.perf_counter() - started:.0f} s)", flush=True)
-        complete = done and complete
-    if args.only in (None, "calendars"):
-        started = time.perf_counter()
-        print("\n## Imported calendars\n", flush=True)
-        try:
-            table, done = bench_calendars.run(quick=args.quick)
-            print(table)
-        except Exception as err:  # the other parts' numbers still count
-            print(f"bench_calendars failed: {type(err).__name__}: {err}")
-            done = False
-        print(f"\n(calendars benchmark: {time.perf_counter() - started:.0f} s)", flush=True)
-        complete = done and complete
-    if args.only in (None, "notify"):
-        started = time.perf_counter()
-        print("\n## Notifications (10,000 due e-mails into a local SMTP sink)\n", flush=True)
-        try:
-            table, done = bench_notify.run(quick=args.quick)
-            print(table)
-        except Exception as err:  # the other parts' numbers still count
-            print(f"bench_notify failed: {type(err).__name__}: {err}")
-            done = False
-        print(f"\n(notifications benchmark: {time.perf_counter() - started:.0f} s)", flush=True)
-        complete = done and complete
+    parts = (("contract", "Contract (2,000-slot answer)", bench_contract.run),
+             ("calendars", "Imported calendars", bench_calendars.run),
+             ("notify", "Notifications (10,000 due e-mails into a local SMTP sink)",
+              bench_notify.run))
+    for name, title, run_part in parts:
+        if args.only in (None, name):
+            complete = _run_part(name, title, run_part, quick=args.quick) and complete
     if args.only in (None, "signaling") and SIGNALING.exists():
         complete = run_signaling(args.quick) and complete
     return 0 if complete else 1
