@@ -98,6 +98,23 @@ class Live:
         return self.made[key]
 
 
+    def usager_link(self, appointment_id: str) -> str:
+        """The usager's link path (``/u/{token}``) of an appointment, as messages carry it."""
+        return str(self.server.run(_usager_link(self.server, appointment_id)))
+
+
+async def _usager_link(server: BackgroundServer, appointment_id: str) -> str:
+    from visio.notify.compose import load_facts, usager_url
+    from visio.usager_link import LinkKey
+
+    assert server.app is not None
+    facts = await load_facts(db=server.app[database_key], appointment_id=appointment_id)
+    assert facts is not None
+    base = server.settings.base_url
+    return usager_url(facts, key=LinkKey.from_secret(server.settings.secret_key),
+                      base_url=base).removeprefix(base)
+
+
 async def _insert_appointment(server: BackgroundServer, *, commune: str, operator: str,
                               staff: int, theme: str, booth: int) -> str:
     assert server.app is not None

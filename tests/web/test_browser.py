@@ -292,6 +292,25 @@ def test_every_page_is_accessible_and_photographed(live: Live, browser: Any,
         page.screenshot(path=str(SCREENSHOTS / f"{name}-{lang}-tablet.png"))
         page.set_viewport_size({"width": 1024, "height": 768})
 
+    # The usager's link pages: no login, the same look (and a wrong link's explanation).
+    context = browser.new_context(locale="fr-FR", viewport={"width": 1024, "height": 768},
+                                  bypass_csp=True)
+    page = context.new_page()
+    page.goto(f"{live.url}/lang?to={lang}&next={live.usager_link(appointment)}")
+    page.wait_for_selector("#cancel button")
+    check(page, "usager")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.className") == "skip"
+    for _ in range(12):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "calendar-file":
+            break
+    assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") == "solid"
+    page.goto(f"{live.url}/u/{'A' * 50}")
+    page.wait_for_selector("#problem")
+    check(page, "usager-invalid")
+    context.close()
+
     for email, pages in (
         ("agent.bruay-sur-l-escaut@visio.test",
          ["/agent/book?theme=retraite", "/agent/today", f"/call/{appointment}"]),

@@ -298,3 +298,76 @@ async def test_booking_form_filters_by_country_and_explains_a_422(
     async with db.read() as session:
         count = await session.scalar(sa.select(sa.func.count()).select_from(m.Appointment))
     assert count == 0
+
+
+async def test_usager_link_page_has_the_pages_look_and_switch(
+        client: Client, db: Database, settings: Settings) -> None:
+    """/u/{token}: the pages' layout and style sheet, the usager's language until the
+    switch picks another (remembered), the .ics, the cancel form bound to the token."""
+    from visio.notify.compose import load_facts, usager_url
+    from visio.usager_link import LinkKey
+
+    site = await make_site(db)
+    op = await make_operator(db)
+    agent = await make_user(db, role="agent", sites=[site])
+    appointment = await make_appointment(db, site=site, op=op, booked_by=agent,
+                                         start=DEFAULT_NOW + timedelta(days=1))
+    async with db.write() as tx:
+        row = await tx.get(m.Appointment, appointment.id)
+        assert row is not None
+        row.usager_language = "nl"
+    facts = await load_facts(db=db, appointment_id=appointment.id)
+    assert facts is not None
+    key = LinkKey.from_secret(settings.secret_key)
+    path = usager_url(facts, key=key, base_url=settings.base_url).removeprefix(
+        settings.base_url)
+    token = path.removeprefix("/u/")
+
+    response = await client.get(path)
+    page = await response.text()
+    assert response.status == 200
+    assert '<html lang="nl">' in page
+    assert '<link rel="stylesheet" href="/static/style.css">' in page
+    assert 'class="skip" href="#main"' in page
+    assert "<style>" not in page  # no inline style any more: the shared style sheet
+    assert f'href="/lang?to=fr&amp;next=/u/{token}"' in page
+    assert 'aria-current="true">Nederlands' in page
+    assert f'href="/u/{token}/calendar.ics"' in page
+    assert f'name="csrf" value="{key.csrf(token)}"' in page
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert response.headers["X-Robots-Tag"] == "noindex"
+    assert "no-store" in response.headers["Cache-Control"]
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+
+    # The switch: French from now on, on this page and the others.
+    switch = await client.get(f"/lang?to=fr&next=/u/{token}", allow_redirects=False)
+    assert switch.headers["Location"] == f"/u/{token}"
+    page = await (await client.get(path)).text()
+    assert '<html lang="fr">' in page
+    assert "Votre rendez-vous vidéo" in page
+    assert '<html lang="fr">' in await (await client.get("/login")).text()
+
+    # A forged form is a plain explanation in the same look; nothing changes.
+    refused = await client.post(f"{path}/cancel", data={"csrf": "forged"})
+    assert refused.status == 403
+    text = await refused.text()
+    assert '<link rel="stylesheet" href="/static/style.css">' in text
+    assert 'id="problem"' in text
+    assert "<form" not in text
+
+    # A wrong link: the same look, the explanation and nothing else, in the chosen language.
+    broken = await client.get("/u/" + "A" * 50)
+    assert broken.status == 404
+    text = await broken.text()
+    assert '<html lang="fr">' in text
+    assert 'id="problem"' in text
+    assert site.name not in text
+    assert "<form" not in text
+
+    cancelled = await client.post(f"{path}/cancel", data={"csrf": key.csrf(token)},
+                                  allow_redirects=False)
+    assert cancelled.status == 303
+    page = await (await client.get(path)).text()
+    assert 'id="cancelled"' in page
+    assert "<form" not in page
+    assert "calendar.ics" not in page

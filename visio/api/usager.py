@@ -1,28 +1,35 @@
-"""The usager's page (``/u/{token}``) and the printable convocation: small HTML pages.
+"""The usager's page (``/u/{token}``) and the printable convocation.
 
-Self-contained (inline CSS, no script), in the usager's language, readable when printed.
-The link is not a login: it shows one appointment and lets its usager cancel it. A wrong
-or expired token gets a plain explanation and nothing else. The cancel form carries a
-CSRF field bound to the token (HMAC), and the page forbids framing and referrers.
+The link's pages are rendered by the pages' templates (``visio/web``: the same layout,
+style sheet and language switch), in the usager's language until they choose another,
+readable when printed. The link is not a login: it shows one appointment and lets its
+usager cancel it. A wrong or expired token gets a plain explanation and nothing else.
+The cancel form carries a CSRF field bound to the token (HMAC), and the pages forbid
+framing, indexing and referrers. The convocation, printed by the agent, is one
+self-contained page (inline CSS, no script).
 """
 
 from __future__ import annotations
 
+import hmac
 import html
 from collections.abc import Sequence
+from typing import Any
 
 from aiohttp import web
 
 from visio.api import codec
 from visio.api.context import caller
 from visio.domain.messages import Message, Plain, _
-from visio.i18n import catalogue
+from visio.i18n import LANGUAGES, catalogue
 from visio.invitations import invitation_ics, load_invitation_facts
 from visio.keys import clock_key, database_key, settings_key
 from visio.notify.compose import BRING, Facts, load_facts
 from visio.services import appointments
 from visio.services.usager import cancel_by_usager
 from visio.usager_link import LinkKey
+from visio.web import session
+from visio.web.render import render
 
 STYLE = """
 body{font:1.1rem/1.5 system-ui,sans-serif;color:#161616;background:#fff;margin:0}
@@ -41,14 +48,16 @@ a{color:#000091}
  main{max-width:none;padding:0}a{color:#000;text-decoration:none}}
 """
 CANCELLED = _("This video appointment is cancelled.")
+#: Every answer of the link (the pages keep the pages' own content security policy).
 HEADERS = {
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",
     "X-Robots-Tag": "noindex",
     "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-                               "form-action 'self'; frame-ancestors 'none'",
 }
+#: The convocation's policy: its style is inline, it has no script.
+CONVOCATION_CSP = ("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+                   "frame-ancestors 'none'")
 
 
 def _page(language: str, title: str, body: str, *, status: int = 200) -> web.Response:
@@ -58,10 +67,22 @@ def _page(language: str, title: str, body: str, *, status: int = 200) -> web.Res
                 f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>"
                 f"<body><main>{body}</main></body></html>")
     return web.Response(text=document, content_type="text/html", status=status,
-                        headers={**HEADERS, "Content-Language": language})
+                        headers={**HEADERS, "Content-Security-Policy": CONVOCATION_CSP,
+                                 "Content-Language": language})
 
 
-def _details(facts: Facts, language: str, *, phone: bool) -> str:
+def _details(facts: Facts, language: str) -> str:
+    return "<dl>" + "".join(f"<dt>{html.escape(label)}</dt><dd>{html.escape(value)}</dd>"
+                            for label, value in _rows(facts, language)) + "</dl>"
+
+
+def _paragraphs(language: str, messages: Sequence[Message]) -> str:
+    cat = catalogue(language)
+    return "".join(f"<p>{html.escape(cat.render(m))}</p>" for m in messages)
+
+
+def _rows(facts: Facts, language: str) -> list[tuple[str, str]]:
+    """The appointment's facts as (label, value) sentences in ``language``."""
     cat = catalogue(language)
     rows: list[tuple[Message, str]] = [
         (_("Date and time"), cat.format_value(facts.start)),
@@ -70,24 +91,41 @@ def _details(facts: Facts, language: str, *, phone: bool) -> str:
         (_("Subject"), facts.theme(language)),
         (_("What to bring"), cat.render(BRING)),
     ]
-    if phone and facts.site_phone:
+    if facts.site_phone:
         rows.append((_("Phone number of the site"), facts.site_phone))
-    return "<dl>" + "".join(f"<dt>{html.escape(cat.render(label))}</dt>"
-                            f"<dd>{html.escape(value)}</dd>" for label, value in rows) + "</dl>"
+    return [(cat.render(label), value) for label, value in rows]
 
 
-def _paragraphs(language: str, messages: Sequence[Message]) -> str:
-    cat = catalogue(language)
-    return "".join(f"<p>{html.escape(cat.render(m))}</p>" for m in messages)
+def _link_page(request: web.Request, template: str, *, status: int = 200,
+               lang: str | None = None, **context: Any) -> web.Response:
+    """A page of the usager's link in the pages' look, with the link's stricter headers."""
+    response = render(request, template, status=status, lang=lang, **context)
+    response.headers.update(HEADERS)
+    return response
 
 
-def _invalid(language: str = "fr") -> web.Response:
-    cat = catalogue(language)
-    title = cat.render(_("This link does not work"))
-    body = f"<h1>{html.escape(title)}</h1>" + _paragraphs(language, [
-        _("This link is wrong or has expired (it stops working when the appointment ends). "
-          "For any question, contact your France Services desk.")])
-    return _page(language, title, body, status=404)
+def _language(request: web.Request, default: str | None = None) -> str:
+    """The language chosen with the switch, else ``default``, else the browser's."""
+    chosen = request.cookies.get(session.LANG_COOKIE, "")
+    if chosen in LANGUAGES:
+        return chosen
+    if default is not None and default in LANGUAGES:
+        return default
+    return session.language(request)
+
+
+def _problem(request: web.Request, message: Message, *, status: int,
+             default: str | None = None) -> web.Response:
+    """A plain explanation and nothing else."""
+    language = _language(request, default)
+    return _link_page(request, "usager_problem.html", status=status, lang=language,
+                      message=catalogue(language).render(message))
+
+
+def _invalid(request: web.Request) -> web.Response:
+    return _problem(request, _(
+        "This link is wrong or has expired (it stops working when the appointment ends). "
+        "For any question, contact your France Services desk."), status=404)
 
 
 def _key(request: web.Request) -> LinkKey:
@@ -104,43 +142,28 @@ async def _facts_for(request: web.Request) -> tuple[str, Facts] | None:
 
 
 async def usager_page(request: web.Request) -> web.Response:
-    """The usager's appointment: when, where, what to bring, add to calendar, cancel."""
+    """The usager's appointment: when, where, what to bring, add to calendar, cancel.
+
+    In the usager's language until they choose another with the pages' language switch.
+    """
     found = await _facts_for(request)
     if found is None:
-        return _invalid()
+        return _invalid(request)
     token, facts = found
-    language = facts.usager_language
-    cat = catalogue(language)
-    title = cat.render(_("Your video appointment"))
-    body = f"<h1>{html.escape(title)}</h1>"
-    if facts.status == "cancelled":
-        body += ('<p class="notice" role="status">'
-                 f"{html.escape(cat.render(CANCELLED))}</p>")
-    body += _details(facts, language, phone=True)
-    if facts.status == "booked":
-        now = request.app[clock_key]()
-        add = html.escape(cat.render(_("Add to my calendar")))
-        body += ('<div class="actions">'
-                 f'<a class="button secondary" href="/u/{token}/calendar.ics">{add}</a></div>')
-        if now < facts.start:
-            csrf = _key(request).csrf(token)
-            label = html.escape(cat.render(_("Cancel this appointment")))
-            help_text = html.escape(cat.render(_(
-                "Cancelling frees the time for someone else; the person you were to meet "
-                "is told.")))
-            body += (f'<form method="post" action="/u/{token}/cancel" '
-                     f'aria-labelledby="cancel-title"><h2 id="cancel-title">{label}</h2>'
-                     f"<p>{help_text}</p>"
-                     f'<input type="hidden" name="csrf" value="{csrf}">'
-                     f'<button class="button" type="submit">{label}</button></form>')
-    return _page(language, title, body)
+    language = _language(request, facts.usager_language)
+    booked = facts.status == "booked"
+    return _link_page(request, "usager.html", lang=language, token=token,
+                      details=_rows(facts, language), cancelled=facts.status == "cancelled",
+                      booked=booked,
+                      can_cancel=booked and request.app[clock_key]() < facts.start,
+                      link_csrf=_key(request).csrf(token))
 
 
 async def usager_calendar(request: web.Request) -> web.Response:
     """The appointment as an .ics file for the usager's own calendar."""
     found = await _facts_for(request)
     if found is None:
-        return _invalid()
+        return _invalid(request)
     _token, facts = found
     settings = request.app[settings_key]
     invitation = await load_invitation_facts(db=request.app[database_key],
@@ -151,23 +174,21 @@ async def usager_calendar(request: web.Request) -> web.Response:
                           language=facts.usager_language, organizer=settings.mail_from,
                           dtstamp=request.app[clock_key]())
     return web.Response(body=body, content_type="text/calendar", charset="utf-8", headers={
-        **HEADERS, "Content-Disposition": 'attachment; filename="rendez-vous.ics"'})
+        **HEADERS, "Content-Security-Policy": "default-src 'none'; sandbox",
+        "Content-Disposition": 'attachment; filename="rendez-vous.ics"'})
 
 
 async def usager_cancel(request: web.Request) -> web.Response:
     """Cancel from the link's form (CSRF field bound to the token), then show the page."""
     found = await _facts_for(request)
     if found is None:
-        return _invalid()
+        return _invalid(request)
     token, facts = found
     form = await request.post()
-    if form.get("csrf") != _key(request).csrf(token):
-        cat = catalogue(facts.usager_language)
-        title = cat.render(_("This link does not work"))
-        return _page(facts.usager_language, title, f"<h1>{html.escape(title)}</h1>"
-                     + _paragraphs(facts.usager_language, [
-                         _("The form was not sent from your appointment's page; nothing "
-                           "was changed.")]), status=403)
+    if not hmac.compare_digest(str(form.get("csrf", "")), _key(request).csrf(token)):
+        return _problem(request, _("The form was not sent from your appointment's page; "
+                                   "nothing was changed."),
+                        status=403, default=facts.usager_language)
     await cancel_by_usager(db=request.app[database_key], appointment_id=facts.appointment_id,
                            now=request.app[clock_key]())
     raise web.HTTPSeeOther(f"/u/{token}")
@@ -189,7 +210,7 @@ async def convocation(request: web.Request) -> web.Response:
             + _paragraphs(language, [_("Usager: {first_name} {initial}.",
                                        first_name=Plain(facts.first_name),
                                        initial=Plain(facts.last_initial))])
-            + _details(facts, language, phone=True)
+            + _details(facts, language)
             + _paragraphs(language, [_("Please come to the France Services desk a few "
                                        "minutes before the time. If you cannot come, call "
                                        "the site.")]))

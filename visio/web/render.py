@@ -38,11 +38,17 @@ def translator(language: str) -> Any:
 
 
 def render(request: web.Request, template: str, *, status: int = 200,
-           who: Principal | None = None, **context: Any) -> web.Response:
-    """A page in the reader's language, with the language switch and the CSRF token."""
+           who: Principal | None = None, lang: str | None = None,
+           **context: Any) -> web.Response:
+    """A page in the reader's language, with the language switch and the CSRF token.
+
+    ``lang`` is the page's language when the reader chose none with the switch (the
+    usager's page speaks the usager's language until they pick another).
+    """
     from visio.keys import templates_key
 
-    lang = session.language(request)
+    if lang is None or request.cookies.get(session.LANG_COOKIE, "") in LANGUAGES:
+        lang = session.language(request)
     here = request.path_qs
     body = request.app[templates_key].get_template(template).render(
         _=translator(lang), lang=lang, who=who, Role=Role, csrf=session.csrf_token(request),
