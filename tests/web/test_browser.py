@@ -12,6 +12,8 @@ from tests.web.conftest import FALLBACK_SECONDS, SCREENSHOTS, Live, log_in
 
 AGENT = "agent.hondschoote@visio.test"
 STAFF = "staff.caf59@visio.test"
+#: The browser's own locale matches the page's language (date fields, number formats).
+LOCALES = {"fr": "fr-FR", "nl": "nl-BE", "en": "en-GB"}
 
 
 def wait_until(check: Callable[[], Any], *, within: float = 30.0, what: str = "") -> Any:
@@ -293,7 +295,7 @@ def test_every_page_is_accessible_and_photographed(live: Live, browser: Any,
         page.set_viewport_size({"width": 1024, "height": 768})
 
     # The usager's link pages: no login, the same look (and a wrong link's explanation).
-    context = browser.new_context(locale="fr-FR", viewport={"width": 1024, "height": 768},
+    context = browser.new_context(locale=LOCALES[lang], viewport={"width": 1024, "height": 768},
                                   bypass_csp=True)
     page = context.new_page()
     page.goto(f"{live.url}/lang?to={lang}&next={live.usager_link(appointment)}")
@@ -318,7 +320,7 @@ def test_every_page_is_accessible_and_photographed(live: Live, browser: Any,
          ["/staff/agenda", "/staff/agenda?view=week", "/staff/availability"]),
     ):
         # axe-core is injected as an inline script: the pages' CSP would refuse it.
-        context = browser.new_context(locale="fr-FR", viewport={"width": 1024, "height": 768},
+        context = browser.new_context(locale=LOCALES[lang], viewport={"width": 1024, "height": 768},
                                       bypass_csp=True)
         page = context.new_page()
         page.goto(f"{live.url}/lang?to={lang}&next=/login")
@@ -445,4 +447,86 @@ def test_staff_creates_a_feed_and_registers_a_calendar(live: Live, browser: Any)
     page.wait_for_selector("#calendars .error")
     assert "adresse" in page.inner_text("#calendars .error")
     assert page.locator("#imported").count() == 0
+    context.close()
+
+
+AM_PM = r"\b[AaPp]\.? ?[Mm]\.?(?![\w])"
+
+
+def _no_am_pm(page: Any) -> None:
+    """No AM/PM in the page's text, and no native time field (those follow the browser's
+    locale, not the page's, and some locales draw them with AM/PM)."""
+    import re
+
+    text = page.inner_text("body")
+    assert not re.search(AM_PM, text), re.search(AM_PM, text)
+    native = page.locator("input[type=time], input[type=datetime-local]").count()
+    assert native == 0, "a native time field follows the browser's clock, not the page's"
+    values = page.evaluate("[...document.querySelectorAll('input.clock')].map(i => i.value)")
+    assert all(re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", v) for v in values), values
+
+
+@pytest.mark.parametrize(("lang", "locale"), [("nl", "nl-BE"), ("en", "en-US")])
+def test_times_are_on_the_24_hour_clock(live: Live, browser: Any, lang: str,
+                                        locale: str) -> None:
+    """Whatever the browser's locale (en-US draws times with AM/PM), the availability
+    editor, the booking page and the agenda show and take times as hh:mm."""
+    import re
+
+    context = browser.new_context(locale=locale)
+    page = context.new_page()
+    page.goto(f"{live.url}/lang?to={lang}&next=/login")
+    log_in(page, live.url, "staff.sfp-tf@visio.test")
+    page.goto(f"{live.url}/staff/availability")
+    page.wait_for_selector("#rules tr")
+    assert page.get_attribute("html", "lang") == lang
+    _no_am_pm(page)
+    hint = page.inner_text("#clock-hint")
+    assert "14:30" in hint
+    # A time typed with AM/PM is refused by the field itself; hh:mm is kept as typed.
+    page.click("#add-rule")
+    row = page.locator("#rules tr").last
+    row.locator('[data-field="weekday"]').select_option("6")
+    opens = row.locator('[data-field="opens"]')
+    opens.fill("2:30 PM")
+    assert opens.evaluate("i => i.checkValidity()") is False
+    opens.fill("14:30")
+    row.locator('[data-field="closes"]').fill("17:45")
+    assert opens.evaluate("i => i.checkValidity()") is True
+    assert "24" in str(opens.get_attribute("aria-label"))
+    day = "2027-02-1" + ("0" if lang == "nl" else "1")
+    page.fill("#absence-start", day)
+    page.fill("#absence-start-time", "13:15")
+    page.fill("#absence-end", day)
+    page.fill("#absence-end-time", "18:05")
+    page.click("#add-absence")
+    page.click("#availability button[type=submit]")
+    wait_until(lambda: page.get_attribute("#availability-status", "class") == "ok",
+               what="saved")
+    page.reload()
+    page.wait_for_selector("#rules tr")
+    values = page.evaluate(
+        "[...document.querySelectorAll('#rules tr')].map(r => ["
+        "r.querySelector('[data-field=opens]').value,"
+        " r.querySelector('[data-field=closes]').value])")
+    assert ["14:30", "17:45"] in values
+    assert f"{day} 13:15" in page.inner_text("#absences")
+    assert f"{day} 18:05" in page.inner_text("#absences")
+    _no_am_pm(page)
+    page.goto(f"{live.url}/staff/agenda?view=week")
+    _no_am_pm(page)
+    context.close()
+
+    context = browser.new_context(locale=locale)
+    page = context.new_page()
+    page.goto(f"{live.url}/lang?to={lang}&next=/login")
+    log_in(page, live.url, AGENT)
+    page.goto(f"{live.url}/agent/book?theme=famille")
+    page.wait_for_selector("input[name=slot]")
+    _no_am_pm(page)
+    times = page.locator("label.slot strong").all_inner_texts()
+    assert times
+    assert all(re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", t) for t in times), times
+    page.goto(f"{live.url}/agent/today")
+    _no_am_pm(page)
     context.close()

@@ -13,11 +13,22 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// Times are typed as hh:mm (24-hour clock) in a text field: <input type=time> follows the
+// browser's locale and shows AM/PM in some of them, whatever the page's language.
+const CLOCK = "([01][0-9]|2[0-3]):[0-5][0-9]";
+
+function clock(value, label, field) {
+  return el("input", {type: "text", value: (value || "").slice(0, 5), "aria-label": label,
+    "aria-describedby": "clock-hint", "data-field": field, class: "clock", inputmode: "numeric",
+    autocomplete: "off", maxlength: "5", size: "5", placeholder: "hh:mm", pattern: CLOCK,
+    required: ""});
+}
+
 function ruleRow(rule, index) {
   const day = el("select", {"aria-label": `${texts.weekday} ${index + 1}`, "data-field": "weekday"},
     ...texts.weekdays.map((name, i) => { const o = new Option(name, String(i)); o.selected = i === rule.weekday; return o; }));
-  const opens = el("input", {type: "time", value: rule.opens, "aria-label": `${texts.from} ${index + 1}`, "data-field": "opens", required: ""});
-  const closes = el("input", {type: "time", value: rule.closes, "aria-label": `${texts.to} ${index + 1}`, "data-field": "closes", required: ""});
+  const opens = clock(rule.opens, `${texts.from} ${index + 1} (${texts.clock})`, "opens");
+  const closes = clock(rule.closes, `${texts.to} ${index + 1} (${texts.clock})`, "closes");
   const remove = el("button", {type: "button"}, texts.remove);
   remove.addEventListener("click", () => { doc.rules.splice(index, 1); draw(); });
   return el("tr", {}, el("td", {}, day), el("td", {}, opens), el("td", {}, closes), el("td", {}, remove));
@@ -58,10 +69,23 @@ async function load() {
   draw();
 }
 
+function zoneOffset(utcMillis, zone) {
+  // Minutes ahead of UTC in ``zone`` at that instant.
+  const parts = new Intl.DateTimeFormat("en-GB", {timeZone: zone, hourCycle: "h23",
+    year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
+    second: "2-digit"}).formatToParts(new Date(utcMillis));
+  const get = (type) => Number(parts.find((p) => p.type === type).value);
+  const wall = Date.UTC(get("year"), get("month") - 1, get("day"), get("hour"), get("minute"),
+                        get("second"));
+  return Math.round((wall - utcMillis) / 60000);
+}
+
 function offset(local) {
-  // The absence in the staff member's zone is sent with the browser's offset.
-  const d = new Date(local);
-  const minutes = -d.getTimezoneOffset();
+  // The absence is typed in the staff member's zone (the one the list shows), whatever
+  // the browser's own zone: the wall-clock time is sent with that zone's offset then.
+  const wall = Date.parse(`${local}:00Z`);
+  let minutes = zoneOffset(wall, doc.timezone);
+  minutes = zoneOffset(wall - minutes * 60000, doc.timezone);
   const sign = minutes >= 0 ? "+" : "-";
   const abs = Math.abs(minutes);
   return `${local}:00${sign}${String(Math.floor(abs / 60)).padStart(2, "0")}:${String(abs % 60).padStart(2, "0")}`;
@@ -80,8 +104,14 @@ document.getElementById("add-closure").addEventListener("click", () => {
   draw();
 });
 document.getElementById("add-absence").addEventListener("click", () => {
-  const start = document.getElementById("absence-start").value;
-  const end = document.getElementById("absence-end").value;
+  const at = (id) => {
+    const day = document.getElementById(id).value;
+    const time = document.getElementById(`${id}-time`);
+    if (!day || !time.reportValidity()) return null;
+    return `${day}T${time.value}`;
+  };
+  const start = at("absence-start");
+  const end = at("absence-end");
   if (!start || !end) return;
   readRules();
   doc.absences.push({start: offset(start), end: offset(end), reason: null});
