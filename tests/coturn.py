@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -39,12 +41,19 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes], within: float = 10
     raise TimeoutError("turnserver did not start listening")
 
 
-@pytest.fixture(scope="module")
-def coturn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@dataclass
+class Coturn:
+    """A running turnserver: its URL and its process (tests may pause it to cut relays)."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+
+
+@contextlib.contextmanager
+def running_coturn(work: Path) -> Iterator[Coturn]:
     """Start coturn on loopback with the configuration of docs/deployment.md."""
     if shutil.which(TURNSERVER) is None:
         missing_service(f"{TURNSERVER} not installed (Debian package coturn)")
-    work: Path = tmp_path_factory.mktemp("coturn")
     port = _free_port(socket.SOCK_STREAM)
     low = 49152 + (port % 1000) * 10
     config = "\n".join(
@@ -78,7 +87,7 @@ def coturn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )
     try:
         _wait_listening(port, proc)
-        yield f"turn:127.0.0.1:{port}?transport=udp"
+        yield Coturn(url=f"turn:127.0.0.1:{port}?transport=udp", process=proc)
     finally:
         proc.terminate()
         try:
@@ -86,3 +95,10 @@ def coturn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="module")
+def coturn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Start coturn on loopback with the configuration of docs/deployment.md."""
+    with running_coturn(tmp_path_factory.mktemp("coturn")) as server:
+        yield server.url

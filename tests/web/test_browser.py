@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -530,3 +531,115 @@ def test_times_are_on_the_24_hour_clock(live: Live, browser: Any, lang: str,
     page.goto(f"{live.url}/agent/today")
     _no_am_pm(page)
     context.close()
+
+
+RELAY_ONLY = """(servers) => {
+  // Both pages reach each other through the test's coturn only, so that pausing it cuts
+  // the media path (the page's own code is untouched: only the browser's constructor).
+  const Native = window.RTCPeerConnection;
+  window.RTCPeerConnection = class extends Native {
+    constructor(config = {}) {
+      super({...config, iceServers: servers, iceTransportPolicy: "relay"});
+    }
+  };
+}"""
+
+WATCH_STATES = """() => {
+  window.__states = [document.getElementById("call-state").dataset.callState];
+  new MutationObserver(() => {
+    const s = document.getElementById("call-state").dataset.callState;
+    if (window.__states.at(-1) !== s) window.__states.push(s);
+  }).observe(document.getElementById("call-state"), {attributes: true});
+  window.visioCall.ws.__before = true;
+  for (const p of window.visioCall.peers.values()) p.pc.__before = true;
+}"""
+
+UFRAGS = """() => [...window.visioCall.peers.values()].map((p) => ({
+  polite: p.polite, same: p.pc.__before === true, state: p.pc.connectionState,
+  local: (p.pc.localDescription?.sdp.match(/a=ice-ufrag:(\\S+)/) || [])[1],
+  remote: (p.pc.remoteDescription?.sdp.match(/a=ice-ufrag:(\\S+)/) || [])[1]}))"""
+
+SELECTED_TYPES = """async () => {
+  const types = [];
+  for (const p of window.visioCall.peers.values()) {
+    const report = await p.pc.getStats();
+    report.forEach((s) => {
+      if (s.type === "transport" && s.selectedCandidatePairId) {
+        const pair = report.get(s.selectedCandidatePairId);
+        types.push(report.get(pair.localCandidateId).candidateType);
+      }
+    });
+  }
+  return types;
+}"""
+
+
+def test_ice_restart_brings_the_call_back_without_reload(
+        live: Live, browser: Any, tmp_path: Any) -> None:
+    """The media path is cut (the relay both sides use is paused): both pages show
+    `reconnecting`, the leading side restarts ICE on the same peer connection (no reload,
+    no new signaling socket), and once the path is back both are `connected` with video
+    frames rising again."""
+    import os
+    import signal
+    from datetime import UTC, datetime
+
+    from signaling.turn import turn_credentials
+    from tests.coturn import SECRETS, running_coturn
+
+    appointment = live.appointment_now(commune="Hondschoote", operator="SFP-TF", staff=1,
+                                       theme="retraite", booth=3)
+    with running_coturn(tmp_path) as turn:
+        pages = []
+        contexts = []
+        for email, who in ((AGENT, "kiosk"), ("staff.sfp-tf@visio.test", "staff")):
+            username, password = turn_credentials(secret=SECRETS[0], peer_id=who, ttl=600,
+                                                  now=datetime.now(UTC))
+            context = browser.new_context(locale="fr-FR")
+            servers = [{"urls": [turn.url], "username": username, "credential": password}]
+            context.add_init_script(script=f"({RELAY_ONLY})({json.dumps(servers)})")
+            contexts.append(context)
+            page = context.new_page()
+            log_in(page, live.url, email)
+            page.goto(f"{live.url}/call/{appointment}")
+            wait_until(lambda p=page: call_state(p) in ("waiting", "connecting", "connected"),
+                       what=f"{who} on the call page")
+            pages.append(page)
+        try:
+            for page in pages:
+                wait_until(lambda p=page: call_state(p) == "connected", what="connected")
+                assert page.evaluate(SELECTED_TYPES) == ["relay"]
+                assert frames_rising(page)
+                page.evaluate(WATCH_STATES)
+            before = {id(p): p.evaluate(UFRAGS)[0] for p in pages}
+            [leader] = [p for p in pages if not before[id(p)]["polite"]]
+
+            os.kill(turn.process.pid, signal.SIGSTOP)
+            try:
+                for page in pages:
+                    wait_until(lambda p=page: call_state(p) == "reconnecting", within=20,
+                               what="reconnecting while the path is cut")
+                # The leading side restarts ICE on its own connection: new credentials.
+                wait_until(lambda: (leader.evaluate(UFRAGS) or [before[id(leader)]])[0]["local"]
+                           != before[id(leader)]["local"], within=20, what="an ICE restart")
+            finally:
+                os.kill(turn.process.pid, signal.SIGCONT)
+
+            for page in pages:
+                wait_until(lambda p=page: call_state(p) == "connected", within=45,
+                           what="connected again")
+            for page in pages:
+                after = page.evaluate(UFRAGS)[0]
+                assert after["same"], "a new peer connection: not an ICE restart"
+                assert page.evaluate("window.visioCall.ws.__before") is True  # no reload
+                assert after["local"] != before[id(page)]["local"]
+                assert after["remote"] != before[id(page)]["remote"]
+                states = page.evaluate("window.__states")
+                assert states[0] == "connected"
+                assert states[-1] == "connected"
+                assert "reconnecting" in states
+                assert "failed" not in states
+                assert frames_rising(page)
+        finally:
+            for context in contexts:
+                context.close()
