@@ -27,6 +27,7 @@ from visio.keys import (
     holidays_key,
     limits_key,
     metrics_key,
+    search_cache_key,
     settings_key,
 )
 from visio.notify.dispatcher import Dispatcher, schedule_dispatch
@@ -39,6 +40,7 @@ from visio.observability import (
 )
 from visio.observability import install as install_observability
 from visio.security import dummy_hash, password_hasher
+from visio.services.search_cache import SearchCache
 from visio.settings import Settings
 from visio.signaling_host import mount_signaling
 from visio.web import mount_pages
@@ -84,6 +86,9 @@ def create_app(
     app[dummy_hash_key] = dummy_hash(hasher)
     app[holidays_key] = HolidayCalendar()
     app[limits_key] = ExpensiveLimits.from_settings(settings)
+    app[search_cache_key] = SearchCache(
+        settings.search_cache_entries,
+        on_lookup=lambda outcome: metrics.search_cache.labels(outcome).inc())
     app.on_response_prepare.append(_server_header)
 
     async def database_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -14,6 +14,7 @@ from visio.db import Database
 from visio.domain.calendars import HolidayCalendar
 from visio.observability import Metrics
 from visio.services.calls import CallPolicy
+from visio.services.search_cache import SearchCache
 from visio.settings import Settings
 
 settings_key = web.AppKey("settings", Settings)
@@ -33,5 +34,6 @@ clock_key = web.AppKey("clock", Clock)
 call_policy_key = web.AppKey("call_policy", CallPolicy)
 signaling_app_key = web.AppKey("signaling_app", web.Application)
 limits_key = web.AppKey("limits", ExpensiveLimits)
+search_cache_key = web.AppKey("search_cache", SearchCache)
 metrics_key = web.AppKey("metrics", Metrics)
 templates_key = web.AppKey("templates", jinja2.Environment)

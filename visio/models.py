@@ -275,6 +275,19 @@ class BusyPeriod(Base):
     reason: Mapped[str] = mapped_column(sa.String(200), default="")
 
 
+class SearchVersion(Base):
+    """How often what slot search caches has changed, per scope (``site:<id>``,
+    ``desk:<id>``, ``catalogue``, ``booked:site:<id>``, ``booked:staff:<id>``).
+
+    Written only by the triggers of migration 0008, in the writing transaction.
+    """
+
+    __tablename__ = "search_versions"
+
+    scope: Mapped[str] = mapped_column(sa.String(60), primary_key=True)
+    value: Mapped[int] = mapped_column(sa.BigInteger)
+
+
 class ImportedCalendar(Base):
     """A staff member's own calendar (ICS or CalDAV URL), fetched for its busy time.
 

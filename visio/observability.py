@@ -62,6 +62,10 @@ class Metrics:
             "visio_slot_search_duration_seconds",
             "Time to answer a successful GET /api/v1/slots.", buckets=_LATENCY_BUCKETS,
             registry=self.registry)
+        self.search_cache = Counter(
+            "visio_slot_search_cache",
+            "Slot-search cache lookups: hit, appointments (found again from the kept plan) "
+            "or miss.", ("outcome",), registry=self.registry)
         self.bookings = Counter(
             "visio_bookings", "Appointments booked or rescheduled.", ("operation",),
             registry=self.registry)

@@ -75,6 +75,9 @@ class Settings:
     """Slot searches running at once in one process; further ones wait in line."""
     search_max_wait_seconds: float = 2.0
     """How long a slot search waits for a free place in line before 429 with Retry-After 1."""
+    search_cache_entries: int = 256
+    """Slot searches (site, theme, filters, window) whose loaded data one process keeps,
+    checked against the database's change counters on every use; 0 keeps none."""
     redis_url: str = ""
     """Redis URL linking several signaling instances; empty for a single process."""
     allowed_origins: tuple[str, ...] = ()
@@ -202,6 +205,7 @@ class Settings:
             search_rate_per_minute=int(env.get("VISIO_SEARCH_RATE_PER_MINUTE", "60")),
             search_concurrency=int(env.get("VISIO_SEARCH_CONCURRENCY", "4")),
             search_max_wait_seconds=float(env.get("VISIO_SEARCH_MAX_WAIT_SECONDS", "2")),
+            search_cache_entries=int(env.get("VISIO_SEARCH_CACHE_ENTRIES", "256")),
             redis_url=env.get("VISIO_REDIS_URL", ""),
             allowed_origins=_split(env.get("VISIO_ALLOWED_ORIGINS", "")),
             join_before_seconds=int(env.get("VISIO_JOIN_BEFORE_SECONDS", "900")),

@@ -12,7 +12,7 @@ from visio.api import codec, views
 from visio.api.context import caller
 from visio.api.rooms import close_rooms
 from visio.contract import bodies as api
-from visio.keys import clock_key, database_key, holidays_key, limits_key
+from visio.keys import clock_key, database_key, holidays_key, limits_key, search_cache_key
 from visio.services import (
     appointments,
     availability,
@@ -59,7 +59,8 @@ async def search_slots(request: web.Request) -> web.Response:
                 operator_id=query.operator_id,
                 language=query.language.value if query.language else None,
                 stop_id=query.stop_id, staff_id=query.staff_id),
-            now=request.app[clock_key](), holidays=request.app[holidays_key])
+            now=request.app[clock_key](), holidays=request.app[holidays_key],
+            cache=request.app[search_cache_key])
     return codec.respond(api.Page(items=[views.slot(s, found.zone) for s in found.slots]))
 
 

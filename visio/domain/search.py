@@ -15,7 +15,7 @@ from visio.domain.intervals import Interval, clear_starts, feasible_starts, inte
 from visio.domain.slot_types import ServiceRule, SiteCalendar, Slot, StaffCalendar
 from visio.domain.views import Shape, ViewCache, shape_of, site_view, speaks
 
-__all__ = ["nearest", "search_slots"]
+__all__ = ["nearest", "search_slots", "within_reach"]
 
 _DAY = timedelta(days=1)
 _SLOT_ORDER = attrgetter("start", "operator_id", "staff_id", "service_id")
@@ -43,7 +43,7 @@ def search_slots(
     services: Sequence[ServiceRule],
     staff: Sequence[StaffCalendar],
     window: Interval,
-    now: datetime,
+    now: datetime | None,
     holidays: HolidayCalendar,
     language: str | None = None,
     stop_id: str | None = None,
@@ -53,8 +53,13 @@ def search_slots(
 
     Unless ``per_staff``, each (start, operator, service) is offered once, with the staff
     member holding the fewest appointments in ``window`` (then the smallest staff id).
+
+    With ``now`` None, each service's notice and horizon are not applied: the slots of a
+    search at any instant are then :func:`within_reach` of these (which staff member
+    offers a start does not depend on the instant).
     """
-    now = require_aware(now, "now")
+    if now is not None:
+        now = require_aware(now, "now")
     cache = ViewCache(holidays)
     # One extra local day before the window: a candidate generated on the previous local
     # date can only land in the window through a DST gap at midnight, but check_start
@@ -171,13 +176,16 @@ def _open_starts(
     free: list[Interval],
     service: ServiceRule,
     window: Interval,
-    now: datetime,
+    now: datetime | None,
     cache: ViewCache,
 ) -> list[datetime]:
-    """Grid starts whose appointment fits in ``free``, within notice, horizon and window."""
+    """Grid starts whose appointment fits in ``free``, within notice, horizon and window
+    (within the window only, without ``now``)."""
     duration = service.duration
-    earliest = max(window.start, now + service.notice)
-    latest = min(now + service.horizon, window.end - duration)
+    earliest, latest = window.start, window.end - duration
+    if now is not None:
+        earliest = max(earliest, now + service.notice)
+        latest = min(latest, now + service.horizon)
     if latest < earliest:
         return []
     starts = shape.grid(service.grid_step, cache)
@@ -185,6 +193,21 @@ def _open_starts(
     for lo, hi in feasible_starts(free, (), duration, duration, earliest, latest):
         base += starts[bisect_left(starts, lo) : bisect_right(starts, hi)]
     return base
+
+
+def within_reach(
+    slots: Sequence[Slot], services: Sequence[ServiceRule], now: datetime
+) -> list[Slot]:
+    """The ``slots`` a search at ``now`` may offer: each service's from ``now`` plus its
+    notice to ``now`` plus its horizon (the order is kept)."""
+    now = require_aware(now, "now")
+    bounds = {s.service_id: (now + s.notice, now + s.horizon) for s in services}
+    reachable: list[Slot] = []
+    for slot in slots:
+        earliest, latest = bounds[slot.service_id]
+        if earliest <= slot.start <= latest:
+            reachable.append(slot)
+    return reachable
 
 
 def nearest(slots: Sequence[Slot], target: datetime, limit: int = 3) -> list[Slot]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, time, timedelta
 from operator import attrgetter
 from typing import Any
@@ -144,11 +144,18 @@ async def load_site(
     *, session: AsyncSession, site: m.Site, window: Interval,
     exclude_appointment_id: str | None = None,
 ) -> SiteCalendar:
-    """The site's hours or stops, closures and booth occupation over ``window``.
+    """The site's hours or stops, closures and booth occupation over ``window``."""
+    calendar = await load_site_rules(session=session, site=site, window=window)
+    return replace(calendar, booth_full=await load_booth_full(
+        session=session, site_id=site.id, booths=site.booths, window=window,
+        exclude_appointment_id=exclude_appointment_id))
 
-    Booth occupation comes as ``booth_full``: the periods where all ``site.booths`` booths
-    are taken (appointments counted per distinct (start, end) in SQL).
-    """
+
+async def load_site_rules(
+    *, session: AsyncSession, site: m.Site, window: Interval,
+) -> SiteCalendar:
+    """The site's hours or stops and closures over ``window``, without its appointments
+    (``booth_full`` is empty: see :func:`load_booth_full`)."""
     conn = await _connection(session)
     first, last = _widen(window, site.timezone)
     hours: dict[int, list[DailyRange]] = defaultdict(list)
@@ -174,10 +181,24 @@ async def load_site(
             m.ClosureDay.site_id == site.id, m.ClosureDay.day.between(first, last)
         )
     )).scalars().all())
+    return SiteCalendar(
+        site_id=site.id, kind=site.kind, zone=site.timezone, country=site.country,
+        weekly_hours={k: tuple(v) for k, v in hours.items()}, stops=stops,
+        closures=closures, booths=site.booths, booth_full=(),
+    )
+
+
+async def load_booth_full(
+    *, session: AsyncSession, site_id: str, booths: int, window: Interval,
+    exclude_appointment_id: str | None = None,
+) -> tuple[Interval, ...]:
+    """The periods around ``window`` where all ``booths`` booths of the site are taken
+    (appointments counted per distinct (start, end) in SQL)."""
+    conn = await _connection(session)
     busy_query = (
         sa.select(_raw(m.Appointment.start), _raw(m.Appointment.end), sa.func.count())
         .where(
-            m.Appointment.site_id == site.id, HOLDS_TIME,
+            m.Appointment.site_id == site_id, HOLDS_TIME,
             m.Appointment.start < window.end, m.Appointment.end > window.start,
             m.Appointment.start > window.start - LONGEST_BOOTH_HOLD,
         )
@@ -186,16 +207,11 @@ async def load_site(
     if exclude_appointment_id is not None:
         busy_query = busy_query.where(m.Appointment.id != exclude_appointment_id)
     interval = _Intervals(conn.dialect, m.Appointment.start)
-    booth_full = tuple(saturated_counts(
+    return tuple(saturated_counts(
         ((interval(start, end), count)
          for start, end, count in (await conn.execute(busy_query)).all()),
-        site.booths,
+        booths,
     ))
-    return SiteCalendar(
-        site_id=site.id, kind=site.kind, zone=site.timezone, country=site.country,
-        weekly_hours={k: tuple(v) for k, v in hours.items()}, stops=stops,
-        closures=closures, booths=site.booths, booth_full=booth_full,
-    )
 
 
 # ------------------------------------------------------------------------------ staff
@@ -268,6 +284,17 @@ async def _weekly_rules(
     return result
 
 
+async def load_staff_busy(
+    *, session: AsyncSession, staff_ids: Sequence[str], window: Interval,
+    exclude_appointment_id: str | None = None,
+) -> dict[str, tuple[Interval, ...]]:
+    """Each staff member's appointments (start to ``staff_until``) around ``window``,
+    sorted; staff without any are absent from the mapping."""
+    conn = await _connection(session)
+    return {sid: tuple(sorted(found, key=_BOUNDS)) for sid, found in (
+        await _staff_busy(conn, list(staff_ids), window, exclude_appointment_id)).items()}
+
+
 async def _staff_busy(
     conn: AsyncConnection, ids: list[str], window: Interval,
     exclude_appointment_id: str | None,
@@ -311,10 +338,11 @@ async def _staff_busy(
 async def load_staff(
     *, session: AsyncSession, operator_ids: Sequence[str], window: Interval,
     staff_id: str | None = None, exclude_appointment_id: str | None = None,
-    desk_ids: Collection[str] | None = None,
+    desk_ids: Collection[str] | None = None, with_busy: bool = True,
 ) -> list[StaffCalendar]:
     """Availability, absences, closures and busy time of the operators' active staff
-    (of these desks only, when ``desk_ids`` is given)."""
+    (of these desks only, when ``desk_ids`` is given; without their appointments unless
+    ``with_busy``: see :func:`load_staff_busy`)."""
     conn = await _connection(session)
     query = (
         sa.select(m.StaffMember.id, m.StaffMember.desk_id, m.Desk.operator_id,
@@ -376,7 +404,8 @@ async def load_staff(
         if owner is not None:
             closures[owner].add(day)
 
-    busy = await _staff_busy(conn, ids, window, exclude_appointment_id)
+    busy = (await _staff_busy(conn, ids, window, exclude_appointment_id) if with_busy
+            else {})
 
     no_rules: tuple[WeeklyRule, ...] = ()
     return [
@@ -389,7 +418,7 @@ async def load_staff(
             ),
             absences=tuple(sorted(absences[r.staff_id], key=_BOUNDS)),
             closures=frozenset(closures[r.operator_id] | closures[r.desk_id]),
-            busy=tuple(sorted(busy[r.staff_id], key=_BOUNDS)),
+            busy=tuple(sorted(busy.get(r.staff_id, ()), key=_BOUNDS)),
             languages=frozenset(r.languages),
         )
         for r in rows

@@ -36,6 +36,7 @@ from visio.keys import (
     hasher_key,
     holidays_key,
     limits_key,
+    search_cache_key,
     settings_key,
 )
 from visio.services import (
@@ -217,7 +218,8 @@ async def _booking_context(request: web.Request, who: Principal,
                 db=db, principal=who, query=slot_search.SlotQuery(
                     site_id=site.site.id, theme=theme, window=window,
                     operator_id=params.get("operator_id") or None),
-                now=request.app[clock_key](), holidays=request.app[holidays_key])
+                now=request.app[clock_key](), holidays=request.app[holidays_key],
+                cache=request.app[search_cache_key])
     except VisioError as err:
         context["refusal"] = _text(request, err.detail)
         return context
