@@ -196,6 +196,11 @@ class RtcPeer:
         self.states: dict[str, str] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._lock = asyncio.Lock()
+        #: Peers this side leads the negotiation with (it offered), their video flag, and
+        #: those owed a new offer once the answer to the one in flight is in.
+        self._leading: set[str] = set()
+        self._video: dict[str, bool] = {}
+        self._offer_again: set[str] = set()
         sock.handlers.append(self._on_frame)
 
     def counter(self, peer_id: str) -> Counter:
@@ -211,6 +216,7 @@ class RtcPeer:
         self.peer_id = joined["peer_id"]
         self.ice_servers = joined["ice_servers"]
         for peer in joined["peers"]:
+            self._video[peer["peer_id"]] = bool(peer.get("media", {}).get("video", True))
             if not joined["polite_toward"][peer["peer_id"]]:
                 await self._offer(peer["peer_id"])
         self._spawn(self._ping())
@@ -269,24 +275,48 @@ class RtcPeer:
     async def _offer(self, peer_id: str) -> None:
         pc = self._new_pc(peer_id)
         self._add_tracks(pc)
+        self._leading.add(peer_id)
+        await self._send_offer(peer_id, pc)
+
+    async def _send_offer(self, peer_id: str, pc: RTCPeerConnection) -> None:
         await pc.setLocalDescription(await pc.createOffer())
         desc = pc.localDescription
         await self.sock.send(
             {"type": "sdp", "to": peer_id, "description": {"type": desc.type, "sdp": desc.sdp}}
         )
 
+    async def _on_media(self, sender: str, video: bool) -> None:
+        """A peer turned its video on or off (audio only): this side, which leads, offers
+        again on the same connection, and the peer's answer carries its new directions
+        (a browser polite toward us never offers: we could not take its offer)."""
+        if self._video.get(sender, True) == video:
+            return
+        self._video[sender] = video
+        pc = self.pcs.get(sender)
+        if pc is None or sender not in self._leading:
+            return
+        if pc.signalingState != "stable":
+            self._offer_again.add(sender)
+            return
+        await self._send_offer(sender, pc)
+
     async def _on_frame(self, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
         async with self._lock:
             if kind == "peer_joined":
+                self._video[frame["peer_id"]] = bool(frame.get("media", {}).get("video", True))
                 if not frame["polite"]:
                     await self._offer(frame["peer_id"])
             elif kind == "peer_left":
+                self._leading.discard(frame["peer_id"])
+                self._offer_again.discard(frame["peer_id"])
                 pc = self.pcs.pop(frame["peer_id"], None)
                 if pc is not None:
                     await pc.close()
             elif kind == "sdp":
                 await self._on_sdp(frame["from"], frame["description"])
+            elif kind == "peer_media":
+                await self._on_media(frame["from"], bool(frame.get("video", True)))
             elif kind == "ice" and frame.get("candidate"):
                 pc = self.pcs.get(frame["from"])
                 c = frame["candidate"]
@@ -302,6 +332,7 @@ class RtcPeer:
             # aiortc cannot roll back, so the server makes sure we are never offered to while
             # our own offer is pending: an offer always starts a fresh connection here.
             pc = self._new_pc(sender)
+            self._leading.discard(sender)
             await pc.setRemoteDescription(desc)
             self._add_tracks(pc)
             await pc.setLocalDescription(await pc.createAnswer())
@@ -313,6 +344,9 @@ class RtcPeer:
             pc = self.pcs.get(sender)
             if pc is not None:
                 await pc.setRemoteDescription(desc)
+                if sender in self._offer_again:
+                    self._offer_again.discard(sender)
+                    await self._send_offer(sender, pc)
 
     async def close(self) -> None:
         for task in list(self._tasks):

@@ -226,7 +226,9 @@ def test_fallback_phone_shows_when_the_call_does_not_connect(live: Live, browser
 
 
 def test_browser_and_aiortc_peer_connect(live: Live, browser: Any) -> None:
-    """A kiosk in Chromium and an aiortc operator peer exchange media through the server."""
+    """A kiosk in Chromium and an aiortc operator peer exchange media through the server;
+    audio only on the browser stops the video both ways on the same connections (the
+    aiortc peer, which leads, offers again) while audio flows, and video comes back."""
     import requests
 
     from tests.signaling.sigpeer import RtcPeer, SignalingSocket
@@ -255,6 +257,46 @@ def test_browser_and_aiortc_peer_connect(live: Live, browser: Any) -> None:
         counters = wait_until(lambda: [c for c in bot.counters.values()
                                        if c.counts["video"] > 10], what="aiortc receiving")
         assert counters
+        [(browser_peer, counter)] = bot.counters.items()
+        aiortc_pc = bot.pcs[browser_peer]
+        page.evaluate("for (const p of window.visioCall.peers.values()) p.pc.__before = true")
+
+        def aiortc_rising(kind: str, by: int) -> bool:
+            first = counter.counts[kind]
+            return bool(wait_until(lambda: counter.counts[kind] >= first + by, within=20,
+                                   what=f"aiortc {kind} rising"))
+
+        def aiortc_video_still() -> bool:
+            first = counter.counts["video"]
+            time.sleep(1.0)
+            return counter.counts["video"] == first
+
+        # Audio only on the browser (polite toward aiortc, so it never offers itself).
+        page.click("#audio-only")
+        assert page.get_attribute("#audio-only", "aria-pressed") == "true"
+        wait_until(lambda: video_still(page), within=20, what="browser receives no video")
+        wait_until(aiortc_video_still, within=20, what="aiortc receives no video")
+        before = (inbound(page)["videoFrames"], counter.counts["video"])
+        assert frames_rising(page, "audioPackets", by=50)
+        assert aiortc_rising("audio", 50)
+        after = (inbound(page)["videoFrames"], counter.counts["video"])
+        assert after[0] - before[0] <= 2, (before, after)
+        assert after[1] - before[1] <= 2, (before, after)
+        assert call_state(page) == "connected"
+        # The same connections, renegotiated (no fresh connection, no ICE restart).
+        assert bot.pcs[browser_peer] is aiortc_pc
+        assert page.evaluate(
+            "[...window.visioCall.peers.values()].every((p) => p.pc.__before === true)")
+        directions = page.evaluate(
+            "[...window.visioCall.peers.values()][0].pc.getTransceivers()"
+            ".filter((t) => t.receiver.track.kind === 'video').map((t) => t.currentDirection)")
+        assert directions == ["inactive"]
+
+        # Back to video: both ways again.
+        page.click("#audio-only")
+        assert frames_rising(page)
+        assert aiortc_rising("video", 10)
+        assert bot.pcs[browser_peer] is aiortc_pc
     finally:
         context.close()
         live.server.run(bot.close())

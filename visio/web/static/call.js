@@ -137,13 +137,13 @@ function onFrame(frame) {
                                    (frame.ping_interval || 5) * 1000);
       send({type: "media", audio: call.audio, video: call.video && !call.audioOnly});
       for (const peer of frame.peers) {
-        newPeer(peer.peer_id, frame.polite_toward[peer.peer_id]);
+        newPeer(peer.peer_id, frame.polite_toward[peer.peer_id], peer.media);
         showPeerMedia(peer.media);
       }
       refreshState();
       break;
     case "peer_joined":
-      newPeer(frame.peer_id, frame.polite);
+      newPeer(frame.peer_id, frame.polite, frame.media);
       showPeerMedia(frame.media);
       refreshState();
       break;
@@ -153,7 +153,7 @@ function onFrame(frame) {
       break;
     case "sdp": onDescription(frame.from, frame.description); break;
     case "ice": onCandidate(frame.from, frame.candidate); break;
-    case "peer_media": showPeerMedia(frame); break;
+    case "peer_media": showPeerMedia(frame); peerVideo(frame.from, frame.video); break;
     case "room_closed": endCall(); break;
     default: break;
   }
@@ -168,11 +168,12 @@ function showPeerMedia(media) {
 
 // ------------------------------------------------------------------ peer connections
 
-function newPeer(peerId, polite) {
+function newPeer(peerId, polite, media) {
   closePeer(peerId);
   const pc = new RTCPeerConnection({iceServers: call.grant.ice_servers});
   const peer = {pc, polite, makingOffer: false, ignoreOffer: false, negotiated: false,
-                restartTimer: null};
+                restartTimer: null, video: media ? media.video !== false : true,
+                offerAgain: false};
   call.peers.set(peerId, peer);
   // Tracks are added before any answer, so a polite side answers with its media.
   for (const track of call.stream.getTracks()) pc.addTrack(track, call.stream);
@@ -188,18 +189,11 @@ function newPeer(peerId, polite) {
   });
   pc.addEventListener("icecandidate", ({candidate}) =>
     send({type: "ice", to: peerId, candidate: candidate ? candidate.toJSON() : null}));
-  pc.addEventListener("negotiationneeded", async () => {
-    // The polite side waits for the first offer (an aiortc peer cannot take one).
-    if (polite && !peer.negotiated) return;
-    try {
-      peer.makingOffer = true;
-      await pc.setLocalDescription();
-      send({type: "sdp", to: peerId, description: pc.localDescription.toJSON()});
-    } catch (err) {
-      console.warn("offer failed", err);
-    } finally {
-      peer.makingOffer = false;
-    }
+  pc.addEventListener("negotiationneeded", () => {
+    // Only the impolite side ever offers: the polite side may face an aiortc peer, which
+    // cannot take an offer it did not expect. A polite side that changes its directions
+    // (audio only) says so with a `media` frame, and the impolite side offers again.
+    if (!polite) offer(peerId, peer);
   });
   pc.addEventListener("connectionstatechange", () => {
     const state = pc.connectionState;
@@ -219,6 +213,33 @@ function newPeer(peerId, polite) {
     refreshState();
   });
   return peer;
+}
+
+async function offer(peerId, peer) {
+  const pc = peer.pc;
+  if (peer.makingOffer || pc.signalingState !== "stable") {
+    peer.offerAgain = true;  // once the answer to the offer in flight is in
+    return;
+  }
+  try {
+    peer.makingOffer = true;
+    peer.offerAgain = false;
+    await pc.setLocalDescription();
+    send({type: "sdp", to: peerId, description: pc.localDescription.toJSON()});
+  } catch (err) {
+    console.warn("offer failed", err);
+  } finally {
+    peer.makingOffer = false;
+  }
+}
+
+function peerVideo(peerId, video) {
+  // The other side turned its video on or off (audio only, camera): when this side leads
+  // the negotiation, offer again so that its answer carries its new directions.
+  const peer = call.peers.get(peerId);
+  if (!peer || video === undefined || peer.video === video) return;
+  peer.video = video;
+  if (!peer.polite && peer.negotiated) offer(peerId, peer);
 }
 
 function recover(peerId, peer) {
@@ -257,6 +278,7 @@ async function onDescription(from, description) {
       send({type: "sdp", to: from, description: pc.localDescription.toJSON()});
     }
     peer.negotiated = true;
+    if (description.type === "answer" && peer.offerAgain) offer(from, peer);
   } catch (err) {
     console.warn("description refused", err);
   }
