@@ -31,6 +31,8 @@ def _rendered(value: Any, texts: Catalogue) -> Any:
         return texts.render(value)
     if isinstance(value, dict):
         return {k: _rendered(v, texts) for k, v in value.items()}
+    if isinstance(value, tuple) and hasattr(value, "_asdict"):  # a named tuple: an object
+        return _rendered(value._asdict(), texts)
     if isinstance(value, list | tuple):
         return [_rendered(v, texts) for v in value]
     return value

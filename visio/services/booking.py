@@ -7,7 +7,7 @@ write lock on SQLite); a lost race becomes a 409 that proposes the nearest free 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -267,7 +267,7 @@ async def _book_once(
 def in_zone(slot: Slot, zone: str) -> Slot:
     """The slot with its instants in the site's zone (answers show its wall clock)."""
     tz = ZoneInfo(zone)
-    return replace(slot, start=slot.start.astimezone(tz), end=slot.end.astimezone(tz))
+    return slot._replace(start=slot.start.astimezone(tz), end=slot.end.astimezone(tz))
 
 
 async def _taken(

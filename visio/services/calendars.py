@@ -112,7 +112,7 @@ class _Intervals:
         return found
 
 
-def _one_of(dialect: Dialect, column: Any, values: Collection[Any]) -> Any:
+def one_of(dialect: Dialect, column: Any, values: Collection[Any]) -> Any:
     """``column IN values``; on PostgreSQL ``= ANY`` of one array parameter, which spares
     rendering and binding one parameter per value (a hundred staff ids per search)."""
     if dialect.name == "postgresql":
@@ -238,7 +238,7 @@ async def _weekly_rules(
     rule = m.AvailabilityRule
     columns = (rule.weekday, rule.opens, rule.closes, rule.valid_from, rule.valid_until)
     conditions = (
-        _one_of(conn.dialect, rule.staff_id, ids),
+        one_of(conn.dialect, rule.staff_id, ids),
         sa.or_(rule.valid_from.is_(None), rule.valid_from <= last),
         sa.or_(rule.valid_until.is_(None), rule.valid_until >= first),
     )
@@ -306,7 +306,7 @@ async def _staff_busy(
     """
     appointment = m.Appointment
     conditions = [
-        _one_of(conn.dialect, appointment.staff_id, ids), HOLDS_TIME,
+        one_of(conn.dialect, appointment.staff_id, ids), HOLDS_TIME,
         appointment.start < window.end + timedelta(hours=4),
         appointment.start > window.start - timedelta(hours=4) - LONGEST_STAFF_HOLD,
         appointment.staff_until > window.start - timedelta(hours=4),
@@ -349,7 +349,7 @@ async def load_staff(
                   m.Operator.country, m.Operator.timezone, m.StaffMember.languages)
         .join(m.Desk, m.Desk.id == m.StaffMember.desk_id)
         .join(m.Operator, m.Operator.id == m.Desk.operator_id)
-        .where(_one_of(conn.dialect, m.Desk.operator_id, operator_ids), m.StaffMember.active)
+        .where(one_of(conn.dialect, m.Desk.operator_id, operator_ids), m.StaffMember.active)
         .order_by(m.StaffMember.id)
     )
     if staff_id is not None:
@@ -357,7 +357,7 @@ async def load_staff(
     if desk_ids is not None:
         if not desk_ids:
             return []
-        query = query.where(_one_of(conn.dialect, m.StaffMember.desk_id, sorted(desk_ids)))
+        query = query.where(one_of(conn.dialect, m.StaffMember.desk_id, sorted(desk_ids)))
     rows = [StaffRow(a, b, c, d, e, tuple(f or ())) for a, b, c, d, e, f
             in (await conn.execute(query)).all()]
     if not rows:
@@ -373,7 +373,7 @@ async def load_staff(
     for sid, day, opens, closes in (await conn.execute(
         sa.select(m.AvailabilityOverride.staff_id, m.AvailabilityOverride.day,
                   m.AvailabilityOverride.opens, m.AvailabilityOverride.closes).where(
-            _one_of(conn.dialect, m.AvailabilityOverride.staff_id, ids),
+            one_of(conn.dialect, m.AvailabilityOverride.staff_id, ids),
             m.AvailabilityOverride.day.between(first, last),
         ).order_by(m.AvailabilityOverride.day, m.AvailabilityOverride.opens)
     )).all():
@@ -385,7 +385,7 @@ async def load_staff(
     absence = _Intervals(conn.dialect, m.BusyPeriod.start)
     for sid, start, end in (await conn.execute(
         sa.select(m.BusyPeriod.staff_id, _raw(m.BusyPeriod.start), _raw(m.BusyPeriod.end)).where(
-            _one_of(conn.dialect, m.BusyPeriod.staff_id, ids),
+            one_of(conn.dialect, m.BusyPeriod.staff_id, ids),
             m.BusyPeriod.start < window.end, m.BusyPeriod.end > window.start,
         )
     )).all():
@@ -395,8 +395,8 @@ async def load_staff(
     closures: dict[str, set[date]] = defaultdict(set)
     for op_id, desk_id, day in (await conn.execute(
         sa.select(m.ClosureDay.operator_id, m.ClosureDay.desk_id, m.ClosureDay.day).where(
-            sa.or_(_one_of(conn.dialect, m.ClosureDay.operator_id, operator_ids),
-                   _one_of(conn.dialect, m.ClosureDay.desk_id, desk_ids)),
+            sa.or_(one_of(conn.dialect, m.ClosureDay.operator_id, operator_ids),
+                   one_of(conn.dialect, m.ClosureDay.desk_id, desk_ids)),
             m.ClosureDay.day.between(first, last),
         )
     )).all():

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from visio import models as m
 from visio.domain.intervals import Interval
 from visio.domain.slot_types import ServiceRule, SiteCalendar, Slot, StaffCalendar
+from visio.services.calendars import one_of
 
 CATALOGUE = "catalogue"
 
@@ -55,9 +56,10 @@ def booked_staff_scope(staff_id: str) -> str:
 
 async def read_versions(session: AsyncSession, scopes: Collection[str]) -> dict[str, int]:
     """The current counter of each scope (0 for a scope never changed)."""
-    found = dict((await session.execute(
+    conn = await session.connection()
+    found = dict((await conn.execute(
         sa.select(m.SearchVersion.scope, m.SearchVersion.value)
-        .where(m.SearchVersion.scope.in_(sorted(scopes)))
+        .where(one_of(conn.dialect, m.SearchVersion.scope, sorted(scopes)))
     )).all())
     return {scope: found.get(scope, 0) for scope in scopes}
 
