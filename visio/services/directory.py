@@ -412,11 +412,14 @@ async def add_closure(*, db: Database, principal: Principal, data: api.ClosureCr
         raise Unprocessable(_("Give exactly one of site_id, operator_id or desk_id."))
     reason = (data.reason or "").strip()
     async with db.write() as session:
-        for model, value in ((m.Site, data.site_id), (m.Operator, data.operator_id),
-                             (m.Desk, data.desk_id)):
-            if value is not None and await session.get(model, value) is None:
-                raise NotFound(_("There is no {kind} {value}.",
-                                 kind=model.__tablename__[:-1], value=value))
+        if data.site_id is not None and await session.get(m.Site, data.site_id) is None:
+            raise NotFound(_("There is no site {site_id}.", site_id=data.site_id))
+        if (data.operator_id is not None
+                and await session.get(m.Operator, data.operator_id) is None):
+            raise NotFound(_("There is no operator {operator_id}.",
+                             operator_id=data.operator_id))
+        if data.desk_id is not None and await session.get(m.Desk, data.desk_id) is None:
+            raise NotFound(_("There is no desk {desk_id}.", desk_id=data.desk_id))
         booked = await _booked_on(session, data)
         if booked and not data.cancel_appointments:
             raise Conflict(
