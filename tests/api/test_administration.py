@@ -93,3 +93,20 @@ async def test_only_admins_administer(db: Database, client: Client) -> None:
         response = await client.request(method, url, json=body, headers=agent)
         assert response.status == 403, (method, url)
         assert response.content_type == "application/problem+json"
+
+
+async def test_closing_what_does_not_exist_names_it_in_the_callers_language(
+    db: Database, client: Client
+) -> None:
+    """A closure of an unknown site, operator or desk is a 404 whose sentence names it."""
+    headers = await auth_headers(client, await make_user(db, role="admin"))
+    for owner, french, dutch in (
+        ("site_id", "Il n'y a pas de site nowhere.", "Er is geen site nowhere."),
+        ("desk_id", "Il n'y a pas de guichet nowhere.", "Er is geen loket nowhere."),
+    ):
+        for language, sentence in (("fr", french), ("nl", dutch)):
+            response = await client.post(
+                "/api/v1/closures", json={"date": "2026-12-02", owner: "nowhere"},
+                headers={**headers, "Accept-Language": language})
+            assert response.status == 404
+            assert (await response.json())["detail"] == sentence
