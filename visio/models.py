@@ -288,6 +288,18 @@ class SearchVersion(Base):
     value: Mapped[int] = mapped_column(sa.BigInteger)
 
 
+class SearchTouch(Base):
+    """A scope touched by a statement of a transaction not yet committed (PostgreSQL):
+    noted by statement triggers, turned into ``search_versions`` bumps at commit."""
+
+    __tablename__ = "search_touches"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+                                    primary_key=True, autoincrement=True)
+    scope: Mapped[str] = mapped_column(sa.String(60))
+    txid: Mapped[int | None] = mapped_column(sa.BigInteger)
+
+
 class ImportedCalendar(Base):
     """A staff member's own calendar (ICS or CalDAV URL), fetched for its busy time.
 

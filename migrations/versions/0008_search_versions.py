@@ -9,8 +9,11 @@ territories, operator closures), and for appointments ``booked:site:<id>`` and
 its own transaction, so a change made by any instance (or by hand in SQL) is seen by
 every instance's next search.
 
-On PostgreSQL the triggers are deferred constraint triggers: they run at commit, so a
-booking holds the lock on its counters only while it commits.
+On PostgreSQL, statement triggers note the touched scopes in ``search_touches`` (one
+row per scope and statement, so a bulk load of a million rows notes a few thousand) and
+a deferred trigger bumps the counters at commit, in scope order: a booking locks its
+counters only while it commits. On SQLite (one writer at a time) row triggers bump the
+counters directly; ``search_touches`` stays empty there.
 
 Revision ID: 0008
 Revises: 0007
@@ -56,39 +59,70 @@ SCOPES: dict[str, tuple[str, ...]] = {
 _APPOINTMENT_TIME = ("status", "site_id", "staff_id", "start", '"end"', "staff_until")
 
 
+def _pg_keys(table: str, alias: str, rows: str) -> str:
+    """The scopes touched by the rows ``alias`` of ``rows`` (transition tables)."""
+    return " UNION ALL ".join(f"SELECT {scope.format(r=alias)} AS k FROM {rows}"
+                              for scope in SCOPES[table])
+
+
 def _pg_upgrade() -> None:
+    # Statement triggers note the scopes a statement touched in search_touches (one row
+    # per scope and statement, however many rows it changed); at commit, a deferred
+    # trigger turns this transaction's notes into counter bumps, all at once and in scope
+    # order: a booking locks its counters only while it commits, and two transactions
+    # always lock them in the same order.
+    op.execute("ALTER TABLE search_touches ALTER COLUMN txid SET DEFAULT txid_current()")
     op.execute("""
-        CREATE FUNCTION visio_search_bump(keys text[]) RETURNS void LANGUAGE sql AS $$
+        CREATE FUNCTION visio_search_settle() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            WITH mine AS (DELETE FROM search_touches WHERE txid = txid_current()
+                          RETURNING scope)
             INSERT INTO search_versions AS v (scope, value)
-            SELECT DISTINCT k, 1 FROM unnest(keys) AS k WHERE k IS NOT NULL ORDER BY 1
-            ON CONFLICT (scope) DO UPDATE SET value = v.value + 1
-        $$""")
+            SELECT scope, count(*) FROM mine GROUP BY scope ORDER BY scope
+            ON CONFLICT (scope) DO UPDATE SET value = v.value + EXCLUDED.value;
+            RETURN NULL;
+        END $$""")
+    op.execute("""
+        CREATE CONSTRAINT TRIGGER search_touches_settle AFTER INSERT ON search_touches
+        DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION visio_search_settle()""")
     op.execute("""
         CREATE FUNCTION visio_search_touch_all() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
-            PERFORM visio_search_bump(ARRAY['catalogue']);
+            INSERT INTO search_touches (scope) VALUES ('catalogue');
             RETURN NULL;
         END $$""")
-    for table, scopes in SCOPES.items():
-        keys = ", ".join(s.format(r=r) for r in ("OLD", "NEW") for s in scopes)
-        skip = ""
+    for table in SCOPES:
+        inserted, deleted = "new_rows n", "old_rows o"
+        changed = f"{_pg_keys(table, 'o', deleted)} UNION ALL {_pg_keys(table, 'n', inserted)}"
         if table == "appointments":
-            old = ", ".join(f"OLD.{c}" for c in _APPOINTMENT_TIME)
-            new = ", ".join(f"NEW.{c}" for c in _APPOINTMENT_TIME)
-            skip = (f"IF TG_OP = 'UPDATE' AND ({old}) IS NOT DISTINCT FROM ({new}) THEN"
-                    " RETURN NULL; END IF;")
+            # An update that neither moves nor frees time touches nothing.
+            old = ", ".join(f"o.{c}" for c in _APPOINTMENT_TIME)
+            new = ", ".join(f"n.{c}" for c in _APPOINTMENT_TIME)
+            moved = (f"old_rows o JOIN new_rows n ON n.id = o.id"
+                     f" WHERE ({old}) IS DISTINCT FROM ({new})")
+            changed = f"{_pg_keys(table, 'o', moved)} UNION ALL {_pg_keys(table, 'n', moved)}"
         op.execute(f"""
             CREATE FUNCTION visio_search_touch_{table}() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
-                {skip}
-                PERFORM visio_search_bump(ARRAY[{keys}]);
+                IF TG_OP = 'INSERT' THEN
+                    INSERT INTO search_touches (scope) SELECT DISTINCT k FROM
+                        ({_pg_keys(table, 'n', inserted)}) keys WHERE k IS NOT NULL;
+                ELSIF TG_OP = 'DELETE' THEN
+                    INSERT INTO search_touches (scope) SELECT DISTINCT k FROM
+                        ({_pg_keys(table, 'o', deleted)}) keys WHERE k IS NOT NULL;
+                ELSE
+                    INSERT INTO search_touches (scope) SELECT DISTINCT k FROM
+                        ({changed}) keys WHERE k IS NOT NULL;
+                END IF;
                 RETURN NULL;
             END $$""")
-        op.execute(f"""
-            CREATE CONSTRAINT TRIGGER search_touch_{table}
-            AFTER INSERT OR UPDATE OR DELETE ON {table}
-            DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
-            EXECUTE FUNCTION visio_search_touch_{table}()""")
+        for event, transitions in (("INSERT", "NEW TABLE AS new_rows"),
+                                   ("UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows"),
+                                   ("DELETE", "OLD TABLE AS old_rows")):
+            op.execute(f"""
+                CREATE TRIGGER search_touch_{table}_{event.lower()} AFTER {event} ON {table}
+                REFERENCING {transitions} FOR EACH STATEMENT
+                EXECUTE FUNCTION visio_search_touch_{table}()""")
         op.execute(f"""
             CREATE TRIGGER search_touch_{table}_truncate AFTER TRUNCATE ON {table}
             FOR EACH STATEMENT EXECUTE FUNCTION visio_search_touch_all()""")
@@ -118,6 +152,14 @@ def upgrade() -> None:
         sa.Column("value", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("scope", name=op.f("pk_search_versions")),
     )
+    op.create_table(
+        "search_touches",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+                  autoincrement=True, nullable=False),
+        sa.Column("scope", sa.String(length=60), nullable=False),
+        sa.Column("txid", sa.BigInteger(), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_search_touches")),
+    )
     dialect = op.get_bind().dialect.name
     if dialect == "postgresql":
         _pg_upgrade()
@@ -128,14 +170,16 @@ def upgrade() -> None:
 def downgrade() -> None:
     dialect = op.get_bind().dialect.name
     for table in SCOPES:
-        if dialect == "postgresql":
-            op.execute(f"DROP TRIGGER IF EXISTS search_touch_{table} ON {table}")
-            op.execute(f"DROP TRIGGER IF EXISTS search_touch_{table}_truncate ON {table}")
-            op.execute(f"DROP FUNCTION IF EXISTS visio_search_touch_{table}()")
-        elif dialect == "sqlite":
-            for event in ("insert", "update", "delete"):
+        for event in ("insert", "update", "delete", "truncate"):
+            if dialect == "postgresql":
+                op.execute(f"DROP TRIGGER IF EXISTS search_touch_{table}_{event} ON {table}")
+            elif dialect == "sqlite":
                 op.execute(f"DROP TRIGGER IF EXISTS search_touch_{table}_{event}")
+        if dialect == "postgresql":
+            op.execute(f"DROP FUNCTION IF EXISTS visio_search_touch_{table}()")
     if dialect == "postgresql":
+        op.execute("DROP TRIGGER IF EXISTS search_touches_settle ON search_touches")
         op.execute("DROP FUNCTION IF EXISTS visio_search_touch_all()")
-        op.execute("DROP FUNCTION IF EXISTS visio_search_bump(text[])")
+        op.execute("DROP FUNCTION IF EXISTS visio_search_settle()")
+    op.drop_table("search_touches")
     op.drop_table("search_versions")
