@@ -11,11 +11,18 @@ from operator import attrgetter
 
 from visio.domain.calendars import HolidayCalendar
 from visio.domain.instants import require_aware
-from visio.domain.intervals import Interval, clear_starts, feasible_starts, intersect, subtract
+from visio.domain.intervals import (
+    Interval,
+    IntervalIndex,
+    clear_starts,
+    feasible_starts,
+    intersect,
+    subtract,
+)
 from visio.domain.slot_types import ServiceRule, SiteCalendar, Slot, StaffCalendar
 from visio.domain.views import Shape, ViewCache, shape_of, site_view, speaks
 
-__all__ = ["nearest", "search_slots", "within_reach"]
+__all__ = ["nearest", "search_slots", "within_reach", "without_full"]
 
 _DAY = timedelta(days=1)
 _SLOT_ORDER = attrgetter("start", "operator_id", "staff_id", "service_id")
@@ -208,6 +215,17 @@ def within_reach(
         if earliest <= slot.start <= latest:
             reachable.append(slot)
     return reachable
+
+
+def without_full(slots: Sequence[Slot], newly_full: Sequence[Interval]) -> list[Slot]:
+    """The ``slots`` once the site's booths are all taken during ``newly_full`` as well.
+
+    Exact: a start is offered when its appointment fits the site's free time (and the
+    staff member's), and which staff member offers it does not depend on other starts;
+    so more booth-full time only takes away the slots that overlap it.
+    """
+    full = IntervalIndex(newly_full)
+    return [slot for slot in slots if not full.overlaps_span(slot.start, slot.end)]
 
 
 def nearest(slots: Sequence[Slot], target: datetime, limit: int = 3) -> list[Slot]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import heapq
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from operator import attrgetter
@@ -14,10 +15,10 @@ from visio import models as m
 from visio.access import Principal
 from visio.db import Database
 from visio.domain.calendars import HolidayCalendar
-from visio.domain.intervals import Interval
+from visio.domain.intervals import Interval, subtract
 from visio.domain.kinds import SiteKind
 from visio.domain.messages import _
-from visio.domain.search import search_slots, within_reach
+from visio.domain.search import search_slots, within_reach, without_full
 from visio.domain.slot_types import SiteCalendar, Slot, Stop
 from visio.errors import NotFound, Unprocessable
 from visio.services.calendars import (
@@ -147,22 +148,42 @@ async def _refresh(
     session: AsyncSession, entry: Entry, current: Mapping[str, int], query: SlotQuery,
     holidays: HolidayCalendar,
 ) -> Entry:
-    """The entry after appointments changed: the changed ones read again, slots found."""
+    """The entry after appointments changed: the changed ones read again, and the slots
+    found again only where they can differ.
+
+    Slots of different operators never compete, so only the operators of staff whose
+    appointments changed are searched again. When the site's booths became full for
+    longer (a booking), the slots overlapping that time go; when they became free for
+    longer (a cancellation), everything is searched again.
+    """
     plan = entry.plan
     site_changed, staff_changed = entry.changed(current)
-    booth_full = entry.booth_full
+    booth_full, slots = entry.booth_full, list(entry.slots)
+    search_all = False
     if site_changed:
         booth_full = await load_booth_full(session=session, site_id=plan.site_id,
                                            booths=plan.booths, window=query.window)
+        if subtract(entry.booth_full, booth_full):
+            search_all = True
+        else:
+            slots = without_full(slots, subtract(booth_full, entry.booth_full))
     busy = dict(entry.busy)
     if staff_changed:
         found = await load_staff_busy(session=session, staff_ids=staff_changed,
                                       window=query.window)
         for staff_id in staff_changed:
             busy[staff_id] = found.get(staff_id, ())
+    if search_all:
+        slots = list(_find(plan, query, holidays, booth_full, busy))
+    elif staff_changed:
+        changed = {s.operator_id for s in plan.staff if s.staff_id in set(staff_changed)}
+        slots = list(heapq.merge(
+            [s for s in slots if s.operator_id not in changed],
+            _find(plan, query, holidays, booth_full, busy, operators=changed),
+            key=_SLOT_ORDER))
     booked = {scope: current[scope] for scope in entry.booked}
     return Entry(plan=plan, booked=booked, booth_full=booth_full, busy=busy,
-                 slots=_find(plan, query, holidays, booth_full, busy))
+                 slots=tuple(slots))
 
 
 async def _plan(
@@ -221,17 +242,21 @@ async def _appointments(
 def _find(
     plan: Plan, query: SlotQuery, holidays: HolidayCalendar,
     booth_full: tuple[Interval, ...], busy: Mapping[str, tuple[Interval, ...]],
+    operators: Collection[str] | None = None,
 ) -> tuple[Slot, ...]:
-    """The plan's slots with these appointments, without notice and horizon."""
+    """The plan's slots with these appointments (of these operators only, if given),
+    without notice and horizon."""
     if not plan.places:
         return ()
+    services = [s for s in plan.services if operators is None or s.operator_id in operators]
     staff = [replace(s, busy=busy[s.staff_id]) if busy.get(s.staff_id) else s
-             for s in plan.staff]
+             for s in plan.staff if operators is None or s.operator_id in operators]
     slots: list[Slot] = []
     for calendar, desks in plan.places:
         slots += search_slots(
-            site=replace(calendar, booth_full=booth_full), services=plan.services,
-            staff=staff if desks == plan.desk_ids else [s for s in staff if s.desk_id in desks],
+            site=replace(calendar, booth_full=booth_full), services=services,
+            staff=(staff if desks == plan.desk_ids and operators is None
+                   else [s for s in staff if s.desk_id in desks]),
             window=query.window, now=None, holidays=holidays, language=query.language,
             stop_id=query.stop_id, per_staff=query.staff_id is not None,
         )
