@@ -55,6 +55,13 @@ class Facts:
         return self.theme_nl if language == "nl" and self.theme_nl else self.theme_fr
 
 
+def _site_place(name: str, address: str, commune: str) -> str:
+    """Name, address and commune, without repeating a commune the address ends with."""
+    if address.rstrip().casefold().endswith(commune.strip().casefold()):
+        return f"{name}, {address}"
+    return f"{name}, {address}, {commune}"
+
+
 async def load_facts(*, db: Database, appointment_id: str) -> Facts | None:
     """The facts of one appointment, or None if it does not exist."""
     async with db.read() as session:
@@ -70,7 +77,7 @@ async def load_facts(*, db: Database, appointment_id: str) -> Facts | None:
     appointment, site, stop, operator, theme = row
     zone = ZoneInfo(site.timezone)
     place = (f"{stop.commune}, {stop.place}" if stop is not None
-             else f"{site.name}, {site.address}, {site.commune}")
+             else _site_place(site.name, site.address, site.commune))
     return Facts(
         appointment_id=appointment.id, version=appointment.version,
         status=appointment.status, start=appointment.start.astimezone(zone),
