@@ -297,7 +297,7 @@ class SearchTouch(Base):
     id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
                                     primary_key=True, autoincrement=True)
     scope: Mapped[str] = mapped_column(sa.String(60))
-    txid: Mapped[int | None] = mapped_column(sa.BigInteger)
+    txid: Mapped[int | None] = mapped_column(sa.BigInteger, index=True)
 
 
 class ImportedCalendar(Base):

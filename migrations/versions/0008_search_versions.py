@@ -75,6 +75,10 @@ def _pg_upgrade() -> None:
     op.execute("""
         CREATE FUNCTION visio_search_settle() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
+            -- The transaction's first note settles them all; the others find theirs gone.
+            IF NOT EXISTS (SELECT 1 FROM search_touches WHERE id = NEW.id) THEN
+                RETURN NULL;
+            END IF;
             WITH mine AS (DELETE FROM search_touches WHERE txid = txid_current()
                           RETURNING scope)
             INSERT INTO search_versions AS v (scope, value)
@@ -160,6 +164,7 @@ def upgrade() -> None:
         sa.Column("txid", sa.BigInteger(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_search_touches")),
     )
+    op.create_index(op.f("ix_search_touches_txid"), "search_touches", ["txid"])
     dialect = op.get_bind().dialect.name
     if dialect == "postgresql":
         _pg_upgrade()
@@ -181,5 +186,6 @@ def downgrade() -> None:
         op.execute("DROP TRIGGER IF EXISTS search_touches_settle ON search_touches")
         op.execute("DROP FUNCTION IF EXISTS visio_search_touch_all()")
         op.execute("DROP FUNCTION IF EXISTS visio_search_settle()")
+    op.drop_index(op.f("ix_search_touches_txid"), table_name="search_touches")
     op.drop_table("search_touches")
     op.drop_table("search_versions")
