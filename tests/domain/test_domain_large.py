@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import date, timedelta
 
 from tests.domain.domainkit import (
@@ -17,6 +18,7 @@ from tests.domain.domainkit import (
     weekly,
 )
 from visio.domain import Interval, IntervalIndex, StaffCalendar, check_start, search_slots
+from visio.domain.search import within_reach, without_full
 
 OPERATORS = ["caf", "cpam", "carsat", "dgfip", "be"]
 
@@ -90,3 +92,31 @@ def test_search_over_100_staff_four_weeks_and_20000_appointments() -> None:
             )
             is None
         )
+
+
+def test_the_cache_s_shortcuts_give_what_a_whole_search_gives() -> None:
+    """What the slot-search cache relies on, on the realistic load: slots found without
+    an instant and kept within reach; only some starts searched; booth time newly full."""
+    staff, booth_busy = build()
+    site = fixed_site(rng("08:30", "18:00"), booths=6, booth_busy=tuple(booth_busy))
+    # 45-minute appointments on a 15-minute grid: a start before a period can reach into it.
+    services = [service(op, duration=45, step=15, buffer=10) for op in OPERATORS]
+    window = day_window(date(2026, 3, 2), date(2026, 3, 29))
+    now = at(2026, 3, 1, 12)
+    common = {"services": services, "staff": staff, "window": window,
+              "holidays": HOLIDAYS}
+    for per_staff in (False, True):
+        timeless = search_slots(site=site, now=None, per_staff=per_staff, **common)  # type: ignore[arg-type]
+        assert within_reach(timeless, services, now) == search_slots(
+            site=site, now=now, per_staff=per_staff, **common)  # type: ignore[arg-type]
+        draw = random.Random(11)
+        for _ in range(5):
+            first = window.start + timedelta(minutes=5 * draw.randrange(8000))
+            some = Interval(first, first + timedelta(minutes=5 * draw.randrange(1, 400)))
+            assert search_slots(site=site, now=None, per_staff=per_staff, starts=some,
+                                **common) == [  # type: ignore[arg-type]
+                s for s in timeless if some.start <= s.start < some.end]
+        full = [iv(at(2026, 3, d, 10, 10), at(2026, 3, d, 11, 5)) for d in (3, 10, 17)]
+        fuller = replace(site, booth_full=(*site.booth_full, *full))
+        assert without_full(timeless, full) == search_slots(
+            site=fuller, now=None, per_staff=per_staff, **common)  # type: ignore[arg-type]

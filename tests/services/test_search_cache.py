@@ -164,11 +164,19 @@ async def test_a_change_through_one_instance_is_seen_by_the_others_next_search(
     operator_of = {staff.id: op.operator.id for op in world.operators for staff in op.staff}
     start = next(s[0] for s in offered if s[0].startswith("2026-12-02")
                  and len({operator_of[o[1]] for o in offered if o[0] == s[0]}) == 2)
+    both = []
     for op in world.operators:  # a search after each booking keeps the cache busy
-        await world.book(next(s for s in offered
-                              if s[0] == start and operator_of[s[1]] == op.operator.id))
+        both.append(await world.book(next(
+            s for s in offered if s[0] == start and operator_of[s[1]] == op.operator.id)))
         await world.same_everywhere()
     assert not [s for s in await world.same_everywhere() if s[0] == start]
+    # One of them cancelled: the booth is free again, for the other operator's staff too.
+    response = await world.one.post(f"/api/v1/appointments/{both[1]['id']}/cancel",
+                                    json={"reason": "Plus nécessaire"}, headers=world.agent)
+    assert response.status == 200, await response.text()
+    again = await world.same_everywhere()
+    assert {operator_of[s[1]] for s in again if s[0] == start} == {
+        op.operator.id for op in world.operators}
 
     # The site closed on Tuesday 1 December.
     closed = await world.one.post("/api/v1/closures", headers=world.admin, json={

@@ -25,6 +25,7 @@ from visio.domain.views import Shape, ViewCache, shape_of, site_view, speaks
 __all__ = ["nearest", "search_slots", "within_reach", "without_full"]
 
 _DAY = timedelta(days=1)
+_INSTANT = timedelta(microseconds=1)  # the last start of a half-open range is before its end
 _SLOT_ORDER = attrgetter("start", "operator_id", "staff_id", "service_id")
 _START = attrgetter("start")
 _PREFERENCE = attrgetter("load", "staff_id")
@@ -55,8 +56,13 @@ def search_slots(
     language: str | None = None,
     stop_id: str | None = None,
     per_staff: bool = False,
+    starts: Interval | None = None,
 ) -> list[Slot]:
     """Return the bookable slots in ``window`` at ``site``, sorted by (start, operator, staff).
+
+    With ``starts``, only the slots starting in it: exactly those of the whole search
+    (which staff member offers a start depends on the window's appointments, not on the
+    other starts), for a fraction of its cost.
 
     Unless ``per_staff``, each (start, operator, service) is offered once, with the staff
     member holding the fewest appointments in ``window`` (then the smallest staff id).
@@ -126,7 +132,8 @@ def search_slots(
             key = None if candidate.group is None else (candidate.group, id(service))
             base = None if key is None else bases.get(key)
             if base is None:
-                base = _open_starts(candidate.shape, candidate.free, service, window, now, cache)
+                base = _open_starts(candidate.shape, candidate.free, service, window, now,
+                                    cache, starts)
                 if key is not None:
                     bases[key] = base
             if not base:
@@ -185,14 +192,18 @@ def _open_starts(
     window: Interval,
     now: datetime | None,
     cache: ViewCache,
+    within: Interval | None = None,
 ) -> list[datetime]:
     """Grid starts whose appointment fits in ``free``, within notice, horizon and window
-    (within the window only, without ``now``)."""
+    (within the window only, without ``now``; within ``within`` too, if given)."""
     duration = service.duration
     earliest, latest = window.start, window.end - duration
     if now is not None:
         earliest = max(earliest, now + service.notice)
         latest = min(latest, now + service.horizon)
+    if within is not None:
+        earliest = max(earliest, within.start)
+        latest = min(latest, within.end - _INSTANT)
     if latest < earliest:
         return []
     starts = shape.grid(service.grid_step, cache)

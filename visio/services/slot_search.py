@@ -42,6 +42,7 @@ from visio.services.search_cache import (
 from visio.services.territories import covering_desks, site_place, stop_places
 
 MAX_SEARCH_DAYS = 62
+_INSTANT = timedelta(microseconds=1)
 _SLOT_ORDER = attrgetter("start", "operator_id", "staff_id", "service_id")
 
 
@@ -152,35 +153,41 @@ async def _refresh(
     found again only where they can differ.
 
     Slots of different operators never compete, so only the operators of staff whose
-    appointments changed are searched again. When the site's booths became full for
-    longer (a booking), the slots overlapping that time go; when they became free for
-    longer (a cancellation), everything is searched again.
+    appointments changed are searched again. Where the site's booths became full (a
+    booking), the slots overlapping that time go; where they became free (a
+    cancellation), the starts whose appointment could overlap it are searched again (for
+    the other operators).
     """
     plan = entry.plan
     site_changed, staff_changed = entry.changed(current)
     booth_full, slots = entry.booth_full, list(entry.slots)
-    search_all = False
+    freed: Interval | None = None  # where booth time was freed: its starts searched again
     if site_changed:
         booth_full = await load_booth_full(session=session, site_id=plan.site_id,
                                            booths=plan.booths, window=query.window)
-        if subtract(entry.booth_full, booth_full):
-            search_all = True
-        else:
-            slots = without_full(slots, subtract(booth_full, entry.booth_full))
+        slots = without_full(slots, subtract(booth_full, entry.booth_full))
+        free_again = subtract(entry.booth_full, booth_full)
+        if free_again:
+            longest = max(s.duration for s in plan.services)
+            freed = Interval(free_again[0].start - longest + _INSTANT, free_again[-1].end)
     busy = dict(entry.busy)
     if staff_changed:
         found = await load_staff_busy(session=session, staff_ids=staff_changed,
                                       window=query.window)
         for staff_id in staff_changed:
             busy[staff_id] = found.get(staff_id, ())
-    if search_all:
-        slots = list(_find(plan, query, holidays, booth_full, busy))
-    elif staff_changed:
-        changed = {s.operator_id for s in plan.staff if s.staff_id in set(staff_changed)}
-        slots = list(heapq.merge(
-            [s for s in slots if s.operator_id not in changed],
-            _find(plan, query, holidays, booth_full, busy, operators=changed),
-            key=_SLOT_ORDER))
+    changed = {s.operator_id for s in plan.staff if s.staff_id in set(staff_changed)}
+    others = {s.operator_id for s in plan.services} - changed
+    fresh: list[tuple[Slot, ...]] = []
+    if changed:
+        slots = [s for s in slots if s.operator_id not in changed]
+        fresh.append(_find(plan, query, holidays, booth_full, busy, operators=changed))
+    if freed is not None and others:
+        slots = [s for s in slots if not freed.start <= s.start < freed.end]
+        fresh.append(_find(plan, query, holidays, booth_full, busy, operators=others,
+                           starts=freed))
+    if fresh:
+        slots = list(heapq.merge(slots, *fresh, key=_SLOT_ORDER))
     booked = {scope: current[scope] for scope in entry.booked}
     return Entry(plan=plan, booked=booked, booth_full=booth_full, busy=busy,
                  slots=tuple(slots))
@@ -242,10 +249,10 @@ async def _appointments(
 def _find(
     plan: Plan, query: SlotQuery, holidays: HolidayCalendar,
     booth_full: tuple[Interval, ...], busy: Mapping[str, tuple[Interval, ...]],
-    operators: Collection[str] | None = None,
+    operators: Collection[str] | None = None, starts: Interval | None = None,
 ) -> tuple[Slot, ...]:
-    """The plan's slots with these appointments (of these operators only, if given),
-    without notice and horizon."""
+    """The plan's slots with these appointments (of these operators only, starting in
+    ``starts`` only, if given), without notice and horizon."""
     if not plan.places:
         return ()
     services = [s for s in plan.services if operators is None or s.operator_id in operators]
@@ -258,7 +265,7 @@ def _find(
             staff=(staff if desks == plan.desk_ids and operators is None
                    else [s for s in staff if s.desk_id in desks]),
             window=query.window, now=None, holidays=holidays, language=query.language,
-            stop_id=query.stop_id, per_staff=query.staff_id is not None,
+            stop_id=query.stop_id, per_staff=query.staff_id is not None, starts=starts,
         )
     if len(plan.places) > 1:
         slots.sort(key=_SLOT_ORDER)
