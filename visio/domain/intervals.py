@@ -24,6 +24,7 @@ __all__ = [
     "merge",
     "saturated",
     "saturated_counts",
+    "saturated_spans",
     "subtract",
 ]
 
@@ -124,18 +125,26 @@ def saturated(intervals: Sequence[Interval], capacity: int) -> list[Interval]:
 def saturated_counts(counted: Iterable[tuple[Interval, int]], capacity: int) -> list[Interval]:
     """Return the merged periods where at least ``capacity`` intervals overlap, each
     ``(interval, n)`` standing for ``n`` copies of ``interval`` (as ``GROUP BY`` counts)."""
+    return saturated_spans(((iv.start, iv.end, n) for iv, n in counted), capacity)
+
+
+def saturated_spans(
+    counted: Iterable[tuple[datetime, datetime, int]], capacity: int
+) -> list[Interval]:
+    """:func:`saturated_counts` of ``(start, end, n)`` triples (aware instants, start before
+    end), without building an ``Interval`` for each."""
     if capacity < 1:
         raise ValueError(f"capacity must be at least 1, got {capacity}")
     # Net change of depth per instant: at an instant where some intervals end and others
     # start, the depth from that instant on is what counts (half-open intervals that
     # merely touch never overlap), so ends and starts there simply add up.
     deltas: dict[datetime, int] = {}
-    for iv, n in counted:
+    for start, end, n in counted:
         if n < 0:
             raise ValueError(f"an interval cannot be counted {n} times")
         if n:
-            deltas[iv.start] = deltas.get(iv.start, 0) + n
-            deltas[iv.end] = deltas.get(iv.end, 0) - n
+            deltas[start] = deltas.get(start, 0) + n
+            deltas[end] = deltas.get(end, 0) - n
     pieces: list[Interval] = []
     depth = 0
     opened: datetime | None = None

@@ -27,7 +27,7 @@ from sqlalchemy.types import NullType
 
 from visio import models as m
 from visio.domain.calendars import DailyRange, DateOverride, WeeklyRule, local_days
-from visio.domain.intervals import Interval, saturated_counts
+from visio.domain.intervals import Interval, saturated_spans
 from visio.domain.slot_types import ServiceRule, SiteCalendar, StaffCalendar, Stop
 
 HOLDS_TIME = m.Appointment.status != "cancelled"
@@ -206,9 +206,9 @@ async def load_booth_full(
     )
     if exclude_appointment_id is not None:
         busy_query = busy_query.where(m.Appointment.id != exclude_appointment_id)
-    interval = _Intervals(conn.dialect, m.Appointment.start)
-    return tuple(saturated_counts(
-        ((interval(start, end), count)
+    instant = _Decoder(conn.dialect, m.Appointment.start)
+    return tuple(saturated_spans(
+        ((instant(start), instant(end), count)
          for start, end, count in (await conn.execute(busy_query)).all()),
         booths,
     ))
