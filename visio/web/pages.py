@@ -111,8 +111,7 @@ async def login_page(request: web.Request) -> web.Response:
 
 async def login(request: web.Request) -> web.Response:
     """Check the password (throttled like the API), open a session, go home."""
-    form = await request.post()
-    await session.check_csrf(request, str(form.get(session.CSRF_FIELD, "")))
+    form = await session.checked_form(request)
     email = str(form.get("email", ""))[:254]
     password = str(form.get("password", ""))[:1024]
     target = _safe_next(str(form.get("next", "")))
@@ -141,8 +140,7 @@ async def login(request: web.Request) -> web.Response:
 
 async def logout(request: web.Request) -> web.Response:
     """End the session on the server (its token is revoked) and forget the cookie."""
-    form = await request.post()
-    await session.check_csrf(request, str(form.get(session.CSRF_FIELD, "")))
+    await session.checked_form(request)
     token = session.session_token(request)
     if token is not None:
         with contextlib.suppress(NotAuthenticated):  # already ended
@@ -268,9 +266,7 @@ def _booking_of(form: dict[str, str]) -> api.Booking:
 async def book(request: web.Request) -> web.Response:
     """Book once per form (its Idempotency-Key): a second click shows the same booking."""
     who = await _who(request)
-    posted = await request.post()
-    form = {k: str(v) for k, v in posted.items()}
-    await session.check_csrf(request, form.get(session.CSRF_FIELD, ""))
+    form = {k: str(v) for k, v in (await session.checked_form(request)).items()}
     db = request.app[database_key]
     now = request.app[clock_key]()
     try:
@@ -431,8 +427,7 @@ async def availability_page(request: web.Request, *, feed_url: str | None = None
 async def create_feed(request: web.Request) -> web.Response:
     """A new feed of the staff member's appointments; its address is shown this once."""
     who = await _who(request)
-    form = await request.post()
-    await session.check_csrf(request, str(form.get(session.CSRF_FIELD, "")))
+    await session.checked_form(request)
     if who.staff_id is None:
         raise web.HTTPSeeOther("/")
     created = await feeds.create_feed(
@@ -445,8 +440,7 @@ async def create_feed(request: web.Request) -> web.Response:
 async def revoke_feed(request: web.Request) -> web.Response:
     """Revoke one of the staff member's feeds."""
     who = await _who(request)
-    form = await request.post()
-    await session.check_csrf(request, str(form.get(session.CSRF_FIELD, "")))
+    await session.checked_form(request)
     await feeds.revoke_feed(db=request.app[database_key], principal=who,
                             feed_id=codec.path_id(request), now=request.app[clock_key]())
     raise web.HTTPSeeOther("/staff/availability#calendars")
@@ -455,8 +449,7 @@ async def revoke_feed(request: web.Request) -> web.Response:
 async def import_calendar(request: web.Request) -> web.Response:
     """Register the staff member's own calendar (ICS or CalDAV) for its busy times."""
     who = await _who(request)
-    form = await request.post()
-    await session.check_csrf(request, str(form.get(session.CSRF_FIELD, "")))
+    form = await session.checked_form(request)
     if who.staff_id is None:
         raise web.HTTPSeeOther("/")
     raw = {"url": str(form.get("url", "")), "username": str(form.get("username", "")) or None,
@@ -479,8 +472,7 @@ async def import_calendar(request: web.Request) -> web.Response:
 async def remove_calendar(request: web.Request) -> web.Response:
     """Remove an imported calendar and the busy time it brought."""
     who = await _who(request)
-    form = await request.post()
-    await session.check_csrf(request, str(form.get(session.CSRF_FIELD, "")))
+    await session.checked_form(request)
     if who.staff_id is None:
         raise web.HTTPSeeOther("/")
     await imported_calendars.remove(db=request.app[database_key], principal=who,

@@ -15,6 +15,8 @@ import secrets
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from aiohttp.web_request import FileField
+from multidict import MultiDictProxy
 
 from visio.access import Principal
 from visio.domain.messages import _
@@ -92,6 +94,16 @@ async def check_csrf(request: web.Request, sent: str | None = None) -> None:
             or not hmac.compare_digest(sent, expected):
         raise Forbidden(_("This form has expired or comes from another site; "
                           "reload the page and try again."))
+
+
+async def checked_form(
+    request: web.Request,
+) -> MultiDictProxy[str | bytes | bytearray | FileField]:
+    """The posted form, once its CSRF field is checked (:func:`check_csrf`)."""
+    form = await request.post()
+    field = form.get(CSRF_FIELD, "")
+    await check_csrf(request, field if isinstance(field, str) else "")
+    return form
 
 
 def session_token(request: web.Request) -> str | None:
