@@ -158,12 +158,6 @@ class SearchCache:
         while len(self._entries) > self.capacity:
             self._entries.popitem(last=False)
 
-    def drop(self, key: SearchKey) -> None:
-        self._entries.pop(key, None)
-
-    def clear(self) -> None:
-        self._entries.clear()
-
     def heard(self, outcome: str) -> None:
         if self._on_lookup is not None:
             self._on_lookup(outcome)

@@ -176,7 +176,8 @@ async def _refresh(
                                       window=query.window)
         for staff_id in staff_changed:
             busy[staff_id] = found.get(staff_id, ())
-    changed = {s.operator_id for s in plan.staff if s.staff_id in set(staff_changed)}
+    moved = set(staff_changed)
+    changed = {s.operator_id for s in plan.staff if s.staff_id in moved}
     others = {s.operator_id for s in plan.services} - changed
     fresh: list[tuple[Slot, ...]] = []
     if changed:
