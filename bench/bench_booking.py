@@ -40,13 +40,14 @@ import time
 import traceback
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock_time
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import aiohttp
@@ -794,17 +795,24 @@ async def _admin(sql: str) -> None:
         await conn.close()
 
 
-def run_sqlite(scale: Scale) -> list[Row]:
+#: A benchmark of one backend: (label, database URL, its scale) to its rows.
+AnyScale = TypeVar("AnyScale")
+Bench = Callable[[str, str, AnyScale], Coroutine[Any, Any, list[Row]]]
+
+
+def on_sqlite(bench: Bench[AnyScale], scale: AnyScale) -> list[Row]:
+    """``bench`` on a fresh, migrated SQLite file, removed afterwards."""
     directory = Path(tempfile.mkdtemp(prefix="visio_bench_"))
     try:
         url = f"sqlite+aiosqlite:///{directory / 'bench.db'}"
         upgrade(url)
-        return asyncio.run(bench_backend("sqlite", url, scale))
+        return asyncio.run(bench("sqlite", url, scale))
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def run_postgres(scale: Scale) -> list[Row]:
+def on_postgres(bench: Bench[AnyScale], scale: AnyScale) -> list[Row]:
+    """``bench`` on a fresh, migrated PostgreSQL database, dropped afterwards."""
     name = f"visio_bench_{secrets.token_hex(4)}"
     try:
         asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
@@ -814,9 +822,17 @@ def run_postgres(scale: Scale) -> list[Row]:
     try:
         url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
         upgrade(url)
-        return asyncio.run(bench_backend("postgresql", url, scale, http=True))
+        return asyncio.run(bench("postgresql", url, scale))
     finally:
         asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def run_sqlite(scale: Scale) -> list[Row]:
+    return on_sqlite(bench_backend, scale)
+
+
+def run_postgres(scale: Scale) -> list[Row]:
+    return on_postgres(partial(bench_backend, http=True), scale)
 
 
 BACKENDS: dict[str, Callable[[Scale], list[Row]]] = {

@@ -36,10 +36,8 @@ from datetime import date, datetime, timedelta
 from datetime import time as clock_time
 from pathlib import Path
 
-import asyncpg
 import sqlalchemy as sa
 from aiohttp import web
-from sqlalchemy.engine import make_url
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
@@ -305,29 +303,11 @@ async def bench_search(label: str, url: str, scale: Scale) -> list[Row]:
 
 
 def run_sqlite(scale: Scale) -> list[Row]:
-    directory = Path(tempfile.mkdtemp(prefix="visio_bench_cal_"))
-    try:
-        url = f"sqlite+aiosqlite:///{directory / 'bench.db'}"
-        upgrade(url)
-        return asyncio.run(bench_search("sqlite", url, scale))
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+    return bb.on_sqlite(bench_search, scale)
 
 
 def run_postgres(scale: Scale) -> list[Row]:
-    name = f"visio_bench_{secrets.token_hex(4)}"
-    try:
-        asyncio.run(bb._admin(f'CREATE DATABASE "{name}"'))
-    except (OSError, asyncpg.PostgresError, TimeoutError) as err:
-        return [Row("postgresql", "unreachable", f"{type(err).__name__}: {err}", "—",
-                    "skipped")]
-    try:
-        url = make_url(bb.POSTGRES_URL).set(database=name).render_as_string(
-            hide_password=False)
-        upgrade(url)
-        return asyncio.run(bench_search("postgresql", url, scale))
-    finally:
-        asyncio.run(bb._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    return bb.on_postgres(bench_search, scale)
 
 
 BACKENDS: dict[str, Callable[[Scale], list[Row]]] = {
