@@ -6,7 +6,7 @@ Run with ``.venv/bin/python bench/bench_calendars.py`` (or ``bench/run.py --only
 1. Import of one 5,000-event feed with recurrences (Outlook-style: Windows zone names,
    weekly RRULEs with EXDATEs and moved occurrences, one-off events, all-day events,
    transparent ones): parsing and expansion over the 8-week booking horizon alone
-   (``visio.ics_busy.busy_intervals``), then the whole import (HTTP fetch from a local
+   (``visio.calendars.busy.busy_intervals``), then the whole import (HTTP fetch from a local
    server, expansion, storage of the busy periods) into a fresh SQLite database.
 2. Slot search with 100 staff members who each have imported busy time, beside the same
    search without it: the booking benchmark's dataset (one site with 20 booths, 10
@@ -47,10 +47,10 @@ import bench_booking as bb  # noqa: E402
 
 from visio import models as m  # noqa: E402
 from visio.access import Principal  # noqa: E402
+from visio.calendars.busy import busy_intervals  # noqa: E402
 from visio.db import Database, open_database  # noqa: E402
 from visio.domain.calendars import HolidayCalendar  # noqa: E402
 from visio.domain.kinds import Role  # noqa: E402
-from visio.ics_busy import busy_intervals  # noqa: E402
 from visio.migrate import upgrade  # noqa: E402
 from visio.perf import tune_gc  # noqa: E402
 from visio.services import imported_calendars, slot_search  # noqa: E402

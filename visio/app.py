@@ -14,7 +14,7 @@ from visio.api.limits import ExpensiveLimits
 from visio.api.problems import problems_middleware
 from visio.api.routes import PREFIX, api_routes
 from visio.api.usager import usager_routes
-from visio.calendar_jobs import schedule_calendar_fetches
+from visio.calendars.jobs import schedule_calendar_fetches
 from visio.clock import utcnow
 from visio.db import open_database
 from visio.domain.calendars import HolidayCalendar

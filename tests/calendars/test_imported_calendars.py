@@ -22,8 +22,8 @@ from tests.conftest import Client
 from tests.factories import OperatorBundle, auth_headers, make_operator, make_site, make_user
 from visio import models as m
 from visio.app import create_app
-from visio.calendar_fetch import TIMEOUT, FetchRefused, GuardedResolver, address_allowed, fetch
-from visio.calendar_jobs import fetch_calendars, schedule_calendar_fetches
+from visio.calendars.fetch import TIMEOUT, FetchRefused, GuardedResolver, address_allowed, fetch
+from visio.calendars.jobs import fetch_calendars, schedule_calendar_fetches
 from visio.db import Database
 from visio.keys import clock_key, database_key, settings_key
 from visio.services import imported_calendars

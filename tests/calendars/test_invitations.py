@@ -13,8 +13,8 @@ import pytest
 from tests.calendars import icaljs
 from tests.conftest import Client
 from tests.factories import auth_headers, make_operator, make_site, make_user, usager
+from visio.calendars.invitations import InvitationFacts, invitation_ics
 from visio.db import Database
-from visio.invitations import InvitationFacts, invitation_ics
 
 PARIS = ZoneInfo("Europe/Paris")
 STAMP = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)

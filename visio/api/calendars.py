@@ -11,10 +11,10 @@ from aiohttp import web
 from visio import models as m
 from visio.api import codec
 from visio.api.context import caller
+from visio.calendars.invitations import invitation_ics, load_invitation_facts
 from visio.contract import bodies as api
 from visio.domain.kinds import Language
 from visio.i18n import negotiate
-from visio.invitations import invitation_ics, load_invitation_facts
 from visio.keys import clock_key, database_key, settings_key
 from visio.services import appointments, feeds, imported_calendars
 

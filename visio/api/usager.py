@@ -20,9 +20,9 @@ from aiohttp import web
 
 from visio.api import codec
 from visio.api.context import caller
+from visio.calendars.invitations import invitation_ics, load_invitation_facts
 from visio.domain.messages import Message, Plain, _
 from visio.i18n import LANGUAGES, catalogue
-from visio.invitations import invitation_ics, load_invitation_facts
 from visio.keys import clock_key, database_key, settings_key
 from visio.notify.compose import BRING, Facts, load_facts
 from visio.services import appointments

@@ -20,10 +20,10 @@ from urllib.parse import urlsplit
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from visio.calendars.invitations import invitation_ics, load_invitation_facts
 from visio.clock import utcnow
 from visio.db import Database, open_database
 from visio.domain import reminders as r
-from visio.invitations import invitation_ics, load_invitation_facts
 from visio.notify import compose
 from visio.notify.senders import (
     Gateway,

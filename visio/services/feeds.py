@@ -15,11 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from visio import models as m
 from visio.access import Principal
-from visio.agenda_feed import feed_ics
+from visio.calendars.feed import feed_ics
+from visio.calendars.invitations import facts_where
 from visio.db import Database
 from visio.domain.messages import Message, Plain, _
 from visio.errors import Forbidden, NotFound
-from visio.invitations import facts_where
 from visio.security import digest, new_api_token
 from visio.services.accounts import _principal as principal_of_user
 

@@ -24,11 +24,11 @@ from cryptography.fernet import Fernet, InvalidToken
 
 from visio import models as m
 from visio.access import Principal
-from visio.calendar_fetch import FetchRefused, check_url, client_session, fetch
+from visio.calendars.busy import CalendarUnreadable, busy_intervals
+from visio.calendars.fetch import FetchRefused, check_url, client_session, fetch
 from visio.db import Database
 from visio.domain.messages import _
 from visio.errors import NotFound, Unprocessable
-from visio.ics_busy import CalendarUnreadable, busy_intervals
 from visio.settings import Settings
 
 log = logging.getLogger("visio.calendars")

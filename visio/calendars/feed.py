@@ -9,10 +9,10 @@ from datetime import datetime, timedelta
 
 from icalendar import Calendar, vDuration
 
+from visio.calendars.invitations import InvitationFacts, invitation_event
+from visio.calendars.zones import vtimezone
 from visio.domain.messages import Message
 from visio.i18n import catalogue
-from visio.ical_zones import vtimezone
-from visio.invitations import InvitationFacts, invitation_event
 
 PRODID = "-//visio//visio agenda//EN"
 REFRESH = timedelta(minutes=15)

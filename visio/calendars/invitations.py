@@ -2,7 +2,7 @@
 
 One stable UID per appointment; SEQUENCE is the appointment's version, so calendar
 clients replace the event on every change instead of keeping a stale duplicate. Times
-carry the site's TZID with a VTIMEZONE written with RRULEs (``visio.ical_zones``).
+carry the site's TZID with a VTIMEZONE written with RRULEs (``visio.calendars.zones``).
 The notifications mail the same bytes this module writes.
 """
 
@@ -19,11 +19,11 @@ from icalendar import Alarm, Calendar, Event, vCalAddress, vText
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from visio import models as m
+from visio.calendars.zones import vtimezone
 from visio.db import Database
 from visio.domain.messages import Message, Plain, _
 from visio.errors import NotFound
 from visio.i18n import catalogue
-from visio.ical_zones import vtimezone
 
 PRODID = "-//visio//visio invitations//EN"
 ALARM_BEFORE = timedelta(minutes=15)
