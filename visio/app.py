@@ -13,7 +13,6 @@ from visio.api.calendars import serve_feed
 from visio.api.limits import ExpensiveLimits
 from visio.api.problems import problems_middleware
 from visio.api.routes import PREFIX, api_routes
-from visio.api.usager import usager_routes
 from visio.calendars.jobs import schedule_calendar_fetches
 from visio.clock import utcnow
 from visio.db import open_database
@@ -44,6 +43,7 @@ from visio.services.search_cache import SearchCache
 from visio.settings import Settings
 from visio.signaling_host import mount_signaling
 from visio.web import mount_pages
+from visio.web.usager import usager_routes
 
 SERVER = "visio"
 

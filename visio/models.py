@@ -437,6 +437,14 @@ class Appointment(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     cancel_reason: Mapped[str | None] = mapped_column(sa.String(500))
+    # The agent's question for the operator (never in a message, feed, .ics or log).
+    note: Mapped[str | None] = mapped_column(sa.String(1000))
+    # Who cancelled: agent, staff, usager (by their link), admin or closure.
+    cancelled_by: Mapped[str | None] = mapped_column(sa.String(12))
+    # When an agent first saw a cancellation by the usager (None: still new).
+    cancel_seen_at: Mapped[datetime | None]
+    # Since when a staff member's absence or closed day covers it (None: nothing to do).
+    to_rebook_since: Mapped[datetime | None]
 
     __table_args__ = (
         sa.CheckConstraint(
@@ -479,6 +487,8 @@ class AuditEntry(Base):
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     actor_id: Mapped[str | None] = mapped_column(ID, sa.ForeignKey("users.id"))
     action: Mapped[str] = mapped_column(sa.String(40))
+    # agent, staff, usager, admin or system: who acted, as the history names them.
+    actor_kind: Mapped[str | None] = mapped_column(sa.String(12))
     appointment_id: Mapped[str | None] = mapped_column(
         ID, sa.ForeignKey("appointments.id"), index=True
     )

@@ -17,7 +17,7 @@ from visio import models as m
 from visio.db import Database
 from visio.services import calls
 from visio.settings import Settings
-from visio.web import pages, session
+from visio.web import booking, session
 
 
 def csrf_of(html: str) -> str:
@@ -227,7 +227,7 @@ async def test_agent_prints_the_convocation_with_the_session(
                                          start=DEFAULT_NOW + timedelta(days=1))
     await log_in(client, agent)
     page = await (await client.get(f"/agent/appointments/{appointment.id}")).text()
-    served = any(getattr(r.resource, "canonical", None) == pages.CONVOCATION
+    served = any(getattr(r.resource, "canonical", None) == booking.CONVOCATION
                  for r in client.app.router.routes())
     response = await client.get(f"/agent/appointments/{appointment.id}/convocation")
     if served:

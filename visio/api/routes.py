@@ -16,9 +16,9 @@ from visio.api import (
     directory,
     notifications,
     territories,
-    usager,
 )
 from visio.contract import bodies as api
+from visio.web import usager
 
 PREFIX = "/api/v1"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

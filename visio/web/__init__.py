@@ -11,7 +11,8 @@ from aiohttp import web
 
 from visio.errors import NotAuthenticated, VisioError
 from visio.keys import templates_key
-from visio.web import live, pages
+from visio.web import agenda, auth, availability, booking, call, live
+from visio.web.common import refusal_page
 from visio.web.render import environment
 
 STATIC = Path(__file__).parent / "static"
@@ -28,7 +29,7 @@ def _page(handler: Handler) -> Handler:
         except NotAuthenticated:
             raise web.HTTPSeeOther(f"/login?next={quote(request.path_qs)}") from None
         except VisioError as err:
-            return await pages.not_found_page(request, err)
+            return await refusal_page(request, err)
 
     return wrapped
 
@@ -38,23 +39,23 @@ def mount_pages(app: web.Application) -> None:
     app[templates_key] = environment()
     p = _page
     app.router.add_routes([
-        web.get("/", p(pages.home)),
-        web.get("/login", p(pages.login_page)),
-        web.post("/login", p(pages.login)),
-        web.post("/logout", p(pages.logout)),
-        web.get("/lang", p(pages.choose_language)),
-        web.get("/agent/book", p(pages.booking_page)),
-        web.post("/agent/book", p(pages.book)),
-        web.get("/agent/appointments/{id}", p(pages.confirmation)),
-        web.get("/agent/appointments/{id}/convocation", p(pages.convocation)),
-        web.get("/agent/today", p(pages.today)),
-        web.get("/staff/agenda", p(pages.staff_agenda)),
-        web.get("/staff/availability", p(pages.availability_page)),
-        web.post("/staff/feeds", p(pages.create_feed)),
-        web.post("/staff/feeds/{id}/revoke", p(pages.revoke_feed)),
-        web.post("/staff/calendars", p(pages.import_calendar)),
-        web.post("/staff/calendars/{id}/remove", p(pages.remove_calendar)),
-        web.get("/call/{id}", p(pages.call_page)),
+        web.get("/", p(auth.home)),
+        web.get("/login", p(auth.login_page)),
+        web.post("/login", p(auth.login)),
+        web.post("/logout", p(auth.logout)),
+        web.get("/lang", p(auth.choose_language)),
+        web.get("/agent/book", p(booking.booking_page)),
+        web.post("/agent/book", p(booking.book)),
+        web.get("/agent/appointments/{id}", p(booking.confirmation)),
+        web.get("/agent/appointments/{id}/convocation", p(booking.convocation)),
+        web.get("/agent/today", p(agenda.today)),
+        web.get("/staff/agenda", p(agenda.staff_agenda)),
+        web.get("/staff/availability", p(availability.availability_page)),
+        web.post("/staff/feeds", p(availability.create_feed)),
+        web.post("/staff/feeds/{id}/revoke", p(availability.revoke_feed)),
+        web.post("/staff/calendars", p(availability.import_calendar)),
+        web.post("/staff/calendars/{id}/remove", p(availability.remove_calendar)),
+        web.get("/call/{id}", p(call.call_page)),
         web.post("/web/appointments/{id}/join", live.join),
         web.post("/web/test-calls", live.test_call),
         web.get("/web/presence", live.presence),

@@ -1,0 +1,94 @@
+"""Login, logout and the language switch."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import timedelta
+
+from aiohttp import web
+
+from visio.api.addresses import client_address
+from visio.domain.kinds import Role
+from visio.errors import NotAuthenticated, VisioError
+from visio.i18n import LANGUAGES
+from visio.keys import (
+    clock_key,
+    database_key,
+    dummy_hash_key,
+    hasher_key,
+    settings_key,
+)
+from visio.services import (
+    accounts,
+)
+from visio.web import session
+from visio.web.common import (
+    safe_next,
+    signed_in,
+    text,
+)
+from visio.web.render import render
+
+
+async def home(request: web.Request) -> web.Response:
+    """The caller's home page: booking for agents, the agenda for staff and admins."""
+    who = await signed_in(request)
+    raise web.HTTPSeeOther("/agent/book" if who.role is Role.AGENT else "/staff/agenda")
+
+
+async def login_page(request: web.Request) -> web.Response:
+    """The login form."""
+    return render(request, "login.html", next=safe_next(request.query.get("next")),
+                  error=None, email="")
+
+
+async def login(request: web.Request) -> web.Response:
+    """Check the password (throttled like the API), open a session, go home."""
+    form = await session.checked_form(request)
+    email = str(form.get("email", ""))[:254]
+    password = str(form.get("password", ""))[:1024]
+    target = safe_next(str(form.get("next", "")))
+    settings = request.app[settings_key]
+    try:
+        token = await accounts.log_in(
+            db=request.app[database_key], hasher=request.app[hasher_key],
+            dummy_hash=request.app[dummy_hash_key], email=email, password=password,
+            address=client_address(request, settings.trusted_proxies),
+            policy=accounts.LoginPolicy(
+                max_failures=settings.login_max_failures,
+                address_max_failures=settings.login_address_max_failures,
+                account_max_failures=settings.login_account_max_failures,
+                remember=timedelta(days=settings.login_remember_days),
+                window=timedelta(seconds=settings.login_window_seconds),
+                token_ttl=timedelta(seconds=settings.token_ttl_seconds)),
+            now=request.app[clock_key]())
+    except VisioError as err:
+        return render(request, "login.html", status=err.status, next=target,
+                      error=text(request, err.detail), email=email)
+    response = web.HTTPSeeOther(target)
+    session.set_cookie(request, response, session.SESSION_COOKIE, token.access_token,
+                       max_age=settings.token_ttl_seconds)
+    raise response
+
+
+async def logout(request: web.Request) -> web.Response:
+    """End the session on the server (its token is revoked) and forget the cookie."""
+    await session.checked_form(request)
+    token = session.session_token(request)
+    if token is not None:
+        with contextlib.suppress(NotAuthenticated):  # already ended
+            await accounts.log_out(db=request.app[database_key], token=token,
+                                   now=request.app[clock_key]())
+    response = web.HTTPSeeOther("/login")
+    response.del_cookie(session.SESSION_COOKIE, path="/")
+    raise response
+
+
+async def choose_language(request: web.Request) -> web.Response:
+    """Remember the language chosen (a year) and come back to the page."""
+    chosen = request.query.get("to", "")
+    response = web.HTTPSeeOther(safe_next(request.query.get("next")))
+    if chosen in LANGUAGES:
+        session.set_cookie(request, response, session.LANG_COOKIE, chosen,
+                           max_age=session.YEAR)
+    raise response
