@@ -165,4 +165,4 @@ async def put_availability(request: web.Request) -> web.Response:
     data = await codec.body(request, api.AvailabilityUpdate)
     return codec.respond(views.availability(await availability.replace_availability(
         db=request.app[database_key], principal=principal, staff_id=codec.path_id(request),
-        data=data)))
+        data=data, now=request.app[clock_key]())))

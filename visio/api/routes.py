@@ -132,7 +132,7 @@ def operations() -> list[Operation]:
           tag="availability"),
         op("PUT", "/staff/{id}/availability", appointments.put_availability,
           "Replace a staff member's availability", api.Availability,
-          body=api.AvailabilityUpdate, refusals=(404, 422), tag="availability"),
+          body=api.AvailabilityUpdate, refusals=(404, 409, 422), tag="availability"),
         op("GET", "/slots", appointments.search_slots, "Free slots", api.Page[api.Slot],
           query=api.SlotQuery, refusals=(404, 422, 429), tag="booking"),
         op("GET", "/appointments", appointments.list_appointments, "Appointments in scope",

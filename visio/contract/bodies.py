@@ -326,6 +326,9 @@ class AvailabilityUpdate(Request, frozen=True, kw_only=True):
     rules: Annotated[list[Rule], Meta(max_length=100)]
     overrides: Annotated[list[DateOverride], Meta(max_length=400)] = field(default_factory=list)
     absences: Annotated[list[Absence], Meta(max_length=400)] = field(default_factory=list)
+    #: Save even though booked appointments fall in a new absence or closed day: they are
+    #: then flagged for an agent to rebook (without it: 409 listing them, nothing saved).
+    confirm: bool = False
 
 
 class Availability(Resource, frozen=True, kw_only=True):
@@ -409,6 +412,9 @@ class Appointment(Resource, frozen=True, kw_only=True):
     created_at: Instant
     updated_at: Instant
     cancel_reason: str | None
+    #: Since when an absence or closed day of its staff member covers it (an agent must
+    #: move or cancel it); null when nothing is to do.
+    to_rebook_since: Instant | None = None
 
 
 class AppointmentQuery(Request, frozen=True, kw_only=True):

@@ -5,18 +5,23 @@ Read-only units of work for ``visio.web``; every query is scoped by the access p
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
 from visio import models as m
 from visio.access import KIOSK, Principal
 from visio.db import Database
+from visio.domain import absences
+from visio.domain.calendars import DailyRange, DateOverride, WeeklyRule
+from visio.domain.intervals import Interval
 from visio.domain.messages import _
 from visio.errors import NotFound
+from visio.services import availability
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +42,12 @@ class AgendaItem:
     operator_name: str
     staff_name: str
     usager_language: str
+    #: The agent's question for the operator (personal data: pages only, never logged).
+    note: str | None = None
+    #: The site's number (to reach the usager at the France Services).
+    site_phone: str | None = None
+    #: An absence or closed day of the staff member now covers it: an agent must rebook.
+    to_rebook: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +76,8 @@ def _item(row: Any) -> AgendaItem:
         theme=a.theme, theme_fr=theme.label_fr, theme_nl=theme.label_nl,
         usager_first_name=a.usager_first_name, site_name=site.name,
         stop_commune=stop.commune if stop is not None else None, operator_name=operator.name,
-        staff_name=staff.display_name, usager_language=a.usager_language)
+        staff_name=staff.display_name, usager_language=a.usager_language, note=a.note,
+        site_phone=site.phone, to_rebook=a.to_rebook_since is not None)
 
 
 async def agenda(*, db: Database, principal: Principal, start: datetime, end: datetime,
@@ -160,3 +172,29 @@ async def usager_messages(*, db: Database, principal: Principal,
         for appointment_id, kind, channel, due_at, status in (await session.execute(query)):
             found[appointment_id].append(UsagerMessage(kind, channel, due_at, status))
     return found
+
+
+async def free_time(*, db: Database, principal: Principal, days: Sequence[date],
+                    booked: Sequence[AgendaItem]) -> tuple[str, dict[date, list[Interval]]]:
+    """The caller's own working hours on ``days`` less absences and ``booked``; their zone.
+
+    Empty for a caller who is not operator staff.
+    """
+    if principal.staff_id is None:
+        return "Europe/Paris", {d: [] for d in days}
+    details = await availability.get_availability(db=db, principal=principal,
+                                                  staff_id=principal.staff_id)
+    zone = ZoneInfo(details.zone)
+    rules = [WeeklyRule(r.weekday, r.opens, r.closes, r.valid_from, r.valid_until)
+             for r in details.rules]
+    overrides: dict[date, list[DailyRange]] = {}
+    for o in details.overrides:
+        ranges = overrides.setdefault(o.day, [])
+        if o.opens is not None and o.closes is not None:
+            ranges.append(DailyRange(o.opens, o.closes))
+    by_day = {d: DateOverride(d, tuple(r)) for d, r in overrides.items()}
+    away = [Interval(a.start, a.end) for a in details.absences]
+    held = [Interval(i.start, i.end) for i in booked if i.status == "booked"]
+    return details.zone, {d: absences.free_time(d, rules=rules, overrides=by_day,
+                                                absences=away, booked=held, zone=zone)
+                          for d in days}

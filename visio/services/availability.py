@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
@@ -12,9 +14,10 @@ from visio import models as m
 from visio.access import Principal
 from visio.contract import bodies as api
 from visio.db import Database
-from visio.domain.messages import _
-from visio.errors import NotFound, Unprocessable
-from visio.services.directory import ranges_of
+from visio.domain import absences
+from visio.domain.intervals import Interval
+from visio.domain.messages import N_, _
+from visio.errors import Conflict, NotFound, Unprocessable
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,33 +55,119 @@ async def get_availability(*, db: Database, principal: Principal,
     return AvailabilityDetails(staff_id, zone or "Europe/Paris", rules, overrides, absences)
 
 
-async def replace_availability(*, db: Database, principal: Principal, staff_id: str,
-                               data: api.AvailabilityUpdate) -> AvailabilityDetails:
-    """Replace a staff member's rules, overrides and absences in one transaction."""
-    if not principal.may_edit_availability(staff_id):
-        raise NotFound(_("There is no staff member {staff_id} you can edit.", staff_id=staff_id))
+WEEKDAYS = (N_("Monday"), N_("Tuesday"), N_("Wednesday"), N_("Thursday"), N_("Friday"),
+            N_("Saturday"), N_("Sunday"))
+
+
+def _checked_rules(data: api.AvailabilityUpdate) -> list[tuple[api.Rule, time, time]]:
+    """The weekly rules, each refusal naming the row and the day as the editor shows them."""
     rules = []
     for index, rule in enumerate(data.rules):
+        where = _("Row {row} ({weekday})", row=index + 1, weekday=_(WEEKDAYS[rule.weekday]))
+        opens, closes = time.fromisoformat(rule.opens), time.fromisoformat(rule.closes)
+        if opens >= closes:
+            raise Unprocessable(
+                _("{where}: the hours must start before they end ({opens} is not before "
+                  "{closes}).", where=where, opens=opens, closes=closes),
+                extra={"field": f"rules[{index}]"})
         if rule.valid_from and rule.valid_until and rule.valid_until < rule.valid_from:
-            raise Unprocessable(_("A rule's valid_until is before its valid_from."),
-                               extra={"field": f"rules[{index}].valid_until"})
-        (opens, closes), = ranges_of([api.Range(opens=rule.opens, closes=rule.closes)],
-                                   f"rules[{index}]")
+            raise Unprocessable(_("{where}: the last day comes before the first day.",
+                                  where=where), extra={"field": f"rules[{index}].valid_until"})
         rules.append((rule, opens, closes))
-    overrides = [(o.date, ranges_of(o.ranges, f"overrides[{i}].ranges"))
-                 for i, o in enumerate(data.overrides)]
+    return rules
+
+
+def _checked_overrides(data: api.AvailabilityUpdate) -> list[tuple[date, list[tuple[time, time]]]]:
+    overrides = []
+    seen: set[date] = set()
+    for index, override in enumerate(data.overrides):
+        if override.date in seen:
+            raise Unprocessable(_("{day} is given twice; give each day once, with all its "
+                                  "hours.", day=override.date),
+                                extra={"field": f"overrides[{index}].date"})
+        seen.add(override.date)
+        ranges = []
+        for number, r in enumerate(override.ranges):
+            opens, closes = time.fromisoformat(r.opens), time.fromisoformat(r.closes)
+            if opens >= closes:
+                raise Unprocessable(
+                    _("{day}, hours {row}: the hours must start before they end ({opens} is "
+                      "not before {closes}).", day=override.date, row=number + 1, opens=opens,
+                      closes=closes),
+                    extra={"field": f"overrides[{index}].ranges[{number}]"})
+            ranges.append((opens, closes))
+        overrides.append((override.date, ranges))
+    return overrides
+
+
+def _check_absences(data: api.AvailabilityUpdate) -> None:
     for index, absence in enumerate(data.absences):
         if absence.end <= absence.start:
-            raise Unprocessable(_("An absence must end after it starts."),
-                               extra={"field": f"absences[{index}].end"})
+            raise Unprocessable(_("The absence from {start} must end after it starts.",
+                                  start=absence.start),
+                                extra={"field": f"absences[{index}].end"})
         if absence.end - absence.start > timedelta(days=366):
-            raise Unprocessable(_("An absence cannot be longer than a year."),
-                               extra={"field": f"absences[{index}].end"})
-    if len({o.date for o in data.overrides}) != len(data.overrides):
-        raise Unprocessable(_("Give each override date once, with all its ranges."))
+            raise Unprocessable(_("The absence from {start} is longer than a year.",
+                                  start=absence.start),
+                                extra={"field": f"absences[{index}].end"})
+
+
+@dataclass(frozen=True, slots=True)
+class Affected:
+    """A booked appointment that a new absence or closed day covers."""
+
+    id: str
+    start: datetime
+    end: datetime
+    site: str
+    first_name: str
+
+
+async def replace_availability(*, db: Database, principal: Principal, staff_id: str,
+                               data: api.AvailabilityUpdate,
+                               now: datetime) -> AvailabilityDetails:
+    """Replace a staff member's rules, overrides and absences in one transaction.
+
+    Booked appointments that a new absence or closed day covers are never cancelled:
+    without ``data.confirm`` nothing is saved and they are listed (409); with it, they are
+    saved and flagged "to rebook" until an agent moves or cancels them. Appointments no
+    longer covered lose the flag.
+    """
+    if not principal.may_edit_availability(staff_id):
+        raise NotFound(_("There is no staff member {staff_id} you can edit.", staff_id=staff_id))
+    rules = _checked_rules(data)
+    overrides = _checked_overrides(data)
+    _check_absences(data)
     async with db.write() as session:
-        if await session.get(m.StaffMember, staff_id) is None:
+        staff = await session.get(m.StaffMember, staff_id)
+        if staff is None:
             raise NotFound(_("There is no staff member {staff_id}.", staff_id=staff_id))
+        zone = await session.scalar(
+            sa.select(m.Operator.timezone).join(m.Desk, m.Desk.operator_id == m.Operator.id)
+            .where(m.Desk.id == staff.desk_id)) or "Europe/Paris"
+        upcoming = (await session.execute(
+            sa.select(m.Appointment, m.Site.name).join(m.Site, m.Site.id == m.Appointment.site_id)
+            .where(m.Appointment.staff_id == staff_id, m.Appointment.status == "booked",
+                   m.Appointment.end > now)
+            .order_by(m.Appointment.start).with_for_update(of=m.Appointment))).all()
+        covered_ids = set(absences.covered(
+            (absences.Booked(a.id, Interval(a.start, a.end)) for a, _site in upcoming),
+            absences=[Interval(x.start, x.end) for x in data.absences],
+            closed_days={day for day, ranges in overrides if not ranges},
+            zone=ZoneInfo(zone)))
+        newly = [Affected(a.id, a.start, a.end, site, a.usager_first_name)
+                 for a, site in upcoming if a.id in covered_ids and a.to_rebook_since is None]
+        if newly and not data.confirm:
+            raise Conflict(
+                _("Booked appointments fall in this absence or closed day (listed). Confirm "
+                  "to save: they will not be cancelled, an agent will rebook them."),
+                extra={"reason": "appointments_affected",
+                       "appointments": [dataclasses.asdict(x) for x in newly]})
+        for a, _site in upcoming:
+            if a.id in covered_ids and a.to_rebook_since is None:
+                a.to_rebook_since = now
+            elif a.id not in covered_ids and a.to_rebook_since is not None:
+                a.to_rebook_since = None
         await session.execute(sa.delete(m.AvailabilityRule).where(
             m.AvailabilityRule.staff_id == staff_id))
         await session.execute(sa.delete(m.AvailabilityOverride).where(
@@ -96,7 +185,7 @@ async def replace_availability(*, db: Database, principal: Principal, staff_id: 
             for opens, closes in ranges:
                 session.add(m.AvailabilityOverride(staff_id=staff_id, day=day, opens=opens,
                                                    closes=closes))
-        for a in data.absences:
-            session.add(m.BusyPeriod(staff_id=staff_id, start=a.start, end=a.end,
-                                     source="absence", reason=(a.reason or "").strip()))
+        for x in data.absences:
+            session.add(m.BusyPeriod(staff_id=staff_id, start=x.start, end=x.end,
+                                     source="absence", reason=(x.reason or "").strip()))
     return await get_availability(db=db, principal=principal, staff_id=staff_id)

@@ -126,6 +126,8 @@ async def reschedule(
             appointment.desk_id = staff.desk_id
             appointment.booth = booth
             appointment.stop_id = stop_id
+            # Moved: whatever absence made it "to rebook" no longer concerns it.
+            appointment.to_rebook_since = None
             appointment.version += 1
             appointment.updated_at = at
             await session.flush()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -44,24 +44,74 @@ async def today(request: web.Request) -> web.Response:
     return render(request, "today.html", who=who, day=day, rows=rows)
 
 
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One appointment as the agenda shows it, in the site's wall-clock time."""
+
+    item: agenda.AgendaItem
+    start: datetime
+    end: datetime
+    theme: str
+    joinable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Free:
+    """A stretch of the staff member's free time, in their wall-clock time."""
+
+    start: datetime
+    end: datetime
+
+
+def _week_grid(days: list[date], entries: dict[date, list[Entry]], free: dict[date, list[Free]],
+               tz: ZoneInfo) -> list[tuple[int, list[list[Entry | Free]]]]:
+    """Hours down, days across: what starts (or is free) in each hour of each day."""
+    hours = {e.start.hour for d in days for e in entries[d]}
+    for d in days:
+        for f in free[d]:
+            hours.update(range(f.start.hour, (f.end - timedelta(microseconds=1)).hour + 1))
+    if not hours:
+        hours = set(range(9, 17))
+    grid = []
+    for hour in range(min(hours), max(hours) + 1):
+        row: list[list[Entry | Free]] = []
+        for d in days:
+            cell: list[Entry | Free] = [e for e in entries[d] if e.start.hour == hour]
+            top = datetime.combine(d, time(hour), tz)
+            for f in free[d]:
+                start, end = max(f.start, top), min(f.end, top + timedelta(hours=1))
+                if start < end:
+                    cell.append(Free(start, end))
+            cell.sort(key=lambda x: x.start)
+            row.append(cell)
+        grid.append((hour, row))
+    return grid
+
+
 async def staff_agenda(request: web.Request) -> web.Response:
-    """Day or week: first name, theme, site or stop; the usager's arrival, live; Join."""
+    """Day or week: first name, theme, site or stop, end, the note; free time; Join."""
     who = await signed_in(request)
     view = "week" if request.query.get("view") == "week" else "day"
-    day = parse_day(request.query.get("date"), local_today(request))
+    db = request.app[database_key]
+    zone, _unused = await agenda.free_time(db=db, principal=who, days=[], booked=[])
+    day = parse_day(request.query.get("date"), local_today(request, zone))
     start_day = day - timedelta(days=day.weekday()) if view == "week" else day
-    days = 7 if view == "week" else 1
-    tz = ZoneInfo(PARIS)
-    items = await agenda.agenda(db=request.app[database_key], principal=who,
-                                start=datetime.combine(start_day, time(0), tz),
-                                end=datetime.combine(start_day + timedelta(days=days),
-                                                     time(0), tz))
+    days = [start_day + timedelta(days=n) for n in range(7 if view == "week" else 1)]
+    tz = ZoneInfo(zone)
+    items = await agenda.agenda(db=db, principal=who,
+                                start=datetime.combine(days[0], time(0), tz),
+                                end=datetime.combine(days[-1] + timedelta(days=1), time(0), tz))
     lang = session.language(request)
-    by_day: dict[date, list[Any]] = {start_day + timedelta(days=n): [] for n in range(days)}
+    by_day: dict[date, list[Entry]] = {d: [] for d in days}
     for i in items:
         local = i.start.astimezone(ZoneInfo(i.zone))
-        by_day.setdefault(local.date(), []).append(
-            (i, local, theme_label(lang, i), joinable(request, i)))
-    step = timedelta(days=days)
+        by_day.setdefault(local.date(), []).append(Entry(
+            i, local, i.end.astimezone(ZoneInfo(i.zone)), theme_label(lang, i),
+            joinable(request, i)))
+    _zone, free_utc = await agenda.free_time(db=db, principal=who, days=days, booked=items)
+    free = {d: [Free(f.start.astimezone(tz), f.end.astimezone(tz)) for f in spans]
+            for d, spans in free_utc.items()}
+    step = timedelta(days=len(days))
     return render(request, "agenda.html", who=who, view=view, day=day, by_day=by_day,
-                  previous=start_day - step, following=start_day + step)
+                  days=days, free=free, grid=_week_grid(days, by_day, free, tz) if view == "week"
+                  else [], previous=start_day - step, following=start_day + step)

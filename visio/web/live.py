@@ -89,4 +89,5 @@ async def put_availability(request: web.Request) -> web.Response:
     await session.check_csrf(request)
     data = await codec.body(request, api.AvailabilityUpdate)
     return codec.respond(views.availability(await availability.replace_availability(
-        db=request.app[database_key], principal=who, staff_id=_own_staff(who), data=data)))
+        db=request.app[database_key], principal=who, staff_id=_own_staff(who), data=data,
+        now=request.app[clock_key]())))

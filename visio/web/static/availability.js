@@ -30,7 +30,8 @@ function ruleRow(rule, index) {
   const opens = clock(rule.opens, `${texts.from} ${index + 1} (${texts.clock})`, "opens");
   const closes = clock(rule.closes, `${texts.to} ${index + 1} (${texts.clock})`, "closes");
   const remove = el("button", {type: "button"}, texts.remove);
-  remove.addEventListener("click", () => { doc.rules.splice(index, 1); draw(); });
+  // The other rows' edits are read first: removing one row must not undo them.
+  remove.addEventListener("click", () => { readRules(); doc.rules.splice(index, 1); draw(); });
   return el("tr", {}, el("td", {}, day), el("td", {}, opens), el("td", {}, closes), el("td", {}, remove));
 }
 
@@ -107,7 +108,8 @@ document.getElementById("add-absence").addEventListener("click", () => {
   const at = (id) => {
     const day = document.getElementById(id).value;
     const time = document.getElementById(`${id}-time`);
-    if (!day || !time.reportValidity()) return null;
+    if (!day) return null;
+    if (!time.checkValidity()) { refuse(texts.badAbsence, time); return null; }
     return `${day}T${time.value}`;
   };
   const start = at("absence-start");
@@ -117,10 +119,37 @@ document.getElementById("add-absence").addEventListener("click", () => {
   doc.absences.push({start: offset(start), end: offset(end), reason: null});
   draw();
 });
-form.addEventListener("submit", async (event) => {
-  event.preventDefault();
+const affected = document.getElementById("affected");
+
+function fill(template, values) {
+  return template.replace(/\{(\w+)\}/g, (whole, name) => (name in values ? values[name] : whole));
+}
+
+function refuse(message, field) {
+  status.textContent = message;
+  status.className = "error";
+  (field || status).focus();
+}
+
+function firstBadClock() {
+  // Checked here so that the person reads which row and day, never a field path.
+  for (const [i, row] of [...document.querySelectorAll("#rules tr")].entries()) {
+    for (const field of row.querySelectorAll(".clock")) {
+      if (!field.checkValidity()) {
+        const weekday = texts.weekdays[Number(row.querySelector('[data-field="weekday"]').value)];
+        return [fill(texts.badTime, {row: i + 1, weekday}), field];
+      }
+    }
+  }
+  return null;
+}
+
+async function save(confirm) {
+  affected.hidden = true;
+  const bad = firstBadClock();
+  if (bad) { refuse(...bad); return; }
   readRules();
-  const body = {rules: doc.rules, overrides: doc.overrides,
+  const body = {rules: doc.rules, overrides: doc.overrides, confirm,
                 absences: doc.absences.map(({start, end, reason}) => ({start, end, reason}))};
   const response = await fetch("/web/availability", {
     method: "PUT", credentials: "same-origin",
@@ -128,7 +157,23 @@ form.addEventListener("submit", async (event) => {
     body: JSON.stringify(body),
   });
   const result = await response.json();
-  if (response.ok) { doc = result; draw(); status.textContent = texts.saved; status.className = "ok"; }
-  else { status.textContent = result.detail; status.className = "error"; }
+  if (response.ok) { doc = result; draw(); status.textContent = texts.saved; status.className = "ok"; return; }
+  if (response.status === 409 && result.reason === "appointments_affected") {
+    // Nothing was saved: the staff member confirms, knowing which appointments it moves.
+    const when = (iso) => new Intl.DateTimeFormat(lang, {timeZone: doc.timezone, dateStyle: "full"}).format(new Date(iso));
+    const at = (iso) => new Intl.DateTimeFormat(lang, {timeZone: doc.timezone, hour: "2-digit", minute: "2-digit", hourCycle: "h23"}).format(new Date(iso));
+    document.getElementById("affected-list").replaceChildren(...result.appointments.map((a) =>
+      el("li", {}, fill(texts.affectedAt, {day: when(a.start), time: at(a.start), site: a.site, name: a.first_name}))));
+    affected.hidden = false;
+    refuse(result.detail, null);
+    return;
+  }
+  refuse(result.detail, null);
+}
+
+form.addEventListener("submit", (event) => { event.preventDefault(); save(false); });
+document.getElementById("confirm-save").addEventListener("click", () => save(true));
+document.getElementById("cancel-save").addEventListener("click", () => {
+  affected.hidden = true; status.textContent = "";
 });
 load();
