@@ -156,6 +156,7 @@ async function connectSignaling() {
   });
   ws.addEventListener("close", (event) => {
     if (ws !== call.ws) return;
+    call.lastCloseCode = event.code;  // what went wrong, for a support call or a test
     clearInterval(call.pingTimer);
     if (call.ended) return;
     if (event.code === 4409) { endCall(texts.replaced); return; }
