@@ -283,7 +283,7 @@ def test_call_page_fits_every_window_and_is_accessible(
         missing_service(f"axe-core ({AXE}; npm install --prefix tests/js)")
     url, server = clocked
     appointment = server.appointment(
-        commune="Bruay-sur-l'Escaut", operator="CARSAT-HDF", staff=1, theme="retraite",
+        commune="Bruay-sur-l'Escaut", operator="DDFIP59", staff=1, theme="fiscalite",
         start=utcnow().replace(microsecond=0) + timedelta(minutes=5), note=NOTE * 8)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     problems: dict[str, list[str]] = {}

@@ -141,6 +141,10 @@ async function connectSignaling() {
         return;
       }
       setState("failed", `${texts.failed} ${err.message}`);
+      // No answer or a server in trouble may pass; a refusal (4xx) will not.
+      if (!err.problem || err.problem.status >= 500) {
+        call.retryTimer = setTimeout(connectSignaling, 5000);
+      }
       return;
     }
     if (call.ended) return;
@@ -165,6 +169,8 @@ async function connectSignaling() {
     if (event.code === 4405) {
       // The signaling host's clock is behind the one that granted: wait, then ask again.
       call.grant = null;
+      clearTimeout(call.fallbackTimer);
+      call.fallbackTimer = null;
       waitForOpening(texts.early, 2);
       return;
     }
