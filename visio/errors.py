@@ -68,6 +68,18 @@ class RequestInFlight(Conflict):
     slug = "request-in-flight"
 
 
+class CallNotOpenYet(Conflict):
+    """The call's window has not opened: ``retry_after`` says in how many seconds."""
+
+    title = N_("The call is not open yet")
+    slug = "call-not-open-yet"
+
+    def __init__(self, detail: Message, *, retry_after: int,
+                 extra: Mapping[str, Any] | None = None) -> None:
+        super().__init__(detail, extra=extra)
+        self.retry_after = retry_after
+
+
 class PreconditionFailed(VisioError):
     status = 412
     title = N_("Changed in the meantime")

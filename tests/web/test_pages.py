@@ -200,7 +200,8 @@ async def test_script_posts_need_the_page_token(client: Client, db: Database) ->
 
 async def test_today_opens_join_15_minutes_before(
         make_client: Callable[..., Awaitable[Client]], db: Database) -> None:
-    """The day's list: Join is a link from 15 minutes before the start, disabled before."""
+    """The day's list: Join is open from 15 minutes before the start; before, it says from
+    when in words (its call page waits until then)."""
     site = await make_site(db)
     op = await make_operator(db, staff=2)
     agent = await make_user(db, role="agent", sites=[site])
@@ -213,8 +214,9 @@ async def test_today_opens_join_15_minutes_before(
     await log_in(client, agent)
     page = await (await client.get("/agent/today?date=2026-11-24")).text()
     assert f'href="/call/{first.id}"' in page
-    assert f'href="/call/{second.id}"' not in page
-    assert page.count("disabled") == 1
+    assert f'class="button primary" href="/call/{second.id}"' not in page
+    assert "Possible à partir de 14:45" in page
+    assert page.count("disabled") == 0
 
 
 async def test_agent_prints_the_convocation_with_the_session(

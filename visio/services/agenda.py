@@ -55,7 +55,13 @@ class CallContext:
     """What the call page needs besides the join grant."""
 
     item: AgendaItem
+    #: The caller's seat in the call: ``kiosk`` (the agent's desk) or ``operator``.
+    role: str
+    #: The number to call when the video does not connect: the kiosk calls the operator's
+    #: desk; the operator calls the France Services site, where the usager sits.
     fallback_phone: str | None
+    #: The agent's question for the operator (personal data: shown, never logged).
+    note: str | None
 
 
 def _query() -> Any:  # a Select of seven entities
@@ -106,10 +112,14 @@ async def call_context(*, db: Database, principal: Principal,
     async with db.read() as session:
         row = (await session.execute(_query().where(
             m.Appointment.id == appointment_id, principal.appointment_filter()))).one_or_none()
-    if row is None or principal.seat(row[0]) is None:
+    seat = principal.seat(row[0]) if row is not None else None
+    if row is None or seat is None:
         raise NotFound(_("There is no appointment {appointment_id} you can join.",
                          appointment_id=appointment_id))
-    return CallContext(item=_item(row), fallback_phone=row[6].fallback_phone)
+    appointment, site, desk = row[0], row[1], row[6]
+    phone = desk.fallback_phone if seat.role == KIOSK else site.phone
+    return CallContext(item=_item(row), role=seat.role, fallback_phone=phone,
+                       note=appointment.note)
 
 
 async def kiosks_present(*, db: Database, principal: Principal,

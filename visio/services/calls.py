@@ -5,11 +5,13 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -22,7 +24,7 @@ from visio import models as m
 from visio.access import KIOSK, OPERATOR, Principal
 from visio.db import Database
 from visio.domain.messages import _
-from visio.errors import NotFound, Unprocessable
+from visio.errors import CallNotOpenYet, NotFound, Unprocessable
 
 log = logging.getLogger("visio.calls")
 
@@ -90,9 +92,14 @@ def _participant(principal: Principal, appointment: m.Appointment) -> tuple[str,
 
 async def grant_join(
     *, db: Database, principal: Principal, appointment_id: str, now: datetime,
-    policy: CallPolicy,
+    policy: CallPolicy, refuse_early: bool = False,
 ) -> JoinGrant:
-    """A signed join token for the caller's seat, valid around the appointment's time."""
+    """A signed join token for the caller's seat, valid around the appointment's time.
+
+    With ``refuse_early`` (the call page, which waits and asks again), a call whose
+    window has not opened is refused with the time it opens instead of a token the
+    signaling host would refuse.
+    """
     async with db.read() as session:
         appointment = await session.get(m.Appointment, appointment_id)
     if appointment is None:
@@ -105,6 +112,16 @@ async def grant_join(
     expires_at = appointment.end + policy.join_after
     if now >= expires_at:
         raise Unprocessable(_("The time for this appointment's call is over."))
+    if refuse_early and now < not_before:
+        async with db.read() as session:
+            zone = (await session.execute(sa.select(m.Site.timezone).where(
+                m.Site.id == appointment.site_id))).scalar_one()
+        opens = not_before.astimezone(ZoneInfo(zone))
+        raise CallNotOpenYet(
+            _("The call can be joined from {time}; this page connects by itself then.",
+              time=opens.time()),
+            retry_after=max(1, math.ceil((not_before - now).total_seconds())),
+            extra={"opens_at": not_before})
     # The version makes the token worthless once the appointment changes (reschedule).
     token = issue_join_token(
         private_key=policy.private_key, kid=policy.kid, appointment_id=appointment.id,

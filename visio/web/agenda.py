@@ -17,6 +17,8 @@ from visio.services import (
 from visio.web import session
 from visio.web.common import (
     PARIS,
+    join_early,
+    join_opens,
     joinable,
     local_today,
     parse_day,
@@ -27,7 +29,7 @@ from visio.web.render import render
 
 
 async def today(request: web.Request) -> web.Response:
-    """The day's appointments at the agent's sites, with a Join button 15 min before."""
+    """The day's appointments at the agent's sites; Join says from when it is possible."""
     who = await signed_in(request)
     day = parse_day(request.query.get("date"), local_today(request))
     tz = ZoneInfo(PARIS)
@@ -41,7 +43,8 @@ async def today(request: web.Request) -> web.Response:
              joinable(request, i),
              [(msg, msg.due_at.astimezone(ZoneInfo(i.zone))) for msg in messages.get(i.id, [])])
             for i in items]
-    return render(request, "today.html", who=who, day=day, rows=rows)
+    return render(request, "today.html", who=who, day=day, rows=rows,
+                  opens=_opening(request, items))
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,4 +117,10 @@ async def staff_agenda(request: web.Request) -> web.Response:
     step = timedelta(days=len(days))
     return render(request, "agenda.html", who=who, view=view, day=day, by_day=by_day,
                   days=days, free=free, grid=_week_grid(days, by_day, free, tz) if view == "week"
-                  else [], previous=start_day - step, following=start_day + step)
+                  else [], previous=start_day - step, following=start_day + step,
+                  opens=_opening(request, items))
+
+
+def _opening(request: web.Request, items: list[agenda.AgendaItem]) -> dict[str, datetime]:
+    """When each call still to open may be joined (said in words next to Join)."""
+    return {i.id: join_opens(request, i) for i in items if join_early(request, i)}

@@ -6,7 +6,7 @@ where a login may lead back to.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
@@ -68,12 +68,24 @@ def theme_label(lang: str, item: agenda.AgendaItem) -> str:
     return item.theme_nl if lang == "nl" else item.theme_fr
 
 
+def join_opens(request: web.Request, item: agenda.AgendaItem) -> datetime:
+    """When the call of ``item`` may first be joined, on the site's wall clock."""
+    settings = request.app[settings_key]
+    return (item.start - timedelta(seconds=settings.join_before_seconds)).astimezone(
+        ZoneInfo(item.zone))
+
+
 def joinable(request: web.Request, item: agenda.AgendaItem) -> bool:
     """Whether the call of ``item`` may be joined now (the join tokens' window)."""
     now = request.app[clock_key]()
     settings = request.app[settings_key]
-    return (item.start - timedelta(seconds=settings.join_before_seconds) <= now
+    return (join_opens(request, item) <= now
             < item.end + timedelta(seconds=settings.join_after_seconds))
+
+
+def join_early(request: web.Request, item: agenda.AgendaItem) -> bool:
+    """Whether the call of ``item`` is still to open (a page says from when, in words)."""
+    return request.app[clock_key]() < join_opens(request, item)
 
 
 async def refusal_page(request: web.Request, err: VisioError) -> web.Response:

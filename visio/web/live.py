@@ -26,7 +26,8 @@ async def join(request: web.Request) -> web.Response:
     await session.check_csrf(request)
     grant = await calls.grant_join(
         db=request.app[database_key], principal=who, appointment_id=codec.path_id(request),
-        now=request.app[clock_key](), policy=request.app[call_policy_key])
+        now=request.app[clock_key](), policy=request.app[call_policy_key],
+        refuse_early=True)
     return codec.respond(api.JoinGrant(
         signaling_url=grant.signaling_url, token=grant.token, not_before=grant.not_before,
         expires_at=grant.expires_at, role=grant.role,  # type: ignore[arg-type]

@@ -7,19 +7,27 @@ const csrf = document.querySelector('meta[name="csrf-token"]').content;
 const stateEl = document.getElementById("call-state");
 const remoteVideo = document.getElementById("remote-video");
 const localVideo = document.getElementById("local-video");
+const leaveButton = document.getElementById("leave");
+const rejoinButton = document.getElementById("rejoin");
+// Asked again at least this often while the call is not open: the device's clock is not
+// the server's, and the appointment may move in the meantime.
+const EARLY_RETRY_SECONDS = 10;
 
 const call = {
-  ws: null, grant: null, peers: new Map(), stream: null, state: "waiting",
+  ws: null, grant: null, peers: new Map(), stream: null, state: stateEl.dataset.callState,
   audio: true, video: true, audioOnly: false, ended: false, everConnected: false,
-  pingTimer: null, statsTimer: null, reconnectDelay: 500,
+  pingTimer: null, statsTimer: null, retryTimer: null, fallbackTimer: null,
+  reconnectDelay: 500,
+  // Every camera and microphone track this page opened (all stopped on leaving).
+  tracks: [],
 };
 window.visioCall = call;
 
-function setState(state) {
+function setState(state, text) {
   if (call.ended && state !== "ended") return;
   call.state = state;
   stateEl.dataset.callState = state;
-  stateEl.textContent = texts[state] || state;
+  stateEl.textContent = text || texts[state] || state;
   if (state === "connected") {
     call.everConnected = true;
     document.getElementById("fallback").hidden = true;
@@ -44,7 +52,12 @@ async function post(url, body) {
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const data = await response.json();
-  if (!response.ok) throw new Error(data.detail || response.statusText);
+  if (!response.ok) {
+    const err = new Error(data.detail || response.statusText);
+    err.problem = data;
+    err.retryAfter = Number(response.headers.get("Retry-After")) || null;
+    throw err;
+  }
   return data;
 }
 
@@ -57,6 +70,7 @@ async function openDevices(cameraId, microphoneId) {
                     : {width: 640, height: 480},
   };
   const stream = await navigator.mediaDevices.getUserMedia(constraints);
+  call.tracks.push(...stream.getTracks());
   stream.getAudioTracks().forEach((t) => { t.enabled = call.audio; });
   stream.getVideoTracks().forEach((t) => { t.enabled = call.video; });
   const old = call.stream;
@@ -99,28 +113,68 @@ function send(frame) {
   if (call.ws && call.ws.readyState === WebSocket.OPEN) call.ws.send(JSON.stringify(frame));
 }
 
+function waitForOpening(text, seconds) {
+  setState("early", text);
+  clearTimeout(call.retryTimer);
+  call.retryTimer = setTimeout(connectSignaling,
+                               Math.min(seconds || EARLY_RETRY_SECONDS, EARLY_RETRY_SECONDS) * 1000);
+}
+
+function startFallbackTimer() {
+  // Counted from when the call opens: before, there is no call to fall back from.
+  if (call.fallbackTimer !== null) return;
+  call.fallbackTimer = setTimeout(() => {
+    if (!call.everConnected && !call.ended) document.getElementById("fallback").hidden = false;
+  }, config.fallbackAfter * 1000);
+}
+
 async function connectSignaling() {
   if (call.ended) return;
-  try {
-    if (!call.grant) call.grant = await post(`/web/appointments/${config.appointment}/join`);
-  } catch (err) {
-    setState("failed");
-    stateEl.textContent = `${texts.failed} ${err.message}`;
-    return;
+  clearTimeout(call.retryTimer);
+  if (!call.grant) {
+    try {
+      call.grant = await post(`/web/appointments/${config.appointment}/join`);
+    } catch (err) {
+      if (call.ended) return;
+      if ((err.problem?.type || "").endsWith("/call-not-open-yet")) {
+        waitForOpening(err.problem.detail, err.retryAfter);
+        return;
+      }
+      setState("failed", `${texts.failed} ${err.message}`);
+      // No answer or a server in trouble may pass; a refusal (4xx) will not.
+      if (!err.problem || err.problem.status >= 500) {
+        call.retryTimer = setTimeout(connectSignaling, 5000);
+      }
+      return;
+    }
+    if (call.ended) return;
   }
+  startFallbackTimer();
+  if (call.state === "early") setState("waiting");
   const ws = new WebSocket(call.grant.signaling_url);
   call.ws = ws;
   ws.addEventListener("open", () => send({type: "join", token: call.grant.token,
                                           can_rollback: true}));
-  ws.addEventListener("message", (event) => onFrame(JSON.parse(event.data)));
+  ws.addEventListener("message", (event) => {
+    if (ws === call.ws) onFrame(JSON.parse(event.data));
+  });
   ws.addEventListener("close", (event) => {
     if (ws !== call.ws) return;
+    call.lastCloseCode = event.code;  // what went wrong, for a support call or a test
     clearInterval(call.pingTimer);
     if (call.ended) return;
     if (event.code === 4409) { endCall(texts.replaced); return; }
     if (event.code === 4410) { endCall(); return; }
     if (event.code === 4413 || event.code === 4404) call.grant = null;
-    if ([4401, 4402, 4403, 4405, 4406].includes(event.code)) { setState("failed"); return; }
+    if (event.code === 4405) {
+      // The signaling host's clock is behind the one that granted: wait, then ask again.
+      call.grant = null;
+      clearTimeout(call.fallbackTimer);
+      call.fallbackTimer = null;
+      waitForOpening(texts.early, 2);
+      return;
+    }
+    if ([4401, 4402, 4403, 4406].includes(event.code)) { setState("failed"); return; }
     for (const peerId of [...call.peers.keys()]) closePeer(peerId);
     refreshState();
     setTimeout(connectSignaling, call.reconnectDelay);
@@ -328,19 +382,53 @@ document.getElementById("audio-only").addEventListener("click", (e) => {
   toggle(e.currentTarget, call.audioOnly, texts.audioOnly, texts.withVideo);
   send({type: "media", audio: call.audio, video: call.video && !call.audioOnly});
 });
-document.getElementById("leave").addEventListener("click", () => {
+const callButtons = ["mute", "camera", "audio-only"].map((id) => document.getElementById(id));
+
+leaveButton.addEventListener("click", () => {
   send({type: "leave"});
-  endCall();
+  endCall(texts.left);
+  for (const button of callButtons) button.disabled = true;
+  leaveButton.hidden = true;
+  rejoinButton.hidden = false;
+  rejoinButton.focus();
 });
 
+rejoinButton.addEventListener("click", async () => {
+  rejoinButton.hidden = true;
+  leaveButton.hidden = false;
+  for (const button of callButtons) button.disabled = false;
+  leaveButton.focus();
+  call.ended = false;
+  call.everConnected = false;
+  call.grant = null;
+  call.reconnectDelay = 500;
+  document.getElementById("fallback").hidden = true;
+  setState("waiting");
+  await startDevices();
+  startStats();
+  connectSignaling();
+});
+
+function stopDevices() {
+  // The camera's light goes off and the microphone is released, test call included.
+  stopTest();
+  for (const track of call.tracks) track.stop();
+  localVideo.srcObject = null;
+}
+
 function endCall(message) {
-  setState("ended");
+  setState("ended", message);
   call.ended = true;
-  if (message) stateEl.textContent = message;
   clearInterval(call.pingTimer);
   clearInterval(call.statsTimer);
+  clearTimeout(call.retryTimer);
+  clearTimeout(call.fallbackTimer);
+  call.fallbackTimer = null;
   for (const peerId of [...call.peers.keys()]) closePeer(peerId);
-  if (call.ws && call.ws.readyState <= WebSocket.OPEN) call.ws.close(1000);
+  const ws = call.ws;
+  call.ws = null;  // its close event is then no reason to reconnect
+  if (ws && ws.readyState <= WebSocket.OPEN) ws.close(1000);
+  stopDevices();
 }
 
 // ------------------------------------------------------------------ stats
@@ -370,11 +458,15 @@ async function sendStats(peerId, peer) {
   } catch (err) { /* a closed connection has no stats */ }
 }
 
-call.statsTimer = setInterval(() => {
-  for (const [peerId, peer] of call.peers) {
-    if (peer.pc.connectionState === "connected") sendStats(peerId, peer);
-  }
-}, 5000);
+function startStats() {
+  clearInterval(call.statsTimer);
+  call.statsTimer = setInterval(() => {
+    for (const [peerId, peer] of call.peers) {
+      if (peer.pc.connectionState === "connected") sendStats(peerId, peer);
+    }
+  }, 5000);
+}
+startStats();
 
 // What the tests read: totals of the inbound media of every peer connection.
 call.inbound = async () => {
@@ -457,15 +549,15 @@ testStop.addEventListener("click", stopTest);
 
 // ------------------------------------------------------------------ start
 
-setTimeout(() => {
-  if (!call.everConnected && !call.ended) document.getElementById("fallback").hidden = false;
-}, config.fallbackAfter * 1000);
-
-try {
-  await openDevices();
-} catch (err) {
-  stateEl.textContent = texts.noDevice;
-  call.stream = new MediaStream();
+async function startDevices() {
+  try {
+    await openDevices(document.getElementById("camera-select").value,
+                      document.getElementById("microphone-select").value);
+  } catch (err) {
+    stateEl.textContent = texts.noDevice;
+    call.stream = new MediaStream();
+  }
 }
-setState("waiting");
+
+await startDevices();
 connectSignaling();
