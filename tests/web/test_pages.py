@@ -333,7 +333,9 @@ async def test_usager_link_page_has_the_pages_look_and_switch(
     assert f'href="/lang?to=fr&amp;next=/u/{token}"' in page
     assert 'aria-current="true">Nederlands' in page
     assert f'href="/u/{token}/calendar.ics"' in page
-    assert f'name="csrf" value="{key.csrf(token)}"' in page
+    assert f'href="/u/{token}/cancel"' in page
+    confirm = await (await client.get(f"{path}/cancel")).text()
+    assert f'name="csrf" value="{key.csrf(token)}"' in confirm
     assert response.headers["Referrer-Policy"] == "no-referrer"
     assert response.headers["X-Robots-Tag"] == "noindex"
     assert "no-store" in response.headers["Cache-Control"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
@@ -11,10 +10,10 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 from aiohttp import web
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from visio.access import Principal
-from visio.api import codec, views
+from visio.api import codec
+from visio.api.appointments import stored_answer
 from visio.contract import bodies as api
 from visio.domain.kinds import Role
 from visio.domain.slot_types import Slot
@@ -152,24 +151,13 @@ async def book(request: web.Request) -> web.Response:
     now = request.app[clock_key]()
     try:
         data = _booking_of(form)
-        key = idempotency.check_key("web-" + form.get("idem", "")[:200])
-        claimed = await idempotency.claim(db=db, now=now, request=idempotency.IdempotencyRequest(
-            user_id=who.user_id, key=key,
-            request_hash=hashlib.sha256(codec.encode(data)).hexdigest()))
-        if isinstance(claimed, idempotency.Replay):
-            booked_id = msgspec.json.decode(claimed.body)["id"]
+        booked = await booking.book(
+            db=db, principal=who, request=data, now=now, holidays=request.app[holidays_key],
+            once=booking.OncePerKey(key="web-" + form.get("idem", "")[:200],
+                                    answer=stored_answer))
+        if isinstance(booked, idempotency.Replay):
+            booked_id = msgspec.json.decode(booked.body)["id"]
             raise web.HTTPSeeOther(f"/agent/appointments/{booked_id}")
-
-        async def store(tx: AsyncSession, booked: booking.Booked) -> None:
-            body = codec.encode(views.appointment(booked)).decode()
-            await idempotency.record(session=tx, claim=claimed, status=201, body=body)
-
-        try:
-            booked = await booking.book(db=db, principal=who, request=data, now=now,
-                                        holidays=request.app[holidays_key], on_booked=store)
-        except Exception:
-            await idempotency.release(db=db, claim=claimed)
-            raise
     except VisioError as err:
         params = {k: v for k, v in form.items() if k not in (session.CSRF_FIELD, "idem")}
         context = await _booking_context(request, who, params)
