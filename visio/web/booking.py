@@ -42,6 +42,7 @@ from visio.web.common import (
     theme_label,
 )
 from visio.web.render import render
+from visio.web.usager import convocation_page
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,36 +191,11 @@ async def confirmation(request: web.Request) -> web.Response:
                             for msg in messages],
                   theme=theme_label(session.language(request), context.item),
                   start=context.item.start.astimezone(ZoneInfo(context.item.zone)),
-                  phone=a.usager_phone, email=a.usager_email,
-                  convocation=_route_exists(request, CONVOCATION))
+                  phone=a.usager_phone, email=a.usager_email)
 
 
-def _api_handler(request: web.Request, pattern: str) -> Any:
-    """The GET handler another part of visio serves at ``pattern``, if any."""
-    for route in request.app.router.routes():
-        if route.method == "GET" and getattr(route.resource, "canonical", None) == pattern:
-            return route.handler
-    return None
-
-
-def _route_exists(request: web.Request, pattern: str) -> bool:
-    """Whether another part of visio serves this route yet (notifications, calendars)."""
-    return _api_handler(request, pattern) is not None
-
-
-CONVOCATION = "/api/v1/appointments/{id}/convocation"
-
-
-async def convocation(request: web.Request) -> web.StreamResponse:
-    """The printable convocation of the notifications API, for the session's agent.
-
-    The session is an API token: the API's own handler answers, with the same checks.
-    """
-    await signed_in(request)
-    handler = _api_handler(request, CONVOCATION)
-    token = session.session_token(request)
-    if handler is None or token is None:
-        raise web.HTTPNotFound()
-    response: web.StreamResponse = await handler(
-        request.clone(headers={**request.headers, "Authorization": f"Bearer {token}"}))
-    return response
+async def convocation(request: web.Request) -> web.Response:
+    """The printable convocation, for the session's agent: the API's own page and checks."""
+    return await convocation_page(db=request.app[database_key],
+                                  principal=await signed_in(request),
+                                  appointment_id=codec.path_id(request))

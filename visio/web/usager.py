@@ -21,9 +21,11 @@ from typing import Any
 
 from aiohttp import web
 
+from visio.access import Principal
 from visio.api import codec
 from visio.api.context import caller
 from visio.calendars.invitations import invitation_ics, load_invitation_facts
+from visio.db import Database
 from visio.domain.messages import Message, Plain, _
 from visio.errors import Conflict
 from visio.i18n import LANGUAGES, catalogue
@@ -219,9 +221,14 @@ async def usager_cancel(request: web.Request) -> web.Response:
 
 async def convocation(request: web.Request) -> web.Response:
     """A printable convocation in the usager's language, for usagers with no phone or mail."""
-    principal = await caller(request)
-    appointment_id = codec.path_id(request)
-    db = request.app[database_key]
+    return await convocation_page(db=request.app[database_key],
+                                  principal=await caller(request),
+                                  appointment_id=codec.path_id(request))
+
+
+async def convocation_page(*, db: Database, principal: Principal,
+                           appointment_id: str) -> web.Response:
+    """The convocation of an appointment the caller sees (the API's and the agent page's)."""
     await appointments.get_appointment(db=db, principal=principal,
                                        appointment_id=appointment_id)
     facts = await load_facts(db=db, appointment_id=appointment_id)
