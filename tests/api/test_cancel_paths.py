@@ -12,6 +12,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -64,9 +65,20 @@ async def by_the_usager_link(client: Client, db: Database, settings: Settings,
     assert response.headers["Location"] == path
 
 
+async def by_a_closure(client: Client, db: Database, settings: Settings, call: Call) -> None:
+    """An administrator closes the site that day, cancelling its appointments."""
+    admin = await make_user(db, role="admin")
+    day = call.appointment.start.astimezone(ZoneInfo(call.site.timezone)).date()
+    response = await client.post("/api/v1/closures", headers=await auth_headers(client, admin),
+                                 json={"site_id": call.site.id, "date": day.isoformat(),
+                                       "reason": "Travaux", "cancel_appointments": True})
+    assert response.status == 201, await response.text()
+
+
 WAYS = {
     "api": Way(by_the_api, "agent", actor_is_user=True),
     "usager_link": Way(by_the_usager_link, "usager", actor_is_user=False),
+    "closure": Way(by_a_closure, "closure", actor_is_user=True),
 }
 
 
