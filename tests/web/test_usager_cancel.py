@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import pytest
@@ -75,3 +76,30 @@ async def test_cancel_asks_first_then_says_how_to_book_again(
     again = await client.get(f"{path}/cancel", allow_redirects=False)
     assert again.status == 303
     assert again.headers["Location"] == path
+
+
+async def test_a_begun_appointment_is_not_cancelled_from_the_link(
+        make_client: Callable[..., Awaitable[Client]], db: Database,
+        settings: Settings) -> None:
+    """Once the appointment has begun the link offers no cancel, and an old form sent
+    anyway changes nothing."""
+    site = await make_site(db)
+    op = await make_operator(db)
+    agent = await make_user(db, role="agent", sites=[site])
+    appointment = await make_appointment(db, site=site, op=op, booked_by=agent,
+                                         start=DEFAULT_NOW)
+    client = await make_client(DEFAULT_NOW + timedelta(minutes=5))
+    path = await _link(db, settings, appointment.id)
+    page = await (await client.get(path)).text()
+    assert f'href="{path}/cancel"' not in page
+    step = await client.get(f"{path}/cancel", allow_redirects=False)
+    assert step.status == 303
+    token = path.removeprefix("/u/")
+    sent = await client.post(f"{path}/cancel", allow_redirects=False, data={
+        "csrf": LinkKey.from_secret(settings.secret_key).csrf(token)})
+    assert sent.status == 303
+    async with db.read() as session:
+        kept = await session.get(m.Appointment, appointment.id)
+    assert kept is not None
+    assert kept.status == "booked"
+    assert kept.cancelled_by is None

@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from visio import models as m
-from visio.access import Principal
+from visio.access import Principal, usager_may_cancel
 from visio.db import Database
 from visio.domain.calendars import HolidayCalendar
 from visio.domain.kinds import ActorKind, Status
@@ -130,7 +130,7 @@ async def _load_for_usager(session: AsyncSession, link: UsagerLink, appointment_
         raise Conflict(_("This appointment is {status}; it can no longer be changed.",
                          status=_status_text(appointment.status)),
                        extra={"reason": "not_booked"})
-    if now >= appointment.start:
+    if not usager_may_cancel(status=appointment.status, start=appointment.start, now=now):
         raise Conflict(_("This appointment has begun; it can no longer be cancelled from "
                          "your link."), extra={"reason": "started"})
     return appointment, site

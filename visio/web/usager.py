@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from visio.access import Principal
+from visio.access import Principal, usager_may_cancel
 from visio.api import codec
 from visio.api.context import caller
 from visio.calendars.invitations import invitation_ics, load_invitation_facts
@@ -164,7 +164,8 @@ async def usager_page(request: web.Request) -> web.Response:
 
 
 def _can_cancel(request: web.Request, facts: Facts) -> bool:
-    return facts.status == "booked" and request.app[clock_key]() < facts.start
+    return usager_may_cancel(status=facts.status, start=facts.start,
+                             now=request.app[clock_key]())
 
 
 async def usager_cancel_page(request: web.Request) -> web.Response:
