@@ -366,7 +366,7 @@ class ChangingSearch:
         samples.append((await timed(self.search))[0])
         await changes.cancel(db=self.db, principal=self.principal,
                              appointment_id=booked.appointment.id, reason="bench",
-                             expected_version=None, now=utcnow())
+                             expected_version=None, now=utcnow(), rooms=changes.no_rooms)
         samples.append((await timed(self.search))[0])
 
 

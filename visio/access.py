@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 import sqlalchemy as sa
 
 from visio import models as m
-from visio.domain.kinds import Role
+from visio.domain.kinds import Role, Status
 
 
 class AppointmentLike(Protocol):
@@ -159,3 +160,8 @@ def principal_of(*, user_id: str, role: str, site_ids: Collection[str] = (),
     """A principal from stored values (the role column holds a ``Role`` value)."""
     return Principal(user_id=user_id, role=Role(role), site_ids=frozenset(site_ids),
                      staff_id=staff_id, desk_id=desk_id, operator_id=operator_id)
+
+
+def usager_may_cancel(*, status: str, start: datetime, now: datetime) -> bool:
+    """The usager's link cancels its appointment while it is booked and has not begun."""
+    return status == Status.BOOKED and now < start

@@ -14,6 +14,7 @@ from visio.db import Database
 from visio.domain.calendars import HolidayCalendar
 from visio.observability import Metrics
 from visio.services.calls import CallPolicy
+from visio.services.changes import RoomCloser
 from visio.services.search_cache import SearchCache
 from visio.settings import Settings
 
@@ -33,6 +34,8 @@ class Clock(Protocol):
 clock_key = web.AppKey("clock", Clock)
 call_policy_key = web.AppKey("call_policy", CallPolicy)
 signaling_app_key = web.AppKey("signaling_app", web.Application)
+#: Closes the calls of changed appointments on every instance (the use cases call it).
+rooms_key = web.AppKey("rooms", RoomCloser)
 limits_key = web.AppKey("limits", ExpensiveLimits)
 search_cache_key = web.AppKey("search_cache", SearchCache)
 metrics_key = web.AppKey("metrics", Metrics)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -14,11 +14,17 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from signaling import Admission, CallEvent, SignalingConfig, create_signaling_app
+from signaling import Admission, CallEvent, SignalingConfig, close_room, create_signaling_app
 from signaling.tokens import derive_private_key, key_id_for
 from visio.domain.messages import N_, Message, _
 from visio.i18n import catalogue, negotiate
-from visio.keys import call_policy_key, clock_key, database_key, signaling_app_key
+from visio.keys import (
+    call_policy_key,
+    clock_key,
+    database_key,
+    rooms_key,
+    signaling_app_key,
+)
 from visio.services import calls
 from visio.settings import Settings
 
@@ -120,6 +126,12 @@ def mount_signaling(app: web.Application, settings: Settings) -> None:
     )
     signaling_app = create_signaling_app(config, SignalingHost(app))
     app[signaling_app_key] = signaling_app
+
+    async def close_rooms(appointment_ids: Sequence[str], reason: str) -> None:
+        for appointment_id in appointment_ids:
+            await close_room(signaling_app, appointment_id, reason)
+
+    app[rooms_key] = close_rooms
     app.add_subapp("/signaling", signaling_app)
     app.cleanup_ctx.append(_settling)
 

@@ -25,7 +25,7 @@ def facts(start: datetime, **overrides: Any) -> InvitationFacts:
         appointment_id="a-1", version=1, status="booked", start=start,
         end=start + timedelta(minutes=30), zone="Europe/Paris", theme_label="Famille",
         operator_name="CAF du Nord", place="Hondschoote, 1 place de la mairie",
-        join_url="https://visio.test/calls/a-1", bring="", usager_first_name="Jeanne",
+        join_url="https://visio.test/call/a-1", bring="", usager_first_name="Jeanne",
         usager_last_initial="M", staff_email="paul@caf.test", staff_name="Paul Dupont",
         usager_email=None, theme_labels={"fr": "Famille", "nl": "Gezin"})
     values.update(overrides)
@@ -90,7 +90,7 @@ async def test_texts_are_in_the_recipients_language(language: str, summary: str,
     text = str(event["description"])
     assert place + "Hondschoote, 1 place de la mairie" in text
     assert "Jeanne M." in text
-    assert "https://visio.test/calls/a-1" in text
+    assert "https://visio.test/call/a-1" in text
     assert "Avis d'impôt" in text
     assert event.decoded("dtstamp") == STAMP
     assert event["dtstamp"].to_ical().endswith(b"Z")

@@ -64,7 +64,7 @@ async def test_usager_cancels_from_the_link_and_staff_is_told(
     path = await _link(world, booked["id"])
     refused = await world.client.post(f"{path}/cancel", data={"csrf": "forged"})
     assert refused.status == 403
-    page = await (await world.client.get(path)).text()
+    page = await (await world.client.get(f"{path}/cancel")).text()
     match = re.search(r'name="csrf" value="([0-9a-f]+)"', page)
     assert match is not None
     response = await world.client.post(f"{path}/cancel", data={"csrf": match.group(1)},

@@ -342,7 +342,7 @@ def test_every_page_is_accessible_and_photographed(live: Live, browser: Any,
                                   bypass_csp=True)
     page = context.new_page()
     page.goto(f"{live.url}/lang?to={lang}&next={live.usager_link(appointment)}")
-    page.wait_for_selector("#cancel button")
+    page.wait_for_selector("#cancel-start")
     check(page, "usager")
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.className") == "skip"
@@ -351,6 +351,10 @@ def test_every_page_is_accessible_and_photographed(live: Live, browser: Any,
         if page.evaluate("document.activeElement.id") == "calendar-file":
             break
     assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") == "solid"
+    # The cancel asks first: the confirmation step (nothing is cancelled by looking).
+    page.click("#cancel-start")
+    page.wait_for_selector("#cancel-confirm")
+    check(page, "usager-cancel")
     page.goto(f"{live.url}/u/{'A' * 50}")
     page.wait_for_selector("#problem")
     check(page, "usager-invalid")

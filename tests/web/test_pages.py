@@ -12,12 +12,19 @@ import sqlalchemy as sa
 
 from signaling import CallEvent
 from tests.conftest import DEFAULT_NOW, Client
-from tests.factories import PASSWORD, make_appointment, make_operator, make_site, make_user
+from tests.factories import (
+    PASSWORD,
+    auth_headers,
+    make_appointment,
+    make_operator,
+    make_site,
+    make_user,
+)
 from visio import models as m
 from visio.db import Database
 from visio.services import calls
 from visio.settings import Settings
-from visio.web import booking, session
+from visio.web import session
 
 
 def csrf_of(html: str) -> str:
@@ -221,7 +228,8 @@ async def test_today_opens_join_15_minutes_before(
 
 async def test_agent_prints_the_convocation_with_the_session(
         client: Client, db: Database, make_client: Callable[..., Awaitable[Client]]) -> None:
-    """The confirmation's convocation link answers with the session (no bearer header)."""
+    """The confirmation's convocation link answers with the session (no bearer header):
+    the same page as the API's, with the same access check."""
     site = await make_site(db)
     op = await make_operator(db)
     agent = await make_user(db, role="agent", sites=[site])
@@ -229,18 +237,14 @@ async def test_agent_prints_the_convocation_with_the_session(
                                          start=DEFAULT_NOW + timedelta(days=1))
     await log_in(client, agent)
     page = await (await client.get(f"/agent/appointments/{appointment.id}")).text()
-    served = any(getattr(r.resource, "canonical", None) == booking.CONVOCATION
-                 for r in client.app.router.routes())
     response = await client.get(f"/agent/appointments/{appointment.id}/convocation")
-    if served:
-        assert f'href="/agent/appointments/{appointment.id}/convocation"' in page
-        assert response.status == 200
-        assert response.content_type == "text/html"
-        assert "Jeanne" in await response.text()
-    else:
-        # The notifications part of visio does not serve it yet: the page says so.
-        assert "/convocation" not in page
-        assert response.status == 404
+    assert f'href="/agent/appointments/{appointment.id}/convocation"' in page
+    assert response.status == 200
+    assert response.content_type == "text/html"
+    assert "Jeanne" in await response.text()
+    api = await client.get(f"/api/v1/appointments/{appointment.id}/convocation",
+                           headers=await auth_headers(client, agent))
+    assert await api.text() == await response.text()
     stranger = await make_user(db, role="agent", sites=[await make_site(db)])
     other = await make_client()
     await log_in(other, stranger)
@@ -335,7 +339,9 @@ async def test_usager_link_page_has_the_pages_look_and_switch(
     assert f'href="/lang?to=fr&amp;next=/u/{token}"' in page
     assert 'aria-current="true">Nederlands' in page
     assert f'href="/u/{token}/calendar.ics"' in page
-    assert f'name="csrf" value="{key.csrf(token)}"' in page
+    assert f'href="/u/{token}/cancel"' in page
+    confirm = await (await client.get(f"{path}/cancel")).text()
+    assert f'name="csrf" value="{key.csrf(token)}"' in confirm
     assert response.headers["Referrer-Policy"] == "no-referrer"
     assert response.headers["X-Robots-Tag"] == "noindex"
     assert "no-store" in response.headers["Cache-Control"]

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 from aiohttp import web
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from visio.api import codec, views
 from visio.api.context import caller
-from visio.api.rooms import close_rooms
 from visio.contract import bodies as api
-from visio.keys import clock_key, database_key, holidays_key, limits_key, search_cache_key
+from visio.keys import (
+    clock_key,
+    database_key,
+    holidays_key,
+    limits_key,
+    rooms_key,
+    search_cache_key,
+)
 from visio.services import (
     appointments,
     availability,
@@ -64,34 +68,23 @@ async def search_slots(request: web.Request) -> web.Response:
     return codec.respond(api.Page(items=[views.slot(s, found.zone) for s in found.slots]))
 
 
+def stored_answer(booked: booking.Booked) -> bytes:
+    """The answer a retry with the same Idempotency-Key replays."""
+    return codec.encode(views.appointment(booked))
+
+
 async def book(request: web.Request) -> web.Response:
     """Book an appointment once per Idempotency-Key; a retry replays the stored answer."""
     principal = await caller(request)
     key = idempotency.check_key(codec.header(request, "Idempotency-Key",
                                              pattern=IDEMPOTENCY_KEY_PATTERN))
     data = await codec.body(request, api.Booking)
-    db = request.app[database_key]
-    now = request.app[clock_key]()
-    claimed = await idempotency.claim(
-        db=db, now=now, request=idempotency.IdempotencyRequest(
-            user_id=principal.user_id, key=key,
-            request_hash=hashlib.sha256(codec.encode(data)).hexdigest()))
-    if isinstance(claimed, idempotency.Replay):
-        return web.Response(status=claimed.status, text=claimed.body,
-                            content_type=codec.JSON)
-
-    async def store(session: AsyncSession, booked: booking.Booked) -> None:
-        # Stored in the booking's own transaction: the answer commits with the booking.
-        body = codec.encode(views.appointment(booked)).decode()
-        await idempotency.record(session=session, claim=claimed, status=201, body=body)
-
-    try:
-        booked = await booking.book(db=db, principal=principal, request=data, now=now,
-                                    holidays=request.app[holidays_key], on_booked=store)
-    except Exception:
-        # A cancelled request keeps its claim; a retry takes it over once abandoned.
-        await idempotency.release(db=db, claim=claimed)
-        raise
+    booked = await booking.book(
+        db=request.app[database_key], principal=principal, request=data,
+        now=request.app[clock_key](), holidays=request.app[holidays_key],
+        once=booking.OncePerKey(key=key, answer=stored_answer))
+    if isinstance(booked, idempotency.Replay):
+        return web.Response(status=booked.status, text=booked.body, content_type=codec.JSON)
     return _appointment(booked, status=201)
 
 
@@ -127,9 +120,7 @@ async def cancel(request: web.Request) -> web.Response:
     booked = await changes.cancel(
         db=request.app[database_key], principal=principal,
         appointment_id=codec.path_id(request), reason=body.reason, expected_version=version,
-        now=request.app[clock_key]())
-    # After the commit: a live call of a cancelled appointment is closed on every instance.
-    await close_rooms(request, [booked.appointment.id], "cancelled")
+        now=request.app[clock_key](), rooms=request.app[rooms_key])
     return _appointment(booked)
 
 
@@ -138,14 +129,11 @@ async def reschedule(request: web.Request) -> web.Response:
     principal = await caller(request)
     version = expected_version(request)
     body = await codec.body(request, api.Rescheduling)
-    booked, changed = await changes.reschedule(
+    booked, _changed = await changes.reschedule(
         db=request.app[database_key], principal=principal,
         appointment_id=codec.path_id(request), start=body.start, staff_id=body.staff_id,
         expected_version=version, now=request.app[clock_key](),
-        holidays=request.app[holidays_key])
-    if changed:
-        # Join tokens of the old version are refused from now on; its room closes.
-        await close_rooms(request, [booked.appointment.id], "rescheduled")
+        holidays=request.app[holidays_key], rooms=request.app[rooms_key])
     return _appointment(booked)
 
 

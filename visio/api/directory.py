@@ -8,9 +8,8 @@ from aiohttp import web
 
 from visio.api import codec, views
 from visio.api.context import caller
-from visio.api.rooms import close_rooms
 from visio.contract import bodies as api
-from visio.keys import clock_key, database_key, hasher_key
+from visio.keys import clock_key, database_key, hasher_key, rooms_key
 from visio.services import accounts, directory
 
 
@@ -161,9 +160,8 @@ async def add_closure(request: web.Request) -> web.Response:
     directory.require_admin(principal)
     data = await codec.body(request, api.ClosureCreate)
     outcome = await directory.add_closure(db=request.app[database_key], principal=principal,
-                                          data=data, now=request.app[clock_key]())
-    # After the commit: the calls of cancelled appointments close on every instance.
-    await close_rooms(request, outcome.cancelled, "cancelled")
+                                          data=data, now=request.app[clock_key](),
+                                          rooms=request.app[rooms_key])
     return codec.respond(views.closure(outcome.closure, outcome.cancelled), status=201)
 
 

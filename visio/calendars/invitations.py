@@ -208,6 +208,10 @@ async def facts_where(session: AsyncSession, where: sa.ColumnElement[bool], *,
     return found
 
 
+#: The call page (``visio.web``): invitations, feeds and .ics files link to it.
+CALL_PAGE = "/call/{id}"
+
+
 def join_url(base_url: str, appointment_id: str) -> str:
-    """The page where staff and kiosk join the appointment's call."""
-    return f"{base_url.rstrip('/')}/calls/{appointment_id}"
+    """The page where staff and kiosk join the appointment's call (a login leads back)."""
+    return base_url.rstrip("/") + CALL_PAGE.format(id=appointment_id)

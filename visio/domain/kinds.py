@@ -13,6 +13,16 @@ class Role(StrEnum):
     ADMIN = "admin"  # administers the directory and every account
 
 
+class ActorKind(StrEnum):
+    """Who changed an appointment, as its history and ``cancelled_by`` name them."""
+
+    AGENT = "agent"
+    STAFF = "staff"
+    ADMIN = "admin"
+    USAGER = "usager"  # by the link of their messages
+    CLOSURE = "closure"  # an administrator closed the site, the operator or the desk
+
+
 class Status(StrEnum):
     """Where an appointment stands."""
 

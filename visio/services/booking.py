@@ -6,11 +6,14 @@ write lock on SQLite); a lost race becomes a 409 that proposes the nearest free 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import overload
 from zoneinfo import ZoneInfo
 
+import msgspec
 import phonenumbers
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -22,13 +25,13 @@ from visio.contract import bodies as api
 from visio.db import Database
 from visio.domain.calendars import HolidayCalendar
 from visio.domain.intervals import Interval
-from visio.domain.kinds import SiteKind, Status
+from visio.domain.kinds import ActorKind, SiteKind, Status
 from visio.domain.messages import _
 from visio.domain.refusals import Refusal, check_start
 from visio.domain.search import nearest
 from visio.domain.slot_types import Slot, StaffCalendar
 from visio.errors import NotBookable, NotFound, SlotTaken, Unprocessable, VisioError
-from visio.services import outbox
+from visio.services import idempotency, outbox
 from visio.services.calendars import (
     HOLDS_TIME,
     LONGEST_BOOTH_HOLD,
@@ -36,6 +39,7 @@ from visio.services.calendars import (
     load_staff,
     service_rule,
 )
+from visio.services.idempotency import Replay
 from visio.services.slot_search import SlotQuery, search, site_in_scope, stop_of
 from visio.services.territories import covering_desks, place_of
 
@@ -51,8 +55,13 @@ class Booked:
     zone: str
 
 
-#: Called inside the booking's transaction, so what it writes commits with the booking.
-OnBooked = Callable[[AsyncSession, Booked], Awaitable[None]]
+@dataclass(frozen=True, slots=True)
+class OncePerKey:
+    """Book at most once per (caller, Idempotency-Key): a retry gets the stored answer."""
+
+    key: str
+    #: The answer stored with the booking, replayed to a retry (the API's JSON body).
+    answer: Callable[[Booked], bytes]
 
 
 def constraint_of(err: IntegrityError) -> str | None:
@@ -80,11 +89,46 @@ def normalised_phone(phone: str | None) -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+@overload
+async def book(*, db: Database, principal: Principal, request: api.Booking, now: datetime,
+               holidays: HolidayCalendar, once: None = None) -> Booked: ...
+
+
+@overload
+async def book(*, db: Database, principal: Principal, request: api.Booking, now: datetime,
+               holidays: HolidayCalendar, once: OncePerKey) -> Booked | Replay: ...
+
+
 async def book(
     *, db: Database, principal: Principal, request: api.Booking, now: datetime,
-    holidays: HolidayCalendar, on_booked: OnBooked | None = None,
+    holidays: HolidayCalendar, once: OncePerKey | None = None,
+) -> Booked | Replay:
+    """Book an appointment, with its audit entry and its messages (the outbox).
+
+    With ``once``, the key is claimed first: a retry with the same key and request gets
+    the stored answer (a ``Replay``), and the answer commits with the booking.
+    """
+    if once is None:
+        return await _book(db=db, principal=principal, request=request, now=now,
+                           holidays=holidays, claimed=None)
+    claimed = await idempotency.claim(db=db, now=now, request=idempotency.IdempotencyRequest(
+        user_id=principal.user_id, key=idempotency.check_key(once.key),
+        request_hash=hashlib.sha256(msgspec.json.encode(request)).hexdigest()))
+    if isinstance(claimed, Replay):
+        return claimed
+    try:
+        return await _book(db=db, principal=principal, request=request, now=now,
+                           holidays=holidays, claimed=(claimed, once))
+    except Exception:
+        # A cancelled request keeps its claim; a retry takes it over once abandoned.
+        await idempotency.release(db=db, claim=claimed)
+        raise
+
+
+async def _book(
+    *, db: Database, principal: Principal, request: api.Booking, now: datetime,
+    holidays: HolidayCalendar, claimed: tuple[idempotency.Claim, OncePerKey] | None,
 ) -> Booked:
-    """Book an appointment; ``on_booked`` runs in the same transaction."""
     if not principal.may_book_at(request.site_id):
         raise NotFound(_("There is no site {site_id} you can book for.",
                          site_id=request.site_id))
@@ -96,8 +140,11 @@ async def book(
                 booked = await _book_once(session=session, principal=principal,
                                           request=request, phone=phone, now=now,
                                           holidays=holidays)
-                if on_booked is not None:
-                    await on_booked(session, booked)
+                if claimed is not None:
+                    # In the booking's own transaction: the answer commits with it.
+                    claim, once = claimed
+                    await idempotency.record(session=session, claim=claim, status=201,
+                                             body=once.answer(booked).decode())
             return booked
         except IntegrityError as err:
             constraint = constraint_of(err)
@@ -257,6 +304,7 @@ async def _book_once(
     session.add(appointment)
     await session.flush()
     session.add(m.AuditEntry(at=now, actor_id=principal.user_id, action="booked",
+                             actor_kind=ActorKind(principal.role.value).value,
                              appointment_id=appointment.id,
                              detail={"start": request.start.isoformat(), "version": 1}))
     await session.flush()

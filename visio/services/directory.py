@@ -20,7 +20,7 @@ from visio import models as m
 from visio.access import Principal
 from visio.contract import bodies as api
 from visio.db import Database
-from visio.domain.kinds import SiteKind, Status, Weekday
+from visio.domain.kinds import ActorKind, SiteKind, Status, Weekday
 from visio.domain.messages import _
 from visio.errors import Conflict, Forbidden, NotFound, Unprocessable
 from visio.services import changes
@@ -400,11 +400,12 @@ class ClosureOutcome:
 
 
 async def add_closure(*, db: Database, principal: Principal, data: api.ClosureCreate,
-                      now: datetime) -> ClosureOutcome:
+                      now: datetime, rooms: changes.RoomCloser) -> ClosureOutcome:
     """Close a site, an operator or a desk on one date.
 
     Booked appointments that day make it a 409 listing them, unless the request says
-    ``cancel_appointments``: then they are cancelled in the same transaction, audited.
+    ``cancel_appointments``: then they are cancelled in the same transaction, audited
+    (``closure``), and their calls close once it has committed.
     """
     require_admin(principal)
     owners = [x for x in (data.site_id, data.operator_id, data.desk_id) if x is not None]
@@ -430,12 +431,14 @@ async def add_closure(*, db: Database, principal: Principal, data: api.ClosureCr
         for appointment in booked:
             await changes.mark_cancelled(
                 session, appointment, reason=reason or "closure", actor_id=principal.user_id,
-                now=now)
+                actor_kind=ActorKind.CLOSURE, now=now)
         row = m.ClosureDay(site_id=data.site_id, operator_id=data.operator_id,
                            desk_id=data.desk_id, day=data.date, reason=reason)
         session.add(row)
         await session.flush()
-    return ClosureOutcome(row, [a.id for a in booked])
+    cancelled = [a.id for a in booked]
+    await rooms(cancelled, "cancelled")
+    return ClosureOutcome(row, cancelled)
 
 
 async def _booked_on(session: AsyncSession, data: api.ClosureCreate) -> list[m.Appointment]:

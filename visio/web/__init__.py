@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from visio.calendars.invitations import CALL_PAGE
 from visio.errors import NotAuthenticated, VisioError
 from visio.keys import templates_key
 from visio.web import agenda, auth, availability, booking, call, live
@@ -55,7 +56,7 @@ def mount_pages(app: web.Application) -> None:
         web.post("/staff/feeds/{id}/revoke", p(availability.revoke_feed)),
         web.post("/staff/calendars", p(availability.import_calendar)),
         web.post("/staff/calendars/{id}/remove", p(availability.remove_calendar)),
-        web.get("/call/{id}", p(call.call_page)),
+        web.get(CALL_PAGE, p(call.call_page)),
         web.post("/web/appointments/{id}/join", live.join),
         web.post("/web/test-calls", live.test_call),
         web.get("/web/presence", live.presence),

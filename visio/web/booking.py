@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
@@ -11,10 +10,10 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 from aiohttp import web
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from visio.access import Principal
-from visio.api import codec, views
+from visio.api import codec
+from visio.api.appointments import stored_answer
 from visio.contract import bodies as api
 from visio.domain.kinds import Role
 from visio.domain.slot_types import Slot
@@ -43,6 +42,7 @@ from visio.web.common import (
     theme_label,
 )
 from visio.web.render import render
+from visio.web.usager import convocation_page
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,24 +152,13 @@ async def book(request: web.Request) -> web.Response:
     now = request.app[clock_key]()
     try:
         data = _booking_of(form)
-        key = idempotency.check_key("web-" + form.get("idem", "")[:200])
-        claimed = await idempotency.claim(db=db, now=now, request=idempotency.IdempotencyRequest(
-            user_id=who.user_id, key=key,
-            request_hash=hashlib.sha256(codec.encode(data)).hexdigest()))
-        if isinstance(claimed, idempotency.Replay):
-            booked_id = msgspec.json.decode(claimed.body)["id"]
+        booked = await booking.book(
+            db=db, principal=who, request=data, now=now, holidays=request.app[holidays_key],
+            once=booking.OncePerKey(key="web-" + form.get("idem", "")[:200],
+                                    answer=stored_answer))
+        if isinstance(booked, idempotency.Replay):
+            booked_id = msgspec.json.decode(booked.body)["id"]
             raise web.HTTPSeeOther(f"/agent/appointments/{booked_id}")
-
-        async def store(tx: AsyncSession, booked: booking.Booked) -> None:
-            body = codec.encode(views.appointment(booked)).decode()
-            await idempotency.record(session=tx, claim=claimed, status=201, body=body)
-
-        try:
-            booked = await booking.book(db=db, principal=who, request=data, now=now,
-                                        holidays=request.app[holidays_key], on_booked=store)
-        except Exception:
-            await idempotency.release(db=db, claim=claimed)
-            raise
     except VisioError as err:
         params = {k: v for k, v in form.items() if k not in (session.CSRF_FIELD, "idem")}
         context = await _booking_context(request, who, params)
@@ -202,36 +191,11 @@ async def confirmation(request: web.Request) -> web.Response:
                             for msg in messages],
                   theme=theme_label(session.language(request), context.item),
                   start=context.item.start.astimezone(ZoneInfo(context.item.zone)),
-                  phone=a.usager_phone, email=a.usager_email,
-                  convocation=_route_exists(request, CONVOCATION))
+                  phone=a.usager_phone, email=a.usager_email)
 
 
-def _api_handler(request: web.Request, pattern: str) -> Any:
-    """The GET handler another part of visio serves at ``pattern``, if any."""
-    for route in request.app.router.routes():
-        if route.method == "GET" and getattr(route.resource, "canonical", None) == pattern:
-            return route.handler
-    return None
-
-
-def _route_exists(request: web.Request, pattern: str) -> bool:
-    """Whether another part of visio serves this route yet (notifications, calendars)."""
-    return _api_handler(request, pattern) is not None
-
-
-CONVOCATION = "/api/v1/appointments/{id}/convocation"
-
-
-async def convocation(request: web.Request) -> web.StreamResponse:
-    """The printable convocation of the notifications API, for the session's agent.
-
-    The session is an API token: the API's own handler answers, with the same checks.
-    """
-    await signed_in(request)
-    handler = _api_handler(request, CONVOCATION)
-    token = session.session_token(request)
-    if handler is None or token is None:
-        raise web.HTTPNotFound()
-    response: web.StreamResponse = await handler(
-        request.clone(headers={**request.headers, "Authorization": f"Bearer {token}"}))
-    return response
+async def convocation(request: web.Request) -> web.Response:
+    """The printable convocation, for the session's agent: the API's own page and checks."""
+    return await convocation_page(db=request.app[database_key],
+                                  principal=await signed_in(request),
+                                  appointment_id=codec.path_id(request))

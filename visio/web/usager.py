@@ -3,14 +3,17 @@
 The link's pages are rendered by the pages' templates (``visio/web``: the same layout,
 style sheet and language switch), in the usager's language until they choose another,
 readable when printed. The link is not a login: it shows one appointment and lets its
-usager cancel it. A wrong or expired token gets a plain explanation and nothing else.
-The cancel form carries a CSRF field bound to the token (HMAC), and the pages forbid
-framing, indexing and referrers. The convocation, printed by the agent, is one
-self-contained page (inline CSS, no script).
+usager cancel it: a second page asks for confirmation, then the cancel is the same use
+case as everyone's (``changes.cancel``: messages, the staff member's CANCEL, the call
+closed, ``cancelled_by`` usager), and the page says how to book again. A wrong or
+expired token gets a plain explanation and nothing else. The cancel form carries a CSRF
+field bound to the token (HMAC), and the pages forbid framing, indexing and referrers.
+The convocation, printed by the agent, is one self-contained page (inline CSS, no script).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import html
 from collections.abc import Sequence
@@ -18,15 +21,17 @@ from typing import Any
 
 from aiohttp import web
 
+from visio.access import Principal, usager_may_cancel
 from visio.api import codec
 from visio.api.context import caller
 from visio.calendars.invitations import invitation_ics, load_invitation_facts
+from visio.db import Database
 from visio.domain.messages import Message, Plain, _
+from visio.errors import Conflict
 from visio.i18n import LANGUAGES, catalogue
-from visio.keys import clock_key, database_key, settings_key
+from visio.keys import clock_key, database_key, rooms_key, settings_key
 from visio.notify.compose import BRING, Facts, load_facts
-from visio.services import appointments
-from visio.services.usager import cancel_by_usager
+from visio.services import appointments, changes
 from visio.usager_link import LinkKey
 from visio.web import session
 from visio.web.render import render
@@ -154,9 +159,26 @@ async def usager_page(request: web.Request) -> web.Response:
     booked = facts.status == "booked"
     return _link_page(request, "usager.html", lang=language, token=token,
                       details=_rows(facts, language), cancelled=facts.status == "cancelled",
-                      booked=booked,
-                      can_cancel=booked and request.app[clock_key]() < facts.start,
-                      link_csrf=_key(request).csrf(token))
+                      booked=booked, can_cancel=_can_cancel(request, facts),
+                      site_phone=facts.site_phone)
+
+
+def _can_cancel(request: web.Request, facts: Facts) -> bool:
+    return usager_may_cancel(status=facts.status, start=facts.start,
+                             now=request.app[clock_key]())
+
+
+async def usager_cancel_page(request: web.Request) -> web.Response:
+    """The confirmation step: the appointment again, "yes, cancel" or "keep it"."""
+    found = await _facts_for(request)
+    if found is None:
+        return _invalid(request)
+    token, facts = found
+    if not _can_cancel(request, facts):
+        raise web.HTTPSeeOther(f"/u/{token}")
+    language = _language(request, facts.usager_language)
+    return _link_page(request, "usager_cancel.html", lang=language, token=token,
+                      details=_rows(facts, language), link_csrf=_key(request).csrf(token))
 
 
 async def usager_calendar(request: web.Request) -> web.Response:
@@ -189,16 +211,25 @@ async def usager_cancel(request: web.Request) -> web.Response:
         return _problem(request, _("The form was not sent from your appointment's page; "
                                    "nothing was changed."),
                         status=403, default=facts.usager_language)
-    await cancel_by_usager(db=request.app[database_key], appointment_id=facts.appointment_id,
-                           now=request.app[clock_key]())
+    # Already cancelled, or begun (a second click, an old page): the page says where it is.
+    with contextlib.suppress(Conflict):
+        await changes.cancel(
+            db=request.app[database_key], principal=changes.UsagerLink(facts.appointment_id),
+            appointment_id=facts.appointment_id, reason="usager", expected_version=None,
+            now=request.app[clock_key](), rooms=request.app[rooms_key])
     raise web.HTTPSeeOther(f"/u/{token}")
 
 
 async def convocation(request: web.Request) -> web.Response:
     """A printable convocation in the usager's language, for usagers with no phone or mail."""
-    principal = await caller(request)
-    appointment_id = codec.path_id(request)
-    db = request.app[database_key]
+    return await convocation_page(db=request.app[database_key],
+                                  principal=await caller(request),
+                                  appointment_id=codec.path_id(request))
+
+
+async def convocation_page(*, db: Database, principal: Principal,
+                           appointment_id: str) -> web.Response:
+    """The convocation of an appointment the caller sees (the API's and the agent page's)."""
     await appointments.get_appointment(db=db, principal=principal,
                                        appointment_id=appointment_id)
     facts = await load_facts(db=db, appointment_id=appointment_id)
@@ -223,4 +254,5 @@ def usager_routes() -> list[web.RouteDef]:
     """The usager's link pages (outside /api/v1: no bearer token, the link is the key)."""
     return [web.get("/u/{token}", usager_page),
             web.get("/u/{token}/calendar.ics", usager_calendar),
+            web.get("/u/{token}/cancel", usager_cancel_page),
             web.post("/u/{token}/cancel", usager_cancel)]
