@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from visio.access import Principal
 from visio.api import codec, views
 from visio.contract import bodies as api
+from visio.domain import places
 from visio.domain.kinds import Role
 from visio.domain.slot_types import Slot
 from visio.errors import SlotTaken, VisioError
@@ -26,6 +27,7 @@ from visio.keys import (
     limits_key,
     search_cache_key,
 )
+from visio.notify.compose import load_facts
 from visio.services import (
     agenda,
     booking,
@@ -110,7 +112,7 @@ async def _booking_context(request: web.Request, who: Principal,
 
 def _choice(s: Slot, operators: dict[str, Any], stop: Any, zone: str) -> SlotChoice:
     operator = operators[s.operator_id]
-    place = f"{stop.commune} – {stop.place}" if stop is not None and s.stop_id else ""
+    place = places.stop_place(stop.place, stop.commune) if stop is not None and s.stop_id else ""
     return SlotChoice(value=_slot_value(s), start=s.start.astimezone(ZoneInfo(zone)),
                       operator=operator.name, languages=", ".join(operator.languages),
                       place=place)
@@ -197,7 +199,10 @@ async def confirmation(request: web.Request) -> web.Response:
     a = booked.appointment
     messages = (await agenda.usager_messages(db=request.app[database_key], principal=who,
                                              appointment_ids=[a.id]))[a.id]
-    return render(request, "confirmation.html", who=who, item=context.item,
+    # The place as the usager reads it: the bus is named with its stop.
+    facts = await load_facts(db=request.app[database_key], appointment_id=a.id)
+    place = facts.where(session.language(request)) if facts is not None else ""
+    return render(request, "confirmation.html", who=who, item=context.item, place=place,
                   messages=[(msg, msg.due_at.astimezone(ZoneInfo(context.item.zone)))
                             for msg in messages],
                   theme=theme_label(session.language(request), context.item),
