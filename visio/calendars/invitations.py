@@ -209,10 +209,13 @@ def usager_ics(*, facts: InvitationFacts, language: str, organizer: str,
         local_start = facts.start.astimezone(zone)
         evening = datetime.combine(local_start.date() - timedelta(days=1), EVENING_BEFORE,
                                    zone)
-        for trigger in (evening.astimezone(UTC), -HOUR_BEFORE):
+        # An absolute trigger must say VALUE=DATE-TIME, or readers take it for a duration.
+        for trigger, value in ((evening.astimezone(UTC), "DATE-TIME"),
+                               (-HOUR_BEFORE, "DURATION")):
             alarm = Alarm()
             alarm.add("action", "DISPLAY")
-            alarm.add("trigger", trigger)
+            alarm.add("trigger", trigger, parameters={"VALUE": value}
+                      if value == "DATE-TIME" else None)
             alarm.add("description", title)
             event.add_component(alarm)
     calendar = Calendar()
