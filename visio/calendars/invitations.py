@@ -214,8 +214,7 @@ def usager_ics(*, facts: InvitationFacts, language: str, organizer: str,
                                (-HOUR_BEFORE, "DURATION")):
             alarm = Alarm()
             alarm.add("action", "DISPLAY")
-            alarm.add("trigger", trigger, parameters={"VALUE": value}
-                      if value == "DATE-TIME" else None)
+            alarm.add("trigger", trigger, parameters={"VALUE": value})
             alarm.add("description", title)
             event.add_component(alarm)
     calendar = Calendar()
