@@ -164,3 +164,14 @@ def test_the_usager_link_is_of_the_length_the_segment_count_assumes() -> None:
     url = url_of(fixed_facts())
     assert url.startswith(f"{BASE_URL}/u/")
     assert len(url) <= len(BASE_URL) + 3 + 50
+
+
+def test_a_cancellation_gives_the_phone_to_book_again() -> None:
+    """Once cancelled, the phone is given to book another appointment, not « if you cannot
+    come »."""
+    facts = fixed_facts()
+    text = usager_email(facts, Kind.CANCELLED, "fr", url_of(facts)).text
+    assert "Pour prendre un autre rendez-vous, appelez l'accueil au 03 53 48 00 02." in text
+    assert "Si vous ne pouvez pas venir" not in text
+    nl = usager_email(facts, Kind.CANCELLED, "nl", url_of(facts)).text
+    assert "Voor een nieuwe afspraak belt u het onthaal op 03 53 48 00 02." in nl

@@ -7,6 +7,7 @@ to one 160-character segment when they can be (``visio.domain.gsm7.fit``).
 
 from __future__ import annotations
 
+import dataclasses
 import html
 from dataclasses import dataclass
 from datetime import datetime
@@ -156,9 +157,12 @@ def come(facts: Facts) -> Message:
 
 
 def call_the_desk(facts: Facts) -> Message | None:
-    """The sentence giving the site's phone, if it has one."""
+    """The sentence giving the site's phone, if it has one (to rebook, once cancelled)."""
     if not facts.site_phone:
         return None
+    if facts.status == "cancelled":
+        return _("To book another appointment, call the desk on {phone}.",
+                 phone=Plain(facts.site_phone))
     return _("If you cannot come, call the desk on {phone}.", phone=Plain(facts.site_phone))
 
 
@@ -201,7 +205,8 @@ def usager_email(facts: Facts, kind: str, language: str, url: str) -> Email:
              cat.render(_("With: {operator}", operator=Plain(facts.operator)))]
     if kind != Kind.CANCELLED:
         lines.append(cat.render(come(facts)))
-    desk = call_the_desk(facts)
+    desk = call_the_desk(dataclasses.replace(facts, status="cancelled")
+                         if kind == Kind.CANCELLED else facts)
     if desk is not None:
         lines.append(cat.render(desk))
     if kind != Kind.CANCELLED:
