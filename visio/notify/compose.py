@@ -166,6 +166,13 @@ def call_the_desk(facts: Facts) -> Message | None:
     return _("If you cannot come, call the desk on {phone}.", phone=Plain(facts.site_phone))
 
 
+def advice(facts: Facts) -> list[Message]:
+    """What the usager's page and convocation tell them: where to come, whom to call."""
+    said = [come(facts)] if facts.status == "booked" else []
+    desk = call_the_desk(facts)
+    return said + ([desk] if desk is not None else [])
+
+
 def sms_text(facts: Facts, kind: str, language: str, url: str) -> str:
     """The SMS for ``kind``: in GSM-7, one segment when the essentials allow it.
 

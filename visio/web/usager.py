@@ -24,7 +24,7 @@ from visio.calendars.invitations import load_invitation_facts, usager_ics
 from visio.domain.messages import Message, Plain, _
 from visio.i18n import LANGUAGES, catalogue
 from visio.keys import clock_key, database_key, settings_key
-from visio.notify.compose import BRING, Facts, call_the_desk, come, load_facts
+from visio.notify.compose import BRING, Facts, advice, load_facts
 from visio.services import appointments
 from visio.services.usager import cancel_by_usager
 from visio.usager_link import LinkKey
@@ -152,11 +152,9 @@ async def usager_page(request: web.Request) -> web.Response:
     token, facts = found
     language = _language(request, facts.usager_language)
     booked = facts.status == "booked"
-    cat = catalogue(language)
-    advice = [cat.render(m) for m in ([come(facts)] if booked else [])
-              + [m for m in [call_the_desk(facts)] if m is not None]]
+    said = [catalogue(language).render(sentence) for sentence in advice(facts)]
     return _link_page(request, "usager.html", lang=language, token=token,
-                      details=_rows(facts, language), advice=advice,
+                      details=_rows(facts, language), advice=said,
                       cancelled=facts.status == "cancelled",
                       booked=booked,
                       can_cancel=booked and request.app[clock_key]() < facts.start,
@@ -213,8 +211,7 @@ async def convocation(request: web.Request) -> web.Response:
                                        first_name=Plain(facts.first_name),
                                        initial=Plain(facts.last_initial))])
             + _details(facts, language)
-            + _paragraphs(language, [come(facts)]
-                          + [m for m in [call_the_desk(facts)] if m is not None]))
+            + _paragraphs(language, advice(facts)))
     if facts.status == "cancelled":
         body += f'<p class="notice">{html.escape(cat.render(CANCELLED))}</p>'
     return _page(language, title, body)
