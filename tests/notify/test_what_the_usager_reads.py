@@ -115,8 +115,8 @@ def _sms_to(sink: SmsSink, number: str) -> list[str]:
 
 async def test_a_bus_booking_names_the_bus_and_its_stop_everywhere(
         world: World, receivers: Receivers) -> None:
-    """SMS, e-mail, the usager's page and .ics, the convocation and the agent's
-    confirmation: the bus, the stop with its commune once, the bus's phone."""
+    """SMS, e-mail, the usager's page and .ics, the convocation, the agent's confirmation
+    and booking form: the bus, the stop with its commune once, the bus's phone."""
     booked, headers = await _book_the_bus(world, email="jeanne@example.fr",
                                           phone="+33612345678")
     await world.dispatch_at(world.clock.now)
@@ -151,6 +151,10 @@ async def test_a_bus_booking_names_the_bus_and_its_stop_everywhere(
     confirmation = html.unescape(await (await world.client.get(
         f"/agent/appointments/{booked['id']}")).text())
     assert f'<dd id="place">{STOP_FR}</dd>' in confirmation
+
+    booking = html.unescape(await (await world.client.get(
+        f"/agent/book?site_id={booked['site_id']}&theme=famille&day=2026-11-30")).text())
+    assert "Arrêt du bus ce jour-là : place de la Mairie, Solesmes." in booking
 
 
 async def test_a_dutch_bus_booking_reads_in_dutch(world: World,

@@ -77,6 +77,7 @@ async def _booking_context(request: web.Request, who: Principal,
     context: dict[str, Any] = {
         "sites": sites, "site": site, "themes": themes, "theme": theme, "country": country,
         "day": day, "operators": [], "slots": [], "searched": False, "stop": None,
+        "stop_where": "",
         "refusal": None, "alternatives": [], "form": params,
         "idem": params.get("idem") or str(uuid.uuid4()), "today": local_today(request, zone)}
     if site is None or not theme or theme not in {t.code for t in themes}:
@@ -90,6 +91,9 @@ async def _booking_context(request: web.Request, who: Principal,
     by_id = {o.operator.id: o.operator for o in operators}
     context["operators"] = operators
     context["stop"] = next((s for s in site.stops if s.day == day), None)
+    if context["stop"] is not None:
+        context["stop_where"] = places.stop_place(context["stop"].place,
+                                                  context["stop"].commune)
     tz = ZoneInfo(zone)
     window = slot_search.check_window(datetime.combine(day, time(0), tz),
                                       datetime.combine(day + timedelta(days=1), time(0), tz))
