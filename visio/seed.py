@@ -93,8 +93,9 @@ TOUR_NAMES = {"Avesnois": "de l'Avesnois", "Cambrésis": "du Cambrésis",
               "Valenciennois": "du Valenciennois", "Pays Lillois": "du Pays Lillois"}
 #: Where each bus parks in a commune (the commune itself is written beside it).
 STOP_PLACE = "place de la Mairie"
-#: Every site that sends messages gives a number to call. These are in the range the
-#: ARCEP keeps for fiction in the north-east (03 53 48 xx xx): a demo never rings anyone.
+#: Every site that sends messages gives a number to call. These are meant to be in the
+#: range the ARCEP keeps for fiction in the 03 zone (03 53 48 xx xx), beside the 01 99 00
+#: the desks use, so that a demo never rings anyone (to check against the numbering plan).
 SITE_PHONES = {
     "Hondschoote": "+33353480001", "Le Cateau-Cambrésis": "+33353480002",
     "Bruay-sur-l'Escaut": "+33353480003", "Saint-Pol-sur-Ternoise": "+33353480004",
