@@ -13,12 +13,14 @@ import icalendar
 import sqlalchemy as sa
 
 from tests.calendars import icaljs
+from tests.calendars.test_invitations import facts
 from tests.factories import auth_headers, make_site, make_user, usager
 from tests.notify.conftest import Receivers
 from tests.notify.receivers import SmsSink
 from tests.notify.world import MONDAY_9, World
 from tests.web.test_pages import log_in
 from visio import models as m
+from visio.calendars.invitations import usager_ics
 from visio.notify.compose import load_facts, usager_url
 from visio.usager_link import LinkKey
 
@@ -175,3 +177,16 @@ async def test_a_dutch_bus_booking_reads_in_dutch(world: World,
     ics = icalendar.Calendar.from_ical(await (await world.client.get(f"{path}/calendar.ics"))
                                        .read())
     assert str(ics.walk("VEVENT")[0]["LOCATION"]) == STOP_NL
+
+
+def test_booked_after_the_evening_before_the_file_has_only_the_hour_alarm() -> None:
+    """An appointment booked the same day: no alarm for an evening already past."""
+    same_day = usager_ics(facts=facts(MONDAY_9), language="fr", organizer="rdv@visio.test",
+                          dtstamp=MONDAY_9 - timedelta(hours=3))
+    [event] = icalendar.Calendar.from_ical(same_day).walk("VEVENT")
+    assert [a["TRIGGER"].dt for a in event.walk("VALARM")] == [-timedelta(hours=1)]
+    ahead = usager_ics(facts=facts(MONDAY_9), language="fr", organizer="rdv@visio.test",
+                       dtstamp=MONDAY_9 - timedelta(days=3))
+    [event] = icalendar.Calendar.from_ical(ahead).walk("VEVENT")
+    assert [a["TRIGGER"].dt for a in event.walk("VALARM")] == [EVENING_BEFORE,
+                                                               -timedelta(hours=1)]

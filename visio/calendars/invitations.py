@@ -210,8 +210,11 @@ def usager_ics(*, facts: InvitationFacts, language: str, organizer: str,
         evening = datetime.combine(local_start.date() - timedelta(days=1), EVENING_BEFORE,
                                    zone)
         # An absolute trigger must say VALUE=DATE-TIME, or readers take it for a duration.
-        for trigger, value in ((evening.astimezone(UTC), "DATE-TIME"),
-                               (-HOUR_BEFORE, "DURATION")):
+        # Booked after that evening, the file has no alarm some readers would ring at once.
+        triggers: list[tuple[datetime | timedelta, str]] = [(-HOUR_BEFORE, "DURATION")]
+        if evening > dtstamp:
+            triggers.insert(0, (evening.astimezone(UTC), "DATE-TIME"))
+        for trigger, value in triggers:
             alarm = Alarm()
             alarm.add("action", "DISPLAY")
             alarm.add("trigger", trigger, parameters={"VALUE": value})
