@@ -38,6 +38,8 @@ async def test_seeds_the_demo_twice_and_manages_users(tmp_path: Path) -> None:
                 sa.select(m.TourStop.site_id, sa.func.count(sa.distinct(m.TourStop.commune)))
                 .group_by(m.TourStop.site_id))).all()
             site_id = sites[0].id
+            places = (await session.execute(
+                sa.select(m.TourStop.commune, m.TourStop.place).distinct())).all()
     finally:
         await db.dispose()
     # The Nord's 3 fixed sites and 6 buses, and 4 sites of the Pas-de-Calais and the Aisne.
@@ -49,6 +51,12 @@ async def test_seeds_the_demo_twice_and_manages_users(tmp_path: Path) -> None:
     assert any(o.languages == ["nl"] for o in belgian)
     assert len(stops) == 6
     assert all(count == 20 for _, count in stops)
+    # Every site that sends messages has a number to call; a bus is named as a bus, and
+    # its stops do not repeat their commune (it is written beside them).
+    assert all(s.phone and s.phone.startswith("+333") for s in sites)
+    assert "France Services itinérante du Cambrésis" in {s.name for s in sites}
+    assert all(commune not in place for commune, place in places)
+    assert "agent.du-cambresis@visio.test" in first.stdout
 
     created = _run(["users", "create", "--email", "new.agent@visio.test", "--role", "agent",
                     "--site", site_id], env, stdin="a long enough password\n")

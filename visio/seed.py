@@ -88,9 +88,22 @@ TOURS: dict[str, list[str]] = {
                      "Genech", "Bouvines", "Baisieux", "Comines", "Wervicq-Sud",
                      "Quesnoy-sur-Deûle", "Fournes-en-Weppes", "Herlies"],
 }
-TOUR_NAMES = {"Avesnois": "FSI de l'Avesnois", "Cambrésis": "FSI du Cambrésis",
-              "Douaisis": "FSI du Douaisis", "Flandres": "FSI des Flandres",
-              "Valenciennois": "FSI du Valenciennois", "Pays Lillois": "FSI du Pays Lillois"}
+TOUR_NAMES = {"Avesnois": "de l'Avesnois", "Cambrésis": "du Cambrésis",
+              "Douaisis": "du Douaisis", "Flandres": "des Flandres",
+              "Valenciennois": "du Valenciennois", "Pays Lillois": "du Pays Lillois"}
+#: Where each bus parks in a commune (the commune itself is written beside it).
+STOP_PLACE = "place de la Mairie"
+#: Every site that sends messages gives a number to call. These are meant to be in the
+#: range the ARCEP keeps for fiction in the 03 zone (03 53 48 xx xx), beside the 01 99 00
+#: the desks use, so that a demo never rings anyone (to check against the numbering plan).
+SITE_PHONES = {
+    "Hondschoote": "+33353480001", "Le Cateau-Cambrésis": "+33353480002",
+    "Bruay-sur-l'Escaut": "+33353480003", "Saint-Pol-sur-Ternoise": "+33353480004",
+    "Marquise": "+33353480005", "Guise": "+33353480006", "Hirson": "+33353480007",
+    "Avesnois": "+33353480011", "Cambrésis": "+33353480012", "Douaisis": "+33353480013",
+    "Flandres": "+33353480014", "Valenciennois": "+33353480015",
+    "Pays Lillois": "+33353480016",
+}
 # The fifth commune of each tour holds its market the day the bus comes: it ends at 13:00.
 MARKET_INDEX = 4
 
@@ -196,12 +209,14 @@ async def _load(session: AsyncSession, today: date) -> dict[str, Any]:
     for commune, name, address in FIXED_SITES:
         site = m.Site(id=demo_id("site", commune), name=name, kind="fixed", commune=commune,
                       address=address, timezone=PARIS, country="FR", booths=2,
-                      departement=NORD, commune_insee=SITE_INSEE[commune])
+                      departement=NORD, commune_insee=SITE_INSEE[commune],
+                      phone=SITE_PHONES[commune])
         sites.append(site)
     for commune, name, address, departement in NEIGHBOUR_SITES:
         sites.append(m.Site(id=demo_id("site", commune), name=name, kind="fixed",
                             commune=commune, address=address, timezone=PARIS, country="FR",
-                            booths=1, departement=departement, commune_insee=None))
+                            booths=1, departement=departement, commune_insee=None,
+                            phone=SITE_PHONES[commune]))
     await _merge(session, list(sites))
     for site in sites:
         await session.execute(sa.delete(m.SiteHours).where(m.SiteHours.site_id == site.id))
@@ -211,10 +226,10 @@ async def _load(session: AsyncSession, today: date) -> dict[str, Any]:
                                         closes=closes))
     stops = 0
     for area, communes in TOURS.items():
-        site = m.Site(id=demo_id("site", area), name=f"France Services itinérante – "
+        site = m.Site(id=demo_id("site", area), name=f"France Services itinérante "
                       f"{TOUR_NAMES[area]}", kind="itinerant", commune=communes[0],
                       address=f"Bus France Services, {area}", timezone=PARIS, country="FR",
-                      booths=1, departement=NORD)
+                      booths=1, departement=NORD, phone=SITE_PHONES[area])
         await session.merge(site)
         sites.append(site)
         for month_days in _tour_days(today, 4, holidays):
@@ -222,7 +237,7 @@ async def _load(session: AsyncSession, today: date) -> dict[str, Any]:
                 commune = communes[index]
                 await session.merge(m.TourStop(
                     id=demo_id("stop", area, day.isoformat()), site_id=site.id, day=day,
-                    commune=commune, place=f"Place de la mairie, {commune}",
+                    commune=commune, place=STOP_PLACE,
                     hours=itinerant_hours(day, market=index == MARKET_INDEX)))
                 stops += 1
     staff_ids: dict[str, list[str]] = {}
@@ -280,7 +295,8 @@ async def seed_demo(settings: Settings) -> str:
             wanted: list[tuple[str, str, str, str | None, str | None]] = [
                 ("admin@visio.test", "Administration visio", "admin", None, None)]
             for site in loaded["sites"]:
-                place = site.commune if site.kind == "fixed" else site.name.split("FSI ")[-1]
+                place = (site.commune if site.kind == "fixed"
+                         else site.name.removeprefix("France Services itinérante "))
                 wanted.append((f"agent.{_slug(place)}@visio.test", f"Agent – {site.name}",
                                "agent", site.id, None))
             for code in ("CAF59", "CARSAT-HDF", "SFP-TF", "VDAB-GA"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from datetime import timedelta
 
@@ -112,7 +113,8 @@ async def test_notifications_list_every_outcome(world: World, receivers: Receive
 
 
 async def test_site_phone_is_set_by_admin_and_printed(world: World) -> None:
-    """An admin gives the site a number (normalised); the convocation prints it."""
+    """An admin gives the site a number (normalised); the convocation prints it the way
+    the site's country dials it, in a sentence telling the usager to call."""
     from tests.factories import auth_headers, make_user
 
     admin = await make_user(world.db, role="admin")
@@ -127,4 +129,6 @@ async def test_site_phone_is_set_by_admin_and_printed(world: World) -> None:
     booked = await world.book(phone=None, email=None)
     page = await world.client.get(f"/api/v1/appointments/{booked['id']}/convocation",
                                   headers=world.headers)
-    assert "+33328680000" in await page.text()
+    text = html.unescape(await page.text())
+    assert "Si vous ne pouvez pas venir, appelez l'accueil au 03 28 68 00 00." in text
+    assert "Téléphone de l'accueil" in text

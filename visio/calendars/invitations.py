@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from visio import models as m
 from visio.calendars.zones import vtimezone
 from visio.db import Database
+from visio.domain import places
 from visio.domain.messages import Message, Plain, _
 from visio.errors import NotFound
 from visio.i18n import catalogue
@@ -28,7 +29,12 @@ from visio.i18n import catalogue
 PRODID = "-//visio//visio invitations//EN"
 ALARM_BEFORE = timedelta(minutes=15)
 
-__all__ = ["InvitationFacts", "invitation_ics", "load_invitation_facts", "uid_of"]
+#: The usager's reminders: the evening before (to plan the trip), and one hour before.
+EVENING_BEFORE = time(18)
+HOUR_BEFORE = timedelta(hours=1)
+
+__all__ = ["InvitationFacts", "invitation_ics", "load_invitation_facts", "uid_of",
+           "usager_ics"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +49,8 @@ class InvitationFacts:
     zone: str  # the site's IANA zone
     theme_label: str
     operator_name: str
-    place: str  # site name and address, or the bus stop "commune, place"
+    #: The site's name and address, or the bus and its stop (``places.bus_place``).
+    place: str | Message
     join_url: str
     bring: str  # what to bring ("" when nothing particular)
     usager_first_name: str
@@ -55,6 +62,16 @@ class InvitationFacts:
     theme_labels: Mapping[str, str] = field(default_factory=dict)
     #: When the appointment last changed (feeds use it as DTSTAMP, so they stay stable).
     changed_at: datetime | None = None
+    #: The site (or the bus) and its number as its country dials it, for the usager.
+    site_name: str = ""
+    site_phone: str | None = None
+
+
+def place_text(facts: InvitationFacts, language: str) -> str:
+    """The place in ``language`` (a bus stop's words are translated)."""
+    if isinstance(facts.place, Message):
+        return catalogue(language).render(facts.place)
+    return facts.place
 
 
 def uid_of(appointment_id: str) -> str:
@@ -86,7 +103,7 @@ def description(facts: InvitationFacts, language: str, *, cancelled: bool) -> li
     lines += [
         _("Theme: {theme}", theme=Plain(facts.theme_labels.get(language, facts.theme_label))),
         _("Operator: {operator}", operator=Plain(facts.operator_name)),
-        _("Place: {place}", place=Plain(facts.place)),
+        _("Place: {place}", place=Plain(place_text(facts, language))),
         _("Usager: {first_name} {initial}.", first_name=Plain(facts.usager_first_name),
           initial=Plain(facts.usager_last_initial)),
     ]
@@ -111,7 +128,7 @@ def invitation_event(*, facts: InvitationFacts, language: str, organizer: str,
     event.add("summary", words.render(summary(facts, language)))
     event.add("description", "\n".join(
         words.render(line) for line in description(facts, language, cancelled=cancelled)))
-    event.add("location", facts.place)
+    event.add("location", place_text(facts, language))
     if facts.join_url and not cancelled:
         event.add("url", facts.join_url)
     event.add("status", "CANCELLED" if cancelled else "CONFIRMED")
@@ -154,6 +171,65 @@ def invitation_ics(*, facts: InvitationFacts, method: Literal["REQUEST", "CANCEL
     return bytes(calendar.to_ical())
 
 
+def usager_ics(*, facts: InvitationFacts, language: str, organizer: str,
+               dtstamp: datetime) -> bytes:
+    """The usager's own calendar file: published, not an invitation.
+
+    It names no staff member (the organizer is the site, with the service's address) and
+    has no join link: the usager comes to the site or the bus stop. Its alarms ring the
+    evening before at 18:00 in the site's zone, to plan the trip, and one hour before.
+    """
+    words = catalogue(language)
+    zone = ZoneInfo(facts.zone)
+    cancelled = facts.status == "cancelled"
+    theme = facts.theme_labels.get(language, facts.theme_label)
+    title = words.render(summary(facts, language))
+    lines: list[Message] = [_("This appointment is cancelled.")] if cancelled else []
+    lines += [_("Theme: {theme}", theme=Plain(theme)),
+              _("Operator: {operator}", operator=Plain(facts.operator_name)),
+              _("Place: {place}", place=Plain(place_text(facts, language)))]
+    if facts.site_phone:
+        lines.append(_("If you cannot come, call the desk on {phone}.",
+                       phone=Plain(facts.site_phone)))
+    event = Event()
+    event.add("uid", uid_of(facts.appointment_id))
+    event.add("sequence", facts.version)
+    event.add("dtstamp", dtstamp.astimezone(UTC))
+    event.add("dtstart", facts.start.astimezone(zone))
+    event.add("dtend", facts.end.astimezone(zone))
+    event.add("summary", title)
+    event.add("description", "\n".join(words.render(line) for line in lines))
+    event.add("location", place_text(facts, language))
+    event.add("status", "CANCELLED" if cancelled else "CONFIRMED")
+    event.add("transp", "OPAQUE")
+    site = vCalAddress(f"mailto:{organizer}")
+    site.params["CN"] = vText(facts.site_name or "France Services")
+    event.add("organizer", site)
+    if not cancelled:
+        local_start = facts.start.astimezone(zone)
+        evening = datetime.combine(local_start.date() - timedelta(days=1), EVENING_BEFORE,
+                                   zone)
+        # An absolute trigger must say VALUE=DATE-TIME, or readers take it for a duration.
+        # Booked after that evening, the file has no alarm some readers would ring at once.
+        triggers: list[tuple[datetime | timedelta, str]] = [(-HOUR_BEFORE, "DURATION")]
+        if evening > dtstamp:
+            triggers.insert(0, (evening.astimezone(UTC), "DATE-TIME"))
+        for trigger, value in triggers:
+            alarm = Alarm()
+            alarm.add("action", "DISPLAY")
+            alarm.add("trigger", trigger, parameters={"VALUE": value})
+            alarm.add("description", title)
+            event.add_component(alarm)
+    calendar = Calendar()
+    calendar.add("prodid", PRODID)
+    calendar.add("version", "2.0")
+    calendar.add("calscale", "GREGORIAN")
+    calendar.add("method", "PUBLISH")
+    calendar.add_component(vtimezone(facts.zone))
+    calendar.add_component(event)
+    return bytes(calendar.to_ical())
+
+
 async def load_invitation_facts(*, db: Database, appointment_id: str,
                                 base_url: str) -> InvitationFacts:
     """The facts of one appointment (no access check: callers check ``Principal.sees``)."""
@@ -191,8 +267,9 @@ async def facts_where(session: AsyncSession, where: sa.ColumnElement[bool], *,
                 emails[staff_id] = email  # the oldest account, read last, wins
     found = []
     for appointment, site, stop, operator, theme, staff in rows:
-        place = (f"{stop.commune}, {stop.place}" if stop is not None
-                 else f"{site.name}, {site.address}")
+        place: str | Message = (
+            places.bus_place(site.name, stop.place, stop.commune) if stop is not None
+            else places.site_place(site.name, site.address, site.commune))
         found.append(InvitationFacts(
             appointment_id=appointment.id, version=appointment.version,
             status=appointment.status, start=appointment.start, end=appointment.end,
@@ -203,7 +280,8 @@ async def facts_where(session: AsyncSession, where: sa.ColumnElement[bool], *,
             staff_email=emails.get(staff.id), staff_name=staff.display_name,
             usager_email=appointment.usager_email,
             theme_labels={"fr": theme.label_fr, "nl": theme.label_nl},
-            changed_at=appointment.updated_at,
+            changed_at=appointment.updated_at, site_name=site.name,
+            site_phone=places.phone_display(site.phone, site.country),
         ))
     return found
 

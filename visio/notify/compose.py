@@ -7,6 +7,7 @@ to one 160-character segment when they can be (``visio.domain.gsm7.fit``).
 
 from __future__ import annotations
 
+import dataclasses
 import html
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,7 +19,7 @@ from babel.dates import format_datetime
 
 from visio import models as m
 from visio.db import Database
-from visio.domain import gsm7
+from visio.domain import gsm7, places
 from visio.domain.messages import Message, Param, Plain, _
 from visio.domain.reminders import Kind
 from visio.i18n import catalogue
@@ -41,25 +42,27 @@ class Facts:
     operator: str
     theme_fr: str
     theme_nl: str
-    place: str
+    #: Where the usager comes: the site and its address, or the bus and its stop.
+    place: Message | Plain
+    #: The name messages are signed with (the site, or the bus).
     site_name: str
+    #: The site's number as its country dials it (« 03 28 68 00 00 »), if it has one.
     site_phone: str | None
     first_name: str
     last_initial: str
     usager_language: str
     usager_phone: str | None
     usager_email: str | None
+    #: The bus stop (place and commune, the commune once) when the site is a bus.
+    stop: str | None = None
 
     def theme(self, language: str) -> str:
         """The theme's label in ``language`` (French when there is no other)."""
         return self.theme_nl if language == "nl" and self.theme_nl else self.theme_fr
 
-
-def _site_place(name: str, address: str, commune: str) -> str:
-    """Name, address and commune, without repeating a commune the address ends with."""
-    if address.rstrip().casefold().endswith(commune.strip().casefold()):
-        return f"{name}, {address}"
-    return f"{name}, {address}, {commune}"
+    def where(self, language: str) -> str:
+        """The place in ``language``."""
+        return catalogue(language).format_value(self.place)
 
 
 async def load_facts(*, db: Database, appointment_id: str) -> Facts | None:
@@ -76,17 +79,20 @@ async def load_facts(*, db: Database, appointment_id: str) -> Facts | None:
         return None
     appointment, site, stop, operator, theme = row
     zone = ZoneInfo(site.timezone)
-    place = (f"{stop.commune}, {stop.place}" if stop is not None
-             else _site_place(site.name, site.address, site.commune))
+    place = (places.bus_place(site.name, stop.place, stop.commune) if stop is not None
+             else Plain(places.site_place(site.name, site.address, site.commune)))
     return Facts(
         appointment_id=appointment.id, version=appointment.version,
         status=appointment.status, start=appointment.start.astimezone(zone),
         end=appointment.end.astimezone(zone), zone=site.timezone, operator=operator.name,
-        theme_fr=theme.label_fr, theme_nl=theme.label_nl, place=place, site_name=site.name,
-        site_phone=site.phone, first_name=appointment.usager_first_name,
+        theme_fr=theme.label_fr, theme_nl=theme.label_nl,
+        place=place,
+        site_name=site.name, site_phone=places.phone_display(site.phone, site.country),
+        first_name=appointment.usager_first_name,
         last_initial=appointment.usager_last_name[:1].upper(),
         usager_language=appointment.usager_language, usager_phone=appointment.usager_phone,
-        usager_email=appointment.usager_email)
+        usager_email=appointment.usager_email,
+        stop=places.stop_place(stop.place, stop.commune) if stop is not None else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +112,8 @@ def usager_url(facts: Facts, *, key: LinkKey, base_url: str) -> str:
 
 
 def short_when(facts: Facts, language: str) -> str:
-    """The start in few characters, for SMS (« lun. 23 nov. 09:00 »)."""
-    return format_datetime(facts.start, "EEE d MMM HH:mm", tzinfo=facts.start.tzinfo,
+    """The start in few characters, for SMS (« lun. 30/11 09:00 »)."""
+    return format_datetime(facts.start, "EEE d/MM HH:mm", tzinfo=facts.start.tzinfo,
                            locale=language)
 
 
@@ -128,23 +134,62 @@ _INTROS: dict[str, Message] = {
     Kind.CANCELLED: _("Your video appointment is cancelled. To book another one, come to "
                       "the France Services desk or call it."),
 }
+# An SMS is signed with the site's (or the bus's) name, then says when; the words are
+# few so that, with the site's phone and the link, the confirmation and the reminder of
+# the same day hold in one segment (the 48 h reminder may take two).
 _SMS: dict[str, Message] = {
-    Kind.CONFIRMATION: _("Video appointment {operator} {when}, {place}."),
-    Kind.REMINDER: _("Reminder: video appointment {operator} {when}, {place}."),
-    Kind.SHORT_REMINDER: _("Reminder: video appointment {operator} {when}, {place}."),
-    Kind.RESCHEDULED: _("Your video appointment {operator} moved to {when}, {place}."),
-    Kind.CANCELLED: _("Your video appointment {operator} of {when} is cancelled."),
+    Kind.CONFIRMATION: _("{sender}: appointment {when}."),
+    Kind.REMINDER: _("{sender}: reminder, appointment {when}."),
+    # Sent two hours before, or the evening before when that falls in the night: the
+    # day is always written.
+    Kind.SHORT_REMINDER: _("{sender}: reminder {when}."),
+    Kind.RESCHEDULED: _("{sender}: your appointment moved to {when}."),
+    Kind.CANCELLED: _("{sender}: your appointment of {when} is cancelled."),
 }
 
 
+def come(facts: Facts) -> Message:
+    """Where to come, and when: the desk, or the bus at its stop."""
+    if facts.stop is None:
+        return _("Please come to the France Services desk a few minutes before the time.")
+    return _("Please come to the bus stop a few minutes before the time: {stop}.",
+             stop=Plain(facts.stop))
+
+
+def call_the_desk(facts: Facts) -> Message | None:
+    """The sentence giving the site's phone, if it has one (to rebook, once cancelled)."""
+    if not facts.site_phone:
+        return None
+    if facts.status == "cancelled":
+        return _("To book another appointment, call the desk on {phone}.",
+                 phone=Plain(facts.site_phone))
+    return _("If you cannot come, call the desk on {phone}.", phone=Plain(facts.site_phone))
+
+
+def advice(facts: Facts) -> list[Message]:
+    """What the usager's page and convocation tell them: where to come, whom to call."""
+    said = [come(facts)] if facts.status == "booked" else []
+    desk = call_the_desk(facts)
+    return said + ([desk] if desk is not None else [])
+
+
 def sms_text(facts: Facts, kind: str, language: str, url: str) -> str:
-    """The SMS for ``kind``: in GSM-7, one segment when the essentials allow it."""
+    """The SMS for ``kind``: in GSM-7, one segment when the essentials allow it.
+
+    Essential: who writes, when, the bus stop, the site's phone and the link; the
+    operator and what to bring go first when the segment is full.
+    """
     cat = catalogue(language)
-    head = cat.render(Message(_SMS[kind].msgid, {
-        "operator": Plain(facts.operator), "when": Plain(short_when(facts, language)),
-        "place": Plain(facts.place)}))
-    optional = [] if kind == Kind.CANCELLED else [cat.render(_("Bring ID and your letters."))]
-    return gsm7.fit(head, optional, url)
+    parts = [cat.render(Message(_SMS[kind].msgid, {
+        "sender": Plain(facts.site_name), "when": Plain(short_when(facts, language))}))]
+    if facts.stop is not None and kind != Kind.CANCELLED:
+        parts.append(cat.render(_("Stop: {stop}.", stop=Plain(facts.stop))))
+    if facts.site_phone:
+        parts.append(cat.render(_("Tel. {phone}", phone=Plain(facts.site_phone))))
+    optional = [cat.render(_("With {operator}.", operator=Plain(facts.operator)))]
+    if kind != Kind.CANCELLED:
+        optional.append(cat.render(_("Bring ID and your letters.")))
+    return gsm7.fit(" ".join(parts), optional, url)
 
 
 def _paragraphs_html(lines: list[str], lang: str, title: str) -> str:
@@ -163,8 +208,14 @@ def usager_email(facts: Facts, kind: str, language: str, url: str) -> Email:
     lines = [cat.render(_("Hello {first_name},", first_name=Plain(facts.first_name))),
              cat.render(_INTROS[kind]),
              cat.render(_("When: {when}", when=facts.start)),
-             cat.render(_("Where: {place}", place=Plain(facts.place))),
+             cat.render(_("Where: {place}", place=facts.place)),
              cat.render(_("With: {operator}", operator=Plain(facts.operator)))]
+    if kind != Kind.CANCELLED:
+        lines.append(cat.render(come(facts)))
+    desk = call_the_desk(dataclasses.replace(facts, status="cancelled")
+                         if kind == Kind.CANCELLED else facts)
+    if desk is not None:
+        lines.append(cat.render(desk))
     if kind != Kind.CANCELLED:
         lines.append(cat.render(_("What to bring: {bring}", bring=BRING)))
         lines.append(cat.render(_("Your page (see, add to your calendar, cancel): {link}",
@@ -188,7 +239,7 @@ def staff_email(facts: Facts, kind: str, language: str, *, calendar: bytes) -> E
     lines = [cat.render(_("This video appointment is cancelled.") if cancelled
                         else _("A video appointment is booked with you.")),
              cat.render(_("When: {when}", when=facts.start)),
-             cat.render(_("Where: {place}", place=Plain(facts.place))),
+             cat.render(_("Where: {place}", place=facts.place)),
              cat.render(_("Theme: {theme}", theme=Plain(theme))),
              cat.render(_("Usager: {first_name} {initial}.",
                           first_name=Plain(facts.first_name),

@@ -15,6 +15,7 @@ from visio.access import Principal
 from visio.api import codec
 from visio.api.appointments import stored_answer
 from visio.contract import bodies as api
+from visio.domain import places
 from visio.domain.kinds import Role
 from visio.domain.slot_types import Slot
 from visio.errors import SlotTaken, VisioError
@@ -25,6 +26,7 @@ from visio.keys import (
     limits_key,
     search_cache_key,
 )
+from visio.notify.compose import load_facts
 from visio.services import (
     agenda,
     booking,
@@ -75,6 +77,7 @@ async def _booking_context(request: web.Request, who: Principal,
     context: dict[str, Any] = {
         "sites": sites, "site": site, "themes": themes, "theme": theme, "country": country,
         "day": day, "operators": [], "slots": [], "searched": False, "stop": None,
+        "stop_where": "",
         "refusal": None, "alternatives": [], "form": params,
         "idem": params.get("idem") or str(uuid.uuid4()), "today": local_today(request, zone)}
     if site is None or not theme or theme not in {t.code for t in themes}:
@@ -88,6 +91,9 @@ async def _booking_context(request: web.Request, who: Principal,
     by_id = {o.operator.id: o.operator for o in operators}
     context["operators"] = operators
     context["stop"] = next((s for s in site.stops if s.day == day), None)
+    if context["stop"] is not None:
+        context["stop_where"] = places.stop_place(context["stop"].place,
+                                                  context["stop"].commune)
     tz = ZoneInfo(zone)
     window = slot_search.check_window(datetime.combine(day, time(0), tz),
                                       datetime.combine(day + timedelta(days=1), time(0), tz))
@@ -110,7 +116,7 @@ async def _booking_context(request: web.Request, who: Principal,
 
 def _choice(s: Slot, operators: dict[str, Any], stop: Any, zone: str) -> SlotChoice:
     operator = operators[s.operator_id]
-    place = f"{stop.commune} – {stop.place}" if stop is not None and s.stop_id else ""
+    place = places.stop_place(stop.place, stop.commune) if stop is not None and s.stop_id else ""
     return SlotChoice(value=_slot_value(s), start=s.start.astimezone(ZoneInfo(zone)),
                       operator=operator.name, languages=", ".join(operator.languages),
                       place=place)
@@ -186,7 +192,10 @@ async def confirmation(request: web.Request) -> web.Response:
     a = booked.appointment
     messages = (await agenda.usager_messages(db=request.app[database_key], principal=who,
                                              appointment_ids=[a.id]))[a.id]
-    return render(request, "confirmation.html", who=who, item=context.item,
+    # The place as the usager reads it: the bus is named with its stop.
+    facts = await load_facts(db=request.app[database_key], appointment_id=a.id)
+    place = facts.where(session.language(request)) if facts is not None else ""
+    return render(request, "confirmation.html", who=who, item=context.item, place=place,
                   messages=[(msg, msg.due_at.astimezone(ZoneInfo(context.item.zone)))
                             for msg in messages],
                   theme=theme_label(session.language(request), context.item),

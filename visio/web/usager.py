@@ -24,13 +24,13 @@ from aiohttp import web
 from visio.access import Principal, usager_may_cancel
 from visio.api import codec
 from visio.api.context import caller
-from visio.calendars.invitations import invitation_ics, load_invitation_facts
+from visio.calendars.invitations import load_invitation_facts, usager_ics
 from visio.db import Database
 from visio.domain.messages import Message, Plain, _
 from visio.errors import Conflict
 from visio.i18n import LANGUAGES, catalogue
 from visio.keys import clock_key, database_key, rooms_key, settings_key
-from visio.notify.compose import BRING, Facts, load_facts
+from visio.notify.compose import BRING, Facts, advice, load_facts
 from visio.services import appointments, changes
 from visio.usager_link import LinkKey
 from visio.web import session
@@ -91,13 +91,13 @@ def _rows(facts: Facts, language: str) -> list[tuple[str, str]]:
     cat = catalogue(language)
     rows: list[tuple[Message, str]] = [
         (_("Date and time"), cat.format_value(facts.start)),
-        (_("Place"), facts.place),
+        (_("Place"), facts.where(language)),
         (_("With"), facts.operator),
         (_("Subject"), facts.theme(language)),
         (_("What to bring"), cat.render(BRING)),
     ]
     if facts.site_phone:
-        rows.append((_("Phone number of the site"), facts.site_phone))
+        rows.append((_("Phone number of the desk"), facts.site_phone))
     return [(cat.render(label), value) for label, value in rows]
 
 
@@ -157,8 +157,10 @@ async def usager_page(request: web.Request) -> web.Response:
     token, facts = found
     language = _language(request, facts.usager_language)
     booked = facts.status == "booked"
+    said = [catalogue(language).render(sentence) for sentence in advice(facts)]
     return _link_page(request, "usager.html", lang=language, token=token,
-                      details=_rows(facts, language), cancelled=facts.status == "cancelled",
+                      details=_rows(facts, language), advice=said,
+                      cancelled=facts.status == "cancelled",
                       booked=booked, can_cancel=_can_cancel(request, facts),
                       site_phone=facts.site_phone)
 
@@ -191,10 +193,8 @@ async def usager_calendar(request: web.Request) -> web.Response:
     invitation = await load_invitation_facts(db=request.app[database_key],
                                              appointment_id=facts.appointment_id,
                                              base_url=settings.base_url)
-    body = invitation_ics(facts=invitation,
-                          method="CANCEL" if facts.status == "cancelled" else "REQUEST",
-                          language=facts.usager_language, organizer=settings.mail_from,
-                          dtstamp=request.app[clock_key]())
+    body = usager_ics(facts=invitation, language=facts.usager_language,
+                      organizer=settings.mail_from, dtstamp=request.app[clock_key]())
     return web.Response(body=body, content_type="text/calendar", charset="utf-8", headers={
         **HEADERS, "Content-Security-Policy": "default-src 'none'; sandbox",
         "Content-Disposition": 'attachment; filename="rendez-vous.ics"'})
@@ -242,9 +242,7 @@ async def convocation_page(*, db: Database, principal: Principal,
                                        first_name=Plain(facts.first_name),
                                        initial=Plain(facts.last_initial))])
             + _details(facts, language)
-            + _paragraphs(language, [_("Please come to the France Services desk a few "
-                                       "minutes before the time. If you cannot come, call "
-                                       "the site.")]))
+            + _paragraphs(language, advice(facts)))
     if facts.status == "cancelled":
         body += f'<p class="notice">{html.escape(cat.render(CANCELLED))}</p>'
     return _page(language, title, body)
