@@ -38,6 +38,7 @@ def appointment(booked: Booked) -> api.Appointment:
                           language=Language(a.usager_language), consent=a.usager_consent),
         version=a.version, created_at=local(a.created_at, zone),
         updated_at=local(a.updated_at, zone), cancel_reason=a.cancel_reason,
+        note=a.note,
     )
 
 

@@ -25,6 +25,7 @@ from visio.contract.fields import (
     Instant,
     Name,
     NewPassword,
+    Note,
     Password,
     PersonName,
     Phone,
@@ -380,6 +381,7 @@ class Booking(Request, frozen=True, kw_only=True):
     theme: Code | None = None
     stop_id: Id | None = None
     staff_id: Id | None = None
+    note: Note | None = None
 
 
 class Usager(Resource, frozen=True, kw_only=True):
@@ -409,6 +411,7 @@ class Appointment(Resource, frozen=True, kw_only=True):
     created_at: Instant
     updated_at: Instant
     cancel_reason: str | None
+    note: str | None = None
 
 
 class AppointmentQuery(Request, frozen=True, kw_only=True):
