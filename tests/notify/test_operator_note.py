@@ -41,8 +41,8 @@ def _booking(world: World, note: str | None) -> dict[str, object]:
 async def test_note_reaches_staff_and_agents_but_no_message_to_the_usager(
         world: World, receivers: Receivers, caplog: pytest.LogCaptureFixture,
         app_logging: None) -> None:
-    """Booked with a note: the Appointment carries it; SMS, e-mails, invitations and logs
-    do not."""
+    """Booked with a note: the Appointment carries it; SMS, e-mails, invitations, the
+    staff member's agenda feed, the convocation and logs do not."""
     marker = f"note-{secrets.token_hex(6)}"
     note = f"  Question sur la pension de réversion {marker}  "
     response = await world.client.post(
@@ -71,6 +71,13 @@ async def test_note_reaches_staff_and_agents_but_no_message_to_the_usager(
                                         headers=staff_headers)
     assert invitation.status == 200
     assert marker not in await invitation.text()
+    feed = await world.client.post("/api/v1/calendar-feeds", headers=staff_headers,
+                                   json={"scope": "staff", "id": booked["staff_id"]})
+    assert feed.status == 201, await feed.text()
+    served = await world.client.get("/" + (await feed.json())["url"].split("/", 3)[3])
+    assert served.status == 200
+    assert booked["id"] in await served.text()
+    assert marker not in await served.text()
     convocation = await world.client.get(
         f"/api/v1/appointments/{booked['id']}/convocation", headers=world.headers)
     assert convocation.status == 200
