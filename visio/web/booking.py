@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -13,6 +14,7 @@ import msgspec
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from visio import models as m
 from visio.access import Principal
 from visio.api import codec, views
 from visio.contract import bodies as api
@@ -79,13 +81,13 @@ def _slot_value(s: Slot) -> str:
     return "|".join((s.service_id, s.staff_id, s.start.isoformat(), s.stop_id or ""))
 
 
-def _stop_choices(stops: Any, today: date) -> list[StopChoice]:
+def _stop_choices(stops: Sequence[m.TourStop], today: date) -> list[StopChoice]:
     return [StopChoice(day=s.day, commune=s.commune, place=s.place,
                        hours=", ".join(f"{a}–{b}" for a, b in s.hours))
             for s in stops if s.day >= today][:LISTED_STOPS]
 
 
-def message_language(form: dict[str, str], operator: Any) -> str:
+def message_language(form: dict[str, str], operator: m.Operator | None) -> str:
     """The language of the usager's messages the form proposes: the one chosen, else
     Dutch for an operator speaking Dutch and not French, else French."""
     chosen = form.get("language")
