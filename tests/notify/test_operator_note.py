@@ -12,6 +12,8 @@ from tests.factories import auth_headers, read_appointment, usager
 from tests.notify.conftest import Receivers
 from tests.notify.world import MONDAY_9, World
 from visio.logs import configure_logging
+from visio.notify.compose import load_facts, usager_url
+from visio.usager_link import LinkKey
 
 QUIET_LOGGERS = ("sqlalchemy", "aiosqlite", "asyncpg")
 
@@ -42,7 +44,8 @@ async def test_note_reaches_staff_and_agents_but_no_message_to_the_usager(
         world: World, receivers: Receivers, caplog: pytest.LogCaptureFixture,
         app_logging: None) -> None:
     """Booked with a note: the Appointment carries it; SMS, e-mails, invitations, the
-    staff member's agenda feed, the convocation and logs do not."""
+    staff member's agenda feed, the usager's page and .ics, the convocation and logs do
+    not."""
     marker = f"note-{secrets.token_hex(6)}"
     note = f"  Question sur la pension de réversion {marker}  "
     response = await world.client.post(
@@ -78,6 +81,15 @@ async def test_note_reaches_staff_and_agents_but_no_message_to_the_usager(
     assert served.status == 200
     assert booked["id"] in await served.text()
     assert marker not in await served.text()
+    settings = world.dispatcher.settings
+    facts = await load_facts(db=world.db, appointment_id=booked["id"])
+    assert facts is not None
+    link = usager_url(facts, key=LinkKey.from_secret(settings.secret_key),
+                      base_url=settings.base_url).removeprefix(settings.base_url)
+    for path in (link, f"{link}/calendar.ics"):  # the usager's page and their .ics
+        answer = await world.client.get(path)
+        assert answer.status == 200
+        assert marker not in await answer.text()
     convocation = await world.client.get(
         f"/api/v1/appointments/{booked['id']}/convocation", headers=world.headers)
     assert convocation.status == 200
