@@ -207,7 +207,8 @@ async def test_operator_and_language_filters_narrow_the_slots_and_dutch_is_propo
 async def test_same_phone_on_the_same_theme_asks_the_agent_before_booking(
         client: Client, db: Database) -> None:
     """The same number (written another way) on the same theme: the form comes back with
-    the warning and nothing is booked until "book anyway"."""
+    the warning and nothing is booked until "book anyway"; the first form sent twice
+    shows its booking."""
     site = await make_site(db, booths=2)
     await make_operator(db, themes=("famille",))
     await make_operator(db, themes=("retraite",))
@@ -217,6 +218,9 @@ async def test_same_phone_on_the_same_theme_asks_the_agent_before_booking(
     first = await client.post("/agent/book", data=form, allow_redirects=False)
     assert first.status == 303, await first.text()
     first_id = first.headers["Location"].rsplit("/", 1)[1]
+    replayed = await client.post("/agent/book", data=form, allow_redirects=False)
+    assert replayed.status == 303  # the same form again is its booking, not a double
+    assert replayed.headers["Location"] == first.headers["Location"]
 
     _, again = await booking_form(client, "theme=famille")
     again["phone"] = "+33 6 12 34 56 78"

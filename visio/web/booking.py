@@ -210,14 +210,21 @@ def _booking_of(form: dict[str, str]) -> api.Booking:
 
 async def _duplicates(request: web.Request, who: Principal, form: dict[str, str],
                       data: api.Booking, now: datetime) -> list[agenda.AgendaItem]:
-    """The usager's coming appointments on the theme, unless the agent confirmed."""
+    """The usager's coming appointments on the theme, unless the agent confirmed or this
+    form already booked (its second click shows its booking, not itself as a double)."""
     if form.get("duplicate_ok") == "yes" or data.usager.phone is None:
         return []
+    db = request.app[database_key]
+    key = idempotency.check_key(FORM_KEY + form.get("idem", "")[:200])
+    if await idempotency.answered(db=db, user_id=who.user_id, key=key, now=now):
+        return []
     return await agenda.upcoming_of_phone(
-        db=request.app[database_key], principal=who, theme=form.get("theme", ""),
+        db=db, principal=who, theme=form.get("theme", ""),
         phone=booking.normalised_phone(data.usager.phone) or "", now=now)
 
 
+#: The booking form's Idempotency-Key is its ``idem`` field after this prefix.
+FORM_KEY = "web-"
 #: The form's fields a refusal's ``field`` names (the API's names of the booking body).
 FORM_FIELDS = {"usager.first_name": "first_name", "usager.last_name": "last_name",
                "usager.phone": "phone", "usager.email": "email", "note": "note"}
@@ -257,6 +264,9 @@ async def book(request: web.Request) -> web.Response:
     now = request.app[clock_key]()
     try:
         data = _booking_of(form)
+        duplicates = await _duplicates(request, who, form, data, now)
+        if duplicates:
+            return await _form_again(request, who, form, duplicates=duplicates)
         key = idempotency.check_key("web-" + form.get("idem", "")[:200])
         claimed = await idempotency.claim(db=db, now=now, request=idempotency.IdempotencyRequest(
             user_id=who.user_id, key=key,
@@ -264,14 +274,6 @@ async def book(request: web.Request) -> web.Response:
         if isinstance(claimed, idempotency.Replay):
             booked_id = msgspec.json.decode(claimed.body)["id"]
             raise web.HTTPSeeOther(f"/agent/appointments/{booked_id}")
-        try:  # after the replay: a form sent twice shows its booking, not itself as a double
-            duplicates = await _duplicates(request, who, form, data, now)
-        except Exception:
-            await idempotency.release(db=db, claim=claimed)
-            raise
-        if duplicates:
-            await idempotency.release(db=db, claim=claimed)
-            return await _form_again(request, who, form, duplicates=duplicates)
 
         async def store(tx: AsyncSession, booked: booking.Booked) -> None:
             body = codec.encode(views.appointment(booked)).decode()
