@@ -39,6 +39,7 @@ def appointment(booked: Booked) -> api.Appointment:
         version=a.version, created_at=local(a.created_at, zone),
         updated_at=local(a.updated_at, zone), cancel_reason=a.cancel_reason,
         to_rebook_since=local(a.to_rebook_since, zone) if a.to_rebook_since else None,
+        note=a.note,
     )
 
 

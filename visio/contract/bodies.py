@@ -25,6 +25,7 @@ from visio.contract.fields import (
     Instant,
     Name,
     NewPassword,
+    Note,
     Password,
     PersonName,
     Phone,
@@ -383,6 +384,7 @@ class Booking(Request, frozen=True, kw_only=True):
     theme: Code | None = None
     stop_id: Id | None = None
     staff_id: Id | None = None
+    note: Note | None = None
 
 
 class Usager(Resource, frozen=True, kw_only=True):
@@ -415,6 +417,7 @@ class Appointment(Resource, frozen=True, kw_only=True):
     #: Since when an absence or closed day of its staff member covers it (an agent must
     #: move or cancel it); null when nothing is to do.
     to_rebook_since: Instant | None = None
+    note: str | None = None
 
 
 class AppointmentQuery(Request, frozen=True, kw_only=True):

@@ -41,6 +41,9 @@ PersonName = Annotated[str, _text(100, "A first or last name.")]
 Commune = Annotated[str, _text(120, "A commune's name.")]
 Address = Annotated[str, _text(300, "A postal address or a place.")]
 Reason = Annotated[str, _text(500, "A reason, in the writer's words.")]
+Note = Annotated[str, _text(1000, "A note for the operator (the usager's question); "
+                                  "staff and agents read it, the usager's messages never "
+                                  "carry it.")]
 Email = Annotated[str, Meta(min_length=3, max_length=254,
                             pattern=rf"^[^\s@{FORBIDDEN_CLASS}]+@[^\s@{FORBIDDEN_CLASS}]+$",
                             description="An e-mail address.")]

@@ -48,6 +48,9 @@ class AgendaItem:
     site_phone: str | None = None
     #: An absence or closed day of the staff member now covers it: an agent must rebook.
     to_rebook: bool = False
+    usager_last_name: str = ""
+    cancelled_by: str | None = None
+    cancel_seen_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,18 +86,23 @@ def _item(row: Any) -> AgendaItem:
         usager_first_name=a.usager_first_name, site_name=site.name,
         stop_commune=stop.commune if stop is not None else None, operator_name=operator.name,
         staff_name=staff.display_name, usager_language=a.usager_language, note=a.note,
-        site_phone=site.phone, to_rebook=a.to_rebook_since is not None)
+        site_phone=site.phone, to_rebook=a.to_rebook_since is not None,
+        usager_last_name=a.usager_last_name, cancelled_by=a.cancelled_by,
+        cancel_seen_at=a.cancel_seen_at)
 
 
 async def agenda(*, db: Database, principal: Principal, start: datetime, end: datetime,
-                 mine_only: bool = True) -> list[AgendaItem]:
-    """Appointments in scope starting in [start, end), not cancelled, by start.
+                 mine_only: bool = True, with_cancelled: bool = False) -> list[AgendaItem]:
+    """Appointments in scope starting in [start, end), by start; cancelled ones only
+    ``with_cancelled``.
 
     For operator staff ``mine_only`` keeps the appointments of their own seat (their
     staff member or their desk); agents see their sites', admins everything.
     """
     query = _query().where(principal.appointment_filter(), m.Appointment.start >= start,
-                           m.Appointment.start < end, m.Appointment.status != "cancelled")
+                           m.Appointment.start < end)
+    if not with_cancelled:
+        query = query.where(m.Appointment.status != "cancelled")
     async with db.read() as session:
         rows = (await session.execute(query.order_by(m.Appointment.start,
                                                      m.Appointment.id))).all()
@@ -104,6 +112,19 @@ async def agenda(*, db: Database, principal: Principal, start: datetime, end: da
             continue
         items.append(_item(row))
     return items
+
+
+async def upcoming_of_phone(*, db: Database, principal: Principal, phone: str, theme: str,
+                            now: datetime) -> list[AgendaItem]:
+    """The booked appointments in scope, not started yet, of this phone number (E.164) on
+    this theme: the same usager booked twice is asked about first."""
+    query = _query().where(principal.appointment_filter(), m.Appointment.usager_phone == phone,
+                           m.Appointment.theme == theme, m.Appointment.start >= now,
+                           m.Appointment.status == "booked")
+    async with db.read() as session:
+        rows = (await session.execute(query.order_by(m.Appointment.start,
+                                                     m.Appointment.id))).all()
+    return [_item(row) for row in rows]
 
 
 async def call_context(*, db: Database, principal: Principal,

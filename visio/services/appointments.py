@@ -13,8 +13,9 @@ import sqlalchemy as sa
 from visio import models as m
 from visio.access import Principal
 from visio.db import Database
+from visio.domain.kinds import Role, Status
 from visio.domain.messages import _
-from visio.errors import NotFound, Unprocessable
+from visio.errors import Forbidden, NotFound, Unprocessable
 from visio.services.booking import Booked
 
 
@@ -106,3 +107,25 @@ async def list_appointments(
         last = rows[-1].appointment
         next_cursor = encode_cursor(last.start, last.id)
     return AppointmentPage(rows, next_cursor)
+
+
+async def mark_cancellation_seen(*, db: Database, principal: Principal, appointment_id: str,
+                                 now: datetime) -> datetime | None:
+    """An agent has seen that the usager cancelled: the cancellation is no longer new.
+
+    Returns when it was first seen (an earlier sighting is kept), or None when the
+    appointment is not cancelled.
+    """
+    if not (principal.is_admin or principal.role is Role.AGENT):
+        raise Forbidden(_("Only France Services agents mark cancellations as seen."))
+    async with db.write() as session:
+        appointment = await session.scalar(sa.select(m.Appointment).where(
+            m.Appointment.id == appointment_id, principal.appointment_filter()))
+        if appointment is None:
+            raise NotFound(_("There is no appointment {appointment_id}.",
+                             appointment_id=appointment_id))
+        if appointment.status != Status.CANCELLED.value:
+            return None
+        if appointment.cancel_seen_at is None:
+            appointment.cancel_seen_at = now
+        return appointment.cancel_seen_at

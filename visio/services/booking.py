@@ -300,6 +300,7 @@ async def _book_once(
         usager_phone=phone, usager_email=usager.email, usager_language=usager.language.value,
         usager_consent=usager.consent, booked_by=principal.user_id, version=1,
         created_at=now, updated_at=now,
+        note=request.note.strip() if request.note is not None else None,
     )
     session.add(appointment)
     await session.flush()

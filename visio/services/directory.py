@@ -24,7 +24,7 @@ from visio.domain.kinds import ActorKind, SiteKind, Status, Weekday
 from visio.domain.messages import _
 from visio.errors import Conflict, Forbidden, NotFound, Unprocessable
 from visio.services import changes
-from visio.services.territories import check_codes
+from visio.services.territories import check_codes, covering_desks, site_place, stop_place
 
 WEEKDAYS = tuple(Weekday)
 UPCOMING_STOP_DAYS = 92
@@ -127,6 +127,36 @@ async def list_operators(*, db: Database, query: api.OperatorQuery) -> list[Oper
             select = select.where(m.Operator.id.in_(
                 sa.select(m.Service.operator_id).where(m.Service.theme == query.theme)))
         operators = (await session.scalars(select)).all()
+        themes = await _themes_by_operator(session, [o.id for o in operators])
+    return [OperatorDetails(o, sorted(themes[o.id])) for o in operators]
+
+
+async def serving_operators(*, db: Database, principal: Principal, site_id: str,
+                            query: api.OperatorQuery, day: date) -> list[OperatorDetails]:
+    """The operators a slot search at this site on ``day`` may offer: those serving the
+    theme with a desk whose territory covers the place (a bus: that day's stop)."""
+    async with db.read() as session:
+        site = await session.get(m.Site, site_id)
+        if site is None or not principal.sees_site(site_id):
+            raise NotFound(_("There is no site {site_id}.", site_id=site_id))
+        place = site_place(site)
+        if site.kind == SiteKind.ITINERANT:
+            stop = (await session.execute(sa.select(m.TourStop.id, m.TourStop.commune_insee)
+                                          .where(m.TourStop.site_id == site.id,
+                                                 m.TourStop.day == day))).first()
+            if stop is not None:
+                place = stop_place(site, stop.commune_insee)
+        select = sa.select(m.Operator).order_by(m.Operator.country, m.Operator.name)
+        if query.country is not None:
+            select = select.where(m.Operator.country == query.country.value)
+        if query.theme is not None:
+            select = select.where(m.Operator.id.in_(
+                sa.select(m.Service.operator_id).where(m.Service.theme == query.theme)))
+        operators = (await session.scalars(select)).all()
+        desks = (await covering_desks(session, [o.id for o in operators], [place]))[place]
+        serving = set((await session.scalars(sa.select(m.Desk.operator_id).where(
+            m.Desk.id.in_(sorted(desks))))).all()) if desks else set()
+        operators = [o for o in operators if o.id in serving]
         themes = await _themes_by_operator(session, [o.id for o in operators])
     return [OperatorDetails(o, sorted(themes[o.id])) for o in operators]
 

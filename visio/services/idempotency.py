@@ -116,6 +116,15 @@ async def release(*, db: Database, claim: Claim) -> None:
         )
 
 
+async def answered(*, db: Database, user_id: str, key: str, now: datetime) -> bool:
+    """Whether the caller's key already has its answer stored (a retry will replay it)."""
+    async with db.read() as session:
+        found = await session.scalar(sa.select(m.IdempotencyKey.id).where(
+            m.IdempotencyKey.user_id == user_id, m.IdempotencyKey.key == key,
+            m.IdempotencyKey.state == "done", m.IdempotencyKey.expires_at > now))
+    return found is not None
+
+
 async def purge_expired(*, db: Database, now: datetime) -> int:
     """Delete the keys whose lifetime has passed; they hold usagers' names and phones."""
     async with db.write() as session:

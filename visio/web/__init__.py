@@ -50,6 +50,7 @@ def mount_pages(app: web.Application) -> None:
         web.get("/agent/appointments/{id}", p(booking.confirmation)),
         web.get("/agent/appointments/{id}/convocation", p(booking.convocation)),
         web.get("/agent/today", p(agenda.today)),
+        web.post("/agent/appointments/{id}/seen", p(agenda.cancellation_seen)),
         web.get("/staff/agenda", p(agenda.staff_agenda)),
         web.get("/staff/availability", p(availability.availability_page)),
         web.post("/staff/feeds", p(availability.create_feed)),
