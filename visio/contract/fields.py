@@ -41,6 +41,10 @@ PersonName = Annotated[str, _text(100, "A first or last name.")]
 Commune = Annotated[str, _text(120, "A commune's name.")]
 Address = Annotated[str, _text(300, "A postal address or a place.")]
 Reason = Annotated[str, _text(500, "A reason, in the writer's words.")]
+Note = Annotated[str, _text(1000, "The agent's note for the operator (never sent to the "
+                                    "usager, never in a calendar).")]
+SearchText = Annotated[str, _text(100, "Part of the usager's name (any case, accents or "
+                                       "not) or their phone number (any format).")]
 Email = Annotated[str, Meta(min_length=3, max_length=254,
                             pattern=rf"^[^\s@{FORBIDDEN_CLASS}]+@[^\s@{FORBIDDEN_CLASS}]+$",
                             description="An e-mail address.")]
