@@ -136,7 +136,8 @@ async def test_a_new_phone_gets_the_confirmation_and_the_old_one_nothing_more(
     assert response.status == 200, await response.text()
     rows = await usager_rows(db, booked["id"])
     old = [r for r in rows if r.recipient == "+33612345678"]
-    assert old and all(r.status == "retired" for r in old)
+    assert old
+    assert all(r.status == "retired" for r in old)
     new = [r for r in rows if r.recipient == "+33698765432"]
     assert ("confirmation", "pending", 2) in {(r.kind, r.status, r.appointment_version)
                                               for r in new}

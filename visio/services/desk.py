@@ -39,6 +39,10 @@ class DeskRow:
     start: datetime
     end: datetime
     zone: str
+    site_id: str
+    operator_id: str
+    theme: str
+    stop_id: str | None
     first_name: str
     last_name: str
     phone: str | None
@@ -94,6 +98,7 @@ def _row(found: Any) -> DeskRow:
     a, site, theme, operator, stop = found
     return DeskRow(
         id=a.id, status=a.status, start=a.start, end=a.end, zone=site.timezone,
+        site_id=a.site_id, operator_id=a.operator_id, theme=a.theme, stop_id=a.stop_id,
         first_name=a.usager_first_name, last_name=a.usager_last_name, phone=a.usager_phone,
         email=a.usager_email, language=a.usager_language, consent=a.usager_consent,
         note=a.note, version=a.version, theme_fr=theme.label_fr, theme_nl=theme.label_nl,
@@ -124,6 +129,18 @@ def _actor(entry: m.AuditEntry, role: str | None) -> str:
     if role is not None:
         return role
     return "usager" if entry.action == "cancelled" else "system"
+
+
+async def one(*, db: Database, principal: Principal, appointment_id: str) -> DeskRow:
+    """One appointment in scope, as the list shows it."""
+    async with db.read() as session:
+        found = (await session.execute(_query().where(
+            m.Appointment.id == appointment_id,
+            principal.appointment_filter()))).one_or_none()
+    if found is None:
+        raise NotFound(_("There is no appointment {appointment_id}.",
+                         appointment_id=appointment_id))
+    return _row(found)
 
 
 async def open_file(*, db: Database, principal: Principal, appointment_id: str,

@@ -27,7 +27,6 @@ from visio.keys import (
     search_cache_key,
 )
 from visio.services import (
-    agenda,
     booking,
     directory,
     idempotency,
@@ -40,7 +39,6 @@ from visio.web.common import (
     parse_day,
     signed_in,
     text,
-    theme_label,
 )
 from visio.web.render import render
 
@@ -183,27 +181,6 @@ async def book(request: web.Request) -> web.Response:
         context["idem"] = str(uuid.uuid4())
         return render(request, "book.html", who=who, status=err.status, **context)
     raise web.HTTPSeeOther(f"/agent/appointments/{booked.appointment.id}")
-
-
-async def confirmation(request: web.Request) -> web.Response:
-    """The booked appointment, the convocation to print and the messages that will go."""
-    who = await signed_in(request)
-    context = await agenda.call_context(db=request.app[database_key], principal=who,
-                                        appointment_id=codec.path_id(request))
-    from visio.services import appointments
-
-    booked = await appointments.get_appointment(db=request.app[database_key], principal=who,
-                                                appointment_id=context.item.id)
-    a = booked.appointment
-    messages = (await agenda.usager_messages(db=request.app[database_key], principal=who,
-                                             appointment_ids=[a.id]))[a.id]
-    return render(request, "confirmation.html", who=who, item=context.item,
-                  messages=[(msg, msg.due_at.astimezone(ZoneInfo(context.item.zone)))
-                            for msg in messages],
-                  theme=theme_label(session.language(request), context.item),
-                  start=context.item.start.astimezone(ZoneInfo(context.item.zone)),
-                  phone=a.usager_phone, email=a.usager_email,
-                  convocation=_route_exists(request, CONVOCATION))
 
 
 def _api_handler(request: web.Request, pattern: str) -> Any:
