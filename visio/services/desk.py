@@ -108,11 +108,17 @@ def _row(found: Any) -> DeskRow:
         cancelled_by=a.cancelled_by, cancel_seen_at=a.cancel_seen_at)
 
 
+def find_query(*, principal: Principal, filters: AppointmentFilter, cursor: str | None,
+               limit: int) -> Any:
+    """The statement behind ``find`` (one row more than a page: is there a next one?)."""
+    query = filtered(_query().where(principal.appointment_filter()), filters)
+    return after_cursor(query, cursor).limit(limit + 1)
+
+
 async def find(*, db: Database, principal: Principal, filters: AppointmentFilter,
                cursor: str | None, limit: int) -> DeskPage:
     """A page of appointments in scope matching the filters, by start then id."""
-    query = filtered(_query().where(principal.appointment_filter()), filters)
-    query = after_cursor(query, cursor).limit(limit + 1)
+    query = find_query(principal=principal, filters=filters, cursor=cursor, limit=limit)
     async with db.read() as session:
         rows = [_row(found) for found in (await session.execute(query)).all()]
     next_cursor = None
