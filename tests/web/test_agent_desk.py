@@ -80,6 +80,58 @@ def test_agent_finds_corrects_and_cancels(live: Live, browser: Any) -> None:
     context.close()
 
 
+async def _notice_went(live: Live, appointment_id: str) -> None:
+    """The usager's pending notice (of the move) is recorded as sent, as the dispatcher
+    records it (whose SMS adapter may wait for 08:00 at the site)."""
+    import sqlalchemy as sa
+
+    from visio import models as m
+    from visio.keys import database_key
+
+    assert live.server.app is not None
+    async with live.server.app[database_key].write() as session:
+        await session.execute(
+            sa.update(m.OutboxRow)
+            .where(m.OutboxRow.appointment_id == appointment_id,
+                   m.OutboxRow.status == "pending", m.OutboxRow.audience == "usager",
+                   m.OutboxRow.kind == "rescheduled")
+            .values(status="sent", finished_at=utcnow()))
+
+
+def test_agent_moves_and_resends(live: Live, browser: Any) -> None:
+    """Another day's free slot, picked in the form, moves the appointment; the resend
+    button sends the last message again, and the history says both."""
+    context = browser.new_context(locale="fr-FR")
+    page = context.new_page()
+    log_in(page, live.url, AGENT)
+    booked = _book(page, live.url, "Noël", "Ménard", "06 11 22 33 44")
+    before = page.inner_text("#facts")
+    page.click("#reschedule-link")
+    page.wait_for_selector("#move-day")
+    next_week = (utcnow().astimezone(ZoneInfo("Europe/Paris")).date()
+                 + timedelta(days=1))
+    while next_week.weekday() != 2:
+        next_week += timedelta(days=1)
+    page.fill("#day", next_week.isoformat())
+    page.click("#day-button")
+    page.wait_for_selector("input[name=slot]")
+    page.click("#move-button")
+    page.wait_for_selector("#form-errors")
+    assert page.evaluate("document.activeElement.name") == "slot"
+    page.check("input[name=slot] >> nth=0")
+    page.click("#move-button")
+    page.wait_for_selector("#done")
+    assert page.inner_text("#facts") != before
+    live.server.run(_notice_went(live, booked))
+    page.click("#resend-button")
+    page.wait_for_selector("#done")
+    assert "renvoyé" in page.inner_text("#done")
+    history = page.inner_text("#history")
+    assert "Déplacé" in history
+    assert "Message renvoyé" in history
+    context.close()
+
+
 @pytest.mark.parametrize("lang", ["fr", "nl"])
 def test_desk_pages_are_accessible_and_reflow(live: Live, browser: Any, lang: str) -> None:
     """axe-core: no serious or critical violation; nothing scrolls sideways at 1366 px, on a
