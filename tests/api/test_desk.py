@@ -6,10 +6,12 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from aiohttp.test_utils import TestClient, TestServer
 
 from tests.api.test_appointments import MONDAY_9, World, make_world
+from tests.api.test_privacy import debug_logging  # noqa: F401  (a fixture)
 from tests.conftest import DEFAULT_NOW, Client
 from tests.factories import auth_headers, make_site, make_user, read_appointment, usager
 from visio import models as m
@@ -228,3 +230,28 @@ async def test_other_sites_cannot_resend_nor_correct(db: Database, client: Clien
                               headers=headers)).status == 404
     assert (await client.patch(f"/api/v1/appointments/{booked['id']}/usager",
                                headers=headers, json={"first_name": "X"})).status == 404
+
+
+@pytest.mark.usefixtures("debug_logging")
+async def test_the_note_reaches_no_message_calendar_convocation_nor_log(
+        db: Database, client: Client, caplog: pytest.LogCaptureFixture) -> None:
+    """The note is for the operator's eyes: not in the invitation, the convocation, the
+    outbox or any log line (the application's logging at DEBUG)."""
+    world = await make_world(db, client)
+    booked = await book(world, email="jeanne@example.org")
+    note = "Dossier de réversion, numéro fiscal 1234567890123"
+    response = await client.patch(f"/api/v1/appointments/{booked['id']}/usager",
+                                  headers=world.headers,
+                                  json={"note": note, "email": "j.martin@example.org"})
+    assert response.status == 200
+    assert (await read_appointment(db, booked["id"])).note == note
+    for path in ("invite.ics", "convocation"):
+        answer = await client.get(f"/api/v1/appointments/{booked['id']}/{path}",
+                                  headers=world.headers)
+        assert answer.status in (200, 404), path
+        assert "1234567890123" not in await answer.text()
+    async with db.read() as session:
+        texts = [str(r.__dict__) for r in (await session.scalars(sa.select(m.OutboxRow)))]
+    assert not [t for t in texts if "1234567890123" in t]
+    assert "1234567890123" not in caplog.text
+    assert "j.martin@example.org" not in caplog.text
