@@ -220,3 +220,19 @@ async def test_the_resend_button_sends_the_last_message_again(
     assert done.status == 303
     assert "Le message est renvoyé." in await _page(client, done.headers["Location"])
     assert "resent" in [e.action for e in await audit_trail(db, booked)]
+
+
+async def test_the_list_opens_on_what_is_coming_and_a_name_finds_the_past_too(
+        db: Database, client: Client) -> None:
+    """No search: from today on; a name: every date."""
+    world = await make_world(db, client)
+    past = await make_appointment(db, site=world.site, op=world.op, booked_by=world.agent,
+                                  start=DEFAULT_NOW - timedelta(days=3))
+    coming = await make_appointment(db, site=world.site, op=world.op, booked_by=world.agent,
+                                    start=DEFAULT_NOW + timedelta(days=3))
+    await log_in(client, world.agent)
+    opened = await _page(client, "/agent/appointments")
+    assert _found(opened) == [coming.id]
+    assert 'value="2026-11-23"' in opened
+    assert _found(await _page(client, "/agent/appointments", q="martin")) == [past.id,
+                                                                              coming.id]

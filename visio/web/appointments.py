@@ -86,6 +86,9 @@ async def list_page(request: web.Request) -> web.Response:
     """Appointments at the agent's sites, found by usager, dates, status and operator."""
     who = await _agent(request)
     params = {k: v.strip() for k, v in request.query.items() if isinstance(v, str)}
+    if not request.query:
+        # What is coming, unless the agent looks for someone or some dates.
+        params["from"] = local_today(request).isoformat()
     errors = FormErrors()
     q = params.get("q", "")
     if len(q) > MAX_QUERY or FORBIDDEN.search(q):
