@@ -36,6 +36,7 @@ from visio.keys import (
 from visio.services import agenda, changes, corrections, desk, directory, slot_search
 from visio.services.appointments import AppointmentFilter
 from visio.web import session
+from visio.web.booking import CONVOCATION, _route_exists
 from visio.web.common import PARIS, local_today, parse_day, signed_in, text
 from visio.web.render import render
 
@@ -140,8 +141,6 @@ async def _file_context(request: web.Request, who: Principal,
     zone = ZoneInfo(row.zone)
     messages = (await agenda.usager_messages(db=db, principal=who,
                                              appointment_ids=[row.id]))[row.id]
-    from visio.web.booking import CONVOCATION, _route_exists
-
     done = DONE.get(request.query.get("done", ""))
     return {
         "item": row, "row": row, "start": row.start.astimezone(zone),
@@ -220,6 +219,9 @@ async def correct(request: web.Request) -> web.Response:
 
 def _sentence(err: VisioError, name: str) -> Message:
     """A field's refusal in words the form's reader knows (not the API's field path)."""
+    if name == "phone":
+        return _("Write a French or Belgian phone number, such as 06 12 34 56 78 or "
+                 "+32 470 12 34 56.")
     if isinstance(err, InvalidInput):
         return {"first_name": _("Write the usager's first name."),
                 "last_name": _("Write the usager's last name."),
