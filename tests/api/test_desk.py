@@ -255,3 +255,22 @@ async def test_the_note_reaches_no_message_calendar_convocation_nor_log(
     assert not [t for t in texts if "1234567890123" in t]
     assert "1234567890123" not in caplog.text
     assert "j.martin@example.org" not in caplog.text
+
+
+async def test_a_new_language_relabels_what_is_still_to_go_and_a_cancelled_one_stays(
+        db: Database, client: Client) -> None:
+    """Dutch from now on for the pending messages; a cancelled appointment is 409."""
+    world = await make_world(db, client)
+    booked = await book(world)
+    url = f"/api/v1/appointments/{booked['id']}/usager"
+    response = await client.patch(url, headers=world.headers, json={"language": "nl"})
+    assert response.status == 200
+    pending = [r for r in await usager_rows(db, booked["id"]) if r.status == "pending"]
+    assert pending
+    assert {(r.language, r.appointment_version) for r in pending} == {("nl", 2)}
+    cancel = await client.post(f"/api/v1/appointments/{booked['id']}/cancel",
+                               headers=world.headers, json={"reason": "Erreur"})
+    assert cancel.status == 200
+    refused = await client.patch(url, headers=world.headers, json={"first_name": "Anne"})
+    assert refused.status == 409
+    assert (await read_appointment(db, booked["id"])).usager_first_name == "Jeanne"
