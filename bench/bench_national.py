@@ -45,9 +45,11 @@ from visio.db import Database, open_database
 from visio.domain.calendars import HolidayCalendar
 from visio.domain.kinds import Role
 from visio.domain.search import search_slots
+from visio.domain.usager_search import search_text
 from visio.migrate import upgrade
 from visio.perf import tune_gc
-from visio.services import slot_search
+from visio.services import desk, slot_search
+from visio.services.appointments import AppointmentFilter
 from visio.services.calendars import load_site, load_staff, service_rule
 from visio.services.search_cache import SearchCache
 from visio.services.territories import covering_desks, site_place
@@ -56,10 +58,82 @@ NORD = "59"
 #: The 101 départements: 01–19, 2A, 2B, 21–95, and five overseas.
 DEPARTEMENTS = ([f"{n:02d}" for n in range(1, 20)] + ["2A", "2B"]
                 + [f"{n:02d}" for n in range(21, 96)] + ["971", "972", "973", "974", "976"])
-SITES = 2_700
-STAFF = 5_000
-HISTORY_DAYS = 730
 FUTURE_DAYS = 56
+
+
+@dataclass(frozen=True, slots=True)
+class Size:
+    """How big the country around the bench site is."""
+
+    sites: int = 2_700
+    staff: int = 5_000
+    history_days: int = 730
+
+
+NATIONAL = Size()
+SMALL = Size(sites=300, staff=500, history_days=30)
+
+#: Usagers' names as written, and folded as ``visio.domain.usager_search`` stores them.
+FIRST_NAMES = (("Hélène", "helene"), ("Jérôme", "jerome"), ("Zoé", "zoe"),
+               ("François", "francois"), ("Anaïs", "anais"), ("Noël", "noel"),
+               ("Jeanne", "jeanne"), ("Pierre", "pierre"), ("Marie", "marie"),
+               ("Luc", "luc"), ("Fatima", "fatima"), ("Mohamed", "mohamed"),
+               ("Sofia", "sofia"), ("Jan", "jan"), ("Els", "els"), ("Kevin", "kevin"),
+               ("Sylvie", "sylvie"), ("Thierry", "thierry"), ("Léa", "lea"),
+               ("Chloé", "chloe"))
+LAST_NAMES = (("Dupont", "dupont"), ("Lefèvre", "lefevre"), ("Ménard", "menard"),
+              ("Van den Bossche", "van den bossche"), ("Martin", "martin"),
+              ("Bernard", "bernard"), ("Dubois", "dubois"), ("Petit", "petit"),
+              ("Durand", "durand"), ("Leroy", "leroy"), ("Moreau", "moreau"),
+              ("Simon", "simon"), ("Laurent", "laurent"), ("Michel", "michel"),
+              ("Garcia", "garcia"), ("Peeters", "peeters"), ("Janssens", "janssens"),
+              ("Maes", "maes"), ("Claes", "claes"), ("Wouters", "wouters"),
+              ("Dewaele", "dewaele"), ("Vandamme", "vandamme"), ("Deschamps", "deschamps"),
+              ("Roussel", "roussel"), ("Boucher", "boucher"), ("Caron", "caron"),
+              ("Lemaire", "lemaire"), ("Fontaine", "fontaine"), ("Chevalier", "chevalier"),
+              ("Lefebvre", "lefebvre"), ("Bonnet", "bonnet"), ("Mercier", "mercier"))
+#: The agent's two searches: a full name, and a phone number typed nationally.
+NAME_QUERY = "helene dupont"
+
+
+def _array(values: Sequence[str]) -> str:
+    return "ARRAY[" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + "]"
+
+
+def _usager_sql(seed: str) -> dict[str, str]:
+    """SQL expressions of an usager's names, phone and folded search text from ``seed``
+    (a non-negative bigint expression): the same values for the same seed."""
+    first = f"(1 + ({seed}) % {len(FIRST_NAMES)})"
+    last = f"(1 + (({seed}) / {len(FIRST_NAMES)}) % {len(LAST_NAMES)})"
+    digits = f"lpad((({seed}) % 100000000)::text, 8, '0')"
+    return {
+        "usager_first_name": f"({_array([f for f, _ in FIRST_NAMES])})[{first}]",
+        "usager_last_name": f"({_array([n for n, _ in LAST_NAMES])})[{last}]",
+        "usager_phone": f"'+336' || {digits}",
+        "usager_search": (f"({_array([f for _, f in FIRST_NAMES])})[{first}] || ' ' || "
+                          f"({_array([n for _, n in LAST_NAMES])})[{last}] || ' 336' || "
+                          f"{digits} || ' 06' || {digits}"),
+    }
+
+
+async def _name_usagers(db: Database) -> None:
+    """Varied usagers for the rows written so far (the bench dataset's are all alike)."""
+    columns = _usager_sql("abs(hashtext(id)::bigint) * 7919")
+    async with db.write() as session:
+        await session.execute(sa.text(
+            "UPDATE appointments SET " + ", ".join(f"{k} = {v}" for k, v in columns.items())))
+
+
+async def _check_folded(db: Database) -> None:
+    """The SQL-written texts are those the services would write (the search finds them)."""
+    async with db.read() as session:
+        rows = (await session.execute(
+            sa.select(m.Appointment.usager_first_name, m.Appointment.usager_last_name,
+                      m.Appointment.usager_phone, m.Appointment.usager_search)
+            .order_by(sa.func.random()).limit(500))).all()
+    for first, last, phone, stored in rows:
+        if search_text(first, last, phone) != stored:
+            raise AssertionError(f"folded text differs: {stored!r}")
 # Other staff work one day in ``_PERIOD`` out of ``_WORKED`` (about 190 days each).
 _PERIOD, _WORKED = 17, 6
 
@@ -81,12 +155,12 @@ async def _scope_to_nord(db: Database, data: bb.Dataset) -> None:
                               [{"desk_id": d, "departement": NORD} for d in desks])
 
 
-async def _country(db: Database, data: bb.Dataset) -> None:
+async def _country(db: Database, data: bb.Dataset, size: Size) -> None:
     """Everything around the bench site: sites, desks, staff, history and other bookings."""
     others = [d for d in DEPARTEMENTS if d != NORD]
     sites: list[dict[str, Any]] = []
     site_deps: dict[str, list[str]] = {d: [] for d in DEPARTEMENTS}
-    for i in range(SITES - 1):
+    for i in range(size.sites - 1):
         dep = DEPARTEMENTS[i % len(DEPARTEMENTS)]
         site_id = str(uuid.uuid4())
         site_deps[dep].append(site_id)
@@ -112,7 +186,7 @@ async def _country(db: Database, data: bb.Dataset) -> None:
     rules: list[dict[str, Any]] = []
     homes: list[dict[str, Any]] = []
     used: dict[str, int] = {}
-    for k in range(STAFF - len(bench_staff)):
+    for k in range(size.staff - len(bench_staff)):
         desk_id, operator_id, dep = desk_of[k % len(desk_of)]
         staff_id = str(uuid.uuid4())
         staff.append({"id": staff_id, "desk_id": desk_id, "display_name": f"Advisor {k}",
@@ -121,7 +195,7 @@ async def _country(db: Database, data: bb.Dataset) -> None:
                    "opens": opens, "closes": closes, "valid_from": None, "valid_until": None}
                   for weekday in range(5) for opens, closes in bb.STAFF_HOURS]
         # Each (site, booth) belongs to one staff member: no booth can be double-booked.
-        candidates = site_deps[dep]
+        candidates = site_deps[dep] or [s["id"] for s in sites]
         site_id = candidates[k % len(candidates)]
         booth = used.get(site_id, 0) + 1
         if booth > 2:
@@ -151,18 +225,22 @@ async def _country(db: Database, data: bb.Dataset) -> None:
             "INSERT INTO bench_homes VALUES (:k, :staff_id, :site_id, :booth, :slot, "
             ":operator_id, :desk_id, :service_id, :future)"), homes)
         today = data.monday - timedelta(days=7)
+        usager = _usager_sql("(h.k::bigint * 104729 + x.n * 7919 + h.slot)")
+        usager_values = ", ".join(usager[c] for c in ("usager_first_name",
+                                                       "usager_last_name", "usager_phone"))
+        usager_search = usager["usager_search"]
         await session.execute(sa.text("""
             INSERT INTO appointments (id, status, site_id, stop_id, booth, operator_id,
                 desk_id, staff_id, service_id, theme, start, "end", staff_until,
                 usager_first_name, usager_last_name, usager_phone, usager_email,
                 usager_language, usager_consent, booked_by, version, created_at,
-                updated_at, cancel_reason)
+                updated_at, cancel_reason, usager_search)
             SELECT gen_random_uuid()::text,
                    CASE WHEN x.t < now() THEN 'done' ELSE 'booked' END,
                    h.site_id, NULL, h.booth, h.operator_id, h.desk_id, h.staff_id,
                    h.service_id, :theme, x.t, x.t + interval '30 minutes',
-                   x.t + interval '30 minutes', 'Jeanne', 'Bench', '+33612345678', NULL,
-                   'fr', true, :admin, 1, now(), now(), NULL
+                   x.t + interval '30 minutes', """ + usager_values + """, NULL,
+                   'fr', true, :admin, 1, now(), now(), NULL, """ + usager_search + """
             FROM bench_homes h
             CROSS JOIN LATERAL (
                 SELECT ((d::date + time '08:00' + h.slot * interval '30 minutes')
@@ -175,7 +253,7 @@ async def _country(db: Database, data: bb.Dataset) -> None:
             ) x
             WHERE NOT h.future OR (x.n + h.k) % :period < :worked
         """), {"theme": bb.THEME, "admin": data.admin_id,
-               "first": today - timedelta(days=HISTORY_DAYS),
+               "first": today - timedelta(days=size.history_days),
                "last": data.monday + timedelta(days=FUTURE_DAYS), "today": today,
                "period": _PERIOD, "worked": _WORKED})
     async with db.write_engine.connect() as conn:
@@ -189,21 +267,38 @@ async def _desks_of(db: Database, staff_ids: Sequence[str]) -> dict[str, str]:
                      .where(m.StaffMember.id.in_(list(staff_ids))))).all())
 
 
-async def build(db: Database, holidays: HolidayCalendar, *, national: bool) -> Built:
+async def build(db: Database, holidays: HolidayCalendar, *, national: bool,
+                size: Size = NATIONAL) -> Built:
     """The one-département dataset, and around it the country if ``national``."""
     started = time.perf_counter()
     data = await bb.load_dataset(db, bb.next_monday(), holidays)
     await _scope_to_nord(db, data)
+    await _name_usagers(db)
     if national:
-        await _country(db, data)
+        await _country(db, data, size)
     else:
         async with db.write_engine.connect() as conn:
             autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
             await autocommit.exec_driver_sql("ANALYZE")
     seconds = time.perf_counter() - started
+    await _check_folded(db)
     async with db.read() as session:
         count = await session.scalar(sa.select(sa.func.count()).select_from(m.Appointment))
     return Built(data, seconds, int(count or 0))
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """The agent's appointment search: timings, rows found (a page at most), the plan."""
+
+    query: str
+    ms: list[float]
+    found: int
+    plan: str
+
+    @property
+    def indexed(self) -> bool:
+        return "ix_appointments_usager_search" in self.plan
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +308,7 @@ class Figures:
     search: bb.SearchResult
     sequential: bb.BookingResult
     concurrent: bb.BookingResult
+    findings: tuple[Finding, ...] = ()
 
 
 @dataclass
@@ -229,6 +325,10 @@ class _Side:
     changed_ms: list[float] = field(default_factory=list)
     slots: int = 0
     memory_slots: int = 0
+    finds: dict[str, Callable[[], Awaitable[int]]] = field(default_factory=dict)
+    find_ms: dict[str, list[float]] = field(default_factory=dict)
+    found: dict[str, int] = field(default_factory=dict)
+    plans: dict[str, str] = field(default_factory=dict)
 
 
 async def _side(label: str, db: Database, built: Built,
@@ -269,7 +369,39 @@ async def _side(label: str, db: Database, built: Built,
         return search_slots(site=site_calendar, services=services, staff=staff,
                             window=window, now=now, holidays=holidays)
 
-    return _Side(label, db, built, db_search, memory_search, cached_search, [], [])
+    side = _Side(label, db, built, db_search, memory_search, cached_search, [], [])
+    agent = Principal(user_id=data.admin_id, role=Role.AGENT,
+                      site_ids=frozenset({data.site_id}))
+    async with db.read() as session:
+        # A phone booked at the bench site, typed as the usager says it: "06 12 …".
+        phone = await session.scalar(sa.select(m.Appointment.usager_phone).where(
+            m.Appointment.site_id == data.site_id).order_by(m.Appointment.id).limit(1))
+    assert phone is not None
+    national = "0" + phone.removeprefix("+33")
+    for name, q in (("name", NAME_QUERY),
+                    ("phone", " ".join(national[i:i + 2] for i in range(0, 10, 2)))):
+        filters = AppointmentFilter(q=q)
+
+        async def find(filters: AppointmentFilter = filters) -> int:
+            page = await desk.find(db=db, principal=agent, filters=filters, cursor=None,
+                                   limit=25)
+            return len(page.rows)
+
+        side.finds[f"{name} ({q})"] = find
+        side.find_ms[f"{name} ({q})"] = []
+        side.plans[f"{name} ({q})"] = await _plan(db, desk.find_query(
+            principal=agent, filters=filters, cursor=None, limit=25))
+    return side
+
+
+async def _plan(db: Database, statement: Any) -> str:
+    """PostgreSQL's plan of a statement, run once (EXPLAIN ANALYZE)."""
+    # The driver's own dialect: its paramstyle leaves LIKE's % as it is.
+    sql = str(statement.compile(dialect=db.write_engine.dialect,
+                                compile_kwargs={"literal_binds": True}))
+    async with db.read() as session:
+        rows = (await session.execute(sa.text("EXPLAIN (ANALYZE, COSTS OFF) " + sql))).all()
+    return "\n".join(str(r[0]) for r in rows)
 
 
 async def _interleaved(sides: Sequence[_Side], holidays: HolidayCalendar,
@@ -279,6 +411,8 @@ async def _interleaved(sides: Sequence[_Side], holidays: HolidayCalendar,
     changing = {}
     for side in sides:
         for _ in range(bb.WARMUPS):
+            for find in side.finds.values():
+                await find()
             await side.db_search()
             await side.cached_search()
             side.memory_search()
@@ -296,6 +430,9 @@ async def _interleaved(sides: Sequence[_Side], holidays: HolidayCalendar,
             started = time.perf_counter()
             side.memory_slots = len(side.memory_search())
             side.memory_ms.append((time.perf_counter() - started) * 1000)
+            for name, find in side.finds.items():
+                elapsed, side.found[name] = await bb.timed(find)
+                side.find_ms[name].append(elapsed)
     bookings: dict[str, list[bb.BookingResult]] = {s.label: [] for s in sides}
     for concurrency in (1, bb.CONCURRENCY):
         for side in sides:
@@ -305,10 +442,12 @@ async def _interleaved(sides: Sequence[_Side], holidays: HolidayCalendar,
                     bb.SearchResult(db_ms=s.db_ms, memory_ms=s.memory_ms, default_gc_ms=[],
                                     slots=s.slots, memory_slots=s.memory_slots,
                                     hit_ms=s.hit_ms, changed_ms=s.changed_ms),
-                    *bookings[s.label]) for s in sides]
+                    *bookings[s.label],
+                    tuple(Finding(q, s.find_ms[q], s.found[q], s.plans[q]) for q in s.finds))
+            for s in sides]
 
 
-async def _both(scale: bb.Scale) -> list[Figures]:
+async def _both(scale: bb.Scale, size: Size = NATIONAL) -> list[Figures]:
     holidays = HolidayCalendar()
     names = [f"visio_bench_{secrets.token_hex(4)}" for _ in range(2)]
     dbs: list[Database] = []
@@ -322,7 +461,7 @@ async def _both(scale: bb.Scale) -> list[Figures]:
             await asyncio.to_thread(upgrade, url)
             db = open_database(url)
             dbs.append(db)
-            built = await build(db, holidays, national=national)
+            built = await build(db, holidays, national=national, size=size)
             bb.log(f"{label}: built {built.appointments} appointments in "
                    f"{built.seconds:.1f} s")
             sides.append(await _side(label, db, built, holidays))
@@ -354,12 +493,32 @@ def _rows(f: Figures) -> list[bb.Row]:
         bb.Row(f.label, "search_slots in memory p50 (ms)", f"{bb.p50(s.memory_ms):.1f}"),
         bb.Row(f.label, "ratio find_slots (no cache) p50 / in-memory p50", f"{ratio:.2f}"),
     ]
+    for finding in f.findings:
+        rows += [
+            bb.Row(f.label, f"appointment search, one site, by {finding.query} p50 (ms; "
+                            f"{finding.found} shown)", f"{bb.p50(finding.ms):.1f}"),
+            bb.Row(f.label, f"appointment search, one site, by {finding.query} p95 (ms)",
+                   f"{bb.p95(finding.ms):.1f}"),
+            bb.Row(f.label, f"appointment search by {finding.query}: plan uses the "
+                            "trigram index", "yes" if finding.indexed else "no", "yes",
+                   "ok" if finding.indexed else "missed"),
+        ]
     for name, r in (("sequential", f.sequential), (f"{bb.CONCURRENCY} tasks", f.concurrent)):
         latency = f"{bb.p50(r.latencies_ms):.1f}" if r.latencies_ms else "—"
         rows.append(bb.Row(f.label, f"book {name}: bookings/s (p50 ms {latency}; "
                                     f"{r.booked} booked, {r.failed} failed)",
                            f"{r.booked / r.seconds:.1f}"))
     return rows
+
+
+def plans(figures: Sequence[Figures]) -> str:
+    """The plans of the agent's searches, as markdown code blocks."""
+    parts = []
+    for f in figures:
+        for finding in f.findings:
+            parts.append(f"\n{f.label}, appointment search by {finding.query}:\n\n"
+                         f"```\n{finding.plan}\n```")
+    return "\n".join(parts)
 
 
 def _compare(one: Figures, nat: Figures) -> list[bb.Row]:
@@ -396,13 +555,13 @@ def _compare(one: Figures, nat: Figures) -> list[bb.Row]:
     return rows
 
 
-def run(*, quick: bool = False) -> tuple[str, bool]:
+def run(*, quick: bool = False, small: bool = False) -> tuple[str, bool]:
     """Both datasets in one run: the markdown table, and whether both ran."""
     tune_gc()
     scale = bb.QUICK if quick else bb.FULL
-    one, nat = asyncio.run(_both(scale))
+    one, nat = asyncio.run(_both(scale, SMALL if small else NATIONAL))
     rows = _rows(one) + _rows(nat) + _compare(one, nat)
-    return bb.markdown(rows), True
+    return bb.markdown(rows) + "\n" + plans((one, nat)), True
 
 
 def main() -> None:
@@ -410,8 +569,10 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--small", action="store_true",
+                        help="a small country (a smoke run: the figures mean little)")
     args = parser.parse_args()
-    table, _ = run(quick=args.quick)
+    table, _ = run(quick=args.quick, small=args.small)
     print(table)
 
 

@@ -76,12 +76,15 @@ def main() -> int:
     parser.add_argument("--scale", choices=["departement", "national"], default="departement",
                         help="national: the booking bench on the national dataset beside the "
                              "one-département one (PostgreSQL), and nothing else")
+    parser.add_argument("--small", action="store_true",
+                        help="with --scale national: a small country around the bench site "
+                             "(a smoke run of that bench; its figures mean little)")
     args = parser.parse_args()
     complete = True
     if args.scale == "national":
         started = time.perf_counter()
         print("## Booking at national scale\n", flush=True)
-        table, done = bench_national.run(quick=args.quick)
+        table, done = bench_national.run(quick=args.quick, small=args.small)
         print(table)
         print(f"\n(national benchmark: {time.perf_counter() - started:.0f} s)", flush=True)
         return 0 if done else 1

@@ -12,6 +12,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from visio.clock import utcnow
+from visio.domain.usager_search import search_text
 
 
 def new_id() -> str:
@@ -445,6 +446,10 @@ class Appointment(Base):
     cancel_seen_at: Mapped[datetime | None]
     # Since when a staff member's absence or closed day covers it (None: nothing to do).
     to_rebook_since: Mapped[datetime | None]
+    # Names and phone folded for the agent's search (visio.domain.usager_search); kept
+    # in step by the flush hook below, whichever service writes the usager.
+    usager_search: Mapped[str] = mapped_column(sa.String(400), default="",
+                                               server_default="")
 
     __table_args__ = (
         sa.CheckConstraint(
@@ -455,7 +460,18 @@ class Appointment(Base):
         sa.Index("ix_appointments_staff_start", "staff_id", "start"),
         sa.Index("ix_appointments_site_start", "site_id", "start"),
         sa.Index("ix_appointments_operator_start", "operator_id", "start"),
+        # A trigram index answers LIKE '%helene%' on PostgreSQL; SQLite gets a plain one.
+        sa.Index("ix_appointments_usager_search", "usager_search", postgresql_using="gin",
+                 postgresql_ops={"usager_search": "gin_trgm_ops"}),
     )
+
+
+@sa.event.listens_for(Appointment, "before_insert")
+@sa.event.listens_for(Appointment, "before_update")
+def _fold_usager(_mapper: Any, _connection: Any, target: Appointment) -> None:
+    # At flush, so a booking, a correction or a test's row can never hold a stale text.
+    target.usager_search = search_text(target.usager_first_name, target.usager_last_name,
+                                       target.usager_phone)
 
 
 class IdempotencyKey(Base):

@@ -388,6 +388,38 @@ async def reschedule(w: World, s: Side) -> Call:
                 after=_unchanged(w, target, changed=moved))
 
 
+async def correct_usager(w: World, s: Side) -> Call:
+    target = await w.appointment(s)
+
+    def corrected(stored: m.Appointment) -> None:
+        assert (stored.usager_first_name, stored.version) == ("Matrix", 2)
+
+    return Call("PATCH", f"/api/v1/appointments/{target.id}/usager",
+                json={"first_name": "Matrix"}, probe=("id", target.id),
+                after=_unchanged(w, target, changed=corrected))
+
+
+async def resend(w: World, s: Side) -> Call:
+    target = await w.appointment(s)
+    async with w.db.write() as session:
+        # The usager's confirmation went: there is a last message to send again.
+        session.add(m.OutboxRow(
+            appointment_id=target.id, appointment_version=1, kind="confirmation",
+            channel="email", audience="usager", recipient="matrix@example.org",
+            language="fr", due_at=DEFAULT_NOW, status="sent", finished_at=DEFAULT_NOW))
+        await session.execute(sa.update(m.Appointment).where(m.Appointment.id == target.id)
+                              .values(usager_email="matrix@example.org"))
+
+    async def check(status: int) -> None:
+        async with w.db.read() as session:
+            rows = await session.scalar(sa.select(sa.func.count()).where(
+                m.OutboxRow.appointment_id == target.id))
+        assert rows == (2 if status == 202 else 1)
+
+    return Call("POST", f"/api/v1/appointments/{target.id}/resend",
+                probe=("recipient", "matrix@example.org"), after=check)
+
+
 async def join(w: World, s: Side) -> Call:
     return Call("POST", f"/api/v1/appointments/{s.appointment.id}/join")
 
@@ -517,6 +549,9 @@ MATRIX = [
     Row("POST /appointments/{id}/cancel", cancel, (200, 200), (200, 404), (403, 404)),
     Row("POST /appointments/{id}/reschedule", reschedule, (200, 200), (200, 404),
         (403, 404)),
+    Row("PATCH /appointments/{id}/usager", correct_usager, (200, 200), (200, 404),
+        (403, 404)),
+    Row("POST /appointments/{id}/resend", resend, (202, 202), (202, 404), (403, 404)),
     # ------------------------------------------------------------- calls
     # Admins read every call log but take no seat in a call.
     Row("POST /appointments/{id}/join", join, (404, 404), (200, 404), (200, 404)),

@@ -16,12 +16,14 @@ from visio.keys import (
     limits_key,
     rooms_key,
     search_cache_key,
+    settings_key,
 )
 from visio.services import (
     appointments,
     availability,
     booking,
     changes,
+    corrections,
     idempotency,
     slot_search,
 )
@@ -97,7 +99,7 @@ async def list_appointments(request: web.Request) -> web.Response:
         filters=appointments.AppointmentFilter(
             start_from=query.from_, start_to=query.to, site_id=query.site_id,
             operator_id=query.operator_id,
-            status=query.status.value if query.status else None),
+            status=query.status.value if query.status else None, q=query.q),
         cursor=query.cursor, limit=query.limit,
     )
     return codec.respond(api.Page(items=[views.appointment(b) for b in page.items],
@@ -135,6 +137,27 @@ async def reschedule(request: web.Request) -> web.Response:
         expected_version=version, now=request.app[clock_key](),
         holidays=request.app[holidays_key], rooms=request.app[rooms_key])
     return _appointment(booked)
+
+
+async def correct_usager(request: web.Request) -> web.Response:
+    """Correct the usager's details or the note (``If-Match`` refuses a stale change)."""
+    principal = await caller(request)
+    version = expected_version(request)
+    body = await codec.body(request, api.UsagerCorrection)
+    return _appointment(await corrections.correct_usager(
+        db=request.app[database_key], principal=principal,
+        appointment_id=codec.path_id(request), data=body, expected_version=version,
+        now=request.app[clock_key]()))
+
+
+async def resend(request: web.Request) -> web.Response:
+    """Send the usager's last message again, now (a few times a day at most)."""
+    principal = await caller(request)
+    row = await corrections.resend(
+        db=request.app[database_key], principal=principal,
+        appointment_id=codec.path_id(request), now=request.app[clock_key](),
+        daily_cap=request.app[settings_key].notify_daily_cap)
+    return codec.respond(views.notification(row), status=202)
 
 
 # ---------------------------------------------------------------- availability

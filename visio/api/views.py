@@ -129,3 +129,16 @@ def ice_servers(servers: Sequence[dict[str, Any]]) -> list[api.IceServer]:
                                  username=server.get("username"),
                                  credential=server.get("credential")))
     return out
+
+
+def notification(r: m.OutboxRow) -> api.Notification:
+    """One message of an appointment and its outcome."""
+    return api.Notification(
+        id=r.id, appointment_version=r.appointment_version,
+        kind=r.kind,  # type: ignore[arg-type]
+        channel=r.channel,  # type: ignore[arg-type]
+        audience=r.audience,  # type: ignore[arg-type]
+        recipient=r.recipient, language=r.language, due_at=r.due_at,
+        status=r.status,  # type: ignore[arg-type]
+        attempts=r.attempts, last_error=r.last_error, provider_reference=r.provider_ref,
+        finished_at=r.finished_at)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Generic, Literal, TypeVar
 
-from msgspec import Meta, Struct, field
+from msgspec import UNSET, Meta, Struct, UnsetType, field
 
 from visio.contract.fields import (
     Address,
@@ -30,6 +30,7 @@ from visio.contract.fields import (
     PersonName,
     Phone,
     Reason,
+    SearchText,
     Timezone,
     Version,
 )
@@ -426,8 +427,22 @@ class AppointmentQuery(Request, frozen=True, kw_only=True):
     site_id: Id | None = None
     operator_id: Id | None = None
     status: Status | None = None
+    q: SearchText | None = None
     cursor: Cursor | None = None
     limit: Annotated[int, Meta(ge=1, le=200)] = 50
+
+
+class UsagerCorrection(Request, frozen=True, kw_only=True):
+    """The usager's details to correct, and the note for the operator; a field left out
+    stays as it is, ``null`` removes a phone, an e-mail or the note."""
+
+    first_name: PersonName | UnsetType = UNSET
+    last_name: PersonName | UnsetType = UNSET
+    phone: Phone | UnsetType | None = UNSET
+    email: Email | UnsetType | None = UNSET
+    language: Language | UnsetType = UNSET
+    consent: bool | UnsetType = UNSET
+    note: Note | UnsetType | None = UNSET
 
 
 class Cancellation(Request, frozen=True, kw_only=True):

@@ -44,6 +44,8 @@ Reason = Annotated[str, _text(500, "A reason, in the writer's words.")]
 Note = Annotated[str, _text(1000, "A note for the operator (the usager's question); "
                                   "staff and agents read it, the usager's messages never "
                                   "carry it.")]
+SearchText = Annotated[str, _text(100, "Part of the usager's name (any case, accents or "
+                                       "not) or their phone number (any format).")]
 Email = Annotated[str, Meta(min_length=3, max_length=254,
                             pattern=rf"^[^\s@{FORBIDDEN_CLASS}]+@[^\s@{FORBIDDEN_CLASS}]+$",
                             description="An e-mail address.")]

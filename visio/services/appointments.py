@@ -6,6 +6,7 @@ import base64
 import binascii
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import msgspec
 import sqlalchemy as sa
@@ -15,6 +16,7 @@ from visio.access import Principal
 from visio.db import Database
 from visio.domain.kinds import Role, Status
 from visio.domain.messages import _
+from visio.domain.usager_search import query_terms
 from visio.errors import Forbidden, NotFound, Unprocessable
 from visio.services.booking import Booked
 
@@ -26,6 +28,8 @@ class AppointmentFilter:
     site_id: str | None = None
     operator_id: str | None = None
     status: str | None = None
+    #: The usager's name (part of it, any case or accents) or phone (any format).
+    q: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +63,45 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     return value.start, value.id
 
 
+def usager_matches(q: str) -> sa.ColumnElement[bool]:
+    """Appointments whose usager the query names: every term found in the folded text.
+
+    Terms are lower-case letters and digits only, so they hold no LIKE wildcard.
+    """
+    terms = query_terms(q)
+    if not terms:
+        return sa.true()
+    return sa.and_(*(m.Appointment.usager_search.like(f"%{t}%") for t in terms))
+
+
+def filtered(query: Any, filters: AppointmentFilter) -> Any:
+    """``query`` narrowed by the filters (dates, site, operator, status, usager)."""
+    if filters.start_from is not None:
+        query = query.where(m.Appointment.start >= filters.start_from)
+    if filters.start_to is not None:
+        query = query.where(m.Appointment.start < filters.start_to)
+    if filters.site_id is not None:
+        query = query.where(m.Appointment.site_id == filters.site_id)
+    if filters.operator_id is not None:
+        query = query.where(m.Appointment.operator_id == filters.operator_id)
+    if filters.status is not None:
+        query = query.where(m.Appointment.status == filters.status)
+    if filters.q:
+        query = query.where(usager_matches(filters.q))
+    return query
+
+
+def after_cursor(query: Any, cursor: str | None) -> Any:
+    """``query`` past the (start, id) a cursor names, by start then id."""
+    if cursor is not None:
+        after_start, after_id = decode_cursor(cursor)
+        query = query.where(sa.or_(
+            m.Appointment.start > after_start,
+            sa.and_(m.Appointment.start == after_start, m.Appointment.id > after_id),
+        ))
+    return query.order_by(m.Appointment.start, m.Appointment.id)
+
+
 async def get_appointment(*, db: Database, principal: Principal,
                           appointment_id: str) -> Booked:
     """One appointment in the caller's scope."""
@@ -82,23 +125,7 @@ async def list_appointments(
     query = (sa.select(m.Appointment, m.Site.timezone)
              .join(m.Site, m.Site.id == m.Appointment.site_id)
              .where(principal.appointment_filter()))
-    if filters.start_from is not None:
-        query = query.where(m.Appointment.start >= filters.start_from)
-    if filters.start_to is not None:
-        query = query.where(m.Appointment.start < filters.start_to)
-    if filters.site_id is not None:
-        query = query.where(m.Appointment.site_id == filters.site_id)
-    if filters.operator_id is not None:
-        query = query.where(m.Appointment.operator_id == filters.operator_id)
-    if filters.status is not None:
-        query = query.where(m.Appointment.status == filters.status)
-    if cursor is not None:
-        after_start, after_id = decode_cursor(cursor)
-        query = query.where(sa.or_(
-            m.Appointment.start > after_start,
-            sa.and_(m.Appointment.start == after_start, m.Appointment.id > after_id),
-        ))
-    query = query.order_by(m.Appointment.start, m.Appointment.id).limit(limit + 1)
+    query = after_cursor(filtered(query, filters), cursor).limit(limit + 1)
     async with db.read() as session:
         rows = [Booked(a, z) for a, z in (await session.execute(query)).all()]
     next_cursor = None

@@ -133,6 +133,49 @@ async def cancelled(session: AsyncSession, appointment: m.Appointment, *,
     await _write(session, appointment, planned, now)
 
 
+async def corrected(session: AsyncSession, appointment: m.Appointment, *, old_version: int,
+                    old_phone: str | None, old_email: str | None, now: datetime) -> None:
+    """After the usager's details changed (one version up): what was planned still goes,
+    except to an address that is no longer theirs; a new address gets the confirmation
+    again, and the reminders still to come.
+    """
+    gone: list[tuple[str, str]] = []
+    if old_phone and old_phone != appointment.usager_phone:
+        gone.append((r.Channel.SMS.value, old_phone))
+    if old_email and old_email != appointment.usager_email:
+        gone.append((r.Channel.EMAIL.value, old_email))
+    for channel, recipient in gone:
+        await session.execute(
+            sa.update(m.OutboxRow)
+            .where(m.OutboxRow.appointment_id == appointment.id,
+                   m.OutboxRow.status == PENDING, m.OutboxRow.audience == "usager",
+                   m.OutboxRow.channel == channel, m.OutboxRow.recipient == recipient)
+            .values(status=RETIRED, last_error="address_changed", finished_at=now,
+                    lease_owner=None, lease_until=None)
+            .execution_options(synchronize_session=False))
+    # The rest carries over to the new version (the dispatcher retires stale versions).
+    await session.execute(
+        sa.update(m.OutboxRow)
+        .where(m.OutboxRow.appointment_id == appointment.id, m.OutboxRow.status == PENDING,
+               m.OutboxRow.appointment_version == old_version)
+        .values(appointment_version=appointment.version)
+        .execution_options(synchronize_session=False))
+    await session.execute(
+        sa.update(m.OutboxRow)
+        .where(m.OutboxRow.appointment_id == appointment.id, m.OutboxRow.status == PENDING,
+               m.OutboxRow.audience == "usager")
+        .values(language=appointment.usager_language)
+        .execution_options(synchronize_session=False))
+    new_phone = bool(appointment.usager_phone) and appointment.usager_phone != old_phone
+    new_email = bool(appointment.usager_email) and appointment.usager_email != old_email
+    if not (new_phone or new_email) or now >= appointment.start:
+        return
+    planned = r.plan_booked(now=now, start=appointment.start,
+                            zone=await _zone(session, appointment), staff=False,
+                            phone=new_phone, email=new_email)
+    await _write(session, appointment, planned, now)
+
+
 # --- the dispatcher's side -------------------------------------------------------------
 
 

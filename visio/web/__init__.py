@@ -12,7 +12,7 @@ from aiohttp import web
 from visio.calendars.invitations import CALL_PAGE
 from visio.errors import NotAuthenticated, VisioError
 from visio.keys import templates_key
-from visio.web import agenda, auth, availability, booking, call, live
+from visio.web import agenda, appointments, auth, availability, booking, call, live
 from visio.web.common import refusal_page
 from visio.web.render import environment
 
@@ -47,7 +47,13 @@ def mount_pages(app: web.Application) -> None:
         web.get("/lang", p(auth.choose_language)),
         web.get("/agent/book", p(booking.booking_page)),
         web.post("/agent/book", p(booking.book)),
-        web.get("/agent/appointments/{id}", p(booking.confirmation)),
+        web.get("/agent/appointments", p(appointments.list_page)),
+        web.get("/agent/appointments/{id}", p(appointments.appointment_page)),
+        web.post("/agent/appointments/{id}/usager", p(appointments.correct)),
+        web.post("/agent/appointments/{id}/cancel", p(appointments.cancel)),
+        web.post("/agent/appointments/{id}/resend", p(appointments.resend)),
+        web.get("/agent/appointments/{id}/reschedule", p(appointments.move_page)),
+        web.post("/agent/appointments/{id}/reschedule", p(appointments.move)),
         web.get("/agent/appointments/{id}/convocation", p(booking.convocation)),
         web.get("/agent/today", p(agenda.today)),
         web.post("/agent/appointments/{id}/seen", p(agenda.cancellation_seen)),

@@ -28,7 +28,6 @@ from visio.keys import (
     limits_key,
     search_cache_key,
 )
-from visio.notify.compose import load_facts
 from visio.services import (
     agenda,
     booking,
@@ -43,7 +42,6 @@ from visio.web.common import (
     parse_day,
     signed_in,
     text,
-    theme_label,
 )
 from visio.web.render import render
 from visio.web.usager import convocation_page
@@ -282,29 +280,6 @@ async def book(request: web.Request) -> web.Response:
     except VisioError as err:
         return await _form_again(request, who, form, err=err)
     raise web.HTTPSeeOther(f"/agent/appointments/{booked.appointment.id}")
-
-
-async def confirmation(request: web.Request) -> web.Response:
-    """The booked appointment, the convocation to print and the messages that will go."""
-    who = await signed_in(request)
-    context = await agenda.call_context(db=request.app[database_key], principal=who,
-                                        appointment_id=codec.path_id(request))
-    from visio.services import appointments
-
-    booked = await appointments.get_appointment(db=request.app[database_key], principal=who,
-                                                appointment_id=context.item.id)
-    a = booked.appointment
-    messages = (await agenda.usager_messages(db=request.app[database_key], principal=who,
-                                             appointment_ids=[a.id]))[a.id]
-    # The place as the usager reads it: the bus is named with its stop.
-    facts = await load_facts(db=request.app[database_key], appointment_id=a.id)
-    place = facts.where(session.language(request)) if facts is not None else ""
-    return render(request, "confirmation.html", who=who, item=context.item, place=place,
-                  messages=[(msg, msg.due_at.astimezone(ZoneInfo(context.item.zone)))
-                            for msg in messages],
-                  theme=theme_label(session.language(request), context.item),
-                  start=context.item.start.astimezone(ZoneInfo(context.item.zone)),
-                  phone=a.usager_phone, email=a.usager_email)
 
 
 async def convocation(request: web.Request) -> web.Response:
