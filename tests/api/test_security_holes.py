@@ -6,13 +6,19 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from ipaddress import ip_network
 from urllib.parse import quote
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
-from tests.conftest import Client
+from tests.conftest import DEFAULT_NOW, Client
 from tests.factories import PASSWORD, make_site, make_user
+from visio.app import create_app
 from visio.db import Database
+from visio.settings import Settings
 
 #: Values of ``next`` that a browser would turn into another site (tabs and line breaks
 #: are dropped from a Location), or that name another site outright.
@@ -67,3 +73,74 @@ async def test_a_login_never_leads_to_another_site(
                                  allow_redirects=False)
     assert response.status == 303, await response.text()
     assert response.headers["Location"] == "/"
+
+
+# ---------------------------------------------------------------- forwarded addresses
+
+
+@pytest.fixture
+async def behind_proxy(settings: Settings) -> AsyncIterator[Client]:
+    """The app behind a reverse proxy on the loopback (the test client's address), the
+    loopback being allowed metrics and readiness."""
+    app = create_app(replace(settings, trusted_proxies=(ip_network("127.0.0.0/8"),),
+                             metrics_allowed=(ip_network("127.0.0.0/8"),)),
+                     clock=lambda: DEFAULT_NOW)
+    client: Client = TestClient(TestServer(app))
+    await client.start_server()
+    yield client
+    await client.close()
+
+
+@pytest.mark.parametrize("hop", ["unknown", "_hidden", "not an address", "unknown, 127.0.0.1"])
+async def test_an_unreadable_forwarded_hop_is_refused_metrics_and_readiness(
+    behind_proxy: Client, hop: str
+) -> None:
+    """The proxy hides the client: it is nobody, not the (allowed) proxy itself."""
+    for path in ("/metrics", "/readyz"):
+        response = await behind_proxy.get(path, headers={"X-Forwarded-For": hop})
+        assert response.status == 403, (path, hop)
+        # The proxy asking for itself is still served.
+        assert (await behind_proxy.get(path)).status == 200
+
+
+async def test_clients_hidden_by_the_proxy_share_one_login_budget(
+    db: Database, behind_proxy: Client
+) -> None:
+    """Login throttling counts every hidden client as the one address "unknown"."""
+    user = await make_user(db, role="agent", sites=[await make_site(db)])
+    statuses = []
+    for hop in ("unknown", "_hidden", "unknown", "_x", "unknown", "_hidden"):
+        response = await behind_proxy.post(
+            "/api/v1/auth/token", json={"email": user.email, "password": "guess"},
+            headers={"X-Forwarded-For": hop})
+        statuses.append(response.status)
+    assert statuses == [401] * 5 + [429]
+
+
+# ---------------------------------------------------------------- nosniff
+
+
+async def test_every_answer_forbids_type_sniffing(db: Database, client: Client) -> None:
+    """X-Content-Type-Options: nosniff on the API, pages, static files, errors and 404s."""
+    user = await make_user(db, role="admin")
+    token = (await (await client.post("/api/v1/auth/token", json={
+        "email": user.email, "password": PASSWORD})).json())["access_token"]
+    answers = [
+        await client.get("/healthz"),
+        await client.get("/api/v1/openapi.json"),
+        await client.get("/api/v1/sites", headers={"Authorization": f"Bearer {token}"}),
+        await client.get("/api/v1/sites"),
+        await client.post("/api/v1/auth/token", data=b"{"),
+        await client.get("/api/v1/nothing-here"),
+        await client.get("/nothing-here"),
+        await client.get("/login"),
+        await client.get("/static/style.css"),
+        await client.get("/static/nothing.js"),
+        await client.get("/calendars/nothing.ics"),
+        await client.get("/u/nothing"),
+        await client.get("/lang?to=fr&next=/", allow_redirects=False),
+    ]
+    statuses = {response.status for response in answers}
+    assert {200, 303, 400, 401, 404} <= statuses
+    for response in answers:
+        assert response.headers.get("X-Content-Type-Options") == "nosniff", response.url

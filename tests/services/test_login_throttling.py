@@ -217,8 +217,13 @@ def test_the_header_is_walked_from_the_right_skipping_trusted_proxies() -> None:
     assert address_of("10.0.0.1") == "10.0.0.1"
 
 
-def test_a_garbled_hop_stops_the_walk_at_the_last_trusted_proxy() -> None:
-    assert address_of("10.0.0.1", "198.51.100.1, not-an-ip, 10.0.0.2") == "10.0.0.2"
+def test_a_garbled_hop_makes_the_client_unknown_never_the_proxy() -> None:
+    """A hop a trusted proxy wrote that is no address hides the client: "unknown"."""
+    assert address_of("10.0.0.1", "198.51.100.1, not-an-ip, 10.0.0.2") == "unknown"
+    assert address_of("10.0.0.1", "unknown") == "unknown"
+    assert address_of("10.0.0.1", "_hidden") == "unknown"
+    # An untrusted peer's header is not read at all.
+    assert address_of("192.0.2.7", "_hidden") == "192.0.2.7"
 
 
 def test_ports_brackets_zones_and_mapped_ipv4_are_normalised() -> None:
