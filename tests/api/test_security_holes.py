@@ -15,10 +15,12 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from tests.conftest import DEFAULT_NOW, Client
-from tests.factories import PASSWORD, make_site, make_user
+from tests.factories import PASSWORD, make_operator, make_site, make_user
+from visio import models as m
 from visio.app import create_app
 from visio.db import Database
 from visio.settings import Settings
+from visio.web import session
 
 #: Values of ``next`` that a browser would turn into another site (tabs and line breaks
 #: are dropped from a Location), or that name another site outright.
@@ -144,3 +146,57 @@ async def test_every_answer_forbids_type_sniffing(db: Database, client: Client) 
     assert {200, 303, 400, 401, 404} <= statuses
     for response in answers:
         assert response.headers.get("X-Content-Type-Options") == "nosniff", response.url
+
+
+# ---------------------------------------------------------------- sessions
+
+
+async def _page_login(client: Client, user: m.User) -> str:
+    """Log in through the form; the session cookie's token it set."""
+    page = await (await client.get("/login")).text()
+    response = await client.post("/login", data={"email": user.email, "password": PASSWORD,
+                                                  "csrf": _csrf(page)}, allow_redirects=False)
+    assert response.status == 303, await response.text()
+    return response.cookies[session.SESSION_COOKIE].value
+
+
+async def test_logging_in_again_revokes_the_previous_session_of_the_browser(
+    db: Database, client: Client
+) -> None:
+    """The old session cookie's token stops working at the new login; the new one works."""
+    user = await make_user(db, role="admin")
+    first = await _page_login(client, user)
+    second = await _page_login(client, user)
+    assert first != second
+    old = await client.get("/api/v1/sites", headers={"Authorization": f"Bearer {first}"})
+    assert old.status == 401
+    new = await client.get("/api/v1/sites", headers={"Authorization": f"Bearer {second}"})
+    assert new.status == 200
+
+
+# ---------------------------------------------------------------- PATCH bodies
+
+
+async def test_a_patch_without_a_body_is_a_400_and_changes_nothing(
+    db: Database, client: Client
+) -> None:
+    """PATCH of an operator, a service or a site needs its JSON body (the document says
+    so); an empty object is still a change of nothing."""
+    admin = await make_user(db, role="admin")
+    token = (await (await client.post("/api/v1/auth/token", json={
+        "email": admin.email, "password": PASSWORD})).json())["access_token"]
+    headers = {"Authorization": f"Bearer {token}", "Accept-Language": "en"}
+    site = await make_site(db)
+    op = await make_operator(db)
+    for path, read in ((f"/api/v1/operators/{op.operator.id}",) * 2,
+                       (f"/api/v1/services/{op.service.id}", "/api/v1/services"),
+                       (f"/api/v1/sites/{site.id}",) * 2):
+        before = await (await client.get(read, headers=headers)).json()
+        for sent in ({}, {"data": b""}, {"data": b"  \n"}):
+            response = await client.patch(path, headers=headers, **sent)  # type: ignore[arg-type]
+            assert response.status == 400, (path, await response.text())
+            assert response.content_type == "application/problem+json"
+            body = await response.json(content_type=None)
+            assert "body is required" in body["detail"]
+        assert await (await client.get(read, headers=headers)).json() == before
+        assert (await client.patch(path, headers=headers, json={})).status == 200

@@ -66,8 +66,13 @@ async def log_in(
     address: str,
     policy: LoginPolicy,
     now: datetime,
+    replaces: str | None = None,
 ) -> IssuedToken:
     """Exchange e-mail and password for a bearer token, slowing password guessing.
+
+    ``replaces`` is the token this browser held before (its session cookie): it is
+    revoked by a successful login, so a session left behind on a shared kiosk or one
+    fixed by someone else does not outlive the login that replaced it.
 
     Failures are counted inside ``policy.window`` by account key (the digest of the
     e-mail given, whether or not such an account exists) and by client address. An
@@ -116,6 +121,12 @@ async def log_in(
             )
             await session.execute(sa.insert(_successes).values(
                 id=m.new_id(), account_key=account_key, address=address, at=now))
+            if replaces is not None:
+                await session.execute(
+                    sa.update(m.ApiToken)
+                    .where(m.ApiToken.token_hash == digest(replaces),
+                           m.ApiToken.revoked_at.is_(None))
+                    .values(revoked_at=now))
             token = new_api_token()
             expires_at = now + policy.token_ttl
             session.add(

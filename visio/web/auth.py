@@ -61,7 +61,7 @@ async def login(request: web.Request) -> web.Response:
                 remember=timedelta(days=settings.login_remember_days),
                 window=timedelta(seconds=settings.login_window_seconds),
                 token_ttl=timedelta(seconds=settings.token_ttl_seconds)),
-            now=request.app[clock_key]())
+            now=request.app[clock_key](), replaces=session.session_token(request))
     except VisioError as err:
         return render(request, "login.html", status=err.status, next=target,
                       error=text(request, err.detail), email=email)
