@@ -5,9 +5,12 @@ SQLite and PostgreSQL like every API test."""
 from __future__ import annotations
 
 import html
+import logging
 import re
+import secrets
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import datetime
 from ipaddress import ip_network
 from urllib.parse import quote
 
@@ -15,12 +18,16 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from tests.conftest import DEFAULT_NOW, Client
-from tests.factories import PASSWORD, make_operator, make_site, make_user
+from tests.factories import PASSWORD, make_appointment, make_operator, make_site, make_user
 from visio import models as m
 from visio.app import create_app
 from visio.db import Database
+from visio.observability import AccessLog
 from visio.settings import Settings
+from visio.usager_link import LinkKey
 from visio.web import session
+
+MONDAY_9 = "2026-11-30T09:00:00+01:00"
 
 #: Values of ``next`` that a browser would turn into another site (tabs and line breaks
 #: are dropped from a Location), or that name another site outright.
@@ -200,3 +207,39 @@ async def test_a_patch_without_a_body_is_a_400_and_changes_nothing(
             assert "body is required" in body["detail"]
         assert await (await client.get(read, headers=headers)).json() == before
         assert (await client.patch(path, headers=headers, json={})).status == 200
+
+
+# ---------------------------------------------------------------- access log
+
+
+async def test_the_access_log_names_routes_never_tokens(
+    db: Database, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Feed tokens and usager link tokens (and queries) stay out of the access log: its
+    lines carry the route template, the status and the time."""
+    site, op = await make_site(db), await make_operator(db)
+    agent = await make_user(db, role="agent", sites=[site])
+    appointment = await make_appointment(db, site=site, op=op, booked_by=agent,
+                                         start=datetime.fromisoformat(MONDAY_9))
+    usager_token = LinkKey.from_secret(settings.secret_key).issue(
+        appointment.id, appointment.end)
+    feed_token = "f" + secrets.token_urlsafe(30)
+    server = TestServer(create_app(settings, clock=lambda: DEFAULT_NOW))
+    # The access logger ``visio serve`` runs with.
+    await server.start_server(access_log_class=AccessLog)
+    client: Client = TestClient(server)
+    await client.start_server()
+    caplog.set_level(logging.INFO, logger="aiohttp.access")
+    try:
+        paths = [f"/u/{usager_token}", f"/u/{usager_token}/calendar.ics",
+                 f"/calendars/{feed_token}.ics", f"/nowhere/{feed_token}",
+                 f"/login?next=/u/{usager_token}"]
+        for path in paths:
+            await (await client.get(path)).read()
+    finally:
+        await client.close()
+    lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
+    assert len(lines) == len(paths), lines
+    assert not [line for line in lines if usager_token in line or feed_token in line], lines
+    assert '"GET /u/{token}" 200' in lines[0]
+    assert '"GET /calendars/{name}" 404' in lines[2]
