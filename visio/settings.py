@@ -96,6 +96,9 @@ class Settings:
     """Lifetime of TURN credentials (at most 4 h)."""
     echo_max_sessions: int = 4
     """Concurrent test calls (echo peers) per instance."""
+    echo_allow_private_candidates: bool = False
+    """Let the echo peer probe loopback, private and link-local addresses an offer names
+    (tests, a LAN-only deployment)."""
     signing_key_path: str = ""
     """Ed25519 private key (PEM) for join tokens; derived from secret_key when empty."""
     mail_from: str = "visio@localhost"
@@ -215,6 +218,8 @@ class Settings:
             turn_secrets=_split(env.get("VISIO_TURN_SECRETS", "")),
             turn_ttl_seconds=min(int(env.get("VISIO_TURN_TTL_SECONDS", "14400")), 14400),
             echo_max_sessions=int(env.get("VISIO_ECHO_MAX_SESSIONS", "4")),
+            echo_allow_private_candidates=env.get("VISIO_ECHO_ALLOW_PRIVATE_CANDIDATES", "0")
+            in ("1", "true", "on", "yes"),
             signing_key_path=env.get("VISIO_SIGNING_KEY_PATH", ""),
             mail_from=env.get("VISIO_MAIL_FROM", "visio@localhost"),
             calendar_key=env.get("VISIO_CALENDAR_KEY", ""),
