@@ -62,6 +62,8 @@ class Settings:
     """Window over which failed logins are counted."""
     login_remember_days: int = 90
     """How long an address that logged into an account stays exempt from the wider budgets."""
+    login_ipv6_prefix: int = 64
+    """IPv6 clients are counted by network of this many bits (128: each address alone)."""
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
     """Reverse proxies whose X-Forwarded-For is believed (IPs or CIDR networks); none by default."""
     metrics_allowed: tuple[IPv4Network | IPv6Network, ...] = (
@@ -198,6 +200,8 @@ class Settings:
             login_account_max_failures=int(env.get("VISIO_LOGIN_ACCOUNT_MAX_FAILURES", "10")),
             login_window_seconds=int(env.get("VISIO_LOGIN_WINDOW_SECONDS", "900")),
             login_remember_days=int(env.get("VISIO_LOGIN_REMEMBER_DAYS", "90")),
+            login_ipv6_prefix=_bits(env.get("VISIO_LOGIN_IPV6_PREFIX", "64"),
+                                    "VISIO_LOGIN_IPV6_PREFIX"),
             trusted_proxies=parse_networks(env.get("VISIO_TRUSTED_PROXIES", ""),
                                            name="VISIO_TRUSTED_PROXIES"),
             metrics_allowed=parse_networks(env.get("VISIO_METRICS_ALLOWED",
@@ -250,6 +254,14 @@ class Settings:
             notify_daily_cap=int(env.get("VISIO_NOTIFY_DAILY_CAP", "10")),
             extra={k: v for k, v in env.items() if k.startswith("VISIO_") and k not in known},
         )
+
+
+def _bits(value: str, name: str) -> int:
+    """An IPv6 prefix length (1 to 128); a ValueError naming ``name`` otherwise."""
+    bits = int(value)
+    if not 1 <= bits <= 128:
+        raise ValueError(f"{name} must be between 1 and 128, not {value!r}")
+    return bits
 
 
 def _choice(value: str, allowed: tuple[str, ...], name: str) -> str:
