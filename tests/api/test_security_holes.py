@@ -4,6 +4,7 @@ SQLite and PostgreSQL like every API test."""
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import re
@@ -18,10 +19,18 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from tests.conftest import DEFAULT_NOW, Client
-from tests.factories import PASSWORD, make_appointment, make_operator, make_site, make_user
+from tests.factories import (
+    PASSWORD,
+    auth_headers,
+    make_appointment,
+    make_operator,
+    make_site,
+    make_user,
+)
 from visio import models as m
 from visio.app import create_app
 from visio.db import Database
+from visio.keys import limits_key
 from visio.observability import AccessLog
 from visio.settings import Settings
 from visio.usager_link import LinkKey
@@ -243,3 +252,58 @@ async def test_the_access_log_names_routes_never_tokens(
     assert not [line for line in lines if usager_token in line or feed_token in line], lines
     assert '"GET /u/{token}" 200' in lines[0]
     assert '"GET /calendars/{name}" 404' in lines[2]
+
+
+# ---------------------------------------------------------------- fair searches
+
+
+async def test_one_agents_flood_of_searches_does_not_hold_up_another_agent(
+    db: Database, settings: Settings
+) -> None:
+    """Agent A floods slot searches (one running long, five more waiting): agent B's one
+    search gets the place A may not take, at once, while A's searches still wait."""
+    app = create_app(replace(settings, search_concurrency=2, search_max_wait_seconds=60),
+                     clock=lambda: DEFAULT_NOW)
+    client: Client = TestClient(TestServer(app))
+    await client.start_server()
+    site = await make_site(db, departement="59")
+    await make_operator(db, departements=["59"])
+    flooder = await make_user(db, role="agent", sites=[site])
+    other = await make_user(db, role="agent", sites=[site])
+    params = {"site_id": site.id, "theme": "famille", "from": "2026-11-30T00:00:00+01:00",
+              "to": "2026-12-05T00:00:00+01:00"}
+    places = app[limits_key].places
+    release = asyncio.Event()
+    flood: list[asyncio.Task[int]] = []
+
+    async def long_search() -> None:
+        """One of A's searches, running until the test lets it end."""
+        async with app[limits_key].expensive(flooder.id):
+            await release.wait()
+
+    async def search(headers: dict[str, str]) -> int:
+        response = await client.get("/api/v1/slots", params=params, headers=headers)
+        await response.read()
+        return response.status
+
+    try:
+        a_headers = await auth_headers(client, flooder)
+        b_headers = await auth_headers(client, other)
+        running = asyncio.create_task(long_search())
+        flood = [asyncio.create_task(search(a_headers)) for _ in range(5)]
+        async with asyncio.timeout(10):
+            while True:
+                if places.waiting(flooder.id) == 5:
+                    break
+                await asyncio.sleep(0.01)
+        assert await search(b_headers) == 200
+        assert places.waiting(flooder.id) == 5
+        assert not any(task.done() for task in flood)
+        release.set()
+        await running
+        assert await asyncio.gather(*flood) == [200] * 5
+    finally:
+        release.set()
+        for task in flood:
+            task.cancel()
+        await client.close()
