@@ -26,6 +26,7 @@ from tests.factories import (
     make_operator,
     make_site,
     make_user,
+    usager,
 )
 from visio import models as m
 from visio.app import create_app
@@ -307,3 +308,34 @@ async def test_one_agents_flood_of_searches_does_not_hold_up_another_agent(
         for task in flood:
             task.cancel()
         await client.close()
+
+
+# ---------------------------------------------------------------- staff choice
+
+
+async def test_booking_without_a_staff_member_takes_the_one_who_can(
+    db: Database, client: Client
+) -> None:
+    """A desk with a staff member who has no hours (and one who has): every slot the
+    search offers is booked without naming anyone, never a 422."""
+    site = await make_site(db, departement="59")
+    op = await make_operator(db, departements=["59"])
+    async with db.write() as session:
+        idle = m.StaffMember(desk_id=op.desk.id, display_name="Idle", languages=["fr"],
+                             active=True)
+        session.add(idle)
+    headers = await auth_headers(client, await make_user(db, role="agent", sites=[site]))
+    response = await client.get("/api/v1/slots", headers=headers, params={
+        "site_id": site.id, "theme": "famille", "from": "2026-11-30T00:00:00+01:00",
+        "to": "2026-12-05T00:00:00+01:00"})
+    assert response.status == 200, await response.text()
+    slots = (await response.json())["items"]
+    assert slots
+    for slot in slots:
+        booked = await client.post(
+            "/api/v1/appointments",
+            headers={**headers, "Idempotency-Key": secrets.token_hex(8)},
+            json={"site_id": site.id, "service_id": op.service.id, "start": slot["start"],
+                  "usager": usager()})
+        assert booked.status == 201, await booked.text()
+        assert (await booked.json())["staff_id"] == op.staff[0].id
