@@ -339,3 +339,33 @@ async def test_booking_without_a_staff_member_takes_the_one_who_can(
                   "usager": usager()})
         assert booked.status == 201, await booked.text()
         assert (await booked.json())["staff_id"] == op.staff[0].id
+
+
+async def test_an_error_log_names_the_route_never_the_token(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A usager link or a feed opened while the database is down: the error's log line
+    names the route template, and no line or traceback holds the token."""
+    gone = replace(settings, database_url="postgresql+asyncpg://postgres@127.0.0.1:1/nowhere")
+    server = TestServer(create_app(gone, clock=lambda: DEFAULT_NOW))
+    await server.start_server(access_log_class=AccessLog)
+    client: Client = TestClient(server)
+    await client.start_server()
+    usager_token = LinkKey.from_secret(settings.secret_key).issue(
+        "5e1f5f1e-0000-4000-8000-000000000001", datetime.fromisoformat(MONDAY_9))
+    feed_token = "f" + secrets.token_urlsafe(30)
+    caplog.set_level(logging.INFO)
+    try:
+        for path in (f"/u/{usager_token}", f"/calendars/{feed_token}.ics"):
+            response = await client.get(path)
+            assert response.status >= 500, path
+    finally:
+        await client.close()
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "unhandled error on GET /u/{token}" in errors, errors
+    assert "unhandled error on GET /calendars/{name}" in errors, errors
+    for record in caplog.records:
+        text = record.getMessage() + (logging.Formatter().formatException(record.exc_info)
+                                      if record.exc_info else "")
+        assert usager_token not in text
+        assert feed_token not in text
