@@ -71,6 +71,7 @@ async def _echo_context(app: web.Application) -> AsyncIterator[None]:
         height=config.echo_max_height,
         fps=config.echo_max_fps,
         stun_urls=config.echo_stun_urls,
+        allow_private_candidates=config.echo_allow_private_candidates,
     )
     state.echo = sessions
     try:

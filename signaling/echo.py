@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fractions
+import ipaddress
 import logging
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +27,33 @@ from .problems import ECHO_PROBLEMS, TOKEN_PROBLEMS, english_problem_text
 from .tokens import TokenRefused, verify_join_token
 
 log = logging.getLogger(__name__)
+
+_CANDIDATE = re.compile(r"^a=candidate:\S+ \S+ \S+ \S+ (\S+) ")
+
+
+def global_candidates_only(sdp: str) -> str:
+    """The offer without the candidates naming a non-global address, or a name.
+
+    The echo peer sends STUN binding requests to every candidate of the offer: a caller
+    could make the server probe its own network (loopback, private, link-local ranges)
+    or any host a name resolves to. The addresses the caller's own checks come from are
+    still learnt (peer-reflexive) when they reach us: for that, the end of candidates is
+    not announced (it would end ICE at once when no candidate is left).
+    """
+    kept = []
+    for line in sdp.splitlines():
+        if line.startswith("a=end-of-candidates"):
+            continue
+        found = _CANDIDATE.match(line)
+        if found is not None:
+            try:
+                address = ipaddress.ip_address(found.group(1))
+            except ValueError:
+                continue  # an mDNS or DNS name: where it leads is the caller's choice
+            if not address.is_global or address.is_multicast:
+                continue
+        kept.append(line)
+    return "\r\n".join(kept) + "\r\n"
 
 
 class CappedVideoTrack(MediaStreamTrack):
@@ -91,11 +120,13 @@ class EchoSessions:
         height: int,
         fps: int,
         stun_urls: tuple[str, ...] = (),
+        allow_private_candidates: bool = False,
     ) -> None:
         # Without an explicit list aiortc would query a public Google STUN server.
         self._ice = [RTCIceServer(urls=list(stun_urls))] if stun_urls else []
         self.max_sessions = max_sessions
         self.max_duration = max_duration
+        self.allow_private_candidates = allow_private_candidates
         self._caps = (width, height, fps)
         self.pcs: set[RTCPeerConnection] = set()
         # One test call per participant: whose each one is, and each participant's one.
@@ -129,10 +160,9 @@ class EchoSessions:
         await asyncio.sleep(self.max_duration)
         await self._close_pc(pc)
 
-    def full(self, owner: str) -> bool:
-        """Whether a test call by ``owner`` would exceed the cap (its own is replaced)."""
-        others = len(self.pcs) - (1 if owner in self._by_owner else 0)
-        return others >= self.max_sessions
+    def full(self) -> bool:
+        """Whether another test call would exceed the cap."""
+        return len(self.pcs) >= self.max_sessions
 
     def owned_by(self, owner: str) -> RTCPeerConnection | None:
         """The running test call of ``owner``, if any."""
@@ -141,16 +171,19 @@ class EchoSessions:
     async def answer(self, offer: RTCSessionDescription, owner: str) -> RTCSessionDescription:
         """Answer an offer with a peer that loops media back and answers data pings.
 
-        A participant has one test call at a time: a new one replaces (closes) the one
-        it already had, so a reload or a second try never waits for the first to expire.
+        A participant has one test call at a time: the caller checks
+        :meth:`owned_by` first (a second one is refused until the first ends: closed by
+        the caller, failed, or expired), so one token cannot hold every place.
         """
+        if owner in self._by_owner:
+            raise RuntimeError("one test call at a time per participant")
+        if not self.allow_private_candidates:
+            offer = RTCSessionDescription(sdp=global_candidates_only(offer.sdp),
+                                          type=offer.type)
         pc = RTCPeerConnection(RTCConfiguration(iceServers=list(self._ice)))
-        previous = self._by_owner.get(owner)
         self.pcs.add(pc)
         self._owner_of[pc] = owner
         self._by_owner[owner] = pc
-        if previous is not None:
-            await self._close_pc(previous)
         width, height, fps = self._caps
 
         @pc.on("track")
@@ -182,7 +215,7 @@ class EchoSessions:
         except Exception:
             await self._close_pc(pc)
             raise
-        if pc in self.pcs:  # not replaced meanwhile
+        if pc in self.pcs:  # not failed meanwhile
             self._timers[pc] = asyncio.create_task(self._expire(pc))
         local: RTCSessionDescription = pc.localDescription
         return local
@@ -248,7 +281,9 @@ async def echo(request: web.Request) -> web.StreamResponse:
         return _problem(request, "bad_body")
     if len(body["sdp"]) > config.max_frame_bytes:
         return _problem(request, "offer_too_large")
-    if sessions.full(claims.participant):
+    if sessions.owned_by(claims.participant) is not None:
+        return _problem(request, "already_running", **{"Retry-After": "10"})
+    if sessions.full():
         return _problem(request, "busy", **{"Retry-After": "60"})
     try:
         answer = await sessions.answer(

@@ -87,6 +87,10 @@ class SignalingConfig:
     echo_max_height: int = 480
     echo_max_fps: int = 15
     echo_stun_urls: tuple[str, ...] = ()
+    #: Whether the echo peer may probe loopback, private, link-local and other non-global
+    #: addresses an offer names (tests and a LAN-only deployment; off: no probing of the
+    #: server's own network for whoever holds a test-call token).
+    echo_allow_private_candidates: bool = False
     allow_missing_origin: bool = True
     broker_prefix: str = "visio:signaling"
     presence_ttl: float = 45.0

@@ -47,6 +47,11 @@ ECHO_PROBLEMS: dict[str, EchoProblem] = {
     ),
     "offer_too_large": EchoProblem(413, "Request too large", "The offer is too large."),
     "busy": EchoProblem(503, "Busy", "Too many test calls are in progress; try again in a minute."),
+    "already_running": EchoProblem(
+        409,
+        "Conflict",
+        "A test call of yours is already running; end it before starting another.",
+    ),
     "offer_refused": EchoProblem(
         400,
         "Bad request",

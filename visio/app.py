@@ -65,6 +65,9 @@ async def no_store_middleware(request: web.Request, handler: Handler) -> web.Str
 async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
     # No version in Server: it only helps an attacker pick an exploit.
     response.headers["Server"] = SERVER
+    # Every answer, static files and errors included: no browser guesses a type (an
+    # uploaded or echoed text read as a script).
+    response.headers["X-Content-Type-Options"] = "nosniff"
 
 
 def create_app(

@@ -91,11 +91,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not settings.secret_key:
             print("VISIO_SECRET_KEY (or VISIO_SECRET_KEY_FILE) must be set.", file=sys.stderr)
             return 2
+        from visio.observability import AccessLog
         from visio.perf import tune_gc
 
         app = create_app(settings)
         tune_gc()  # the server's garbage-collector settings, once start-up is done
-        web.run_app(app, host=args.host or settings.host, port=args.port or settings.port)
+        web.run_app(app, host=args.host or settings.host, port=args.port or settings.port,
+                    access_log_class=AccessLog)
         return 0
     if args.action == "create":
         password = sys.stdin.readline().rstrip("\n")

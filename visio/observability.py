@@ -9,6 +9,7 @@ reason codes, never identifiers or personal data.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import secrets
 import time
@@ -20,7 +21,9 @@ from typing import Any
 import redis.asyncio as aioredis
 import sqlalchemy as sa
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler
+from aiohttp.web_request import BaseRequest
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
@@ -146,6 +149,25 @@ def route_of(request: web.Request) -> str:
     if resource is None:
         return "unmatched"
     return resource.canonical or "unmatched"
+
+
+class AccessLog(AbstractAccessLogger):
+    """Access log lines naming the route template, never the path or the query.
+
+    Paths hold secrets (calendar feed tokens ``/calendars/{name}``, usager link tokens
+    ``/u/{token}``) and identifiers; queries hold more. The request id is on the line
+    (``visio.logs``), to find the request's other lines.
+    """
+
+    def log(self, request: BaseRequest, response: web.StreamResponse, time: float) -> None:
+        route = route_of(request) if isinstance(request, web.Request) else "unmatched"
+        self.logger.info('"%s %s" %s %s %.1fms', request.method, route, response.status,
+                         response.body_length, time * 1000)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether a line would be written at all."""
+        return self.logger.isEnabledFor(logging.INFO)
 
 
 def _request_id(request: web.Request) -> str:

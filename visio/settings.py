@@ -80,6 +80,18 @@ def _one(value: str, name: str) -> bool:
     return value == "1"
 
 
+def _on(value: str, name: str) -> bool:
+    return value.strip().lower() in ("1", "true", "on", "yes")
+
+
+def _bits(value: str, name: str) -> int:
+    """An IPv6 prefix length (1 to 128); a ValueError naming ``name`` otherwise."""
+    bits = _int(value, name)
+    if not 1 <= bits <= 128:
+        raise ValueError(f"{name} must be between 1 and 128, not {value!r}")
+    return bits
+
+
 def _switch(value: str, name: str) -> bool:
     return value not in ("0", "false", "off", "no")
 
@@ -162,6 +174,9 @@ class Settings:
         90, _int,
         "How long an address that logged into an account stays exempt from the wider "
         "budgets.")
+    login_ipv6_prefix: int = setting(
+        64, _bits,
+        "IPv6 clients are counted by network of this many bits (128: each address alone).")
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = setting(
         (), _networks,
         "Reverse proxies whose X-Forwarded-For is believed (IPs or CIDR networks); none "
@@ -216,6 +231,10 @@ class Settings:
     echo_max_sessions: int = setting(
         4, _int,
         "Concurrent test calls (echo peers) per instance.")
+    echo_allow_private_candidates: bool = setting(
+        False, _on,
+        "Let the echo peer probe loopback, private and link-local addresses an offer names "
+        "(tests, a LAN-only deployment).")
     signing_key_path: str = setting(
         "", _text,
         "Ed25519 private key (PEM) for join tokens; derived from secret_key when empty.")

@@ -83,6 +83,8 @@ ECHO_TEXTS: dict[str, tuple[str, Message]] = {
                             _("The test-call token is not valid yet; check the device's clock.")),
     "offer_too_large": (N_("Request too large"), _("The offer is too large.")),
     "busy": (N_("Busy"), _("Too many test calls are in progress; try again in a minute.")),
+    "already_running": (N_("Conflict"), _(
+        "A test call of yours is already running; end it before starting another.")),
     "offer_refused": (N_("Bad request"), _(
         "The offer could not be answered; check the camera and the microphone, then try again.")),
 }
@@ -123,6 +125,7 @@ def mount_signaling(app: web.Application, settings: Settings) -> None:
         broker_url=settings.redis_url,
         echo_max_sessions=settings.echo_max_sessions,
         echo_stun_urls=settings.stun_urls,
+        echo_allow_private_candidates=settings.echo_allow_private_candidates,
     )
     signaling_app = create_signaling_app(config, SignalingHost(app))
     app[signaling_app_key] = signaling_app

@@ -372,23 +372,30 @@ def test_echo_and_signaling_urls_follow_the_base_url_scheme(settings: Settings) 
         "ws://visio.test/signaling/ws", "http://visio.test/signaling/echo")
 
 
-async def test_a_second_test_call_replaces_the_first_of_the_same_user(
+async def test_a_second_test_call_of_the_same_user_is_refused_while_the_first_runs(
     db: Database, now_client: Client
 ) -> None:
-    """One echo session per user: a second POST with the same grant replaces the first."""
+    """One echo session per user: a second POST with the same grant while the first runs
+    is a 409 with a sentence in the caller's language, and holds no second place."""
     call = await make_call(db, now_client)
     token = (await (await now_client.post("/api/v1/test-calls",
                                           headers=call.staff_headers)).json())["token"]
     pcs = [RTCPeerConnection(RTCConfiguration(iceServers=[])) for _ in range(2)]
     try:
+        answers = []
         for pc in pcs:
             pc.addTrack(SyntheticVideoTrack())
             await pc.setLocalDescription(await pc.createOffer())
-            answer = await now_client.post(
-                "/signaling/echo", headers={"Authorization": f"Bearer {token}"},
-                json={"type": "offer", "sdp": pc.localDescription.sdp})
-            assert answer.status == 200, await answer.text()
-            await pc.setRemoteDescription(RTCSessionDescription(**await answer.json()))
+            answers.append(await now_client.post(
+                "/signaling/echo",
+                headers={"Authorization": f"Bearer {token}", "Accept-Language": "nl"},
+                json={"type": "offer", "sdp": pc.localDescription.sdp}))
+        assert answers[0].status == 200, await answers[0].text()
+        assert answers[1].status == 409, await answers[1].text()
+        problem = await answers[1].json(content_type="application/problem+json")
+        _title, detail = ECHO_TEXTS["already_running"]
+        assert problem["code"] == "already_running"
+        assert problem["detail"] == catalogue("nl").render(detail)
         echo = now_client.app[signaling_app_key][STATE_KEY].echo
         assert echo is not None
         assert len(echo.pcs) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 
 import pytest
@@ -102,3 +103,80 @@ def test_limits_come_from_the_settings() -> None:
     assert (limits.per_minute, limits.concurrency, limits.max_wait) == (30, 2, 0.5)
     with pytest.raises(ValueError, match="at least 1"):
         ExpensiveLimits(per_minute=0, concurrency=1, max_wait=1)
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    """Let the loop run until ``condition`` holds (a bounded wait, never a guess)."""
+    async with asyncio.timeout(10):
+        while True:
+            if condition():
+                return
+            await asyncio.sleep(0)
+
+
+async def test_a_flooding_user_never_holds_every_place_nor_jumps_the_others() -> None:
+    """Agent A floods: it holds at most concurrency - 1 places and the rest of its searches
+    wait in its own line. Agent B finds the last place free at once; agent C, arriving
+    while every place is taken, gets the next freed place before A's waiting searches."""
+    limits = ExpensiveLimits(per_minute=1000, concurrency=4, max_wait=60, clock=FakeClock())
+    places = limits.places
+    gates = [asyncio.Event() for _ in range(13)]
+    order: list[str] = []
+
+    async def search(user: str, gate: asyncio.Event) -> None:
+        async with limits.expensive(user):
+            order.append(user)
+            await gate.wait()
+
+    flood = [asyncio.create_task(search("A", gate)) for gate in gates]
+    try:
+        await _until(lambda: places.held("A") == 3 and places.waiting("A") == 10)
+        b_gate, c_gate = asyncio.Event(), asyncio.Event()
+        b = asyncio.create_task(search("B", b_gate))
+        await _until(lambda: places.held("B") == 1)
+        assert places.waiting("A") == 10
+        assert places.free == 0
+        c = asyncio.create_task(search("C", c_gate))
+        await _until(lambda: places.waiting("C") == 1)
+        # One of A's searches ends: its place goes to C, not to A's next one.
+        gates[0].set()
+        await _until(lambda: "C" in order)
+        assert places.held("C") == 1
+        assert places.held("A") == 2
+        assert places.waiting("A") == 10
+        assert order == ["A"] * 3 + ["B", "C"]
+        b_gate.set()
+        c_gate.set()
+        for gate in gates:
+            gate.set()
+        await asyncio.gather(b, c, *flood)
+    finally:
+        for task in flood:
+            task.cancel()
+    assert order.count("A") == 13
+    assert (places.free, places.held("A"), places.waiting("A")) == (4, 0, 0)
+
+
+async def test_a_search_that_stops_waiting_gives_its_turn_away() -> None:
+    """A waiting search that times out (429) or is cancelled leaves the line; the place
+    freed later goes to the next one."""
+    limits = ExpensiveLimits(per_minute=1000, concurrency=1, max_wait=60, clock=FakeClock())
+    places = limits.places
+    gate = asyncio.Event()
+
+    async def holder() -> None:
+        async with limits.expensive("A"):
+            await gate.wait()
+
+    held = asyncio.create_task(holder())
+    await _until(lambda: places.held("A") == 1)
+    gone = asyncio.create_task(run(limits, "B"))
+    stays = asyncio.create_task(run(limits, "C"))
+    await _until(lambda: places.waiting("B") == 1 and places.waiting("C") == 1)
+    gone.cancel()
+    await asyncio.gather(gone, return_exceptions=True)
+    assert places.waiting("B") == 0
+    gate.set()
+    await held
+    assert await stays is None
+    assert places.free == 1

@@ -217,8 +217,13 @@ def test_the_header_is_walked_from_the_right_skipping_trusted_proxies() -> None:
     assert address_of("10.0.0.1") == "10.0.0.1"
 
 
-def test_a_garbled_hop_stops_the_walk_at_the_last_trusted_proxy() -> None:
-    assert address_of("10.0.0.1", "198.51.100.1, not-an-ip, 10.0.0.2") == "10.0.0.2"
+def test_a_garbled_hop_makes_the_client_unknown_never_the_proxy() -> None:
+    """A hop a trusted proxy wrote that is no address hides the client: "unknown"."""
+    assert address_of("10.0.0.1", "198.51.100.1, not-an-ip, 10.0.0.2") == "unknown"
+    assert address_of("10.0.0.1", "unknown") == "unknown"
+    assert address_of("10.0.0.1", "_hidden") == "unknown"
+    # An untrusted peer's header is not read at all.
+    assert address_of("192.0.2.7", "_hidden") == "192.0.2.7"
 
 
 def test_ports_brackets_zones_and_mapped_ipv4_are_normalised() -> None:
@@ -226,3 +231,54 @@ def test_ports_brackets_zones_and_mapped_ipv4_are_normalised() -> None:
     assert address_of("10.0.0.1", "[2001:db8::1]:443") == "2001:db8::1"
     assert address_of("::ffff:192.0.2.9") == "192.0.2.9"
     assert address_of("fd00::1", "fe80::1%eth0") == "fe80::1"
+
+
+# ---------------------------------------------------------------- IPv6 networks
+
+SUBSCRIBER = "2001:db8:1:2"  # one /64: one subscriber's line, whatever address it takes
+
+
+async def test_guesses_from_every_address_of_one_ipv6_64_share_its_budgets(
+    db: Database, behind_proxy: Client,
+) -> None:
+    """200 wrong guesses from 200 addresses of one /64 (through a trusted proxy): the pair
+    budget of that /64 stops them at the sixth, and its address budget across accounts;
+    the owner, at home in another network, still gets in."""
+    user = await owner(db)
+    assert await log_in_via(behind_proxy, user.email, PASSWORD, OWNER_HOME) == 200
+    statuses = [await log_in_via(behind_proxy, user.email, f"guess {n}",
+                                 f"{SUBSCRIBER}:{n:x}:{n:x}:{n:x}:{n:x}")
+                for n in range(1, 201)]
+    assert statuses == [401] * 5 + [429] * 195
+    # Other accounts, same /64: its address budget (20) is spent after 15 more failures.
+    others = [await owner(db) for _ in range(4)]
+    spread = [await log_in_via(behind_proxy, other.email, "guess", f"{SUBSCRIBER}::{n + 1:x}")
+              for n, other in enumerate(others * 5)]
+    assert spread.count(401) == 15
+    assert spread[-1] == 429
+    # The neighbouring /64 is somebody else: it has its own budgets.
+    assert await log_in_via(behind_proxy, user.email, "guess", "2001:db8:1:3::1") == 401
+    assert await log_in_via(behind_proxy, user.email, PASSWORD, OWNER_HOME) == 200
+
+
+async def test_the_owners_known_ipv6_network_keeps_them_in(db: Database) -> None:
+    """An owner who logged in from one address of a /64 is known at every address of it:
+    the account budget spent by guesses from elsewhere does not refuse them."""
+    user = await owner(db)
+    assert await attempt(db, user.email, PASSWORD, f"{SUBSCRIBER}::a") == "ok"
+    for n in range(12):
+        await attempt(db, user.email, "guess", f"2001:db8:9:{n:x}::1")
+    assert await attempt(db, user.email, "typo", f"{SUBSCRIBER}::b") == "wrong"
+    assert await attempt(db, user.email, PASSWORD, f"{SUBSCRIBER}::c") == "ok"
+
+
+def test_ipv6_addresses_are_counted_by_their_network_ipv4_alone() -> None:
+    """The key of the budgets: a /64 (or the set length), an IPv4 address, or "unknown"."""
+    assert POLICY.counted_as("2001:db8:1:2:aaaa:bbbb:cccc:dddd") == "2001:db8:1:2::/64"
+    assert replace(POLICY, ipv6_prefix=56).counted_as("2001:db8:1:2ff::1") == "2001:db8:1:200::/56"
+    assert replace(POLICY, ipv6_prefix=128).counted_as("2001:db8::1") == "2001:db8::1"
+    assert POLICY.counted_as("203.0.113.9") == "203.0.113.9"
+    assert POLICY.counted_as("unknown") == "unknown"
+    assert Settings.from_env({"VISIO_LOGIN_IPV6_PREFIX": "48"}).login_ipv6_prefix == 48
+    with pytest.raises(ValueError, match="VISIO_LOGIN_IPV6_PREFIX"):
+        Settings.from_env({"VISIO_LOGIN_IPV6_PREFIX": "0"})

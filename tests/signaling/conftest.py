@@ -42,7 +42,9 @@ async def make_server(keys: Keys, host: FakeHost) -> AsyncIterator[ServerFactory
 
     async def factory(**overrides: Any) -> TestServer:
         hooks = overrides.pop("hooks", host)
-        fields: dict[str, Any] = {"public_keys": keys.public_keys, "allowed_origins": (ORIGIN,)}
+        # Test peers offer only private and loopback addresses: let the echo peer reach them.
+        fields: dict[str, Any] = {"public_keys": keys.public_keys, "allowed_origins": (ORIGIN,),
+                                  "echo_allow_private_candidates": True}
         fields.update(overrides)
         app = create_signaling_app(SignalingConfig(**fields), hooks)
         server = TestServer(app, host="127.0.0.1")

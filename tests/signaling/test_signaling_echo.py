@@ -11,6 +11,7 @@ from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSes
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError
 
 from signaling import STATE_KEY
+from signaling.echo import global_candidates_only
 from tests.signaling.sigpeer import Counter, SyntheticVideoTrack
 from tests.signaling.sigsupport import FakeHost, Keys, ServerFactory
 
@@ -104,7 +105,8 @@ async def test_echo_sessions_end_after_max_duration(
                         async with http.post(url, json={**offer, "token": token}) as resp:
                             if resp.status == 200:
                                 break
-                            assert resp.status == 503
+                            # Refused while its own first one runs, until that one expires.
+                            assert resp.status == 409
                         await asyncio.sleep(0.1)
             finally:
                 await pc.close()
@@ -138,11 +140,17 @@ class _EchoCall:
                 self.closed.set()
 
     async def start(
-        self, http: aiohttp.ClientSession, url: str, token: str, *, fps: int = 30
+        self, http: aiohttp.ClientSession, url: str, token: str, *, fps: int = 30,
+        candidates: tuple[str, ...] = (),
     ) -> aiohttp.ClientResponse:
+        """POST the offer (with ``candidates``, a=candidate lines, added to it)."""
         self.pc.addTrack(SyntheticVideoTrack(fps=fps))
         await self.pc.setLocalDescription(await self.pc.createOffer())
-        offer = {"type": "offer", "sdp": self.pc.localDescription.sdp, "token": token}
+        sdp = self.pc.localDescription.sdp
+        if candidates:
+            sdp = sdp.replace("a=end-of-candidates",
+                              "\r\n".join((*candidates, "a=end-of-candidates")))
+        offer = {"type": "offer", "sdp": sdp, "token": token}
         async with http.post(url, json=offer) as resp:
             await resp.read()
             if resp.status == 200:
@@ -178,33 +186,115 @@ async def test_echo_returns_a_20_fps_camera_at_about_15_fps(
         await call.close()
 
 
-async def test_a_second_test_call_of_the_same_participant_replaces_the_first(
+async def test_a_second_test_call_of_the_same_participant_is_refused_while_the_first_runs(
     make_server: ServerFactory, keys: Keys, room: str
 ) -> None:
-    """One echo session per participant: the newer replaces the older, others still wait."""
-    server = await make_server(echo_max_sessions=1)
+    """One echo session per participant: a second one is a 409 with a sentence (one token
+    cannot hold every place); once the first ends, the next one is answered."""
+    server = await make_server(echo_max_sessions=2)
     url = str(server.make_url("/echo"))
-    mine, again, theirs = _EchoCall(), _EchoCall(), _EchoCall()
+    mine, again, later, theirs = _EchoCall(), _EchoCall(), _EchoCall(), _EchoCall()
     token = keys.token(room, "test-u1", "test", version=None)
+    sessions = server.app[STATE_KEY].echo
+    assert sessions is not None
     try:
         async with aiohttp.ClientSession() as http:
             assert (await mine.start(http, url, token)).status == 200
             await mine.counter.wait_for("video", 10, within=30)
-            assert (await again.start(http, url, token)).status == 200
-            await again.counter.wait_for("video", 10, within=30)
-            # The first one was closed by the server: its DTLS session ends.
-            async with asyncio.timeout(30):
-                await mine.closed.wait()
-            sessions = server.app[STATE_KEY].echo
-            assert sessions is not None
+            async with http.post(url, json={"type": "offer", "sdp": "v=0", "token": token}
+                                 ) as resp:
+                assert resp.status == 409
+                problem = await resp.json(content_type="application/problem+json")
+                assert problem["code"] == "already_running"
+                assert "already running" in problem["detail"]
+            resp = await again.start(http, url, token)
+            assert resp.status == 409
             assert len(sessions.pcs) == 1
-            # Someone else still finds the only session taken.
+            # Someone else still has the other place.
             other = keys.token(room, "test-u2", "test", version=None)
-            resp = await theirs.start(http, url, other)
-            assert resp.status == 503
+            assert (await theirs.start(http, url, other)).status == 200
+            # The first one ends (the caller closes it): the same participant may test again.
+            await mine.close()
+            async with asyncio.timeout(30):
+                while True:
+                    if sessions.owned_by("test-u1") is None:
+                        break
+                    await asyncio.sleep(0.05)
+            assert (await later.start(http, url, token)).status == 200
+            await later.counter.wait_for("video", 10, within=30)
     finally:
-        for call in (mine, again, theirs):
+        for call in (mine, again, later, theirs):
             await call.close()
+
+
+class _Listener(asyncio.DatagramProtocol):
+    """A UDP socket's datagrams, and an event at the first."""
+
+    def __init__(self) -> None:
+        self.datagrams: list[bytes] = []
+        self.got = asyncio.Event()
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        self.datagrams.append(data)
+        self.got.set()
+
+
+async def test_the_echo_peer_probes_no_address_the_offer_names_on_the_servers_network(
+    make_server: ServerFactory, keys: Keys, room: str
+) -> None:
+    """An offer naming 127.0.0.1:<port> as a candidate: unless private candidates are
+    allowed (tests, a LAN), the echo peer sends nothing there; the call still works
+    through the address the caller's packets come from."""
+    loop = asyncio.get_running_loop()
+    transports: list[asyncio.DatagramTransport] = []
+
+    async def listening() -> tuple[_Listener, str]:
+        """A UDP socket on the loopback, and an offer's candidate naming it."""
+        transport, listener = await loop.create_datagram_endpoint(
+            _Listener, local_addr=("127.0.0.1", 0))
+        transports.append(transport)
+        port = transport.get_extra_info("sockname")[1]
+        # The highest priority: checked first, before a working pair ends the checks.
+        return listener, f"a=candidate:9 1 udp 4294967295 127.0.0.1 {port} typ host"
+
+    token = keys.token(room, "test-u1", "test", version=None)
+    calls: list[_EchoCall] = []
+    try:
+        async with aiohttp.ClientSession() as http:
+            # Allowed: the candidate is checked, so such a socket does hear probes.
+            heard, probe = await listening()
+            allowed = await make_server(echo_allow_private_candidates=True)
+            calls.append(_EchoCall())
+            assert (await calls[-1].start(http, str(allowed.make_url("/echo")), token,
+                                          candidates=(probe,))).status == 200
+            async with asyncio.timeout(30):
+                await heard.got.wait()
+
+            unheard, probe = await listening()
+            refused = await make_server(echo_allow_private_candidates=False)
+            calls.append(_EchoCall())
+            assert (await calls[-1].start(http, str(refused.make_url("/echo")), token,
+                                          candidates=(probe,))).status == 200
+            await calls[-1].counter.wait_for("video", 10, within=30)
+            assert unheard.datagrams == []
+    finally:
+        for call in calls:
+            await call.close()
+        for transport in transports:
+            transport.close()
+
+
+def test_only_global_address_candidates_are_kept() -> None:
+    """Loopback, private, link-local, shared, reserved addresses and names are dropped."""
+    lines = [f"a=candidate:1 1 udp 1 {address} 9 typ host" for address in (
+        "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.1.1", "100.64.0.1",
+        "0.0.0.0", "::1", "fe80::1", "fd00::1", "::ffff:127.0.0.1", "x.local", "evil.example",
+        "255.255.255.255", "224.0.0.1")]
+    kept = global_candidates_only("\r\n".join(
+        ["v=0", *lines, "a=candidate:2 1 udp 1 8.8.8.8 9 typ host",
+         "a=candidate:3 1 udp 1 2001:4860::8888 9 typ srflx", "a=end-of-candidates"]))
+    assert kept.splitlines() == ["v=0", "a=candidate:2 1 udp 1 8.8.8.8 9 typ host",
+                                 "a=candidate:3 1 udp 1 2001:4860::8888 9 typ srflx"]
 
 
 async def _post(url: str, body: bytes, **headers: str) -> tuple[int, dict[str, Any], Any]:

@@ -3,7 +3,9 @@
 ``X-Forwarded-For`` is written by whoever sends the request, so it is believed only when
 the TCP peer is a proxy we trust, and only as far as the chain stays inside trusted
 proxies: the header is walked from the right (the hop nearest to us), skipping trusted
-proxies; the first address that is not one is the client.
+proxies; the first address that is not one is the client. A hop a trusted proxy wrote
+that is no address (``unknown``, ``_hidden``) makes the client unknown: it is never
+taken to be the proxy itself, which may be allowed more (metrics, readiness).
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ def client_address(request: web.Request, trusted: Sequence[Network]) -> str:
     for hop in reversed(hops):
         address = _parse(hop)
         if address is None:
-            # Our proxy should have written a valid address here: believe no further.
-            break
+            # The proxy hides or lost the client: nobody we may recognise.
+            return UNKNOWN
         client = address
         if not _is_trusted(address, trusted):
             break

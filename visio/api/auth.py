@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from aiohttp import web
 
 from visio.api import codec
@@ -22,14 +20,7 @@ async def issue_token(request: web.Request) -> web.Response:
         db=request.app[database_key], hasher=request.app[hasher_key],
         dummy_hash=request.app[dummy_hash_key], email=body.email, password=body.password,
         address=client_address(request, settings.trusted_proxies),
-        policy=accounts.LoginPolicy(
-            max_failures=settings.login_max_failures,
-            address_max_failures=settings.login_address_max_failures,
-            account_max_failures=settings.login_account_max_failures,
-            remember=timedelta(days=settings.login_remember_days),
-            window=timedelta(seconds=settings.login_window_seconds),
-            token_ttl=timedelta(seconds=settings.token_ttl_seconds),
-        ),
+        policy=accounts.LoginPolicy.from_settings(settings),
         now=request.app[clock_key](),
     )
     return codec.respond(api.Token(access_token=token.access_token, token_type="Bearer",

@@ -130,14 +130,19 @@ def check_values(value: Any, path: str = "") -> None:
             check_values(item, f"{path}.{key}" if path else str(key))
 
 
-async def body(request: web.Request, kind: type[T]) -> T:
-    """The request body decoded as ``kind``; a 400 naming the field when it does not fit."""
+async def body(request: web.Request, kind: type[T], *, required: bool = False) -> T:
+    """The request body decoded as ``kind``; a 400 naming the field when it does not fit.
+
+    An empty body reads as ``{}`` unless ``required`` (a change says what it changes).
+    """
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise InvalidInput(_("The request body is too large."))
     raw = await request.read()
     if len(raw) > MAX_BODY:
         raise InvalidInput(_("The request body is too large."))
     if not raw.strip():
+        if required:
+            raise InvalidInput(_("The request body is required: a JSON object."))
         raw = b"{}"
     try:
         try:

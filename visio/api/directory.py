@@ -80,7 +80,7 @@ async def update_site(request: web.Request) -> web.Response:
     """Change a site (admins)."""
     principal = await caller(request)
     directory.require_admin(principal)
-    changes = await codec.body(request, api.SiteUpdate)
+    changes = await codec.body(request, api.SiteUpdate, required=True)
     return codec.respond(views.site(await directory.update_site(
         db=request.app[database_key], principal=principal, site_id=codec.path_id(request),
         changes=changes, today=_today(request))))
@@ -119,7 +119,7 @@ async def update_operator(request: web.Request) -> web.Response:
     """Change an operator (admins)."""
     principal = await caller(request)
     directory.require_admin(principal)
-    changes = await codec.body(request, api.OperatorUpdate)
+    changes = await codec.body(request, api.OperatorUpdate, required=True)
     return codec.respond(views.operator(await directory.update_operator(
         db=request.app[database_key], principal=principal,
         operator_id=codec.path_id(request), changes=changes)))
@@ -148,7 +148,7 @@ async def update_service(request: web.Request) -> web.Response:
     """Change a service (admins)."""
     principal = await caller(request)
     directory.require_admin(principal)
-    changes = await codec.body(request, api.ServiceUpdate)
+    changes = await codec.body(request, api.ServiceUpdate, required=True)
     return codec.respond(views.service(await directory.update_service(
         db=request.app[database_key], principal=principal,
         service_id=codec.path_id(request), changes=changes)))

@@ -14,6 +14,7 @@ from sqlalchemy.exc import OperationalError
 from visio.domain.messages import N_, Message, _
 from visio.errors import DatabaseBusy, VisioError
 from visio.i18n import Catalogue, catalogue, negotiate
+from visio.observability import route_of
 
 log = logging.getLogger("visio.api")
 
@@ -95,9 +96,9 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
             # SQLite writers waited longer than busy_timeout: ask to retry, never a 500.
             return domain_problem(request, DatabaseBusy(
                 _("The service is busy; retry in a moment.")))
-        log.exception("database error on %s %s", request.method, request.path)
+        log.exception("database error on %s %s", request.method, route_of(request))
         return _internal(request)
     except Exception:
-        # Only the method and path are logged: bodies carry personal data.
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        # Only the method and route are logged: bodies carry personal data, paths tokens.
+        log.exception("unhandled error on %s %s", request.method, route_of(request))
         return _internal(request)

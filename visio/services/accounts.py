@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from ipaddress import IPv6Address, ip_address, ip_network
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
@@ -19,6 +20,7 @@ from visio.domain.kinds import Role
 from visio.domain.messages import _
 from visio.errors import Conflict, NotAuthenticated, NotFound, TooManyAttempts, Unprocessable
 from visio.security import digest, hash_password, new_api_token, verify_password
+from visio.settings import Settings
 
 ROLES = tuple(r.value for r in Role)
 
@@ -43,6 +45,32 @@ class LoginPolicy:
     """Failures on one account across all addresses inside the window."""
     remember: timedelta = timedelta(days=90)
     """How long an address that logged into an account stays known to that account."""
+    ipv6_prefix: int = 64
+    """IPv6 clients are counted by network of this length: one subscriber commonly holds
+    a whole /64, and would otherwise have 2**64 fresh budgets."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LoginPolicy:
+        """The budgets set by the ``VISIO_LOGIN_*`` settings."""
+        return cls(max_failures=settings.login_max_failures,
+                   address_max_failures=settings.login_address_max_failures,
+                   account_max_failures=settings.login_account_max_failures,
+                   remember=timedelta(days=settings.login_remember_days),
+                   window=timedelta(seconds=settings.login_window_seconds),
+                   token_ttl=timedelta(seconds=settings.token_ttl_seconds),
+                   ipv6_prefix=settings.login_ipv6_prefix)
+
+    def counted_as(self, address: str) -> str:
+        """The key failures and successes of ``address`` are counted under: an IPv4
+        address itself, an IPv6 one's network (``2001:db8:1:2::/64``), else the text as
+        given (``unknown``: every client a proxy hid, together)."""
+        try:
+            parsed = ip_address(address)
+        except ValueError:
+            return address
+        if isinstance(parsed, IPv6Address) and self.ipv6_prefix < 128:
+            return str(ip_network(f"{parsed}/{self.ipv6_prefix}", strict=False))
+        return str(parsed)
 
 
 # The table of migration 0003: addresses that logged into an account (by account key).
@@ -66,12 +94,18 @@ async def log_in(
     address: str,
     policy: LoginPolicy,
     now: datetime,
+    replaces: str | None = None,
 ) -> IssuedToken:
     """Exchange e-mail and password for a bearer token, slowing password guessing.
 
+    ``replaces`` is the token this browser held before (its session cookie): it is
+    revoked by a successful login, so a session left behind on a shared kiosk or one
+    fixed by someone else does not outlive the login that replaced it.
+
     Failures are counted inside ``policy.window`` by account key (the digest of the
-    e-mail given, whether or not such an account exists) and by client address. An
-    attempt is refused with 429 and Retry-After, before its password is checked, when:
+    e-mail given, whether or not such an account exists) and by client address (an IPv6
+    address by its network, ``policy.ipv6_prefix`` long: see ``LoginPolicy.counted_as``).
+    An attempt is refused with 429 and Retry-After, before its password is checked, when:
 
     1. its (account, address) pair has ``max_failures`` failures;
     2. its address has ``address_max_failures`` failures across all accounts, unless that
@@ -86,6 +120,7 @@ async def log_in(
     pair's failures and makes its address known to the account.
     """
     account_key = digest(email.strip().lower())
+    address = policy.counted_as(address)
     async with db.write() as session:
         retry_after = await _refusal(
             session=session, account_key=account_key, address=address, policy=policy, now=now
@@ -116,6 +151,12 @@ async def log_in(
             )
             await session.execute(sa.insert(_successes).values(
                 id=m.new_id(), account_key=account_key, address=address, at=now))
+            if replaces is not None:
+                await session.execute(
+                    sa.update(m.ApiToken)
+                    .where(m.ApiToken.token_hash == digest(replaces),
+                           m.ApiToken.revoked_at.is_(None))
+                    .values(revoked_at=now))
             token = new_api_token()
             expires_at = now + policy.token_ttl
             session.add(

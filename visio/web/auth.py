@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-from datetime import timedelta
 
 from aiohttp import web
 
@@ -54,14 +53,8 @@ async def login(request: web.Request) -> web.Response:
             db=request.app[database_key], hasher=request.app[hasher_key],
             dummy_hash=request.app[dummy_hash_key], email=email, password=password,
             address=client_address(request, settings.trusted_proxies),
-            policy=accounts.LoginPolicy(
-                max_failures=settings.login_max_failures,
-                address_max_failures=settings.login_address_max_failures,
-                account_max_failures=settings.login_account_max_failures,
-                remember=timedelta(days=settings.login_remember_days),
-                window=timedelta(seconds=settings.login_window_seconds),
-                token_ttl=timedelta(seconds=settings.token_ttl_seconds)),
-            now=request.app[clock_key]())
+            policy=accounts.LoginPolicy.from_settings(settings),
+            now=request.app[clock_key](), replaces=session.session_token(request))
     except VisioError as err:
         return render(request, "login.html", status=err.status, next=target,
                       error=text(request, err.detail), email=email)

@@ -7,7 +7,7 @@ where a login may lead back to.
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -25,10 +25,21 @@ PARIS = "Europe/Paris"
 
 
 def safe_next(value: str | None) -> str:
-    """Only a path of this site (never //elsewhere) after a login or a language switch."""
-    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
-        return value
-    return "/"
+    """Only a path of this site (never //elsewhere) after a login or a language switch.
+
+    The value is checked as it will be sent, whole: browsers drop tabs and line breaks
+    from a Location, so "/\t/evil.example" would become "//evil.example". Anything but
+    printable ASCII (a path here is percent-encoded), a second slash or a backslash
+    anywhere at its start, a scheme or a host: the home page instead.
+    """
+    if not value or not value.startswith("/") or len(value) > 2048:
+        return "/"
+    if any(not "!" <= char <= "~" for char in value) or "\\" in value:
+        return "/"
+    parts = urlsplit(value)
+    if value.startswith("//") or parts.scheme or parts.netloc or not parts.path.startswith("/"):
+        return "/"
+    return value
 
 
 def login_redirect(request: web.Request) -> web.Response:
