@@ -26,12 +26,13 @@ from visio.contract.fields import (
     Name,
     NewPassword,
     Password,
-    PersonName,
     Phone,
     Reason,
     Timezone,
+    UsagerName,
     Version,
 )
+from visio.domain.contact import PhoneType
 from visio.domain.kinds import (
     Country,
     Language,
@@ -361,9 +362,10 @@ class Slot(Resource, frozen=True, kw_only=True):
 
 
 class UsagerIn(Request, frozen=True, kw_only=True):
-    first_name: PersonName
-    last_name: PersonName
+    first_name: UsagerName
+    last_name: UsagerName
     phone: Phone | None = None
+    phone_country: Country | None = None
     email: Email | None = None
     language: Language
     consent: bool = False
@@ -386,6 +388,7 @@ class Usager(Resource, frozen=True, kw_only=True):
     first_name: str
     last_name: str
     phone: str | None
+    phone_type: PhoneType | None
     email: str | None
     language: Language
     consent: bool

@@ -25,12 +25,15 @@ from visio import models as m
 from visio.access import Principal
 from visio.db import Database
 from visio.domain import reminders as r
+from visio.domain.contact import cap_key, takes_sms
 from visio.domain.kinds import Status
 from visio.domain.messages import _
 from visio.errors import NotFound
 from visio.i18n import LANGUAGES
 
 PENDING, SENT, FAILED, RETIRED, SKIPPED = "pending", "sent", "failed", "retired", "skipped"
+#: Why a row was skipped (stable reasons the API shows).
+NO_CONSENT, NOT_MOBILE = "no_consent", "not_mobile"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,12 +81,17 @@ async def _write(session: AsyncSession, appointment: m.Appointment,
         else:
             recipient = _recipient(appointment, item)
             targets = [(recipient, appointment.usager_language)] if recipient else []
+        # Without the usager's consent nothing goes to them; the rows say so, so that the
+        # agent sees why (and staff messages still go).
+        silent = item.audience == r.Audience.USAGER and not appointment.usager_consent
         for recipient, language in targets:
             session.add(m.OutboxRow(
                 appointment_id=appointment.id, appointment_version=appointment.version,
                 kind=item.kind.value, channel=item.channel.value,
                 audience=item.audience.value, recipient=recipient, language=language,
-                due_at=item.due, status=PENDING, attempts=0, created_at=now))
+                due_at=item.due, status=SKIPPED if silent else PENDING, attempts=0,
+                created_at=now, last_error=NO_CONSENT if silent else None,
+                finished_at=now if silent else None))
     await session.flush()
 
 
@@ -102,7 +110,9 @@ async def retire_older(session: AsyncSession, appointment: m.Appointment,
 
 
 def _flags(appointment: m.Appointment) -> dict[str, bool]:
-    return {"phone": bool(appointment.usager_phone), "email": bool(appointment.usager_email)}
+    # A landline is kept to call the usager, but gets no SMS.
+    return {"phone": takes_sms(appointment.usager_phone),
+            "email": bool(appointment.usager_email)}
 
 
 async def booked(session: AsyncSession, appointment: m.Appointment, *, zone: str,
@@ -208,19 +218,24 @@ async def postpone(*, db: Database, owner: str, row_id: str, until: datetime,
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def sent_recently(*, db: Database, recipients: list[str],
-                        now: datetime) -> dict[str, int]:
-    """How many messages went to each of ``recipients`` in the last 24 hours."""
-    if not recipients:
+async def sent_recently(*, db: Database, keys: list[str], now: datetime) -> dict[str, int]:
+    """How many messages reached each mailbox or number (``cap_key``) in the last 24 h."""
+    if not keys:
         return {}
     async with db.read() as session:
+        # Narrowed in SQL by the lower-cased recipient, then counted per mailbox: the same
+        # mailbox may have been written differently by older rows.
         rows = (await session.execute(
-            sa.select(m.OutboxRow.recipient, sa.func.count())
-            .where(m.OutboxRow.recipient.in_(sorted(set(recipients))),
+            sa.select(m.OutboxRow.channel, m.OutboxRow.recipient)
+            .where(sa.func.lower(m.OutboxRow.recipient).in_(sorted(set(keys))),
+                   m.OutboxRow.audience == r.Audience.USAGER.value,
                    m.OutboxRow.status == SENT,
-                   m.OutboxRow.finished_at > now - timedelta(hours=24))
-            .group_by(m.OutboxRow.recipient))).all()
-    return {recipient: int(count) for recipient, count in rows}
+                   m.OutboxRow.finished_at > now - timedelta(hours=24)))).all()
+    counts: dict[str, int] = {}
+    for channel, recipient in rows:
+        key = cap_key(channel, recipient)
+        counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 @dataclass(frozen=True, slots=True)

@@ -202,7 +202,7 @@ async def confirmation(request: web.Request) -> web.Response:
                             for msg in messages],
                   theme=theme_label(session.language(request), context.item),
                   start=context.item.start.astimezone(ZoneInfo(context.item.zone)),
-                  phone=a.usager_phone, email=a.usager_email,
+                  phone=a.usager_phone, email=a.usager_email, consent=a.usager_consent,
                   convocation=_route_exists(request, CONVOCATION))
 
 
