@@ -10,6 +10,7 @@ claims are serialised by the write lock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -81,14 +82,47 @@ class Dispatcher:
         self.domain = urlsplit(settings.base_url).hostname or "visio.invalid"
         self._facts: dict[tuple[str, int], compose.Facts | None] = {}
         self._sent: dict[str, int] = {}
+        self._held: set[str] = set()  # the batch's rows not settled yet, leases renewed
+
+    @property
+    def lease(self) -> timedelta:
+        """How long a claim or a renewal holds a row."""
+        return timedelta(seconds=self.settings.dispatch_lease_seconds)
 
     async def run_once(self) -> int:
         """Claim one batch and settle every row of it; how many rows were claimed."""
         now = self.clock()
-        claimed = await outbox.claim(
-            db=self.db, owner=self.owner, now=now,
-            lease=timedelta(seconds=self.settings.dispatch_lease_seconds),
-            limit=self.settings.dispatch_batch)
+        claimed = await outbox.claim(db=self.db, owner=self.owner, now=now, lease=self.lease,
+                                     limit=self.settings.dispatch_batch)
+        if not claimed:
+            return 0
+        self._held = {row.id for row in claimed}
+        renewing = asyncio.create_task(self._renew(claimed[0].lease))
+        try:
+            await self._settle_batch(claimed, now)
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
+            self._held = set()
+        return len(claimed)
+
+    async def _renew(self, lease: str) -> None:
+        """Keep the batch's leases while it is worked on: a slow send must not let another
+        dispatcher claim the rows still waiting their turn."""
+        every = self.settings.dispatch_lease_seconds / 3
+        while True:
+            await asyncio.sleep(every)
+            try:
+                kept = await outbox.renew(db=self.db, lease=lease, row_ids=sorted(self._held),
+                                          now=self.clock(), duration=self.lease)
+            except Exception as err:
+                # The check before each send still fences; the next tick tries again.
+                log.warning("lease renewal failed: %s", type(err).__name__)
+                continue
+            self._held &= kept
+
+    async def _settle_batch(self, claimed: list[outbox.Claimed], now: datetime) -> None:
         self._facts.clear()
         # How many messages each recipient got in 24 h, read once per batch and counted on
         # as this batch sends.
@@ -98,7 +132,7 @@ class Dispatcher:
         if self.concurrency == 1:
             for row in claimed:
                 await self._settle(row)
-            return len(claimed)
+            return
         # Several sends at once, each on its own SMTP connection; a crash may then repeat
         # as many messages as were in flight.
         gate = asyncio.Semaphore(self.concurrency)
@@ -108,7 +142,6 @@ class Dispatcher:
                 await self._settle(row)
 
         await asyncio.gather(*(settle(row) for row in claimed))
-        return len(claimed)
 
     async def drain(self, *, max_batches: int = 1000) -> int:
         """Run batches until nothing is due (or ``max_batches``); rows claimed in all."""
@@ -122,7 +155,7 @@ class Dispatcher:
 
     async def _finish(self, row: outbox.Claimed, status: str, *, error: str | None = None,
                       reference: str | None = None) -> None:
-        await outbox.finish(db=self.db, owner=self.owner, row_id=row.id, status=status,
+        await outbox.finish(db=self.db, owner=row.lease, row_id=row.id, status=status,
                             now=self.clock(), error=error, reference=reference)
 
     async def _settle(self, row: outbox.Claimed) -> None:
@@ -135,6 +168,8 @@ class Dispatcher:
             name = type(err).__name__
             log.error("outbox %s: %s while composing or sending", row.id, name)
             await self._give_up_or_retry(row, err)
+        finally:
+            self._held.discard(row.id)
 
     async def _give_up_or_retry(self, row: outbox.Claimed, err: Exception) -> None:
         try:
@@ -151,7 +186,7 @@ class Dispatcher:
     async def _postpone(self, row: outbox.Claimed, *, error: str) -> None:
         wait = r.backoff(row.attempts, base=self.settings.dispatch_retry_seconds,
                          cap=self.settings.dispatch_retry_max_seconds)
-        await outbox.postpone(db=self.db, owner=self.owner, row_id=row.id,
+        await outbox.postpone(db=self.db, owner=row.lease, row_id=row.id,
                               until=self.clock() + wait, error=error)
 
     async def _recipient(self, row: outbox.Claimed) -> str | None:
@@ -200,7 +235,7 @@ class Dispatcher:
             if morning >= state.start:
                 await self._finish(row, outbox.SKIPPED, error="quiet_hours")
             else:
-                await outbox.postpone(db=self.db, owner=self.owner, row_id=row.id,
+                await outbox.postpone(db=self.db, owner=row.lease, row_id=row.id,
                                       until=morning, error="quiet_hours")
             return
         recipient = await self._recipient(row)
@@ -213,6 +248,12 @@ class Dispatcher:
                 return
             # Counted before the send: two rows to one mailbox in a batch both count.
             self._sent[key] = self._sent.get(key, 0) + 1
+        # The fence: a row whose lease was lost (and maybe claimed again) is left to its
+        # new holder, neither sent nor marked here.
+        if not await outbox.hold(db=self.db, lease=row.lease, row_id=row.id,
+                                 now=self.clock(), duration=self.lease):
+            log.info("outbox %s: lease lost, left to its new holder", row.id)
+            return
         outcome = await self._send(row, facts, now, recipient)
         if outcome.result == "accepted":
             await self._finish(row, outbox.SENT, reference=outcome.reference)

@@ -8,13 +8,18 @@ Claims: on PostgreSQL ``FOR UPDATE SKIP LOCKED`` lets any number of dispatchers 
 disjoint batches; each row gets a lease (``lease_until``, ``lease_owner``) so a dispatcher
 that dies mid-send leaves its rows to be claimed again once the lease runs out. On SQLite
 the claim runs in a ``BEGIN IMMEDIATE`` write transaction, which serialises claimers.
-A row is marked only by the dispatcher that still holds its lease (``lease_owner``).
+Each claim writes a fresh lease token in ``lease_owner`` (the dispatcher's name and a
+random part): a fencing token. The holder renews its rows' leases while it works on them
+(``renew``), checks it still holds a row just before sending it (``hold``), and marks it
+only with that same token (``finish``, ``postpone``); a row whose lease was lost and
+claimed again is neither sent nor marked by the old holder.
 Delivery is therefore at least once: a crash after the provider accepted and before the
 mark sends again, and receivers drop repeats by ``X-Visio-Outbox-Id``.
 """
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -160,6 +165,7 @@ class Claimed:
     language: str
     due_at: datetime
     attempts: int
+    lease: str  # the claim's fencing token, as written in lease_owner
 
 
 def _claimable(now: datetime) -> sa.ColumnElement[bool]:
@@ -169,7 +175,8 @@ def _claimable(now: datetime) -> sa.ColumnElement[bool]:
 
 async def claim(*, db: Database, owner: str, now: datetime, lease: timedelta,
                 limit: int) -> list[Claimed]:
-    """Lease up to ``limit`` due rows to ``owner``, oldest due first."""
+    """Lease up to ``limit`` due rows to ``owner``, oldest due first, under a new token."""
+    token = f"{owner}:{secrets.token_hex(6)}"
     async with db.write() as session:
         pick = (sa.select(m.OutboxRow.id).where(_claimable(now))
                 .order_by(m.OutboxRow.due_at).limit(limit))
@@ -180,7 +187,7 @@ async def claim(*, db: Database, owner: str, now: datetime, lease: timedelta,
             return []
         rows = (await session.scalars(
             sa.update(m.OutboxRow).where(m.OutboxRow.id.in_(ids))
-            .values(lease_owner=owner, lease_until=now + lease,
+            .values(lease_owner=token, lease_until=now + lease,
                     attempts=m.OutboxRow.attempts + 1)
             .returning(m.OutboxRow)
             .execution_options(synchronize_session=False))).all()
@@ -188,12 +195,42 @@ async def claim(*, db: Database, owner: str, now: datetime, lease: timedelta,
             id=x.id, appointment_id=x.appointment_id,
             appointment_version=x.appointment_version, kind=x.kind, channel=x.channel,
             audience=x.audience, recipient=x.recipient, language=x.language,
-            due_at=x.due_at, attempts=x.attempts) for x in rows), key=lambda c: c.due_at)
+            due_at=x.due_at, attempts=x.attempts, lease=token) for x in rows),
+            key=lambda c: c.due_at)
+
+
+def _held(lease: str, now: datetime) -> sa.ColumnElement[bool]:
+    return sa.and_(m.OutboxRow.lease_owner == lease, m.OutboxRow.status == PENDING,
+                   m.OutboxRow.lease_until > now)
+
+
+async def renew(*, db: Database, lease: str, row_ids: list[str], now: datetime,
+                duration: timedelta) -> set[str]:
+    """Extend the lease of the rows still held under ``lease``; which ones are."""
+    if not row_ids:
+        return set()
+    async with db.write() as session:
+        renewed = (await session.scalars(
+            sa.update(m.OutboxRow)
+            .where(m.OutboxRow.id.in_(sorted(row_ids)), _held(lease, now))
+            .values(lease_until=now + duration)
+            .returning(m.OutboxRow.id)
+            .execution_options(synchronize_session=False))).all()
+    return set(renewed)
+
+
+async def hold(*, db: Database, lease: str, row_id: str, now: datetime,
+               duration: timedelta) -> bool:
+    """Whether ``lease`` still holds the row, renewed for ``duration``: asked just before
+    sending, so that a row claimed again by someone else is not sent twice."""
+    return row_id in await renew(db=db, lease=lease, row_ids=[row_id], now=now,
+                                 duration=duration)
 
 
 async def finish(*, db: Database, owner: str, row_id: str, status: str, now: datetime,
                  error: str | None = None, reference: str | None = None) -> bool:
-    """Record a final outcome, if ``owner`` still holds the lease; whether it did."""
+    """Record a final outcome, if the claim's token ``owner`` still holds the lease;
+    whether it did."""
     async with db.write() as session:
         result = await session.execute(
             sa.update(m.OutboxRow)
