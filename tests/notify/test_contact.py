@@ -173,6 +173,19 @@ async def test_a_landline_is_kept_but_gets_no_sms(world: World, receivers: Recei
     assert any(str(msg["To"]) == "jeanne@example.fr" for msg in receivers.smtp.messages)
 
 
+async def test_the_confirmation_promises_no_sms_to_a_landline(world: World) -> None:
+    """With only a landline, the confirmation page says no message will go and offers
+    the printed convocation, instead of promising an SMS."""
+    booked = await world.book(phone="03 20 12 34 56", email=None)
+    await log_in(world.client, world.agent)
+    page = await (await world.client.get(f"/agent/appointments/{booked['id']}",
+                                         headers={"Accept-Language": "fr"})).text()
+    messages = page[page.index('id="messages"'):].split("</ul>")[0]
+    assert "Aucun message ne sera envoyé" in messages
+    assert "SMS" not in messages
+    assert f'href="/agent/appointments/{booked["id"]}/convocation"' in page
+
+
 @pytest.mark.parametrize("number", ["+33320123456", "+33800123456", "+33899123456"])
 async def test_an_old_sms_row_to_a_non_mobile_is_skipped(
         world: World, receivers: Receivers, number: str) -> None:

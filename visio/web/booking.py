@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from visio.access import Principal
 from visio.api import codec, views
 from visio.contract import bodies as api
+from visio.domain.contact import takes_sms
 from visio.domain.kinds import Role
 from visio.domain.slot_types import Slot
 from visio.errors import SlotTaken, VisioError
@@ -202,7 +203,8 @@ async def confirmation(request: web.Request) -> web.Response:
                             for msg in messages],
                   theme=theme_label(session.language(request), context.item),
                   start=context.item.start.astimezone(ZoneInfo(context.item.zone)),
-                  phone=a.usager_phone, email=a.usager_email, consent=a.usager_consent,
+                  sms=takes_sms(a.usager_phone), email=a.usager_email,
+                  consent=a.usager_consent,
                   convocation=_route_exists(request, CONVOCATION))
 
 
