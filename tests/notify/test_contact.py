@@ -10,6 +10,7 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
+import icalendar
 import pytest
 import sqlalchemy as sa
 
@@ -253,7 +254,15 @@ async def test_without_consent_nothing_goes_to_the_usager(
     assert usager_rows
     assert {(r.status, r.last_error) for r in usager_rows} == {("skipped", "no_consent")}
     assert receivers.sms.received == []
-    assert [str(msg["To"]) for msg in receivers.smtp.messages] == [world.staff_user.email]
+    [staff_mail] = receivers.smtp.messages
+    assert str(staff_mail["To"]) == world.staff_user.email
+    # Nor is the usager an attendee of the staff's invitation (calendars mail attendees).
+    [calendar] = [p.get_content() for p in staff_mail.walk()
+                  if p.get_content_type() == "text/calendar"]
+    attendee = icalendar.Calendar.from_ical(calendar).walk("VEVENT")[0].get("attendee")
+    # One attendee is a single value; several are a list.
+    assert not isinstance(attendee, list)
+    assert str(attendee) == f"mailto:{world.staff_user.email}"
     await log_in(world.client, world.agent)
     page = await (await world.client.get(f"/agent/appointments/{booked['id']}",
                                          headers={"Accept-Language": "fr"})).text()

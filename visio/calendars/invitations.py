@@ -201,7 +201,8 @@ async def facts_where(session: AsyncSession, where: sa.ColumnElement[bool], *,
             usager_first_name=appointment.usager_first_name,
             usager_last_initial=appointment.usager_last_name[:1].upper(),
             staff_email=emails.get(staff.id), staff_name=staff.display_name,
-            usager_email=appointment.usager_email,
+            # Without consent the usager is no attendee: calendar clients mail attendees.
+            usager_email=appointment.usager_email if appointment.usager_consent else None,
             theme_labels={"fr": theme.label_fr, "nl": theme.label_nl},
             changed_at=appointment.updated_at,
         ))
