@@ -175,7 +175,7 @@ async def _deliver(db: Database, now: datetime) -> None:
     """What the dispatcher does once a message went: claimed, then marked sent."""
     for row in await outbox.claim(db=db, owner="test", now=now, lease=timedelta(minutes=1),
                                   limit=50):
-        await outbox.finish(db=db, owner="test", row_id=row.id, status=outbox.SENT, now=now)
+        await outbox.finish(db=db, owner=row.lease, row_id=row.id, status=outbox.SENT, now=now)
 
 
 async def test_the_last_message_is_sent_again_three_times_a_day_at_most(

@@ -112,7 +112,7 @@ async def test_invitation_follows_the_appointment_through_reschedule_and_cancel(
     response = await client.post("/api/v1/appointments", headers={
         **headers, "Idempotency-Key": secrets.token_hex(8)}, json={
         "site_id": site.id, "service_id": op.service.id, "start": "2026-11-30T09:00:00+01:00",
-        "usager": usager(email="jeanne@example.test")})
+        "usager": usager(email="jeanne@example.fr")})
     assert response.status == 201, await response.text()
     appointment = await response.json()
     url = f"/api/v1/appointments/{appointment['id']}/invite.ics"
@@ -128,7 +128,7 @@ async def test_invitation_follows_the_appointment_through_reschedule_and_cancel(
     assert first["sequence"] == 1
     assert first.decoded("dtstart") == datetime(2026, 11, 30, 9, 0, tzinfo=PARIS)
     assert [str(a) for a in first.get("attendee")] == [
-        f"mailto:{staff_user.email}", "mailto:jeanne@example.test"]
+        f"mailto:{staff_user.email}", "mailto:jeanne@example.fr"]
     assert "Martin" not in (await invite(headers)).decode()
 
     moved = await client.post(f"/api/v1/appointments/{appointment['id']}/reschedule",

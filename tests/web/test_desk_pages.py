@@ -214,7 +214,7 @@ async def test_the_resend_button_sends_the_last_message_again(
     assert "Aucun message" in await nothing.text()
     for row in await outbox.claim(db=db, owner="t", now=DEFAULT_NOW,
                                   lease=timedelta(minutes=1), limit=50):
-        await outbox.finish(db=db, owner="t", row_id=row.id, status=outbox.SENT,
+        await outbox.finish(db=db, owner=row.lease, row_id=row.id, status=outbox.SENT,
                             now=DEFAULT_NOW)
     done = await client.post(url, data={"csrf": csrf}, allow_redirects=False)
     assert done.status == 303

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from visio import models as m
 from visio.contract import bodies as api
+from visio.domain.contact import phone_type
 from visio.domain.kinds import Country, Language, OperatorKind, Role, SiteKind, Status, Weekday
 from visio.domain.slot_types import Slot
 from visio.services.accounts import UserSummary
@@ -35,6 +36,8 @@ def appointment(booked: Booked) -> api.Appointment:
         desk_id=a.desk_id, staff_id=a.staff_id, service_id=a.service_id, theme=a.theme,
         usager=api.Usager(first_name=a.usager_first_name, last_name=a.usager_last_name,
                           phone=a.usager_phone, email=a.usager_email,
+                          phone_type=None if a.usager_phone is None
+                          else phone_type(a.usager_phone),
                           language=Language(a.usager_language), consent=a.usager_consent),
         version=a.version, created_at=local(a.created_at, zone),
         updated_at=local(a.updated_at, zone), cancel_reason=a.cancel_reason,

@@ -27,13 +27,14 @@ from visio.contract.fields import (
     NewPassword,
     Note,
     Password,
-    PersonName,
     Phone,
     Reason,
     SearchText,
     Timezone,
+    UsagerName,
     Version,
 )
+from visio.domain.contact import PhoneType
 from visio.domain.kinds import (
     Country,
     Language,
@@ -366,9 +367,10 @@ class Slot(Resource, frozen=True, kw_only=True):
 
 
 class UsagerIn(Request, frozen=True, kw_only=True):
-    first_name: PersonName
-    last_name: PersonName
+    first_name: UsagerName
+    last_name: UsagerName
     phone: Phone | None = None
+    phone_country: Country | None = None
     email: Email | None = None
     language: Language
     consent: bool = False
@@ -392,6 +394,7 @@ class Usager(Resource, frozen=True, kw_only=True):
     first_name: str
     last_name: str
     phone: str | None
+    phone_type: PhoneType | None
     email: str | None
     language: Language
     consent: bool
@@ -436,8 +439,8 @@ class UsagerCorrection(Request, frozen=True, kw_only=True):
     """The usager's details to correct, and the note for the operator; a field left out
     stays as it is, ``null`` removes a phone, an e-mail or the note."""
 
-    first_name: PersonName | UnsetType = UNSET
-    last_name: PersonName | UnsetType = UNSET
+    first_name: UsagerName | UnsetType = UNSET
+    last_name: UsagerName | UnsetType = UNSET
     phone: Phone | UnsetType | None = UNSET
     email: Email | UnsetType | None = UNSET
     language: Language | UnsetType = UNSET

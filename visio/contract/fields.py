@@ -12,6 +12,7 @@ from typing import Annotated
 
 from msgspec import Meta
 
+from visio.domain.contact import NAME_MAX
 from visio.domain.territory import COMMUNE_PATTERN, DEPARTEMENT_PATTERN
 
 #: Characters no name, reason or address may hold: C0 and C1 controls, zero-width and
@@ -38,6 +39,9 @@ Code = Annotated[str, Meta(min_length=1, max_length=40, pattern=CODE_PATTERN,
                            description="A short lower-case code (themes, operators).")]
 Name = Annotated[str, _text(200, "A name as people write it.")]
 PersonName = Annotated[str, _text(100, "A first or last name.")]
+UsagerName = Annotated[str, _text(NAME_MAX, (
+    "The usager's first or last name, as messages to them say it; no web or e-mail "
+    "address."))]
 Commune = Annotated[str, _text(120, "A commune's name.")]
 Address = Annotated[str, _text(300, "A postal address or a place.")]
 Reason = Annotated[str, _text(500, "A reason, in the writer's words.")]
@@ -48,7 +52,9 @@ SearchText = Annotated[str, _text(100, "Part of the usager's name (any case, acc
                                        "not) or their phone number (any format).")]
 Email = Annotated[str, Meta(min_length=3, max_length=254,
                             pattern=rf"^[^\s@{FORBIDDEN_CLASS}]+@[^\s@{FORBIDDEN_CLASS}]+$",
-                            description="An e-mail address.")]
+                            description=(
+                                "An e-mail address: one mailbox, without a display name, "
+                                "comment or quotes; stored normalised."))]
 Password = Annotated[str, Meta(min_length=1, max_length=1024,
                                pattern=rf"^[^{FORBIDDEN_CLASS}]+$",
                                description="A password.")]
@@ -56,7 +62,10 @@ NewPassword = Annotated[str, Meta(min_length=12, max_length=1024,
                                   pattern=rf"^[^{FORBIDDEN_CLASS}]+$",
                                   description="A new password (12 characters or more).")]
 Phone = Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[0-9+() .-]+$",
-                            description="A French or Belgian phone number; stored in E.164.")]
+                            description=(
+                                "A French or Belgian phone number, in E.164 or national "
+                                "(read as phone_country's); stored in E.164. SMS go only "
+                                "to mobiles."))]
 Timezone = Annotated[str, Meta(min_length=1, max_length=64,
                                pattern=r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$",
                                description="An IANA time zone, e.g. Europe/Paris.")]

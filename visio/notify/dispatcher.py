@@ -10,6 +10,7 @@ claims are serialised by the write lock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -23,6 +24,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from visio.calendars.invitations import invitation_ics, load_invitation_facts
 from visio.clock import utcnow
 from visio.db import Database, open_database
+from visio.domain import contact
 from visio.domain import reminders as r
 from visio.notify import compose
 from visio.notify.senders import (
@@ -80,24 +82,57 @@ class Dispatcher:
         self.domain = urlsplit(settings.base_url).hostname or "visio.invalid"
         self._facts: dict[tuple[str, int], compose.Facts | None] = {}
         self._sent: dict[str, int] = {}
+        self._held: set[str] = set()  # the batch's rows not settled yet, leases renewed
+
+    @property
+    def lease(self) -> timedelta:
+        """How long a claim or a renewal holds a row."""
+        return timedelta(seconds=self.settings.dispatch_lease_seconds)
 
     async def run_once(self) -> int:
         """Claim one batch and settle every row of it; how many rows were claimed."""
         now = self.clock()
-        claimed = await outbox.claim(
-            db=self.db, owner=self.owner, now=now,
-            lease=timedelta(seconds=self.settings.dispatch_lease_seconds),
-            limit=self.settings.dispatch_batch)
+        claimed = await outbox.claim(db=self.db, owner=self.owner, now=now, lease=self.lease,
+                                     limit=self.settings.dispatch_batch)
+        if not claimed:
+            return 0
+        self._held = {row.id for row in claimed}
+        renewing = asyncio.create_task(self._renew(claimed[0].lease))
+        try:
+            await self._settle_batch(claimed, now)
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
+            self._held = set()
+        return len(claimed)
+
+    async def _renew(self, lease: str) -> None:
+        """Keep the batch's leases while it is worked on: a slow send must not let another
+        dispatcher claim the rows still waiting their turn."""
+        every = self.settings.dispatch_lease_seconds / 3
+        while True:
+            await asyncio.sleep(every)
+            try:
+                kept = await outbox.renew(db=self.db, lease=lease, row_ids=sorted(self._held),
+                                          now=self.clock(), duration=self.lease)
+            except Exception as err:
+                # The check before each send still fences; the next tick tries again.
+                log.warning("lease renewal failed: %s", type(err).__name__)
+                continue
+            self._held &= kept
+
+    async def _settle_batch(self, claimed: list[outbox.Claimed], now: datetime) -> None:
         self._facts.clear()
         # How many messages each recipient got in 24 h, read once per batch and counted on
         # as this batch sends.
         self._sent = await outbox.sent_recently(
-            db=self.db, recipients=[row.recipient for row in claimed if
-                                    row.audience == r.Audience.USAGER], now=now)
+            db=self.db, keys=[contact.cap_key(row.channel, row.recipient) for row in claimed
+                              if row.audience == r.Audience.USAGER], now=now)
         if self.concurrency == 1:
             for row in claimed:
                 await self._settle(row)
-            return len(claimed)
+            return
         # Several sends at once, each on its own SMTP connection; a crash may then repeat
         # as many messages as were in flight.
         gate = asyncio.Semaphore(self.concurrency)
@@ -107,7 +142,6 @@ class Dispatcher:
                 await self._settle(row)
 
         await asyncio.gather(*(settle(row) for row in claimed))
-        return len(claimed)
 
     async def drain(self, *, max_batches: int = 1000) -> int:
         """Run batches until nothing is due (or ``max_batches``); rows claimed in all."""
@@ -121,10 +155,58 @@ class Dispatcher:
 
     async def _finish(self, row: outbox.Claimed, status: str, *, error: str | None = None,
                       reference: str | None = None) -> None:
-        await outbox.finish(db=self.db, owner=self.owner, row_id=row.id, status=status,
+        await outbox.finish(db=self.db, owner=row.lease, row_id=row.id, status=status,
                             now=self.clock(), error=error, reference=reference)
 
     async def _settle(self, row: outbox.Claimed) -> None:
+        """Settle one row; whatever goes wrong with it stays with it."""
+        try:
+            await self._settle_row(row)
+        except Exception as err:
+            # Only the type and the row: a traceback's message and frames may hold the
+            # address, the number or the text.
+            name = type(err).__name__
+            log.error("outbox %s: %s while composing or sending", row.id, name)
+            await self._give_up_or_retry(row, err)
+        finally:
+            self._held.discard(row.id)
+
+    async def _give_up_or_retry(self, row: outbox.Claimed, err: Exception) -> None:
+        try:
+            if isinstance(err, OSError | TimeoutError) and \
+                    row.attempts < self.settings.dispatch_max_attempts:
+                await self._postpone(row, error=f"retry ({type(err).__name__})")
+            else:
+                await self._finish(row, outbox.FAILED,
+                                   error=f"internal_error ({type(err).__name__})")
+        except Exception as again:
+            # The database is away too: the lease runs out and the row is claimed again.
+            log.error("outbox %s: not recorded (%s)", row.id, type(again).__name__)
+
+    async def _postpone(self, row: outbox.Claimed, *, error: str) -> None:
+        wait = r.backoff(row.attempts, base=self.settings.dispatch_retry_seconds,
+                         cap=self.settings.dispatch_retry_max_seconds)
+        await outbox.postpone(db=self.db, owner=row.lease, row_id=row.id,
+                              until=self.clock() + wait, error=error)
+
+    async def _recipient(self, row: outbox.Claimed) -> str | None:
+        """Where the usager's row goes, checked again (older rows were not checked when
+        written); None once the row is settled as failed or skipped."""
+        if row.audience != r.Audience.USAGER:
+            return row.recipient
+        try:
+            if row.channel == r.Channel.SMS:
+                number = contact.e164(row.recipient, country="FR")
+                if not contact.takes_sms(number):
+                    await self._finish(row, outbox.SKIPPED, error=outbox.NOT_MOBILE)
+                    return None
+                return number
+            return contact.mailbox(row.recipient)
+        except contact.Refused as err:
+            await self._finish(row, outbox.FAILED, error=err.reason)
+            return None
+
+    async def _settle_row(self, row: outbox.Claimed) -> None:
         now = self.clock()
         # Checked again just before sending: a cancel or a move since the claim retires it.
         state = (await outbox.appointment_states(
@@ -153,26 +235,33 @@ class Dispatcher:
             if morning >= state.start:
                 await self._finish(row, outbox.SKIPPED, error="quiet_hours")
             else:
-                await outbox.postpone(db=self.db, owner=self.owner, row_id=row.id,
+                await outbox.postpone(db=self.db, owner=row.lease, row_id=row.id,
                                       until=morning, error="quiet_hours")
             return
+        recipient = await self._recipient(row)
+        if recipient is None:
+            return
         if row.audience == r.Audience.USAGER:
-            if self._sent.get(row.recipient, 0) >= self.settings.notify_daily_cap:
+            key = contact.cap_key(row.channel, recipient)
+            if self._sent.get(key, 0) >= self.settings.notify_daily_cap:
                 await self._finish(row, outbox.SKIPPED, error="daily_cap")
                 return
-            # Counted before the send: two rows to one recipient in a batch both count.
-            self._sent[row.recipient] = self._sent.get(row.recipient, 0) + 1
-        outcome = await self._send(row, facts, now)
+            # Counted before the send: two rows to one mailbox in a batch both count.
+            self._sent[key] = self._sent.get(key, 0) + 1
+        # The fence: a row whose lease was lost (and maybe claimed again) is left to its
+        # new holder, neither sent nor marked here.
+        if not await outbox.hold(db=self.db, lease=row.lease, row_id=row.id,
+                                 now=self.clock(), duration=self.lease):
+            log.info("outbox %s: lease lost, left to its new holder", row.id)
+            return
+        outcome = await self._send(row, facts, now, recipient)
         if outcome.result == "accepted":
             await self._finish(row, outbox.SENT, reference=outcome.reference)
         elif outcome.result == "permanent" or \
                 row.attempts >= self.settings.dispatch_max_attempts:
             await self._finish(row, outbox.FAILED, error=outcome.error)
         else:
-            wait = r.backoff(row.attempts, base=self.settings.dispatch_retry_seconds,
-                             cap=self.settings.dispatch_retry_max_seconds)
-            await outbox.postpone(db=self.db, owner=self.owner, row_id=row.id,
-                                  until=self.clock() + wait, error=outcome.error or "retry")
+            await self._postpone(row, error=outcome.error or "retry")
 
     async def _load(self, row: outbox.Claimed) -> compose.Facts | None:
         key = (row.appointment_id, row.appointment_version)
@@ -181,12 +270,12 @@ class Dispatcher:
                                                         appointment_id=row.appointment_id)
         return self._facts[key]
 
-    async def _send(self, row: outbox.Claimed, facts: compose.Facts,
-                    now: datetime) -> Outcome:
+    async def _send(self, row: outbox.Claimed, facts: compose.Facts, now: datetime,
+                    recipient: str) -> Outcome:
         url = compose.usager_url(facts, key=self.links, base_url=self.settings.base_url)
         if row.channel == r.Channel.SMS:
             text = compose.sms_text(facts, row.kind, row.language, url)
-            return await self.sms.send(to=row.recipient, text=text, reference=row.id)
+            return await self.sms.send(to=recipient, text=text, reference=row.id)
         if row.audience == r.Audience.STAFF:
             invitation = await load_invitation_facts(
                 db=self.db, appointment_id=row.appointment_id,
@@ -200,7 +289,7 @@ class Dispatcher:
         if not self._all_mailers:
             return Outcome("temporary", error="no smtp server configured")
         message = build_email(row_id=row.id, sender=self.settings.mail_from,
-                              recipient=row.recipient, email=email, language=row.language,
+                              recipient=recipient, email=email, language=row.language,
                               domain=self.domain)
         client = await self.mailers.get()
         try:
@@ -222,8 +311,9 @@ def schedule_dispatch(scheduler: AsyncIOScheduler, dispatcher: Dispatcher) -> No
         # A failed run is retried at the next tick; it must not stop the scheduler.
         try:
             await dispatcher.drain()
-        except Exception:
-            log.exception("dispatch failed")
+        except Exception as err:
+            # No traceback: a database error's message may quote a recipient.
+            log.error("dispatch failed: %s", type(err).__name__)
 
     scheduler.add_job(job, "interval", seconds=dispatcher.settings.dispatch_interval_seconds,
                       id="visio.notify.dispatch", name="dispatch", coalesce=True,

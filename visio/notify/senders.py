@@ -102,6 +102,11 @@ class Mailer:
             except (aiosmtplib.SMTPException, OSError, TimeoutError) as err:
                 await self._drop()
                 return Outcome("temporary", error=f"smtp unavailable ({type(err).__name__})")
+            except ValueError:
+                # The client refused the message's addresses, maybe mid-transaction: the
+                # connection is not reused, and no retry would do better.
+                await self._drop()
+                return Outcome("permanent", error="unsendable address")
             return Outcome("accepted", reference=response[:200])
 
     async def _drop(self) -> None:

@@ -14,7 +14,6 @@ from typing import overload
 from zoneinfo import ZoneInfo
 
 import msgspec
-import phonenumbers
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,6 +22,7 @@ from visio import models as m
 from visio.access import Principal
 from visio.contract import bodies as api
 from visio.db import Database
+from visio.domain import contact
 from visio.domain.calendars import HolidayCalendar
 from visio.domain.intervals import Interval
 from visio.domain.kinds import ActorKind, SiteKind, Status
@@ -30,7 +30,14 @@ from visio.domain.messages import _
 from visio.domain.refusals import Refusal, check_start
 from visio.domain.search import nearest
 from visio.domain.slot_types import Slot, StaffCalendar
-from visio.errors import NotBookable, NotFound, SlotTaken, Unprocessable, VisioError
+from visio.errors import (
+    InvalidInput,
+    NotBookable,
+    NotFound,
+    SlotTaken,
+    Unprocessable,
+    VisioError,
+)
 from visio.services import idempotency, outbox
 from visio.services.calendars import (
     HOLDS_TIME,
@@ -73,20 +80,47 @@ def constraint_of(err: IntegrityError) -> str | None:
     return None
 
 
-def normalised_phone(phone: str | None) -> str | None:
-    """A French or Belgian number in E.164, or a 422 naming the field."""
+def refusal(err: contact.Refused) -> VisioError:
+    """The domain refusal of a contact detail, as the API says it (422 phone, else 400)."""
+    extra = {"field": err.field, "reason": err.reason}
+    # A number is kept as before (422); an address or a name that no message can carry
+    # is bad input (400).
+    if err.reason == "invalid_phone":
+        return NotBookable(err.message, extra=extra)
+    return InvalidInput(err.message, extra=extra)
+
+
+def normalised_phone(phone: str | None, *, country: str = "FR") -> str | None:
+    """A French or Belgian number in E.164 (a national one read as ``country``'s)."""
     if phone is None:
         return None
     try:
-        number = phonenumbers.parse(phone, "FR")
-    except phonenumbers.NumberParseException as err:
-        raise NotBookable(_("usager.phone is not a phone number."),
-                          extra={"field": "usager.phone", "reason": "invalid_phone"}) from err
-    if not phonenumbers.is_valid_number(number) or \
-            phonenumbers.region_code_for_number(number) not in ("FR", "BE"):
-        raise NotBookable(_("usager.phone is not a valid French or Belgian phone number."),
-                          extra={"field": "usager.phone", "reason": "invalid_phone"})
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        return contact.e164(phone, country=country)
+    except contact.Refused as err:
+        raise refusal(err) from err
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """The usager's names, number and address as they are stored."""
+
+    first_name: str
+    last_name: str
+    phone: str | None
+    email: str | None
+
+
+def usager_contact(usager: api.UsagerIn, *, site_country: str) -> Contact:
+    """The usager's contact data checked and normalised, or a refusal naming the field."""
+    try:
+        return Contact(
+            first_name=contact.person_name(usager.first_name, field="usager.first_name"),
+            last_name=contact.person_name(usager.last_name, field="usager.last_name"),
+            phone=None if usager.phone is None else contact.e164(
+                usager.phone, country=usager.phone_country or site_country),
+            email=None if usager.email is None else contact.mailbox(usager.email))
+    except contact.Refused as err:
+        raise refusal(err) from err
 
 
 @overload
@@ -132,13 +166,12 @@ async def _book(
     if not principal.may_book_at(request.site_id):
         raise NotFound(_("There is no site {site_id} you can book for.",
                          site_id=request.site_id))
-    phone = normalised_phone(request.usager.phone)
     attempts = 3
     for attempt in range(attempts):
         try:
             async with db.write() as session:
                 booked = await _book_once(session=session, principal=principal,
-                                          request=request, phone=phone, now=now,
+                                          request=request, now=now,
                                           holidays=holidays)
                 if claimed is not None:
                     # In the booking's own transaction: the answer commits with it.
@@ -278,10 +311,11 @@ async def stop_for(session: AsyncSession, site: m.Site, start: datetime,
 
 
 async def _book_once(
-    *, session: AsyncSession, principal: Principal, request: api.Booking, phone: str | None,
-    now: datetime, holidays: HolidayCalendar,
+    *, session: AsyncSession, principal: Principal, request: api.Booking, now: datetime,
+    holidays: HolidayCalendar,
 ) -> Booked:
     site = await site_in_scope(session, principal, request.site_id)
+    who = usager_contact(request.usager, site_country=site.country)
     service = await _resolve_service(session, request)
     stop_id = await stop_for(session, site, request.start, request.stop_id)
     usager = request.usager
@@ -296,8 +330,8 @@ async def _book_once(
         operator_id=service.operator_id, desk_id=staff.desk_id, staff_id=staff.staff_id,
         service_id=service.id, theme=service.theme, start=request.start, end=end,
         staff_until=end + timedelta(minutes=service.buffer_minutes),
-        usager_first_name=usager.first_name.strip(), usager_last_name=usager.last_name.strip(),
-        usager_phone=phone, usager_email=usager.email, usager_language=usager.language.value,
+        usager_first_name=who.first_name, usager_last_name=who.last_name,
+        usager_phone=who.phone, usager_email=who.email, usager_language=usager.language.value,
         usager_consent=usager.consent, booked_by=principal.user_id, version=1,
         created_at=now, updated_at=now,
         note=request.note.strip() if request.note is not None else None,

@@ -19,11 +19,12 @@ from visio import models as m
 from visio.access import Principal
 from visio.contract import bodies as api
 from visio.db import Database
+from visio.domain import contact
 from visio.domain.kinds import Role, Status
 from visio.domain.messages import _
 from visio.errors import Conflict, Forbidden, NotFound, PreconditionFailed, TooManyRequests
 from visio.services import outbox
-from visio.services.booking import Booked, normalised_phone
+from visio.services.booking import Booked, normalised_phone, refusal
 
 _TICK = timedelta(microseconds=1)
 #: A usager's message sent again at most this often per appointment and 24 hours.
@@ -58,17 +59,25 @@ async def _locked(session: AsyncSession, principal: Principal, appointment_id: s
     return appointment, zone
 
 
-def _wanted(appointment: m.Appointment, data: api.UsagerCorrection) -> dict[str, Any]:
-    """The columns the correction changes, with their new values (checked, normalised)."""
+def _wanted(appointment: m.Appointment, data: api.UsagerCorrection,
+            country: str) -> dict[str, Any]:
+    """The columns the correction changes, with their new values (checked as a booking's:
+    names without links, a number read as the site's country's, a mailbox mail can carry)."""
     values: dict[str, Any] = {}
-    if data.first_name is not msgspec.UNSET:
-        values["usager_first_name"] = data.first_name.strip()
-    if data.last_name is not msgspec.UNSET:
-        values["usager_last_name"] = data.last_name.strip()
+    try:
+        if data.first_name is not msgspec.UNSET:
+            values["usager_first_name"] = contact.person_name(data.first_name,
+                                                              field="first_name")
+        if data.last_name is not msgspec.UNSET:
+            values["usager_last_name"] = contact.person_name(data.last_name,
+                                                             field="last_name")
+        if data.email is not msgspec.UNSET:
+            values["usager_email"] = contact.mailbox(data.email, field="email") \
+                if data.email else None
+    except contact.Refused as err:
+        raise refusal(err) from err
     if data.phone is not msgspec.UNSET:
-        values["usager_phone"] = normalised_phone(data.phone)
-    if data.email is not msgspec.UNSET:
-        values["usager_email"] = data.email.strip() if data.email else None
+        values["usager_phone"] = normalised_phone(data.phone, country=country)
     if data.language is not msgspec.UNSET:
         values["usager_language"] = data.language.value
     if data.consent is not msgspec.UNSET:
@@ -86,7 +95,8 @@ async def correct_usager(
     async with db.write() as session:
         appointment, zone = await _locked(session, principal, appointment_id,
                                           expected_version)
-        wanted = _wanted(appointment, data)
+        site = await session.get(m.Site, appointment.site_id)
+        wanted = _wanted(appointment, data, site.country if site is not None else "FR")
         if not wanted:
             return Booked(appointment, zone)
         if appointment.status != Status.BOOKED:

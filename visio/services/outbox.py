@@ -8,13 +8,18 @@ Claims: on PostgreSQL ``FOR UPDATE SKIP LOCKED`` lets any number of dispatchers 
 disjoint batches; each row gets a lease (``lease_until``, ``lease_owner``) so a dispatcher
 that dies mid-send leaves its rows to be claimed again once the lease runs out. On SQLite
 the claim runs in a ``BEGIN IMMEDIATE`` write transaction, which serialises claimers.
-A row is marked only by the dispatcher that still holds its lease (``lease_owner``).
+Each claim writes a fresh lease token in ``lease_owner`` (the dispatcher's name and a
+random part): a fencing token. The holder renews its rows' leases while it works on them
+(``renew``), checks it still holds a row just before sending it (``hold``), and marks it
+only with that same token (``finish``, ``postpone``); a row whose lease was lost and
+claimed again is neither sent nor marked by the old holder.
 Delivery is therefore at least once: a crash after the provider accepted and before the
 mark sends again, and receivers drop repeats by ``X-Visio-Outbox-Id``.
 """
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -25,12 +30,15 @@ from visio import models as m
 from visio.access import Principal
 from visio.db import Database
 from visio.domain import reminders as r
+from visio.domain.contact import cap_key, takes_sms
 from visio.domain.kinds import Status
 from visio.domain.messages import _
 from visio.errors import NotFound
 from visio.i18n import LANGUAGES
 
 PENDING, SENT, FAILED, RETIRED, SKIPPED = "pending", "sent", "failed", "retired", "skipped"
+#: Why a row was skipped (stable reasons the API shows).
+NO_CONSENT, NOT_MOBILE = "no_consent", "not_mobile"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,12 +86,17 @@ async def _write(session: AsyncSession, appointment: m.Appointment,
         else:
             recipient = _recipient(appointment, item)
             targets = [(recipient, appointment.usager_language)] if recipient else []
+        # Without the usager's consent nothing goes to them; the rows say so, so that the
+        # agent sees why (and staff messages still go).
+        silent = item.audience == r.Audience.USAGER and not appointment.usager_consent
         for recipient, language in targets:
             session.add(m.OutboxRow(
                 appointment_id=appointment.id, appointment_version=appointment.version,
                 kind=item.kind.value, channel=item.channel.value,
                 audience=item.audience.value, recipient=recipient, language=language,
-                due_at=item.due, status=PENDING, attempts=0, created_at=now))
+                due_at=item.due, status=SKIPPED if silent else PENDING, attempts=0,
+                created_at=now, last_error=NO_CONSENT if silent else None,
+                finished_at=now if silent else None))
     await session.flush()
 
 
@@ -102,7 +115,9 @@ async def retire_older(session: AsyncSession, appointment: m.Appointment,
 
 
 def _flags(appointment: m.Appointment) -> dict[str, bool]:
-    return {"phone": bool(appointment.usager_phone), "email": bool(appointment.usager_email)}
+    # A landline is kept to call the usager, but gets no SMS.
+    return {"phone": takes_sms(appointment.usager_phone),
+            "email": bool(appointment.usager_email)}
 
 
 async def booked(session: AsyncSession, appointment: m.Appointment, *, zone: str,
@@ -193,6 +208,7 @@ class Claimed:
     language: str
     due_at: datetime
     attempts: int
+    lease: str  # the claim's fencing token, as written in lease_owner
 
 
 def _claimable(now: datetime) -> sa.ColumnElement[bool]:
@@ -202,7 +218,8 @@ def _claimable(now: datetime) -> sa.ColumnElement[bool]:
 
 async def claim(*, db: Database, owner: str, now: datetime, lease: timedelta,
                 limit: int) -> list[Claimed]:
-    """Lease up to ``limit`` due rows to ``owner``, oldest due first."""
+    """Lease up to ``limit`` due rows to ``owner``, oldest due first, under a new token."""
+    token = f"{owner}:{secrets.token_hex(6)}"
     async with db.write() as session:
         pick = (sa.select(m.OutboxRow.id).where(_claimable(now))
                 .order_by(m.OutboxRow.due_at).limit(limit))
@@ -213,7 +230,7 @@ async def claim(*, db: Database, owner: str, now: datetime, lease: timedelta,
             return []
         rows = (await session.scalars(
             sa.update(m.OutboxRow).where(m.OutboxRow.id.in_(ids))
-            .values(lease_owner=owner, lease_until=now + lease,
+            .values(lease_owner=token, lease_until=now + lease,
                     attempts=m.OutboxRow.attempts + 1)
             .returning(m.OutboxRow)
             .execution_options(synchronize_session=False))).all()
@@ -221,12 +238,42 @@ async def claim(*, db: Database, owner: str, now: datetime, lease: timedelta,
             id=x.id, appointment_id=x.appointment_id,
             appointment_version=x.appointment_version, kind=x.kind, channel=x.channel,
             audience=x.audience, recipient=x.recipient, language=x.language,
-            due_at=x.due_at, attempts=x.attempts) for x in rows), key=lambda c: c.due_at)
+            due_at=x.due_at, attempts=x.attempts, lease=token) for x in rows),
+            key=lambda c: c.due_at)
+
+
+def _held(lease: str, now: datetime) -> sa.ColumnElement[bool]:
+    return sa.and_(m.OutboxRow.lease_owner == lease, m.OutboxRow.status == PENDING,
+                   m.OutboxRow.lease_until > now)
+
+
+async def renew(*, db: Database, lease: str, row_ids: list[str], now: datetime,
+                duration: timedelta) -> set[str]:
+    """Extend the lease of the rows still held under ``lease``; which ones are."""
+    if not row_ids:
+        return set()
+    async with db.write() as session:
+        renewed = (await session.scalars(
+            sa.update(m.OutboxRow)
+            .where(m.OutboxRow.id.in_(sorted(row_ids)), _held(lease, now))
+            .values(lease_until=now + duration)
+            .returning(m.OutboxRow.id)
+            .execution_options(synchronize_session=False))).all()
+    return set(renewed)
+
+
+async def hold(*, db: Database, lease: str, row_id: str, now: datetime,
+               duration: timedelta) -> bool:
+    """Whether ``lease`` still holds the row, renewed for ``duration``: asked just before
+    sending, so that a row claimed again by someone else is not sent twice."""
+    return row_id in await renew(db=db, lease=lease, row_ids=[row_id], now=now,
+                                 duration=duration)
 
 
 async def finish(*, db: Database, owner: str, row_id: str, status: str, now: datetime,
                  error: str | None = None, reference: str | None = None) -> bool:
-    """Record a final outcome, if ``owner`` still holds the lease; whether it did."""
+    """Record a final outcome, if the claim's token ``owner`` still holds the lease;
+    whether it did."""
     async with db.write() as session:
         result = await session.execute(
             sa.update(m.OutboxRow)
@@ -251,19 +298,24 @@ async def postpone(*, db: Database, owner: str, row_id: str, until: datetime,
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def sent_recently(*, db: Database, recipients: list[str],
-                        now: datetime) -> dict[str, int]:
-    """How many messages went to each of ``recipients`` in the last 24 hours."""
-    if not recipients:
+async def sent_recently(*, db: Database, keys: list[str], now: datetime) -> dict[str, int]:
+    """How many messages reached each mailbox or number (``cap_key``) in the last 24 h."""
+    if not keys:
         return {}
     async with db.read() as session:
+        # Narrowed in SQL by the lower-cased recipient, then counted per mailbox: the same
+        # mailbox may have been written differently by older rows.
         rows = (await session.execute(
-            sa.select(m.OutboxRow.recipient, sa.func.count())
-            .where(m.OutboxRow.recipient.in_(sorted(set(recipients))),
+            sa.select(m.OutboxRow.channel, m.OutboxRow.recipient)
+            .where(sa.func.lower(m.OutboxRow.recipient).in_(sorted(set(keys))),
+                   m.OutboxRow.audience == r.Audience.USAGER.value,
                    m.OutboxRow.status == SENT,
-                   m.OutboxRow.finished_at > now - timedelta(hours=24))
-            .group_by(m.OutboxRow.recipient))).all()
-    return {recipient: int(count) for recipient, count in rows}
+                   m.OutboxRow.finished_at > now - timedelta(hours=24)))).all()
+    counts: dict[str, int] = {}
+    for channel, recipient in rows:
+        key = cap_key(channel, recipient)
+        counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from visio.access import Principal
 from visio.api import codec
 from visio.contract import bodies as api
 from visio.contract.fields import FORBIDDEN
+from visio.domain.contact import takes_sms
 from visio.domain.kinds import Role, Status
 from visio.domain.messages import Message, _
 from visio.domain.usager_search import MAX_QUERY
@@ -149,6 +150,7 @@ async def _file_context(request: web.Request, who: Principal,
         "theme": row.theme_nl if session.language(request) == "nl" else row.theme_fr,
         "messages": [(msg, msg.due_at.astimezone(zone)) for msg in messages],
         "phone": row.phone, "email": row.email,
+        "sms": takes_sms(row.phone), "consent": row.consent,
         "convocation": True,
         "place": facts.where(session.language(request)) if facts is not None else "",
         "history": [(h, h.at.astimezone(zone)) for h in found.history],

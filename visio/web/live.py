@@ -10,6 +10,7 @@ from aiohttp import web
 
 from visio.api import codec, views
 from visio.contract import bodies as api
+from visio.domain import contact
 from visio.domain.messages import _
 from visio.errors import NotFound, VisioError
 from visio.i18n import catalogue
@@ -56,18 +57,32 @@ async def presence(request: web.Request) -> web.Response:
 
 
 async def check_phone(request: web.Request) -> web.Response:
-    """Whether a phone number is a valid French or Belgian one, said in words."""
+    """Whether a phone number is a valid French or Belgian one, and takes SMS, in words.
+
+    ``country`` (FR or BE, FR by default) reads a national number as that country's.
+    """
     await session.required(request)
     texts = catalogue(session.language(request))
-    number = request.query.get("number", "")[:40]
+    number = request.query.get("number", request.query.get("phone", ""))[:40]
+    country = request.query.get("country", "FR").upper()[:2]
     if not number.strip():
         return web.json_response({"ok": True, "message": ""})
     try:
-        normalised = booking.normalised_phone(number)
+        normalised = booking.normalised_phone(number, country=country)
     except VisioError as err:
         return web.json_response({"ok": False, "message": texts.render(err.detail)})
-    return web.json_response({"ok": True, "normalised": normalised, "message": texts.render(
-        _("Valid number: {number}.", number=normalised or ""))})
+    assert normalised is not None
+    kind = contact.phone_type(normalised)
+    said = {
+        contact.PhoneType.MOBILE: _("Valid number: {number}.", number=normalised),
+        contact.PhoneType.FIXED: _("Valid number: {number}. This is a landline: no SMS "
+                                   "will be sent to it.", number=normalised),
+        contact.PhoneType.OTHER: _("Valid number: {number}. It is not a mobile: no SMS "
+                                   "will be sent to it.", number=normalised),
+    }[kind]
+    return web.json_response({"ok": True, "normalised": normalised, "type": kind.value,
+                              "sms": kind is contact.PhoneType.MOBILE,
+                              "message": texts.render(said)})
 
 
 def _own_staff(who: object) -> str:
