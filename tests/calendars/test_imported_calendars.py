@@ -4,6 +4,7 @@ HTTP, recurrences across the clock change, failures that keep the last good data
 from __future__ import annotations
 
 import dataclasses
+import html
 import ipaddress
 import logging
 import socket
@@ -428,3 +429,49 @@ async def test_the_background_job_fetches_the_calendars_due(
         assert await fetch_calendars(world.client.app) == {calendar_id: None}
         assert await fetch_calendars(world.client.app) == {}  # fetched at this instant
     assert len(await world.busy(calendar_id)) == 1
+
+
+async def test_an_unparsable_address_or_a_lone_surrogate_is_a_400_naming_the_field(
+    db: Database, make_client: MakeClient,
+) -> None:
+    """``htTp://X]"C<5c.X`` fits the address pattern but is no address, and a user name
+    holding a lone surrogate cannot be stored: each a 400 naming its field, nothing
+    registered."""
+    world = await make_world(db, await make_client(now=NOW))
+    url = f"/api/v1/staff/{world.staff_id}/calendars"
+    for body, field in (({"url": 'htTp://X]"C<5c.X'}, "url"),
+                        ({"url": "https://calendar.example.org/a.ics", "username": "\ud800"},
+                         "username"),
+                        ({"url": 'htTp://X]"C<5c.X', "username": "\ud800"}, "username"),
+                        ({"url": "https://calendar.example.org/a.ics", "username": "paul",
+                          "password": "pw\udfff"}, "password")):
+        answer = await world.client.post(url, headers={**world.staff_headers,
+                                                       "Accept-Language": "en"}, json=body)
+        assert answer.status == 400, await answer.text()
+        problem = await answer.json()
+        assert problem["field"] == field
+        assert field in problem["detail"]
+    assert await world.calendars() == {}
+
+
+async def test_the_staff_page_shows_a_sentence_for_an_unparsable_address(
+    db: Database, make_client: MakeClient,
+) -> None:
+    """The form on /staff/availability answers a 400 page with the catalogue's sentence,
+    in the staff member's language, and registers nothing."""
+    from tests.web.test_pages import csrf_of, log_in
+
+    client = await make_client(now=NOW)
+    op = await make_operator(db)
+    staff = await make_user(db, role="staff", staff=op.staff[0])
+    await log_in(client, staff)
+    page = await client.get("/staff/availability")
+    answer = await client.post("/staff/calendars", data={
+        "url": 'htTp://X]"C<5c.X', "username": "", "password": "",
+        "csrf": csrf_of(await page.text())}, allow_redirects=False)
+    assert answer.status == 400
+    shown = html.unescape(await answer.text())
+    assert "Le champ url n'est pas écrit sous la forme attendue." in shown
+    async with db.read() as session:
+        assert await session.scalar(sa.select(sa.func.count()).select_from(
+            m.ImportedCalendar)) == 0

@@ -130,12 +130,15 @@ class GuardedResolver(AbstractResolver):
 
 async def check_url(url: str, *, allow_private: bool) -> None:
     """Refuse a URL whose scheme, credentials or host addresses are not allowed."""
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError as err:  # "http://x]" and other unparsable addresses
+        raise FetchRefused("bad_url") from err
+    if parts.scheme.lower() not in ("http", "https") or not host:
         raise FetchRefused("bad_url")
     if parts.username is not None or parts.password is not None:
         raise FetchRefused("credentials_in_url")
-    host = parts.hostname
     literal = _literal(host)
     if literal is not None:
         if not address_allowed(literal, allow_private=allow_private):
@@ -200,7 +203,10 @@ async def fetch(session: aiohttp.ClientSession, url: str, *, allow_private: bool
                     location = response.headers.get("Location")
                     if not location:
                         raise FetchRefused(f"http_{response.status}")
-                    current = str(response.url.join(URL(location)))
+                    try:
+                        current = str(response.url.join(URL(location)))
+                    except ValueError as err:
+                        raise FetchRefused("bad_url") from err
                     continue
                 if response.status == 304:
                     return Fetched(None, etag, last_modified)

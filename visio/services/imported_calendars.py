@@ -28,7 +28,7 @@ from visio.calendars.busy import CalendarUnreadable, busy_intervals
 from visio.calendars.fetch import FetchRefused, check_url, client_session, fetch
 from visio.db import Database
 from visio.domain.messages import _
-from visio.errors import NotFound, Unprocessable
+from visio.errors import InvalidInput, NotFound, Unprocessable
 from visio.settings import Settings
 
 log = logging.getLogger("visio.calendars")
@@ -95,6 +95,9 @@ async def register(*, db: Database, principal: Principal, settings: Settings, st
     try:
         await check_url(url, allow_private=settings.calendar_allow_private)
     except FetchRefused as err:
+        if err.code == "bad_url":  # not an address at all, though it passed the pattern
+            raise InvalidInput(_("The field {field} is not written in the expected form.",
+                                 field="url"), extra={"field": "url"}) from err
         raise Unprocessable(
             _("This calendar address cannot be used: it must be a public http(s) address, "
               "without a name or password in it."),

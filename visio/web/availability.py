@@ -74,6 +74,7 @@ async def import_calendar(request: web.Request) -> web.Response:
             data = msgspec.convert(raw, api.CalendarImport)
         except msgspec.ValidationError as err:
             raise codec._invalid(err) from err
+        codec.check_values(data)  # what the patterns cannot say, as for the API
         await imported_calendars.register(
             db=request.app[database_key], principal=who, settings=request.app[settings_key],
             staff_id=who.staff_id, url=data.url, username=data.username,
