@@ -108,6 +108,15 @@ class Settings:
     addresses stay refused)."""
     calendar_fetch_minutes: int = 15
     """How often staff members' imported calendars are fetched."""
+    calendar_check_seconds: int = 60
+    """How often the background job looks for calendars due (and the delay before its
+    first look after start-up)."""
+    calendars_per_staff: int = 5
+    """Calendars one staff member may register: each is fetched and expanded every round."""
+    calendar_expand_seconds: float = 20.0
+    """Time one calendar's expansion may take, in its own process, before it is killed."""
+    calendar_expand_memory_mb: int = 256
+    """Memory one calendar's expansion may add to its process (RLIMIT_AS)."""
     call_fallback_seconds: int = 60
     """A call not connected this long shows the desk's fallback phone number on both sides."""
     smtp_host: str = ""
@@ -177,6 +186,8 @@ class Settings:
             "VISIO_SEARCH_MAX_WAIT_SECONDS", "VISIO_CALL_FALLBACK_SECONDS",
             "VISIO_MAIL_FROM", "VISIO_CALENDAR_KEY", "VISIO_CALENDAR_ALLOW_PRIVATE",
             "VISIO_CALENDAR_FETCH_MINUTES", "VISIO_METRICS_ALLOWED", "VISIO_LOG_FORMAT",
+            "VISIO_CALENDAR_CHECK_SECONDS", "VISIO_CALENDARS_PER_STAFF",
+            "VISIO_CALENDAR_EXPAND_SECONDS", "VISIO_CALENDAR_EXPAND_MEMORY_MB",
         }
         secret = env.get("VISIO_SECRET_KEY", "")
         secret_file = env.get("VISIO_SECRET_KEY_FILE", "")
@@ -220,6 +231,10 @@ class Settings:
             calendar_key=env.get("VISIO_CALENDAR_KEY", ""),
             calendar_allow_private=env.get("VISIO_CALENDAR_ALLOW_PRIVATE", "") == "1",
             calendar_fetch_minutes=int(env.get("VISIO_CALENDAR_FETCH_MINUTES", "15")),
+            calendar_check_seconds=int(env.get("VISIO_CALENDAR_CHECK_SECONDS", "60")),
+            calendars_per_staff=int(env.get("VISIO_CALENDARS_PER_STAFF", "5")),
+            calendar_expand_seconds=float(env.get("VISIO_CALENDAR_EXPAND_SECONDS", "20")),
+            calendar_expand_memory_mb=int(env.get("VISIO_CALENDAR_EXPAND_MEMORY_MB", "256")),
             call_fallback_seconds=int(env.get("VISIO_CALL_FALLBACK_SECONDS", "60")),
             smtp_host=env.get("VISIO_SMTP_HOST", ""),
             smtp_port=int(env.get("VISIO_SMTP_PORT", "25")),

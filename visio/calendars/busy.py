@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from time import monotonic
 from zoneinfo import ZoneInfo
 
 import icalendar
@@ -19,6 +20,11 @@ from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 
 #: More busy periods than this in one calendar is refused as broken (a runaway RRULE).
 MAX_PERIODS = 20_000
+#: Occurrences read (busy or not) before the calendar is refused: free or cancelled
+#: ones cost as much to expand.
+MAX_OCCURRENCES = 2 * MAX_PERIODS
+#: A calendar declares a few zones; thousands of VTIMEZONEs only cost time to read.
+MAX_ZONES = 100
 
 
 class CalendarUnreadable(ValueError):
@@ -29,6 +35,7 @@ class CalendarUnreadable(ValueError):
         self.code = code
 
 
+_ZONE_START = re.compile(rb"^BEGIN:VTIMEZONE\r?$", re.IGNORECASE | re.MULTILINE)
 _FOLD = re.compile(rb"\r?\n[ \t]")
 _TZID = re.compile(rb'(TZID[=:])("?)([^";:\r\n]+)\2')
 
@@ -109,12 +116,21 @@ def merged(intervals: Iterable[tuple[datetime, datetime]]) -> list[tuple[datetim
     return result
 
 
-def busy_intervals(text: bytes, *, start: datetime, end: datetime,
-                   zone: str) -> list[tuple[datetime, datetime]]:
-    """The busy time of ``text`` inside [start, end), merged, as UTC instants."""
+def busy_intervals(text: bytes, *, start: datetime, end: datetime, zone: str,
+                   deadline: float | None = None) -> list[tuple[datetime, datetime]]:
+    """The busy time of ``text`` inside [start, end), merged, as UTC instants.
+
+    Occurrences come one by one from the library's iterator, in start order, and are
+    counted as they come: a runaway rule stops at ``MAX_PERIODS`` without ever being
+    listed whole. Past ``deadline`` (``time.monotonic``) the expansion stops as "timeout";
+    a rule that never matches can still spend long in one step of the iterator, which
+    is why the caller runs this in a process it can kill (``visio.calendars.expand``).
+    """
     stripped = text.lstrip(b"\xef\xbb\xbf \t\r\n")
     if not stripped[:15].upper().startswith(b"BEGIN:VCALENDAR"):
         raise CalendarUnreadable("not_ics")
+    if len(_ZONE_START.findall(stripped)) > MAX_ZONES:
+        raise CalendarUnreadable("too_many_zones")
     local = ZoneInfo(zone)
     try:
         calendars = icalendar.Calendar.from_ical(iana_zone_names(stripped), multiple=True)
@@ -125,8 +141,18 @@ def busy_intervals(text: bytes, *, start: datetime, end: datetime,
             calendar.subcomponents = [
                 c for c in calendar.subcomponents
                 if not isinstance(c, icalendar.Event) or _may_touch(c, start, end, local)]
-            for event in recurring_ical_events.of(calendar).between(start, end):
-                if not isinstance(event, icalendar.Event) or not _is_busy(event):
+            occurrences = 0
+            for event in recurring_ical_events.of(calendar).after(start):
+                occurrences += 1
+                if occurrences > MAX_OCCURRENCES:
+                    raise CalendarUnreadable("too_many_events")
+                if deadline is not None and monotonic() > deadline:
+                    raise CalendarUnreadable("timeout")
+                if not isinstance(event, icalendar.Event) or "DTSTART" not in event:
+                    continue
+                if _instant(event.decoded("DTSTART"), local) >= end:
+                    break  # in start order: nothing after this one is in the window
+                if not _is_busy(event):
                     continue
                 bounds = _bounds(event, local)
                 if bounds is None:
@@ -138,6 +164,10 @@ def busy_intervals(text: bytes, *, start: datetime, end: datetime,
                     raise CalendarUnreadable("too_many_events")
     except CalendarUnreadable:
         raise
+    except MemoryError as err:
+        # The expansion's process has a memory limit: a calendar that reaches it is
+        # refused like one with too many occurrences.
+        raise CalendarUnreadable("too_many_events") from err
     except Exception as err:
         # icalendar and recurring-ical-events raise many kinds on bad input: all "broken".
         raise CalendarUnreadable("broken") from err

@@ -24,10 +24,11 @@ from cryptography.fernet import Fernet, InvalidToken
 
 from visio import models as m
 from visio.access import Principal
-from visio.calendars.busy import CalendarUnreadable, busy_intervals
+from visio.calendars.busy import CalendarUnreadable
+from visio.calendars.expand import Expander
 from visio.calendars.fetch import FetchRefused, check_url, client_session, fetch
 from visio.db import Database
-from visio.domain.messages import _
+from visio.domain.messages import Message, _
 from visio.errors import InvalidInput, NotFound, Unprocessable
 from visio.settings import Settings
 
@@ -103,6 +104,15 @@ async def register(*, db: Database, principal: Principal, settings: Settings, st
               "without a name or password in it."),
             extra={"field": "url", "reason": err.code}) from err
     async with db.write() as session:
+        # Each calendar is fetched and expanded every round: their number is bounded.
+        registered = await session.scalar(
+            sa.select(sa.func.count()).select_from(m.ImportedCalendar)
+            .where(m.ImportedCalendar.staff_id == staff_id))
+        if (registered or 0) >= settings.calendars_per_staff:
+            raise Unprocessable(
+                _("A staff member may register at most {count} calendars: remove one "
+                  "before adding another.", count=settings.calendars_per_staff),
+                extra={"field": "url", "reason": "too_many_calendars"})
         calendar = m.ImportedCalendar(
             staff_id=staff_id, url=url, credentials=_seal(settings, username, password),
             status="pending", created_at=now, busy_count=0)
@@ -137,6 +147,39 @@ async def remove(*, db: Database, principal: Principal, staff_id: str,
         await session.execute(sa.delete(m.BusyPeriod).where(
             m.BusyPeriod.staff_id == staff_id, m.BusyPeriod.source == source_of(calendar_id)))
         await session.delete(calendar)
+
+
+def why_unread(code: str) -> Message:
+    """The sentence shown to the staff member for a calendar's error code."""
+    if code.startswith("http_"):
+        return _("Its server refused to give it (HTTP status {status}).",
+                 status=code.removeprefix("http_"))
+    match code:
+        case "too_many_events":
+            return _("It asks for too many occurrences to be read (for example an event "
+                     "repeated every minute or every second).")
+        case "timeout":
+            return _("Reading it took too long: its server answered too slowly, or its "
+                     "repetition rules take too long to work out.")
+        case "too_many_zones":
+            return _("It declares too many time zones.")
+        case "too_large":
+            return _("It is larger than 5 MB.")
+        case "broken":
+            return _("It is not a valid iCalendar file.")
+        case "not_ics":
+            return _("The address does not give an iCalendar file (perhaps a sign-in page).")
+        case "address_refused" | "bad_url" | "credentials_in_url" | "unresolvable":
+            return _("Its address cannot be used: it must be a public http(s) address that "
+                     "exists.")
+        case "unreachable":
+            return _("Its server could not be reached.")
+        case "too_many_redirects":
+            return _("Its server sends the request on too many times.")
+        case "credentials_unreadable":
+            return _("Its stored user name and password can no longer be read: remove the "
+                     "calendar and register it again.")
+    return _("It could not be read ({code}).", code=code)
 
 
 # ---------------------------------------------------------------- fetching
@@ -219,7 +262,7 @@ async def _record(db: Database, calendar_id: str, *, now: datetime,
 
 
 async def refresh(*, db: Database, http: aiohttp.ClientSession, settings: Settings,
-                  due: _Due, now: datetime) -> str | None:
+                  expander: Expander, due: _Due, now: datetime) -> str | None:
     """Fetch one calendar and store its busy time; the error code, or None on success."""
     try:
         credentials = _open(settings, due.credentials)
@@ -233,10 +276,13 @@ async def refresh(*, db: Database, http: aiohttp.ClientSession, settings: Settin
             return None
         window_start = now - timedelta(days=1)
         window_end = now + timedelta(days=due.horizon_days + 1)
-        # Expanding a large feed is CPU work: keep it off the event loop.
-        intervals = await asyncio.to_thread(busy_intervals, fetched.body, start=window_start,
-                                            end=window_end, zone=due.zone)
+        # In a child process with a memory limit and a time budget: a recurrence bomb
+        # costs that child, never the server.
+        intervals = await expander.busy(fetched.body, start=window_start, end=window_end,
+                                        zone=due.zone)
     except (FetchRefused, CalendarUnreadable) as err:
+        if err.code == "stopped":
+            raise  # the server is stopping: this calendar is not at fault
         # Only the calendar's id and a code: URLs may hold secrets (Google's do).
         log.warning("calendar %s not refreshed: %s", due.id, err.code)
         await _record(db, due.id, now=now, error=err.code)
@@ -246,20 +292,31 @@ async def refresh(*, db: Database, http: aiohttp.ClientSession, settings: Settin
 
 
 async def refresh_due(*, db: Database, settings: Settings, now: datetime,
-                      only: str | None = None) -> dict[str, str | None]:
-    """Fetch every calendar due (or just ``only``); each calendar's error code or None."""
+                      only: str | None = None,
+                      expander: Expander | None = None) -> dict[str, str | None]:
+    """Fetch every calendar due (or just ``only``); each calendar's error code or None.
+
+    ``expander`` is the application's (whose children die with the server); without one,
+    a new one with the settings' limits serves this call alone.
+    """
     due = await _due(db, now=now, every=timedelta(minutes=settings.calendar_fetch_minutes),
                      only=only)
     results: dict[str, str | None] = {}
     if not due:
         return results
+    chosen = expander or Expander.from_settings(settings)
     gate = asyncio.Semaphore(FETCH_CONCURRENCY)
-    async with client_session(allow_private=settings.calendar_allow_private) as http:
+    try:
+        async with client_session(allow_private=settings.calendar_allow_private) as http:
 
-        async def one(item: _Due) -> None:
-            async with gate:
-                results[item.id] = await refresh(db=db, http=http, settings=settings,
-                                                 due=item, now=now)
+            async def one(item: _Due) -> None:
+                async with gate:
+                    results[item.id] = await refresh(
+                        db=db, http=http, settings=settings, expander=chosen,
+                        due=item, now=now)
 
-        await asyncio.gather(*(one(item) for item in due))
+            await asyncio.gather(*(one(item) for item in due))
+    finally:
+        if expander is None:
+            chosen.close()
     return results
