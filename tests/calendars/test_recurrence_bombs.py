@@ -158,6 +158,19 @@ async def test_an_expansion_past_its_time_is_killed_and_reads_as_timeout() -> No
     assert expander.running == 0
 
 
+async def test_an_expansion_past_its_memory_reads_as_too_many_events() -> None:
+    """The child's address space is capped (RLIMIT_AS): with 1 MB to spare even Outlook's
+    small calendar cannot be read, with 64 MB it gives its 4 busy periods."""
+    end = NOW + timedelta(days=57)
+    starved = Expander(seconds=60.0, memory_bytes=1024 * 1024)
+    with pytest.raises(CalendarUnreadable) as refused:
+        await starved.busy(fx.OUTLOOK, start=NOW, end=end, zone="Europe/Paris")
+    assert refused.value.code == "too_many_events"
+    roomy = Expander(seconds=60.0, memory_bytes=64 * 1024 * 1024)
+    assert len(await roomy.busy(fx.OUTLOOK, start=NOW, end=end, zone="Europe/Paris")) == 4
+    assert starved.running == roomy.running == 0
+
+
 def _descendants(pid: int) -> set[int]:
     """The processes under ``pid`` (children, grandchildren…), from /proc."""
     parents: dict[int, int] = {}

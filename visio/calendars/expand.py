@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import multiprocessing
 import multiprocessing.connection
-import multiprocessing.forkserver
 import os
 import resource
 from datetime import datetime
+from multiprocessing import context, forkserver, popen_forkserver, reduction, spawn, util
 from multiprocessing.process import BaseProcess
 from time import monotonic
 
@@ -33,9 +34,46 @@ NICENESS = 10
 REAP_SECONDS = 5.0
 
 _CONTEXT = multiprocessing.get_context("forkserver")
-# Imported once in the fork server, so that a child costs a fork, not imports: the
-# server's main script too, which each child would otherwise run again as __mp_main__.
-PRELOAD = ["__main__", "visio.calendars.busy"]
+# Imported once in the fork server, so that a child costs a fork, not imports.
+PRELOAD = ["visio.calendars.expand"]
+
+
+class _Popen(popen_forkserver.Popen):
+    """The fork server's launch, without the parent's ``__main__`` in what it sends.
+
+    Given it, each child runs the server's main script again before its work (the
+    ``visio`` script imports the whole application: seconds per calendar); the fork
+    server's own "__main__" preload never receives that path (CPython 3.11 asks for a
+    "main_path" key that the preparation data names "init_main_from_path"). The rest is
+    ``popen_forkserver.Popen._launch`` as it is.
+    """
+
+    def _launch(self, process_obj: BaseProcess) -> None:
+        prep_data = spawn.get_preparation_data(process_obj.name)
+        prep_data.pop("init_main_from_path", None)
+        prep_data.pop("init_main_from_name", None)
+        buf = io.BytesIO()
+        context.set_spawning_popen(self)
+        try:
+            reduction.dump(prep_data, buf)
+            reduction.dump(process_obj, buf)
+        finally:
+            context.set_spawning_popen(None)
+        # Neither is in typeshed: the fds to pass, and the function closing them.
+        fds = self._fds  # type: ignore[attr-defined]
+        self.sentinel, w = forkserver.connect_to_new_process(fds)
+        parent_w = os.dup(w)
+        self.finalizer = util.Finalize(self, util.close_fds,  # type: ignore[attr-defined]
+                                       (parent_w, self.sentinel))
+        with open(w, "wb", closefd=True) as f:
+            f.write(buf.getbuffer())
+        self.pid = forkserver.read_signed(self.sentinel)
+
+
+class _Process(context.ForkServerProcess):
+    @staticmethod
+    def _Popen(process_obj: BaseProcess) -> _Popen:
+        return _Popen(process_obj)
 
 
 def _vm_size() -> int:
@@ -106,7 +144,7 @@ class Expander:
 
     async def start(self) -> None:
         """Start the fork server, off the event loop (it imports icalendar: a second)."""
-        await asyncio.to_thread(multiprocessing.forkserver.ensure_running)
+        await asyncio.to_thread(forkserver.ensure_running)
 
     async def busy(self, body: bytes, *, start: datetime, end: datetime,
                    zone: str) -> Intervals:
@@ -114,7 +152,7 @@ class Expander:
         if self._closed:
             raise CalendarUnreadable("stopped")
         reader, writer = _CONTEXT.Pipe(duplex=False)
-        process = _CONTEXT.Process(
+        process = _Process(
             target=_child, args=(writer, body, start, end, zone, self.seconds,
                                  self.memory_bytes),
             name="visio-calendar-expand", daemon=True)
