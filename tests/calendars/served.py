@@ -147,6 +147,7 @@ class Served:
     changing_etag: str = '"v1"'
     changing_status: int = 200
     changing_redirect: str | None = None
+    gate: asyncio.Event = field(default_factory=asyncio.Event)  # /gated.ics waits on it
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
 
     def url(self, path: str) -> str:
@@ -191,6 +192,9 @@ async def serve() -> AsyncIterator[Served]:
             raise web.HTTPFound("http://169.254.169.254/latest/meta-data/")
         if request.path == "/to-outlook":
             raise web.HTTPFound("/outlook.ics")
+        if request.path == "/gated.ics":  # OUTLOOK, once the test opens the gate
+            await served.gate.wait()
+            return web.Response(body=OUTLOOK, content_type="text/calendar")
         if request.path == "/hang":  # answers nothing until the server stops
             await asyncio.Event().wait()
         if request.path == "/error":

@@ -12,7 +12,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from time import monotonic
 
@@ -247,3 +247,42 @@ async def test_sigterm_stops_the_server_during_an_expansion(
     assert code == 0, errors
     await _until(lambda: not any(_alive(p) for p in expanding | under_server), 10,
                  "a process of the server outlived it")
+
+
+async def test_two_instances_fetch_a_calendar_once_at_a_time(
+    db: Database, settings: Settings,
+) -> None:
+    """Two instances' jobs start at once on one database: one claims the calendar and
+    fetches it, the other leaves it; the claim ends with the fetch. A claim left by an
+    instance that died lapses; a live one is respected."""
+    async with app_client(settings) as first, app_client(settings) as second, \
+            fx.serve() as server:
+        world = await make_world(db, first)
+        calendar_id = (await world.register(server.url("/gated.ics")))["id"]
+        jobs = {asyncio.create_task(fetch_calendars(first.app)),
+                asyncio.create_task(fetch_calendars(second.app))}
+        done, waiting = await asyncio.wait(jobs, timeout=60,
+                                           return_when=asyncio.FIRST_COMPLETED)
+        # The request is held at the gate: the first to finish is the one that left it.
+        assert [task.result() for task in done] == [{}]
+        server.gate.set()
+        assert [await task for task in waiting] == [{calendar_id: None}]
+        assert [path for path, _headers in server.requests] == ["/gated.ics"]
+        assert len(await world.busy(calendar_id)) == 4
+
+        async def claimed_until(until: datetime | None = None, *,
+                                change: bool = False) -> datetime | None:
+            async with db.write() as session:
+                row = await session.get(m.ImportedCalendar, calendar_id)
+                assert row is not None
+                if change:  # as another instance would have left it, and due again
+                    row.fetching_until, row.last_attempt_at = until, None
+                return row.fetching_until
+
+        assert await claimed_until() is None  # released by the fetch
+        await claimed_until(NOW + timedelta(hours=1), change=True)  # alive, fetching
+        assert await fetch_calendars(second.app) == {}
+        await claimed_until(NOW - timedelta(seconds=1), change=True)  # died
+        assert await fetch_calendars(second.app) == {calendar_id: None}
+        assert [path for path, _headers in server.requests] == ["/gated.ics"] * 2
+        assert await claimed_until() is None

@@ -4,19 +4,23 @@ The busy time is stored as ``BusyPeriod`` rows with source ``cal:<calendar id>``
 slot search and booking already subtract (``visio.services.calendars.load_staff``);
 a booking never waits on a fetch. A fetch that fails keeps the last good rows and
 records its error code. Credentials are stored encrypted (Fernet) and never leave this
-module but to authenticate the fetch.
+module but to authenticate the fetch. Each fetch first claims its calendar
+(``fetching_until``), so that instances sharing the database fetch a calendar once at a
+time; a claim left by an instance that died lapses.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import hashlib
 import hmac
 import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from time import monotonic
 
 import aiohttp
 import sqlalchemy as sa
@@ -26,7 +30,15 @@ from visio import models as m
 from visio.access import Principal
 from visio.calendars.busy import CalendarUnreadable
 from visio.calendars.expand import Expander
-from visio.calendars.fetch import FetchRefused, check_url, client_session, fetch
+from visio.calendars.fetch import (
+    MAX_REDIRECTS,
+    RESOLVE_SECONDS,
+    TIMEOUT,
+    FetchRefused,
+    check_url,
+    client_session,
+    fetch,
+)
 from visio.db import Database
 from visio.domain.messages import Message, _
 from visio.errors import InvalidInput, NotFound, Unprocessable
@@ -37,6 +49,10 @@ log = logging.getLogger("visio.calendars")
 DEFAULT_HORIZON_DAYS = 56
 FETCH_CONCURRENCY = 4
 REEXPAND_AFTER = timedelta(hours=12)
+#: How long a fetch may hold its calendar, besides the expansion's time: every redirect's
+#: resolution and request at their timeouts, and a margin.
+FETCH_LEASE = timedelta(seconds=(RESOLVE_SECONDS + (TIMEOUT.total or 30)) * (MAX_REDIRECTS + 1)
+                        + 60)
 
 
 def source_of(calendar_id: str) -> str:
@@ -195,6 +211,7 @@ class _Due:
     last_modified: str | None
     zone: str
     horizon_days: int
+    lease_until: datetime | None = None  # this instance's claim, once taken
 
 
 async def _due(db: Database, *, now: datetime, every: timedelta,
@@ -246,14 +263,42 @@ async def _store_busy(db: Database, due: _Due, intervals: list[tuple[datetime, d
         calendar.etag = (fetched_etag or "")[:200] or None
         calendar.last_modified = (fetched_modified or "")[:100] or None
         calendar.busy_count = len(intervals)
+        _release(calendar, due)
 
 
-async def _record(db: Database, calendar_id: str, *, now: datetime,
-                  error: str | None) -> None:
+def _release(calendar: m.ImportedCalendar, due: _Due) -> None:
+    # Only this instance's claim: one that lapsed may be another's by now.
+    if due.lease_until is not None and calendar.fetching_until == due.lease_until:
+        calendar.fetching_until = None
+
+
+async def _claim(db: Database, due: _Due, *, now: datetime, until: datetime,
+                 due_before: datetime | None) -> bool:
+    """Take the calendar's fetch for this instance until ``until``; False when another
+    instance holds it, or fetched it meanwhile (``due_before``)."""
+    claimable = sa.or_(m.ImportedCalendar.fetching_until.is_(None),
+                       m.ImportedCalendar.fetching_until <= now)
+    if due_before is not None:
+        claimable = sa.and_(claimable, sa.or_(
+            m.ImportedCalendar.last_attempt_at.is_(None),
+            m.ImportedCalendar.last_attempt_at <= due_before))
     async with db.write() as session:
-        calendar = await session.get(m.ImportedCalendar, calendar_id)
+        # One statement: on PostgreSQL a concurrent claim waits for this one's commit,
+        # then finds the row taken; on SQLite writes take turns.
+        result = await session.execute(
+            sa.update(m.ImportedCalendar)
+            .where(m.ImportedCalendar.id == due.id, claimable)
+            .values(fetching_until=until)
+            .execution_options(synchronize_session=False))
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def _record(db: Database, due: _Due, *, now: datetime, error: str | None) -> None:
+    async with db.write() as session:
+        calendar = await session.get(m.ImportedCalendar, due.id)
         if calendar is None:
             return
+        _release(calendar, due)
         calendar.last_attempt_at = now
         if error is None:  # 304: the stored busy time is still right
             calendar.status, calendar.last_success_at, calendar.last_error = "ok", now, None
@@ -272,7 +317,7 @@ async def refresh(*, db: Database, http: aiohttp.ClientSession, settings: Settin
                               authorization=authorization, etag=due.etag,
                               last_modified=due.last_modified)
         if fetched.body is None:
-            await _record(db, due.id, now=now, error=None)
+            await _record(db, due, now=now, error=None)
             return None
         window_start = now - timedelta(days=1)
         window_end = now + timedelta(days=due.horizon_days + 1)
@@ -285,7 +330,7 @@ async def refresh(*, db: Database, http: aiohttp.ClientSession, settings: Settin
             raise  # the server is stopping: this calendar is not at fault
         # Only the calendar's id and a code: URLs may hold secrets (Google's do).
         log.warning("calendar %s not refreshed: %s", due.id, err.code)
-        await _record(db, due.id, now=now, error=err.code)
+        await _record(db, due, now=now, error=err.code)
         return err.code
     await _store_busy(db, due, intervals, fetched.etag, fetched.last_modified, now)
     return None
@@ -299,21 +344,28 @@ async def refresh_due(*, db: Database, settings: Settings, now: datetime,
     ``expander`` is the application's (whose children die with the server); without one,
     a new one with the settings' limits serves this call alone.
     """
-    due = await _due(db, now=now, every=timedelta(minutes=settings.calendar_fetch_minutes),
-                     only=only)
+    every = timedelta(minutes=settings.calendar_fetch_minutes)
+    due = await _due(db, now=now, every=every, only=only)
     results: dict[str, str | None] = {}
     if not due:
         return results
     chosen = expander or Expander.from_settings(settings)
+    started = monotonic()
     gate = asyncio.Semaphore(FETCH_CONCURRENCY)
     try:
         async with client_session(allow_private=settings.calendar_allow_private) as http:
 
             async def one(item: _Due) -> None:
                 async with gate:
+                    # The job's instant, moved on by its wait at the gate.
+                    at = now + timedelta(seconds=monotonic() - started)
+                    until = at + FETCH_LEASE + timedelta(seconds=chosen.seconds)
+                    if not await _claim(db, item, now=at, until=until,
+                                        due_before=None if only else now - every):
+                        return  # another instance is fetching it, or just did
                     results[item.id] = await refresh(
                         db=db, http=http, settings=settings, expander=chosen,
-                        due=item, now=now)
+                        due=dataclasses.replace(item, lease_until=until), now=now)
 
             await asyncio.gather(*(one(item) for item in due))
     finally:
