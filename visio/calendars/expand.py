@@ -142,10 +142,6 @@ class Expander:
         """Children expanding now."""
         return len(self._running)
 
-    async def start(self) -> None:
-        """Start the fork server, off the event loop (it imports icalendar: a second)."""
-        await asyncio.to_thread(forkserver.ensure_running)
-
     async def busy(self, body: bytes, *, start: datetime, end: datetime,
                    zone: str) -> Intervals:
         """``busy_intervals`` of ``body`` in a child; CalendarUnreadable on any failure."""
@@ -156,7 +152,8 @@ class Expander:
             target=_child, args=(writer, body, start, end, zone, self.seconds,
                                  self.memory_bytes),
             name="visio-calendar-expand", daemon=True)
-        # Starting sends the body to the child: a thread, not the event loop.
+        # Starting sends the body to the child, and the first start also starts the fork
+        # server (it imports icalendar: a second): a thread, not the event loop.
         started = asyncio.ensure_future(asyncio.to_thread(process.start))
         try:
             try:
