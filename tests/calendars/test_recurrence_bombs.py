@@ -12,7 +12,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from time import monotonic
 
@@ -26,7 +26,7 @@ from tests.factories import make_operator, make_user
 from tests.web.test_pages import log_in
 from visio import models as m
 from visio.app import create_app
-from visio.calendars.busy import CalendarUnreadable
+from visio.calendars.busy import CalendarUnreadable, busy_intervals
 from visio.calendars.expand import Expander
 from visio.calendars.jobs import fetch_calendars
 from visio.db import Database
@@ -286,3 +286,20 @@ async def test_two_instances_fetch_a_calendar_once_at_a_time(
         assert await fetch_calendars(second.app) == {calendar_id: None}
         assert [path for path, _headers in server.requests] == ["/gated.ics"] * 2
         assert await claimed_until() is None
+
+
+def test_a_rule_by_the_minute_within_the_limits_gives_exactly_its_busy_time() -> None:
+    """Read a span at a time, a rule by the minute loses nothing at the spans' edges and
+    counts an occurrence across one edge once: four 20-minute meetings every half hour
+    from 06:50 UTC on 13 October (one edge of the two-day spans is at 07:00)."""
+    text = fx.calendar(fx._bomb_event(
+        "minutely-ok", "RRULE:FREQ=MINUTELY;INTERVAL=30;COUNT=4",
+        start="20261013T065000Z").replace("DURATION:PT1S", "DURATION:PT20M"),
+        prodid="-//x//x//EN")
+    at = datetime(2026, 10, 13, tzinfo=UTC)
+    assert busy_intervals(text, start=NOW - timedelta(days=1), end=NOW + timedelta(days=57),
+                          zone="Europe/Paris") == [
+        (at.replace(hour=6, minute=50), at.replace(hour=7, minute=10)),
+        (at.replace(hour=7, minute=20), at.replace(hour=7, minute=40)),
+        (at.replace(hour=7, minute=50), at.replace(hour=8, minute=10)),
+        (at.replace(hour=8, minute=20), at.replace(hour=8, minute=40))]
