@@ -13,12 +13,14 @@ from visio.api.calendars import serve_feed
 from visio.api.limits import ExpensiveLimits
 from visio.api.problems import problems_middleware
 from visio.api.routes import PREFIX, api_routes
+from visio.calendars.expand import Expander
 from visio.calendars.jobs import schedule_calendar_fetches
 from visio.clock import utcnow
 from visio.db import open_database
 from visio.domain.calendars import HolidayCalendar
 from visio.jobs import schedule_purges
 from visio.keys import (
+    calendar_expander_key,
     clock_key,
     database_key,
     dummy_hash_key,
@@ -92,6 +94,7 @@ def create_app(
     app[search_cache_key] = SearchCache(
         settings.search_cache_entries,
         on_lookup=lambda outcome: metrics.search_cache.labels(outcome).inc())
+    app[calendar_expander_key] = Expander.from_settings(settings)
     app.on_response_prepare.append(_server_header)
 
     async def database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -110,7 +113,9 @@ def create_app(
             schedule_dispatch(scheduler, dispatcher)
         scheduler.start()
         yield
-        scheduler.shutdown(wait=False)
+        scheduler.shutdown(wait=False)  # cancels a calendar fetch under way
+        # An expansion's child would keep the stop waiting on it: killed now.
+        app[calendar_expander_key].close()
         if dispatcher is not None:
             await dispatcher.close()
 

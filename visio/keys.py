@@ -10,6 +10,7 @@ from aiohttp import web
 from argon2 import PasswordHasher
 
 from visio.api.limits import ExpensiveLimits
+from visio.calendars.expand import Expander
 from visio.db import Database
 from visio.domain.calendars import HolidayCalendar
 from visio.observability import Metrics
@@ -40,3 +41,4 @@ limits_key = web.AppKey("limits", ExpensiveLimits)
 search_cache_key = web.AppKey("search_cache", SearchCache)
 metrics_key = web.AppKey("metrics", Metrics)
 templates_key = web.AppKey("templates", jinja2.Environment)
+calendar_expander_key = web.AppKey("calendar_expander", Expander)

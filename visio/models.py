@@ -323,6 +323,9 @@ class ImportedCalendar(Base):
     etag: Mapped[str | None] = mapped_column(sa.String(200))
     last_modified: Mapped[str | None] = mapped_column(sa.String(100))
     busy_count: Mapped[int] = mapped_column(sa.Integer, default=0)
+    # An instance's claim on the calendar while it fetches it: one fetch at a time across
+    # instances; a claim left by an instance that died lapses at this instant.
+    fetching_until: Mapped[datetime | None]
 
     __table_args__ = (
         sa.CheckConstraint("status IN ('pending', 'ok', 'error')", name="status"),

@@ -252,6 +252,19 @@ class Settings:
     calendar_fetch_minutes: int = setting(
         15, _int,
         "How often staff members' imported calendars are fetched.")
+    calendar_check_seconds: int = setting(
+        60, _int,
+        "How often the background job looks for calendars due (and the delay before its "
+        "first look after start-up).")
+    calendars_per_staff: int = setting(
+        5, _int,
+        "Calendars one staff member may register: each is fetched and expanded every round.")
+    calendar_expand_seconds: float = setting(
+        20.0, _float,
+        "Time one calendar's expansion may take, in its own process, before it is killed.")
+    calendar_expand_memory_mb: int = setting(
+        256, _int,
+        "Memory one calendar's expansion may add to its process (RLIMIT_AS).")
     call_fallback_seconds: int = setting(
         60, _int,
         "A call not connected this long shows the desk's fallback phone number on both "

@@ -10,7 +10,8 @@ served over HTTP by a local aiohttp server started by the test (never read from 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -146,6 +147,7 @@ class Served:
     changing_etag: str = '"v1"'
     changing_status: int = 200
     changing_redirect: str | None = None
+    gate: asyncio.Event = field(default_factory=asyncio.Event)  # /gated.ics waits on it
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
 
     def url(self, path: str) -> str:
@@ -165,6 +167,8 @@ async def serve() -> AsyncIterator[Served]:
         served.requests.append((request.path, dict(request.headers)))
         if request.path in fixed:
             return web.Response(body=fixed[request.path], content_type="text/calendar")
+        if request.path in BOMBS:  # each written once (cached): some take a moment
+            return web.Response(body=BOMBS[request.path](), content_type="text/calendar")
         if request.path == "/changing.ics":
             if served.changing_redirect is not None:
                 raise web.HTTPFound(served.changing_redirect)
@@ -188,6 +192,9 @@ async def serve() -> AsyncIterator[Served]:
             raise web.HTTPFound("http://169.254.169.254/latest/meta-data/")
         if request.path == "/to-outlook":
             raise web.HTTPFound("/outlook.ics")
+        if request.path == "/gated.ics":  # OUTLOOK, once the test opens the gate
+            await served.gate.wait()
+            return web.Response(body=OUTLOOK, content_type="text/calendar")
         if request.path == "/hang":  # answers nothing until the server stops
             await asyncio.Event().wait()
         if request.path == "/error":
@@ -207,3 +214,79 @@ async def serve() -> AsyncIterator[Served]:
         yield served
     finally:
         await runner.cleanup()
+
+
+# ---------------------------------------------------------------- recurrence bombs
+# Small files whose expansion would cost minutes of CPU and gigabytes if left to run: each
+# must end as an error code on its calendar while the server keeps answering.
+
+
+def _bomb_event(uid: str, *lines: str, start: str = "20261012T080000Z") -> str:
+    body = "\n".join(lines)
+    return f"BEGIN:VEVENT\nUID:{uid}@bomb.example\nDTSTAMP:20261001T000000Z\n" \
+           f"DTSTART:{start}\nDURATION:PT1S\n{body}\nEND:VEVENT"
+
+
+@functools.cache
+def secondly() -> bytes:
+    """About 200 bytes: an occurrence every second, forever."""
+    return calendar(_bomb_event("secondly", "RRULE:FREQ=SECONDLY"), prodid="-//x//x//EN")
+
+
+@functools.cache
+def minutely_50() -> bytes:
+    """Fifty events, each every minute."""
+    return calendar(*(_bomb_event(f"minutely-{n}", "RRULE:FREQ=MINUTELY")
+                      for n in range(50)), prodid="-//x//x//EN")
+
+
+@functools.cache
+def daily_20000() -> bytes:
+    """Twenty thousand events, each every day."""
+    return calendar(*(_bomb_event(f"daily-{n}", "RRULE:FREQ=DAILY") for n in range(20_000)),
+                    prodid="-//x//x//EN")
+
+
+@functools.cache
+def long_rdate() -> bytes:
+    """One event repeated on 250,000 explicit dates (RDATE lists), within the window."""
+    lines = []
+    for chunk in range(250):
+        days = ",".join(f"202610{13 + n % 18:02d}T{n // 60 % 24:02d}{n % 60:02d}{chunk % 60:02d}Z"
+                        for n in range(1000))
+        lines.append(f"RDATE:{days}")
+    return calendar(_bomb_event("rdate", *lines), prodid="-//x//x//EN")
+
+
+@functools.cache
+def many_zones() -> bytes:
+    """Five thousand VTIMEZONEs written as Outlook does (rules from 1601), each used."""
+    zones, events = [], []
+    for n in range(5000):
+        zones.append(ROMANCE.replace("TZID:Romance Standard Time", f"TZID:Zone {n}"))
+        events.append(f"BEGIN:VEVENT\nUID:zone-{n}@bomb.example\nDTSTAMP:20261001T000000Z\n"
+                      f"DTSTART;TZID=Zone {n}:20261013T090000\nDURATION:PT1H\nEND:VEVENT")
+    return calendar(*zones, *events, prodid="-//x//x//EN")
+
+
+@functools.cache
+def never_matching() -> bytes:
+    """About 200 bytes: a rule whose filters no instant meets (30 February), searched by
+    the minute until the year 9999."""
+    return calendar(_bomb_event("never", "RRULE:FREQ=MINUTELY;BYMONTH=2;BYMONTHDAY=30"),
+                    prodid="-//x//x//EN")
+
+
+@functools.cache
+def never_by_setpos() -> bytes:
+    """A BYSETPOS combination that selects nothing: the last second of 31 April."""
+    return calendar(_bomb_event(
+        "setpos", "RRULE:FREQ=SECONDLY;BYMONTH=4;BYMONTHDAY=31;BYSETPOS=-1"),
+        prodid="-//x//x//EN")
+
+
+BOMBS: dict[str, Callable[[], bytes]] = {
+    "/bomb/secondly.ics": secondly, "/bomb/minutely-50.ics": minutely_50,
+    "/bomb/daily-20000.ics": daily_20000, "/bomb/long-rdate.ics": long_rdate,
+    "/bomb/many-zones.ics": many_zones, "/bomb/never.ics": never_matching,
+    "/bomb/never-setpos.ics": never_by_setpos}

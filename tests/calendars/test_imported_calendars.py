@@ -4,6 +4,8 @@ HTTP, recurrences across the clock change, failures that keep the last good data
 from __future__ import annotations
 
 import dataclasses
+import html
+import ipaddress
 import logging
 import socket
 from collections.abc import Awaitable, Callable
@@ -301,6 +303,62 @@ def test_address_policy(address: str, private_allowed: bool, expected: bool) -> 
     assert address_allowed(address, allow_private=private_allowed) is expected
 
 
+def _mapped(v4: int) -> int:
+    return 0xFFFF << 32 | v4
+
+
+def _local_nat64(v4: int) -> int:
+    # RFC 6052 /48 layout (bits 48-63, then 72-87) and the /96 one at once.
+    return (0x0064_FF9B_0001 << 80 | (v4 >> 16) << 64 | (v4 & 0xFFFF) << 40 | v4)
+
+
+def _teredo(v4: int) -> int:
+    # Server 65.54.227.120 (public), flags 0x8000, port, then the client inverted.
+    return 0x2001_0000_4136_E378_8000_63BF << 32 | (~v4 & 0xFFFFFFFF)
+
+
+EMBEDDINGS: dict[str, Callable[[int], int]] = {
+    "IPv4-mapped ::ffff:0:0/96": _mapped,
+    "IPv4-compatible ::/96": lambda v4: v4,
+    "NAT64 64:ff9b::/96": lambda v4: 0x0064_FF9B << 96 | v4,
+    "local NAT64 64:ff9b:1::/48": _local_nat64,
+    "6to4 2002::/16": lambda v4: 0x2002 << 112 | v4 << 80 | 1,
+    "Teredo 2001::/32": _teredo,
+}
+
+
+@pytest.mark.parametrize("form", list(EMBEDDINGS))
+@pytest.mark.parametrize(("embedded", "private_allowed", "expected"), [
+    ("127.0.0.1", False, False), ("10.1.2.3", False, False), ("192.168.4.5", False, False),
+    ("169.254.169.254", True, False), ("169.254.10.1", True, False),
+    ("100.100.100.200", True, False), ("0.0.0.7", True, False),
+    ("93.184.215.14", False, True), ("93.184.215.14", True, True),
+])
+def test_ipv6_forms_embedding_ipv4_are_judged_by_the_embedded_address(
+    form: str, embedded: str, private_allowed: bool, expected: bool,
+) -> None:
+    """6to4, Teredo, NAT64, IPv4-mapped and -compatible addresses lead to the IPv4 address
+    they hold: loopback, private, link-local and metadata ones are refused, public ones
+    pass."""
+    v6 = ipaddress.IPv6Address(EMBEDDINGS[form](int(ipaddress.IPv4Address(embedded))))
+    assert address_allowed(str(v6), allow_private=private_allowed) is expected, str(v6)
+
+
+@pytest.mark.parametrize("address", ["fec0::1", "fec0:0:0:1::10", "feff:ffff::1"])
+def test_deprecated_site_local_addresses_are_private(address: str) -> None:
+    """fec0::/10 (site-local, deprecated by RFC 3879) is never a public calendar host."""
+    assert address_allowed(address, allow_private=False) is False
+
+
+def test_a_local_nat64_address_passes_only_when_both_layouts_lead_to_a_public_host() -> None:
+    """64:ff9b:1::/48 may hold its IPv4 address in the /48 or the /96 layout: 127.0.0.1 in
+    the first and a public address in the last 32 bits is still refused."""
+    public = int(ipaddress.IPv4Address("93.184.215.14"))
+    loopback_in_48 = (0x0064_FF9B_0001 << 80 | 0x7F00 << 64 | 0x0001 << 40 | public)
+    assert address_allowed(str(ipaddress.IPv6Address(loopback_in_48)),
+                           allow_private=False) is False
+
+
 async def test_the_resolver_refuses_names_that_resolve_to_loopback() -> None:
     """A name is checked again at connection time (DNS rebinding)."""
     resolver = GuardedResolver(allow_private=False)
@@ -371,3 +429,49 @@ async def test_the_background_job_fetches_the_calendars_due(
         assert await fetch_calendars(world.client.app) == {calendar_id: None}
         assert await fetch_calendars(world.client.app) == {}  # fetched at this instant
     assert len(await world.busy(calendar_id)) == 1
+
+
+async def test_an_unparsable_address_or_a_lone_surrogate_is_a_400_naming_the_field(
+    db: Database, make_client: MakeClient,
+) -> None:
+    """``htTp://X]"C<5c.X`` fits the address pattern but is no address, and a user name
+    holding a lone surrogate cannot be stored: each a 400 naming its field, nothing
+    registered."""
+    world = await make_world(db, await make_client(now=NOW))
+    url = f"/api/v1/staff/{world.staff_id}/calendars"
+    for body, field in (({"url": 'htTp://X]"C<5c.X'}, "url"),
+                        ({"url": "https://calendar.example.org/a.ics", "username": "\ud800"},
+                         "username"),
+                        ({"url": 'htTp://X]"C<5c.X', "username": "\ud800"}, "username"),
+                        ({"url": "https://calendar.example.org/a.ics", "username": "paul",
+                          "password": "pw\udfff"}, "password")):
+        answer = await world.client.post(url, headers={**world.staff_headers,
+                                                       "Accept-Language": "en"}, json=body)
+        assert answer.status == 400, await answer.text()
+        problem = await answer.json()
+        assert problem["field"] == field
+        assert field in problem["detail"]
+    assert await world.calendars() == {}
+
+
+async def test_the_staff_page_shows_a_sentence_for_an_unparsable_address(
+    db: Database, make_client: MakeClient,
+) -> None:
+    """The form on /staff/availability answers a 400 page with the catalogue's sentence,
+    in the staff member's language, and registers nothing."""
+    from tests.web.test_pages import csrf_of, log_in
+
+    client = await make_client(now=NOW)
+    op = await make_operator(db)
+    staff = await make_user(db, role="staff", staff=op.staff[0])
+    await log_in(client, staff)
+    page = await client.get("/staff/availability")
+    answer = await client.post("/staff/calendars", data={
+        "url": 'htTp://X]"C<5c.X', "username": "", "password": "",
+        "csrf": csrf_of(await page.text())}, allow_redirects=False)
+    assert answer.status == 400
+    shown = html.unescape(await answer.text())
+    assert "Le champ url n'est pas écrit sous la forme attendue." in shown
+    async with db.read() as session:
+        assert await session.scalar(sa.select(sa.func.count()).select_from(
+            m.ImportedCalendar)) == 0

@@ -7,6 +7,7 @@ language; values the document allows but the service cannot take (a date-time ou
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from datetime import date, datetime
@@ -155,11 +156,27 @@ async def body(request: web.Request, kind: type[T], *, required: bool = False) -
     except msgspec.ValidationError as err:
         raise _invalid(err) from err
     except msgspec.DecodeError as err:
+        _name_unreadable_field(raw, err)
         raise InvalidInput(_("The request body is not valid JSON.")) from err
     except RecursionError as err:
         raise InvalidInput(_("The request body is nested too deeply.")) from err
     check_values(value)
     return value
+
+
+def _name_unreadable_field(raw: bytes, err: msgspec.DecodeError) -> None:
+    """When msgspec refuses a body for a lone surrogate ("\\ud800"), name its field.
+
+    Python's reader takes such escapes: what it reads shows the field holding one.
+    """
+    try:
+        loose = json.loads(raw)
+    except (ValueError, RecursionError):
+        return
+    try:
+        check_values(loose)
+    except InvalidInput as named:
+        raise named from err
 
 
 def _integral(value: Any) -> Any:

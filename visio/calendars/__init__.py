@@ -5,5 +5,6 @@
 - ``feed``: a staff member's or a desk's agenda feed;
 - ``fetch``: fetching a staff member's own calendar (SSRF-guarded);
 - ``busy``: busy intervals read from a fetched calendar;
+- ``expand``: that reading in a child process with a time and memory budget;
 - ``jobs``: the scheduler job that fetches them.
 """

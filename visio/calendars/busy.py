@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from time import monotonic
 from zoneinfo import ZoneInfo
 
 import icalendar
@@ -19,6 +20,11 @@ from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 
 #: More busy periods than this in one calendar is refused as broken (a runaway RRULE).
 MAX_PERIODS = 20_000
+#: Occurrences read (busy or not) before the calendar is refused: free or cancelled
+#: ones cost as much to expand.
+MAX_OCCURRENCES = 2 * MAX_PERIODS
+#: A calendar declares a few zones; thousands of VTIMEZONEs only cost time to read.
+MAX_ZONES = 100
 
 
 class CalendarUnreadable(ValueError):
@@ -29,6 +35,7 @@ class CalendarUnreadable(ValueError):
         self.code = code
 
 
+_ZONE_START = re.compile(rb"^BEGIN:VTIMEZONE\r?$", re.IGNORECASE | re.MULTILINE)
 _FOLD = re.compile(rb"\r?\n[ \t]")
 _TZID = re.compile(rb'(TZID[=:])("?)([^";:\r\n]+)\2')
 
@@ -109,36 +116,100 @@ def merged(intervals: Iterable[tuple[datetime, datetime]]) -> list[tuple[datetim
     return result
 
 
-def busy_intervals(text: bytes, *, start: datetime, end: datetime,
-                   zone: str) -> list[tuple[datetime, datetime]]:
-    """The busy time of ``text`` inside [start, end), merged, as UTC instants."""
+def _chunk(event: icalendar.Event) -> timedelta | None:
+    """The span to read a dense rule's occurrences by (None: at most one a day or hour).
+
+    Without BYMINUTE or BYSECOND and at most hourly, a rule gives at most 24 occurrences
+    a day: its whole window is read at once. A rule by the minute or the second is read an
+    hour or two days at a time, so that no read lists more than a few thousand.
+    """
+    chunk: timedelta | None = None
+    rules = event.get("RRULE", [])
+    for rule in rules if isinstance(rules, list) else [rules]:
+        freq = [str(f).upper() for f in rule.get("FREQ", [])]
+        if "SECONDLY" in freq or "BYSECOND" in rule:
+            return timedelta(hours=1)
+        if "MINUTELY" in freq or "BYMINUTE" in rule:
+            chunk = timedelta(days=2)
+    return chunk
+
+
+def _rdate_count(event: icalendar.Event) -> int:
+    rdates = event.get("RDATE", [])
+    return sum(len(getattr(r, "dts", ())) for r in (
+        rdates if isinstance(rdates, list) else [rdates]))
+
+
+def busy_intervals(text: bytes, *, start: datetime, end: datetime, zone: str,
+                   deadline: float | None = None) -> list[tuple[datetime, datetime]]:
+    """The busy time of ``text`` inside [start, end), merged, as UTC instants.
+
+    Occurrences are read series by series (an event and its moved occurrences), each over
+    the window at once or, for rules by the minute or the second, a span at a time
+    (``_chunk``), and counted as they come: a runaway calendar stops at
+    ``MAX_OCCURRENCES`` without ever being listed whole. Past ``deadline``
+    (``time.monotonic``) the reading stops as "timeout"; a rule that never matches can
+    still spend long in one step of the library, which is why the caller runs this in a
+    process it can kill (``visio.calendars.expand``).
+    """
     stripped = text.lstrip(b"\xef\xbb\xbf \t\r\n")
     if not stripped[:15].upper().startswith(b"BEGIN:VCALENDAR"):
         raise CalendarUnreadable("not_ics")
+    if len(_ZONE_START.findall(stripped)) > MAX_ZONES:
+        raise CalendarUnreadable("too_many_zones")
     local = ZoneInfo(zone)
     try:
         calendars = icalendar.Calendar.from_ical(iana_zone_names(stripped), multiple=True)
         found: list[tuple[datetime, datetime]] = []
+        occurrences = 0
         for calendar in calendars:
             # Most events of a calendar of some years are single and past: drop them before
             # the expansion, which costs per event.
             calendar.subcomponents = [
                 c for c in calendar.subcomponents
                 if not isinstance(c, icalendar.Event) or _may_touch(c, start, end, local)]
-            for event in recurring_ical_events.of(calendar).between(start, end):
-                if not isinstance(event, icalendar.Event) or not _is_busy(event):
-                    continue
-                bounds = _bounds(event, local)
-                if bounds is None:
-                    continue
-                low, high = max(bounds[0], start), min(bounds[1], end)
-                if low < high:
-                    found.append((low, high))
-                if len(found) > MAX_PERIODS:
-                    raise CalendarUnreadable("too_many_events")
+            events = [c for c in calendar.subcomponents if isinstance(c, icalendar.Event)]
+            if sum(_rdate_count(e) for e in events) > MAX_OCCURRENCES:
+                raise CalendarUnreadable("too_many_events")
+            chunks = {str(e.get("UID", "")): _chunk(e) for e in events if "RRULE" in e}
+            for series in recurring_ical_events.of(calendar).series:
+                chunk = chunks.get(str(series.uid))
+                spans = [(start, end)] if chunk is None else [
+                    (low, min(low + chunk, end)) for low in _steps(start, end, chunk)]
+                seen: set[tuple[datetime, datetime]] = set()
+                for low, high in spans:
+                    for occurrence in series.between(low, high):
+                        occurrences += 1
+                        if occurrences > MAX_OCCURRENCES:
+                            raise CalendarUnreadable("too_many_events")
+                        if deadline is not None and monotonic() > deadline:
+                            raise CalendarUnreadable("timeout")
+                        event = occurrence.as_component(False)
+                        if not isinstance(event, icalendar.Event) or not _is_busy(event):
+                            continue
+                        bounds = _bounds(event, local)
+                        if bounds is None or bounds in seen:
+                            continue  # an occurrence across two spans is read twice
+                        seen.add(bounds)
+                        clipped = max(bounds[0], start), min(bounds[1], end)
+                        if clipped[0] < clipped[1]:
+                            found.append(clipped)
+                        if len(found) > MAX_PERIODS:
+                            raise CalendarUnreadable("too_many_events")
     except CalendarUnreadable:
         raise
+    except MemoryError as err:
+        # The expansion's process has a memory limit: a calendar that reaches it is
+        # refused like one with too many occurrences.
+        raise CalendarUnreadable("too_many_events") from err
     except Exception as err:
         # icalendar and recurring-ical-events raise many kinds on bad input: all "broken".
         raise CalendarUnreadable("broken") from err
     return merged(found)
+
+
+def _steps(start: datetime, end: datetime, step: timedelta) -> Iterable[datetime]:
+    at = start
+    while at < end:
+        yield at
+        at += step

@@ -43,17 +43,59 @@ class FetchRefused(Exception):
         self.code = code
 
 
+# Always refused: "this network" (Linux reaches the host itself through 0.0.0.0/8).
+THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
+# Deprecated site-local IPv6 (RFC 3879): never a public host, judged as private.
+SITE_LOCAL = ipaddress.ip_network("fec0::/10")
+# IPv6 forms that lead to an IPv4 address held in their last 32 bits.
+IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # RFC 4291 §2.5.5.1, deprecated
+NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052
+# RFC 8215: a local NAT64 prefix, its length the network's choice.
+LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")
+
+
+def _embedded(ip: ipaddress.IPv6Address) -> tuple[ipaddress.IPv4Address, ...]:
+    """The IPv4 addresses a packet to ``ip`` may end at, for the forms that embed one."""
+    value = int(ip)
+    last32 = ipaddress.IPv4Address(value & 0xFFFFFFFF)
+    if ip.ipv4_mapped is not None:
+        return (ip.ipv4_mapped,)
+    if ip in NAT64 or (ip in IPV4_COMPATIBLE and value > 1):  # :: and ::1 are themselves
+        return (last32,)
+    if ip in LOCAL_NAT64:
+        # The /48 layout (RFC 6052 §2.2: bits 48-63, then 72-87 past the "u" octet) or
+        # the /96 one: both must be allowed, as the network's choice is unknown here.
+        high, low = (value >> 64) & 0xFFFF, (value >> 40) & 0xFFFF
+        return (ipaddress.IPv4Address(high << 16 | low), last32)
+    if ip.sixtofour is not None:  # 2002::/16, RFC 3056
+        return (ip.sixtofour,)
+    if ip.teredo is not None:  # 2001::/32, RFC 4380: the server, and the inverted client
+        return ip.teredo
+    return ()
+
+
 def address_allowed(address: str, *, allow_private: bool) -> bool:
-    """Whether a calendar may be fetched from ``address`` (an IP literal)."""
+    """Whether a calendar may be fetched from ``address`` (an IP literal).
+
+    An IPv6 address embedding an IPv4 one (mapped, compatible, NAT64, 6to4, Teredo) is
+    judged by what it embeds: ``2002:7f00:1::`` reaches 127.0.0.1 through a 6to4 relay.
+    """
     try:
         ip: IPAddress = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = _embedded(ip)
+        if embedded:
+            return all(address_allowed(str(inner), allow_private=allow_private)
+                       for inner in embedded)
+        if ip in SITE_LOCAL:
+            return allow_private
     if any(ip in network for network in METADATA):
         return False
     if ip.is_unspecified or ip.is_multicast or ip.is_link_local:
+        return False
+    if isinstance(ip, ipaddress.IPv4Address) and ip in THIS_NETWORK:
         return False
     if ip.is_loopback or ip.is_private:
         return allow_private
@@ -88,12 +130,15 @@ class GuardedResolver(AbstractResolver):
 
 async def check_url(url: str, *, allow_private: bool) -> None:
     """Refuse a URL whose scheme, credentials or host addresses are not allowed."""
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError as err:  # "http://x]" and other unparsable addresses
+        raise FetchRefused("bad_url") from err
+    if parts.scheme.lower() not in ("http", "https") or not host:
         raise FetchRefused("bad_url")
     if parts.username is not None or parts.password is not None:
         raise FetchRefused("credentials_in_url")
-    host = parts.hostname
     literal = _literal(host)
     if literal is not None:
         if not address_allowed(literal, allow_private=allow_private):
@@ -158,7 +203,10 @@ async def fetch(session: aiohttp.ClientSession, url: str, *, allow_private: bool
                     location = response.headers.get("Location")
                     if not location:
                         raise FetchRefused(f"http_{response.status}")
-                    current = str(response.url.join(URL(location)))
+                    try:
+                        current = str(response.url.join(URL(location)))
+                    except ValueError as err:
+                        raise FetchRefused("bad_url") from err
                     continue
                 if response.status == 304:
                     return Fetched(None, etag, last_modified)

@@ -7,20 +7,18 @@ import logging
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from visio.keys import clock_key, database_key, settings_key
+from visio.keys import calendar_expander_key, clock_key, database_key, settings_key
 from visio.services import imported_calendars
 
 log = logging.getLogger("visio.calendars")
 
-#: How often the job looks for calendars due; each is fetched every
-#: VISIO_CALENDAR_FETCH_MINUTES, and a new one within this delay.
-CHECK_EVERY_SECONDS = 60
 
 
 async def fetch_calendars(app: web.Application) -> dict[str, str | None]:
     """Fetch the calendars due now; each calendar's error code, or None."""
     return await imported_calendars.refresh_due(
-        db=app[database_key], settings=app[settings_key], now=app[clock_key]())
+        db=app[database_key], settings=app[settings_key], now=app[clock_key](),
+        expander=app[calendar_expander_key])
 
 
 def schedule_calendar_fetches(scheduler: AsyncIOScheduler, app: web.Application) -> None:
@@ -37,6 +35,8 @@ def schedule_calendar_fetches(scheduler: AsyncIOScheduler, app: web.Application)
             failed = sum(1 for code in results.values() if code is not None)
             log.info("calendars fetched: %d, failed: %d", len(results), failed)
 
-    scheduler.add_job(job, "interval", seconds=CHECK_EVERY_SECONDS,
+    # Each calendar is fetched every VISIO_CALENDAR_FETCH_MINUTES; a new one within
+    # VISIO_CALENDAR_CHECK_SECONDS.
+    scheduler.add_job(job, "interval", seconds=app[settings_key].calendar_check_seconds,
                       id="visio.calendars.fetch", name="fetch_calendars", coalesce=True,
                       max_instances=1, replace_existing=True)

@@ -4,19 +4,23 @@ The busy time is stored as ``BusyPeriod`` rows with source ``cal:<calendar id>``
 slot search and booking already subtract (``visio.services.calendars.load_staff``);
 a booking never waits on a fetch. A fetch that fails keeps the last good rows and
 records its error code. Credentials are stored encrypted (Fernet) and never leave this
-module but to authenticate the fetch.
+module but to authenticate the fetch. Each fetch first claims its calendar
+(``fetching_until``), so that instances sharing the database fetch a calendar once at a
+time; a claim left by an instance that died lapses.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import hashlib
 import hmac
 import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from time import monotonic
 
 import aiohttp
 import sqlalchemy as sa
@@ -24,11 +28,20 @@ from cryptography.fernet import Fernet, InvalidToken
 
 from visio import models as m
 from visio.access import Principal
-from visio.calendars.busy import CalendarUnreadable, busy_intervals
-from visio.calendars.fetch import FetchRefused, check_url, client_session, fetch
+from visio.calendars.busy import CalendarUnreadable
+from visio.calendars.expand import Expander
+from visio.calendars.fetch import (
+    MAX_REDIRECTS,
+    RESOLVE_SECONDS,
+    TIMEOUT,
+    FetchRefused,
+    check_url,
+    client_session,
+    fetch,
+)
 from visio.db import Database
-from visio.domain.messages import _
-from visio.errors import NotFound, Unprocessable
+from visio.domain.messages import Message, _
+from visio.errors import InvalidInput, NotFound, Unprocessable
 from visio.settings import Settings
 
 log = logging.getLogger("visio.calendars")
@@ -36,6 +49,10 @@ log = logging.getLogger("visio.calendars")
 DEFAULT_HORIZON_DAYS = 56
 FETCH_CONCURRENCY = 4
 REEXPAND_AFTER = timedelta(hours=12)
+#: How long a fetch may hold its calendar, besides the expansion's time: every redirect's
+#: resolution and request at their timeouts, and a margin.
+FETCH_LEASE = timedelta(seconds=(RESOLVE_SECONDS + (TIMEOUT.total or 30)) * (MAX_REDIRECTS + 1)
+                        + 60)
 
 
 def source_of(calendar_id: str) -> str:
@@ -95,11 +112,23 @@ async def register(*, db: Database, principal: Principal, settings: Settings, st
     try:
         await check_url(url, allow_private=settings.calendar_allow_private)
     except FetchRefused as err:
+        if err.code == "bad_url":  # not an address at all, though it passed the pattern
+            raise InvalidInput(_("The field {field} is not written in the expected form.",
+                                 field="url"), extra={"field": "url"}) from err
         raise Unprocessable(
             _("This calendar address cannot be used: it must be a public http(s) address, "
               "without a name or password in it."),
             extra={"field": "url", "reason": err.code}) from err
     async with db.write() as session:
+        # Each calendar is fetched and expanded every round: their number is bounded.
+        registered = await session.scalar(
+            sa.select(sa.func.count()).select_from(m.ImportedCalendar)
+            .where(m.ImportedCalendar.staff_id == staff_id))
+        if (registered or 0) >= settings.calendars_per_staff:
+            raise Unprocessable(
+                _("A staff member may register at most {count} calendars: remove one "
+                  "before adding another.", count=settings.calendars_per_staff),
+                extra={"field": "url", "reason": "too_many_calendars"})
         calendar = m.ImportedCalendar(
             staff_id=staff_id, url=url, credentials=_seal(settings, username, password),
             status="pending", created_at=now, busy_count=0)
@@ -136,6 +165,39 @@ async def remove(*, db: Database, principal: Principal, staff_id: str,
         await session.delete(calendar)
 
 
+def why_unread(code: str) -> Message:
+    """The sentence shown to the staff member for a calendar's error code."""
+    if code.startswith("http_"):
+        return _("Its server refused to give it (HTTP status {status}).",
+                 status=code.removeprefix("http_"))
+    match code:
+        case "too_many_events":
+            return _("It asks for too many occurrences to be read (for example an event "
+                     "repeated every minute or every second).")
+        case "timeout":
+            return _("Reading it took too long: its server answered too slowly, or its "
+                     "repetition rules take too long to work out.")
+        case "too_many_zones":
+            return _("It declares too many time zones.")
+        case "too_large":
+            return _("It is larger than 5 MB.")
+        case "broken":
+            return _("It is not a valid iCalendar file.")
+        case "not_ics":
+            return _("The address does not give an iCalendar file (perhaps a sign-in page).")
+        case "address_refused" | "bad_url" | "credentials_in_url" | "unresolvable":
+            return _("Its address cannot be used: it must be a public http(s) address that "
+                     "exists.")
+        case "unreachable":
+            return _("Its server could not be reached.")
+        case "too_many_redirects":
+            return _("Its server sends the request on too many times.")
+        case "credentials_unreadable":
+            return _("Its stored user name and password can no longer be read: remove the "
+                     "calendar and register it again.")
+    return _("It could not be read ({code}).", code=code)
+
+
 # ---------------------------------------------------------------- fetching
 
 
@@ -149,6 +211,7 @@ class _Due:
     last_modified: str | None
     zone: str
     horizon_days: int
+    lease_until: datetime | None = None  # this instance's claim, once taken
 
 
 async def _due(db: Database, *, now: datetime, every: timedelta,
@@ -200,14 +263,42 @@ async def _store_busy(db: Database, due: _Due, intervals: list[tuple[datetime, d
         calendar.etag = (fetched_etag or "")[:200] or None
         calendar.last_modified = (fetched_modified or "")[:100] or None
         calendar.busy_count = len(intervals)
+        _release(calendar, due)
 
 
-async def _record(db: Database, calendar_id: str, *, now: datetime,
-                  error: str | None) -> None:
+def _release(calendar: m.ImportedCalendar, due: _Due) -> None:
+    # Only this instance's claim: one that lapsed may be another's by now.
+    if due.lease_until is not None and calendar.fetching_until == due.lease_until:
+        calendar.fetching_until = None
+
+
+async def _claim(db: Database, due: _Due, *, now: datetime, until: datetime,
+                 due_before: datetime | None) -> bool:
+    """Take the calendar's fetch for this instance until ``until``; False when another
+    instance holds it, or fetched it meanwhile (``due_before``)."""
+    claimable = sa.or_(m.ImportedCalendar.fetching_until.is_(None),
+                       m.ImportedCalendar.fetching_until <= now)
+    if due_before is not None:
+        claimable = sa.and_(claimable, sa.or_(
+            m.ImportedCalendar.last_attempt_at.is_(None),
+            m.ImportedCalendar.last_attempt_at <= due_before))
     async with db.write() as session:
-        calendar = await session.get(m.ImportedCalendar, calendar_id)
+        # One statement: on PostgreSQL a concurrent claim waits for this one's commit,
+        # then finds the row taken; on SQLite writes take turns.
+        result = await session.execute(
+            sa.update(m.ImportedCalendar)
+            .where(m.ImportedCalendar.id == due.id, claimable)
+            .values(fetching_until=until)
+            .execution_options(synchronize_session=False))
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def _record(db: Database, due: _Due, *, now: datetime, error: str | None) -> None:
+    async with db.write() as session:
+        calendar = await session.get(m.ImportedCalendar, due.id)
         if calendar is None:
             return
+        _release(calendar, due)
         calendar.last_attempt_at = now
         if error is None:  # 304: the stored busy time is still right
             calendar.status, calendar.last_success_at, calendar.last_error = "ok", now, None
@@ -216,7 +307,7 @@ async def _record(db: Database, calendar_id: str, *, now: datetime,
 
 
 async def refresh(*, db: Database, http: aiohttp.ClientSession, settings: Settings,
-                  due: _Due, now: datetime) -> str | None:
+                  expander: Expander, due: _Due, now: datetime) -> str | None:
     """Fetch one calendar and store its busy time; the error code, or None on success."""
     try:
         credentials = _open(settings, due.credentials)
@@ -226,37 +317,58 @@ async def refresh(*, db: Database, http: aiohttp.ClientSession, settings: Settin
                               authorization=authorization, etag=due.etag,
                               last_modified=due.last_modified)
         if fetched.body is None:
-            await _record(db, due.id, now=now, error=None)
+            await _record(db, due, now=now, error=None)
             return None
         window_start = now - timedelta(days=1)
         window_end = now + timedelta(days=due.horizon_days + 1)
-        # Expanding a large feed is CPU work: keep it off the event loop.
-        intervals = await asyncio.to_thread(busy_intervals, fetched.body, start=window_start,
-                                            end=window_end, zone=due.zone)
+        # In a child process with a memory limit and a time budget: a recurrence bomb
+        # costs that child, never the server.
+        intervals = await expander.busy(fetched.body, start=window_start, end=window_end,
+                                        zone=due.zone)
     except (FetchRefused, CalendarUnreadable) as err:
+        if err.code == "stopped":
+            raise  # the server is stopping: this calendar is not at fault
         # Only the calendar's id and a code: URLs may hold secrets (Google's do).
         log.warning("calendar %s not refreshed: %s", due.id, err.code)
-        await _record(db, due.id, now=now, error=err.code)
+        await _record(db, due, now=now, error=err.code)
         return err.code
     await _store_busy(db, due, intervals, fetched.etag, fetched.last_modified, now)
     return None
 
 
 async def refresh_due(*, db: Database, settings: Settings, now: datetime,
-                      only: str | None = None) -> dict[str, str | None]:
-    """Fetch every calendar due (or just ``only``); each calendar's error code or None."""
-    due = await _due(db, now=now, every=timedelta(minutes=settings.calendar_fetch_minutes),
-                     only=only)
+                      only: str | None = None,
+                      expander: Expander | None = None) -> dict[str, str | None]:
+    """Fetch every calendar due (or just ``only``); each calendar's error code or None.
+
+    ``expander`` is the application's (whose children die with the server); without one,
+    a new one with the settings' limits serves this call alone.
+    """
+    every = timedelta(minutes=settings.calendar_fetch_minutes)
+    due = await _due(db, now=now, every=every, only=only)
     results: dict[str, str | None] = {}
     if not due:
         return results
+    chosen = expander or Expander.from_settings(settings)
+    started = monotonic()
     gate = asyncio.Semaphore(FETCH_CONCURRENCY)
-    async with client_session(allow_private=settings.calendar_allow_private) as http:
+    try:
+        async with client_session(allow_private=settings.calendar_allow_private) as http:
 
-        async def one(item: _Due) -> None:
-            async with gate:
-                results[item.id] = await refresh(db=db, http=http, settings=settings,
-                                                 due=item, now=now)
+            async def one(item: _Due) -> None:
+                async with gate:
+                    # The job's instant, moved on by its wait at the gate.
+                    at = now + timedelta(seconds=monotonic() - started)
+                    until = at + FETCH_LEASE + timedelta(seconds=chosen.seconds)
+                    if not await _claim(db, item, now=at, until=until,
+                                        due_before=None if only else now - every):
+                        return  # another instance is fetching it, or just did
+                    results[item.id] = await refresh(
+                        db=db, http=http, settings=settings, expander=chosen,
+                        due=dataclasses.replace(item, lease_until=until), now=now)
 
-        await asyncio.gather(*(one(item) for item in due))
+            await asyncio.gather(*(one(item) for item in due))
+    finally:
+        if expander is None:
+            chosen.close()
     return results

@@ -35,8 +35,10 @@ async def availability_page(request: web.Request, *, feed_url: str | None = None
     my_feeds = [f for f in await feeds.list_feeds(db=db, principal=who) if f.scope == "staff"]
     calendars = await imported_calendars.list_calendars(db=db, principal=who,
                                                         staff_id=who.staff_id)
+    reasons = {c.id: text(request, imported_calendars.why_unread(c.last_error))
+               for c in calendars if c.status == "error" and c.last_error}
     return render(request, "availability.html", who=who, status=status, feeds=my_feeds,
-                  feed_url=feed_url, calendars=calendars, error=error)
+                  feed_url=feed_url, calendars=calendars, reasons=reasons, error=error)
 
 
 async def create_feed(request: web.Request) -> web.Response:
@@ -74,6 +76,7 @@ async def import_calendar(request: web.Request) -> web.Response:
             data = msgspec.convert(raw, api.CalendarImport)
         except msgspec.ValidationError as err:
             raise codec._invalid(err) from err
+        codec.check_values(data)  # what the patterns cannot say, as for the API
         await imported_calendars.register(
             db=request.app[database_key], principal=who, settings=request.app[settings_key],
             staff_id=who.staff_id, url=data.url, username=data.username,
