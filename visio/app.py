@@ -31,6 +31,7 @@ from visio.keys import (
     search_cache_key,
     settings_key,
 )
+from visio.logs import quiet_drivers
 from visio.notify.dispatcher import Dispatcher, schedule_dispatch
 from visio.observability import (
     Metrics,
@@ -76,6 +77,7 @@ def create_app(
     settings: Settings, *, clock: Callable[[], datetime] = utcnow
 ) -> web.Application:
     """Build the aiohttp application for ``settings`` (``clock`` is fixed only in tests)."""
+    quiet_drivers()
     metrics = Metrics()
     # Request ids and counts outermost (they see every answer); booking outcomes innermost
     # (they see refusals before problems_middleware turns them into answers).

@@ -46,6 +46,11 @@ def configure_logging(level: str, log_format: str = "text") -> None:
     handler.setFormatter(JsonFormatter() if log_format == "json"
                          else logging.Formatter(TEXT_FORMAT))
     logging.basicConfig(level=level, handlers=[handler], force=True)
-    # SQL statements and their parameters would carry usagers' names: never log them.
+    quiet_drivers()
+
+
+def quiet_drivers() -> None:
+    """Database drivers stay at WARNING whatever the root level: SQL statements and their
+    parameters would carry usagers' names, numbers and notes."""
     for name in ("sqlalchemy", "aiosqlite", "asyncpg"):
         logging.getLogger(name).setLevel(logging.WARNING)

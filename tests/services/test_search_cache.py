@@ -82,7 +82,8 @@ class World:
 
     async def availability(self, staff: m.StaffMember, **body: Any) -> None:
         response = await self.one.put(f"/api/v1/staff/{staff.id}/availability",
-                                      json={"rules": [], **body}, headers=self.admin)
+                                      json={"rules": [], "confirm": True, **body},
+                                      headers=self.admin)
         assert response.status == 200, await response.text()
 
 

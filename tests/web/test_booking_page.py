@@ -204,8 +204,9 @@ def test_today_moves_by_day_and_a_usager_cancellation_is_marked_seen(
         live: Live, browser: Any) -> None:
     """Previous and next day, a date; the name links to the appointment; the usager's
     cancellation is struck through and new until "seen"."""
-    appointment = live.appointment_now(commune="Le Cateau-Cambrésis", operator="CAF59",
-                                       staff=2, theme="famille")
+    # An appointment of its own (cancelled here): the call tests use Le Cateau's CAF59 ones.
+    appointment = live.appointment_now(commune="Le Cateau-Cambrésis", operator="CARSAT-HDF",
+                                       staff=1, theme="retraite", booth=2)
     live.server.run(_cancel_as_the_usager(live, appointment))
     context, page = new_page(browser)
     log_in(page, live.url, FIXED_AGENT)
@@ -247,8 +248,9 @@ def test_booking_and_today_reflow_and_are_accessible(live: Live, browser: Any,
     if not AXE.exists():
         missing_service(f"axe-core ({AXE}; npm install --prefix tests/js)")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    appointment = live.appointment_now(commune="Le Cateau-Cambrésis", operator="CAF59",
-                                       staff=2, theme="famille")
+    # An appointment of its own (cancelled here): the call tests use Le Cateau's CAF59 ones.
+    appointment = live.appointment_now(commune="Le Cateau-Cambrésis", operator="CARSAT-HDF",
+                                       staff=1, theme="retraite", booth=2)
     live.server.run(_cancel_as_the_usager(live, appointment))
     found: dict[str, list[str]] = {}
     for email, pages in (

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from visio import models as m
 from visio.access import KIOSK, Principal
 from visio.db import Database
-from visio.domain import absences
+from visio.domain import absences, places
 from visio.domain.calendars import DailyRange, DateOverride, WeeklyRule
 from visio.domain.intervals import Interval
 from visio.domain.messages import _
@@ -86,7 +86,8 @@ def _item(row: Any) -> AgendaItem:
         usager_first_name=a.usager_first_name, site_name=site.name,
         stop_commune=stop.commune if stop is not None else None, operator_name=operator.name,
         staff_name=staff.display_name, usager_language=a.usager_language, note=a.note,
-        site_phone=site.phone, to_rebook=a.to_rebook_since is not None,
+        site_phone=places.phone_display(site.phone, site.country),
+        to_rebook=a.to_rebook_since is not None,
         usager_last_name=a.usager_last_name, cancelled_by=a.cancelled_by,
         cancel_seen_at=a.cancel_seen_at)
 

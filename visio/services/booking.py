@@ -31,7 +31,6 @@ from visio.domain.refusals import Refusal, check_start
 from visio.domain.search import nearest
 from visio.domain.slot_types import Slot, StaffCalendar
 from visio.errors import (
-    InvalidInput,
     NotBookable,
     NotFound,
     SlotTaken,
@@ -81,13 +80,15 @@ def constraint_of(err: IntegrityError) -> str | None:
 
 
 def refusal(err: contact.Refused) -> VisioError:
-    """The domain refusal of a contact detail, as the API says it (422 phone, else 400)."""
+    """The domain refusal of a contact detail: 422 naming the field.
+
+    The document's patterns let through what only a mail system's (or a name's) rules
+    refuse, so the refusal is a business one (422), never a 400 for schema-valid input.
+    """
     extra = {"field": err.field, "reason": err.reason}
-    # A number is kept as before (422); an address or a name that no message can carry
-    # is bad input (400).
     if err.reason == "invalid_phone":
         return NotBookable(err.message, extra=extra)
-    return InvalidInput(err.message, extra=extra)
+    return Unprocessable(err.message, extra=extra)
 
 
 def normalised_phone(phone: str | None, *, country: str = "FR") -> str | None:
