@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import signal
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
@@ -83,6 +84,8 @@ class Dispatcher:
         self._facts: dict[tuple[str, int], compose.Facts | None] = {}
         self._sent: dict[str, int] = {}
         self._held: set[str] = set()  # the batch's rows not settled yet, leases renewed
+        #: What the last ``drain`` did with its rows: status (or "postponed") -> count.
+        self.outcomes: Counter[str] = Counter()
 
     @property
     def lease(self) -> timedelta:
@@ -146,6 +149,7 @@ class Dispatcher:
     async def drain(self, *, max_batches: int = 1000) -> int:
         """Run batches until nothing is due (or ``max_batches``); rows claimed in all."""
         total = 0
+        self.outcomes = Counter()
         for _ in range(max_batches):
             count = await self.run_once()
             total += count
@@ -155,6 +159,7 @@ class Dispatcher:
 
     async def _finish(self, row: outbox.Claimed, status: str, *, error: str | None = None,
                       reference: str | None = None) -> None:
+        self.outcomes[status] += 1
         await outbox.finish(db=self.db, owner=row.lease, row_id=row.id, status=status,
                             now=self.clock(), error=error, reference=reference)
 
@@ -186,6 +191,7 @@ class Dispatcher:
     async def _postpone(self, row: outbox.Claimed, *, error: str) -> None:
         wait = r.backoff(row.attempts, base=self.settings.dispatch_retry_seconds,
                          cap=self.settings.dispatch_retry_max_seconds)
+        self.outcomes["postponed"] += 1
         await outbox.postpone(db=self.db, owner=row.lease, row_id=row.id,
                               until=self.clock() + wait, error=error)
 
@@ -235,6 +241,7 @@ class Dispatcher:
             if morning >= state.start:
                 await self._finish(row, outbox.SKIPPED, error="quiet_hours")
             else:
+                self.outcomes["postponed"] += 1
                 await outbox.postpone(db=self.db, owner=row.lease, row_id=row.id,
                                       until=morning, error="quiet_hours")
             return
@@ -310,10 +317,14 @@ def schedule_dispatch(scheduler: AsyncIOScheduler, dispatcher: Dispatcher) -> No
     async def job() -> None:
         # A failed run is retried at the next tick; it must not stop the scheduler.
         try:
-            await dispatcher.drain()
+            claimed = await dispatcher.drain()
         except Exception as err:
             # No traceback: a database error's message may quote a recipient.
             log.error("dispatch failed: %s", type(err).__name__)
+            return
+        if claimed:  # an idle run says nothing
+            log.info("dispatched %d: %s", claimed, ", ".join(
+                f"{status} {count}" for status, count in sorted(dispatcher.outcomes.items())))
 
     scheduler.add_job(job, "interval", seconds=dispatcher.settings.dispatch_interval_seconds,
                       id="visio.notify.dispatch", name="dispatch", coalesce=True,
