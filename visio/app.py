@@ -113,6 +113,9 @@ def create_app(
             schedule_dispatch(scheduler, dispatcher)
         scheduler.start()
         yield
+        if dispatcher is not None:
+            # Before the scheduler: the send under way ends, the rest is given back.
+            await dispatcher.stop(grace=settings.shutdown_grace_seconds)
         scheduler.shutdown(wait=False)  # cancels a calendar fetch under way
         # An expansion's child would keep the stop waiting on it: killed now.
         app[calendar_expander_key].close()

@@ -97,7 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         app = create_app(settings)
         tune_gc()  # the server's garbage-collector settings, once start-up is done
         web.run_app(app, host=args.host or settings.host, port=args.port or settings.port,
-                    access_log_class=AccessLog)
+                    access_log_class=AccessLog,
+                    # SIGTERM: stop accepting, close sockets (1012), let requests finish.
+                    shutdown_timeout=settings.shutdown_grace_seconds)
         return 0
     if args.action == "create":
         password = sys.stdin.readline().rstrip("\n")
