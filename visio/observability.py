@@ -312,6 +312,8 @@ async def readyz(request: web.Request) -> web.Response:
         finally:
             await client.aclose()
     ready = all(value == "ok" for value in checks.values())
+    headers = {"Cache-Control": "no-store"}
+    if not ready:
+        headers["Retry-After"] = "5"
     return web.json_response({"status": "ready" if ready else "not_ready", "checks": checks},
-                             status=200 if ready else 503,
-                             headers={"Cache-Control": "no-store"})
+                             status=200 if ready else 503, headers=headers)
