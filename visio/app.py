@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
@@ -51,8 +52,9 @@ SERVER = "visio"
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Liveness: the process answers."""
-    return web.json_response({"status": "ok"})
+    """Liveness: the process answers, and which one (``visio serve --workers`` runs
+    several on one port; a process id is no secret)."""
+    return web.json_response({"status": "ok", "pid": os.getpid()})
 
 
 @web.middleware
