@@ -52,8 +52,12 @@ def supervise(*, workers: int, host: str, port: int,
     failed = False
     try:
         for _ in range(workers):
+            if stopping:
+                break
             child = _start(host, port, env)
             children[child.pid] = child
+        if stopping:  # a SIGTERM during the starts: the children started since get it too
+            forward(signal.SIGTERM, None)
         log.info("serving on %s:%d with %d processes (pids %s)", host, port, workers,
                  ", ".join(str(pid) for pid in children))
         while children:

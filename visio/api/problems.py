@@ -4,6 +4,7 @@ language (``Accept-Language``; French by default), with ``Content-Language`` say
 from __future__ import annotations
 
 import logging
+import sqlite3
 from typing import Any
 
 import asyncpg
@@ -81,16 +82,21 @@ def _internal(request: web.Request) -> web.Response:
 def _unreachable(err: BaseException) -> bool:
     """Whether ``err`` says the database (or the network to it) is away, not that a query
     is wrong: refused or lost connections, a full pool, a server restarting."""
-    if isinstance(err, sa_exc.DBAPIError) and (err.connection_invalidated or isinstance(
-            err, sa_exc.OperationalError | sa_exc.InterfaceError)):
+    if isinstance(err, sa_exc.DBAPIError) and err.connection_invalidated:
         return True
     if isinstance(err, OSError | sa_exc.TimeoutError | asyncpg.PostgresConnectionError
                   | asyncpg.InterfaceError | asyncpg.CannotConnectNowError
                   | asyncpg.AdminShutdownError | asyncpg.CrashShutdownError):
         return True
+    if isinstance(err, sqlite3.OperationalError):
+        # Its other operational errors ("no such column"…) are bugs: a 500.
+        return any(words in str(err) for words in _SQLITE_AWAY)
     # SQLAlchemy wraps the driver's error, which wraps asyncpg's: look down the chain.
     cause = getattr(err, "orig", None) or err.__cause__
     return cause is not None and cause is not err and _unreachable(cause)
+
+
+_SQLITE_AWAY = ("unable to open", "disk I/O error", "readonly database")
 
 
 def _unavailable(request: web.Request) -> web.StreamResponse:
@@ -128,6 +134,9 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
             # SQLite writers waited longer than busy_timeout: ask to retry, never a 500.
             return domain_problem(request, DatabaseBusy(
                 _("The service is busy; retry in a moment.")))
+        if not _unreachable(err):
+            log.exception("database error on %s %s", request.method, route_of(request))
+            return _internal(request)
         # The type only: the driver's message may quote a query's values.
         log.error("database unreachable on %s %s (%s)", request.method, route_of(request),
                   type(err).__name__)
