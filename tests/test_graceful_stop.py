@@ -173,3 +173,38 @@ async def test_sigterm_lets_serve_finish_its_requests_and_close_sockets_with_101
         if server.returncode is None:
             server.kill()
             await server.wait()
+
+
+async def test_sigterm_makes_serves_dispatcher_give_back_its_rows(
+        db: Database, database_url: str, settings: Settings) -> None:
+    """`visio serve` whose dispatcher is stuck on a send (an SMTP server that does not
+    answer) when SIGTERM arrives: after VISIO_SHUTDOWN_GRACE_SECONDS the send is cut, every
+    claimed row is given back, the process exits 0, and another dispatcher claims all of
+    them at once (their 120-second lease would otherwise hold them)."""
+    sink = GatedSmtpSink()
+    sink.start()
+    await _fill(db, 3)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = await start_visio("serve", env=visio_env(
+        database_url, VISIO_PORT=str(port), VISIO_BASE_URL=base,
+        VISIO_SMTP_HOST="127.0.0.1", VISIO_SMTP_PORT=str(sink.port),
+        VISIO_MAIL_FROM="rdv@visio.test", VISIO_DISPATCH="1",
+        VISIO_DISPATCH_INTERVAL_SECONDS="0.2", VISIO_SHUTDOWN_GRACE_SECONDS="2"))
+    other = Dispatcher(db=db, settings=dataclasses.replace(
+        settings, smtp_host="127.0.0.1", smtp_port=sink.port, mail_from="rdv@visio.test"))
+    try:
+        await wait_healthy(base, server)
+        assert await asyncio.to_thread(sink.entered.wait, 30)
+        server.send_signal(signal.SIGTERM)
+        assert await stopped(server) == 0
+        assert await _assert_given_back(db, 3) == 0
+        sink.gate.set()  # the SMTP server answers again, for the other dispatcher
+        assert await other.run_once() == 3
+    finally:
+        sink.gate.set()
+        await other.close()
+        if server.returncode is None:
+            server.kill()
+            await server.wait()
+        sink.stop()
