@@ -1,5 +1,5 @@
-"""Entry point of ``make bench``: booking benchmark, contract micro-benchmark, then the
-signaling one if present.
+"""Entry point of ``make bench``: booking benchmark, contract micro-benchmark, calendars,
+notifications, 1 and 2 server processes, then the signaling one if present.
 
 Prints markdown tables. Exits 0 when every benchmark ran, even if a target was missed
 (such rows say "missed"); 1 only when a benchmark itself failed. ``--quick`` is a smoke
@@ -25,6 +25,7 @@ import bench_calendars  # noqa: E402
 import bench_contract  # noqa: E402
 import bench_national  # noqa: E402
 import bench_notify  # noqa: E402
+import bench_processes  # noqa: E402
 
 SIGNALING = HERE / "bench_signaling.py"
 SIGNALING_TIMEOUT = 900  # seconds
@@ -71,7 +72,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true",
                         help="fewer repetitions: a smoke run, not numbers to publish")
     parser.add_argument("--only",
-                        choices=["booking", "contract", "calendars", "notify", "signaling"],
+                        choices=["booking", "contract", "calendars", "notify", "processes",
+                                 "signaling"],
                         help="run one part only")
     parser.add_argument("--scale", choices=["departement", "national"], default="departement",
                         help="national: the booking bench on the national dataset beside the "
@@ -98,7 +100,9 @@ def main() -> int:
     parts = (("contract", "Contract (2,000-slot answer)", bench_contract.run),
              ("calendars", "Imported calendars", bench_calendars.run),
              ("notify", "Notifications (10,000 due e-mails into a local SMTP sink)",
-              bench_notify.run))
+              bench_notify.run),
+             ("processes", "HTTP slot search with 1 and 2 server processes (--workers)",
+              bench_processes.run))
     for name, title, run_part in parts:
         if args.only in (None, name):
             complete = _run_part(name, title, run_part, quick=args.quick) and complete

@@ -53,7 +53,7 @@ async def _hub_context(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await hub.close_all(CloseCode.GOING_AWAY, "server shutting down")
+        await hub.close_all(CloseCode.SERVICE_RESTART, "server restarting")
         sweeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper
@@ -85,7 +85,7 @@ async def _on_shutdown(app: web.Application) -> None:
     # Open WebSockets would otherwise hold graceful shutdown until its timeout.
     hub = app[STATE_KEY].hub
     if hub is not None:
-        await hub.close_all(CloseCode.GOING_AWAY, "server shutting down")
+        await hub.close_all(CloseCode.SERVICE_RESTART, "server restarting")
 
 
 def create_signaling_app(config: SignalingConfig, hooks: SignalingHooks) -> web.Application:

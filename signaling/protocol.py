@@ -19,6 +19,8 @@ class CloseCode(IntEnum):
     ABNORMAL = 1006
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
+    # The server is restarting (RFC 6455 7.4.1, IANA registry): reconnect to the same URL.
+    SERVICE_RESTART = 1012
     PROTOCOL = 4400
     TOKEN_INVALID = 4401
     TOKEN_ALGORITHM = 4402

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
@@ -52,8 +53,9 @@ SERVER = "visio"
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Liveness: the process answers."""
-    return web.json_response({"status": "ok"})
+    """Liveness: the process answers, and which one (``visio serve --workers`` runs
+    several on one port; a process id is no secret)."""
+    return web.json_response({"status": "ok", "pid": os.getpid()})
 
 
 @web.middleware
@@ -115,6 +117,9 @@ def create_app(
             schedule_dispatch(scheduler, dispatcher)
         scheduler.start()
         yield
+        if dispatcher is not None:
+            # Before the scheduler: the send under way ends, the rest is given back.
+            await dispatcher.stop(grace=settings.shutdown_grace_seconds)
         scheduler.shutdown(wait=False)  # cancels a calendar fetch under way
         # An expansion's child would keep the stop waiting on it: killed now.
         app[calendar_expander_key].close()

@@ -32,6 +32,10 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the API")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int, default=1,
+                       help="server processes sharing the port (SO_REUSEPORT); default 1")
+    # Set by the parent of --workers on each child: bind with SO_REUSEPORT.
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     sub.add_parser("worker", help="send due notifications (the dispatcher alone)")
     users = sub.add_parser("users", help="accounts").add_subparsers(dest="action",
                                                                     required=True)
@@ -91,13 +95,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not settings.secret_key:
             print("VISIO_SECRET_KEY (or VISIO_SECRET_KEY_FILE) must be set.", file=sys.stderr)
             return 2
+        host, port = args.host or settings.host, args.port or settings.port
+        if args.workers < 1:
+            print("--workers must be at least 1.", file=sys.stderr)
+            return 2
+        if args.workers > 1:
+            from visio.supervisor import supervise
+
+            if not settings.redis_url:
+                print("warning: without VISIO_REDIS_URL the two sides of a call may reach "
+                      "different processes and never meet", file=sys.stderr)
+            return supervise(workers=args.workers, host=host, port=port)
         from visio.observability import AccessLog
         from visio.perf import tune_gc
 
         app = create_app(settings)
         tune_gc()  # the server's garbage-collector settings, once start-up is done
-        web.run_app(app, host=args.host or settings.host, port=args.port or settings.port,
-                    access_log_class=AccessLog)
+        web.run_app(app, host=host, port=port, reuse_port=args.reuse_port or None,
+                    access_log_class=AccessLog,
+                    # SIGTERM: stop accepting, close sockets (1012), let requests finish.
+                    shutdown_timeout=settings.shutdown_grace_seconds)
         return 0
     if args.action == "create":
         password = sys.stdin.readline().rstrip("\n")

@@ -122,3 +122,12 @@ class DatabaseBusy(VisioError):
     title = N_("Busy")
     slug = "busy"
     retry_after = 1
+
+
+class DatabaseUnavailable(VisioError):
+    """The database cannot be reached (down, restarting, a network cut): retry later."""
+
+    status = 503
+    title = N_("Service unavailable")
+    slug = "unavailable"
+    retry_after = 5

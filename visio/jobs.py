@@ -63,6 +63,6 @@ def _logged(purge: Purge, app: web.Application) -> Callable[[], Awaitable[None]]
             log.exception("%s failed", purge.__name__)
             return
         if deleted:
-            log.info("%s deleted %d row(s)", purge.__name__, deleted)
+            log.info("%s purged %d row(s)", purge.__name__, deleted)
 
     return job

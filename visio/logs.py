@@ -40,7 +40,8 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: str, log_format: str = "text") -> None:
-    """Log to stderr at ``level``, as text or JSON lines; database drivers stay at WARNING."""
+    """Log to stderr at ``level``, as text or JSON lines; database drivers stay at WARNING,
+    and so does APScheduler unless ``level`` is DEBUG."""
     handler = logging.StreamHandler()
     handler.addFilter(RequestIdFilter())
     handler.setFormatter(JsonFormatter() if log_format == "json"
@@ -54,3 +55,11 @@ def quiet_drivers() -> None:
     parameters would carry usagers' names, numbers and notes."""
     for name in ("sqlalchemy", "aiosqlite", "asyncpg"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    quiet_scheduler(level)
+
+
+def quiet_scheduler(level: str) -> None:
+    """APScheduler's "Running job" / "executed successfully" lines, two per run of every
+    job, drown what the jobs themselves say: kept for DEBUG only."""
+    debug = logging.getLevelName(level.upper()) == logging.DEBUG
+    logging.getLogger("apscheduler").setLevel(logging.NOTSET if debug else logging.WARNING)

@@ -75,6 +75,10 @@ class Metrics:
         self.refusals = Counter(
             "visio_booking_refusals", "Bookings and reschedulings refused, by reason code.",
             ("operation", "reason"), registry=self.registry)
+        self.in_flight = Gauge(
+            "visio_http_requests_in_flight",
+            "HTTP requests being handled now (a graceful stop waits for them).",
+            registry=self.registry)
         self.outbox_pending = Gauge(
             "visio_outbox_pending", "Notifications waiting in the outbox (due or not).",
             registry=self.registry)
@@ -193,6 +197,7 @@ def observe_middleware(metrics: Metrics) -> Any:
         REQUEST_ID.set(request_id)
         started = time.perf_counter()
         status = 500
+        metrics.in_flight.inc()
         try:
             response = await handler(request)
             status = response.status
@@ -201,6 +206,7 @@ def observe_middleware(metrics: Metrics) -> Any:
             status = err.status
             raise
         finally:
+            metrics.in_flight.dec()
             metrics.observe(request.method, route_of(request), status,
                             time.perf_counter() - started)
 
@@ -306,6 +312,8 @@ async def readyz(request: web.Request) -> web.Response:
         finally:
             await client.aclose()
     ready = all(value == "ok" for value in checks.values())
+    headers = {"Cache-Control": "no-store"}
+    if not ready:
+        headers["Retry-After"] = "5"
     return web.json_response({"status": "ready" if ready else "not_ready", "checks": checks},
-                             status=200 if ready else 503,
-                             headers={"Cache-Control": "no-store"})
+                             status=200 if ready else 503, headers=headers)

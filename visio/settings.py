@@ -330,6 +330,10 @@ class Settings:
     notify_daily_cap: int = setting(
         10, _int,
         "Messages one recipient may receive in 24 hours; beyond, they are skipped.")
+    shutdown_grace_seconds: float = setting(
+        10.0, _float,
+        "On SIGTERM, how long `visio serve` lets requests in flight finish (and a "
+        "dispatcher its send under way) before stopping them.")
     extra: Mapping[str, str] = field(default_factory=dict)
     """Unrecognised VISIO_* variables: `visio serve` warns about them (typos)."""
 

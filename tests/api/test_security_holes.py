@@ -362,8 +362,10 @@ async def test_an_error_log_names_the_route_never_the_token(
     finally:
         await client.close()
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-    assert "unhandled error on GET /u/{token}" in errors, errors
-    assert "unhandled error on GET /calendars/{name}" in errors, errors
+    # The database away is a 503 (h17): its line names the route and the error's type.
+    assert "database unreachable on GET /u/{token} (ConnectionRefusedError)" in errors, errors
+    assert "database unreachable on GET /calendars/{name} (ConnectionRefusedError)" \
+        in errors, errors
     for record in caplog.records:
         text = record.getMessage() + (logging.Formatter().formatException(record.exc_info)
                                       if record.exc_info else "")

@@ -10,6 +10,7 @@ from tests.signaling.sigsupport import Keys, ServerFactory, ws_url
 
 
 async def test_shutdown_closes_sockets(keys: Keys, host: object, room: str) -> None:
+    """A stopping server closes its sockets with 1012: reconnect to the same URL."""
     from aiohttp.test_utils import TestServer
 
     config = SignalingConfig(public_keys=keys.public_keys, allowed_origins=("https://visio.test",))
@@ -19,7 +20,7 @@ async def test_shutdown_closes_sockets(keys: Keys, host: object, room: str) -> N
     try:
         await sock.join(keys.token(room, "agent-1"))
         await server.close()
-        assert await sock.wait_closed() == 1001
+        assert await sock.wait_closed() == 1012
     finally:
         await sock.close()
 

@@ -4,15 +4,18 @@ language (``Accept-Language``; French by default), with ``Content-Language`` say
 from __future__ import annotations
 
 import logging
+import sqlite3
 from typing import Any
 
+import asyncpg
 import orjson
+import sqlalchemy.exc as sa_exc
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from sqlalchemy.exc import OperationalError
 
 from visio.domain.messages import N_, Message, _
-from visio.errors import DatabaseBusy, VisioError
+from visio.errors import DatabaseBusy, DatabaseUnavailable, VisioError
 from visio.i18n import Catalogue, catalogue, negotiate
 from visio.observability import route_of
 
@@ -76,6 +79,41 @@ def _internal(request: web.Request) -> web.Response:
                    _("Something went wrong on our side."), slug="internal")
 
 
+def _unreachable(err: BaseException) -> bool:
+    """Whether ``err`` says the database (or the network to it) is away, not that a query
+    is wrong: refused or lost connections, a full pool, a server restarting."""
+    if isinstance(err, sa_exc.DBAPIError) and err.connection_invalidated:
+        return True
+    if isinstance(err, OSError | sa_exc.TimeoutError | asyncpg.PostgresConnectionError
+                  | asyncpg.InterfaceError | asyncpg.CannotConnectNowError
+                  | asyncpg.AdminShutdownError | asyncpg.CrashShutdownError):
+        return True
+    if isinstance(err, sqlite3.OperationalError):
+        # Its other operational errors ("no such column"…) are bugs: a 500.
+        return any(words in str(err) for words in _SQLITE_AWAY)
+    # SQLAlchemy wraps the driver's error, which wraps asyncpg's: look down the chain.
+    cause = getattr(err, "orig", None) or err.__cause__
+    return cause is not None and cause is not err and _unreachable(cause)
+
+
+_SQLITE_AWAY = ("unable to open", "disk I/O error", "readonly database")
+
+
+def _unavailable(request: web.Request) -> web.StreamResponse:
+    """503 with Retry-After: problem+json for the API, a page in words for a browser."""
+    err = DatabaseUnavailable(_("The service is briefly unavailable; try again in a few "
+                                "seconds."))
+    if not request.path.startswith("/api/") and "text/html" in request.headers.get(
+            "Accept", ""):
+        from visio.web.render import render  # the pages import this module
+
+        page = render(request, "error.html", status=err.status,
+                      message=catalogue(language_of(request)).render(err.detail))
+        page.headers["Retry-After"] = str(err.retry_after)
+        return page
+    return domain_problem(request, err)
+
+
 @web.middleware
 async def problems_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn domain errors and HTTP errors into problem+json; never leak internals."""
@@ -96,9 +134,18 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
             # SQLite writers waited longer than busy_timeout: ask to retry, never a 500.
             return domain_problem(request, DatabaseBusy(
                 _("The service is busy; retry in a moment.")))
-        log.exception("database error on %s %s", request.method, route_of(request))
-        return _internal(request)
-    except Exception:
+        if not _unreachable(err):
+            log.exception("database error on %s %s", request.method, route_of(request))
+            return _internal(request)
+        # The type only: the driver's message may quote a query's values.
+        log.error("database unreachable on %s %s (%s)", request.method, route_of(request),
+                  type(err).__name__)
+        return _unavailable(request)
+    except Exception as err:
+        if _unreachable(err):
+            log.error("database unreachable on %s %s (%s)", request.method,
+                      route_of(request), type(err).__name__)
+            return _unavailable(request)
         # Only the method and route are logged: bodies carry personal data, paths tokens.
         log.exception("unhandled error on %s %s", request.method, route_of(request))
         return _internal(request)

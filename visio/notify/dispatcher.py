@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import signal
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
@@ -83,6 +84,12 @@ class Dispatcher:
         self._facts: dict[tuple[str, int], compose.Facts | None] = {}
         self._sent: dict[str, int] = {}
         self._held: set[str] = set()  # the batch's rows not settled yet, leases renewed
+        #: What the last ``drain`` did with its rows: status (or "postponed") -> count.
+        self.outcomes: Counter[str] = Counter()
+        self._stopping = False
+        self._draining: asyncio.Task[int] | None = None
+        # Tokens of the batches a stop interrupted: their unsettled rows are given back.
+        self._interrupted: set[str] = set()
 
     @property
     def lease(self) -> timedelta:
@@ -91,6 +98,8 @@ class Dispatcher:
 
     async def run_once(self) -> int:
         """Claim one batch and settle every row of it; how many rows were claimed."""
+        if self._stopping:
+            return 0
         now = self.clock()
         claimed = await outbox.claim(db=self.db, owner=self.owner, now=now, lease=self.lease,
                                      limit=self.settings.dispatch_batch)
@@ -101,6 +110,8 @@ class Dispatcher:
         try:
             await self._settle_batch(claimed, now)
         finally:
+            if self._stopping:
+                self._interrupted.add(claimed[0].lease)
             renewing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewing
@@ -146,20 +157,47 @@ class Dispatcher:
     async def drain(self, *, max_batches: int = 1000) -> int:
         """Run batches until nothing is due (or ``max_batches``); rows claimed in all."""
         total = 0
-        for _ in range(max_batches):
-            count = await self.run_once()
-            total += count
-            if count == 0:
-                break
+        self.outcomes = Counter()
+        self._draining = asyncio.current_task()
+        try:
+            for _ in range(max_batches):
+                count = await self.run_once()
+                total += count
+                if count == 0 or self._stopping:
+                    break
+        finally:
+            self._draining = None
         return total
+
+    async def stop(self, *, grace: float) -> int:
+        """Stop: the sends under way end (within ``grace`` seconds, else they are cut), no
+        other row is started, and the rows claimed but not settled are given back at once
+        (another dispatcher takes them without waiting for the lease); how many."""
+        self._stopping = True
+        task = self._draining
+        if task is not None and task is not asyncio.current_task():
+            _, pending = await asyncio.wait([task], timeout=grace)
+            if pending:
+                task.cancel()
+                await asyncio.wait([task])
+        released = 0
+        for lease in sorted(self._interrupted):
+            released += await outbox.release(db=self.db, lease=lease)
+        self._interrupted.clear()
+        if released:
+            log.info("dispatcher %s stopping: gave back %d row(s)", self.owner, released)
+        return released
 
     async def _finish(self, row: outbox.Claimed, status: str, *, error: str | None = None,
                       reference: str | None = None) -> None:
+        self.outcomes[status] += 1
         await outbox.finish(db=self.db, owner=row.lease, row_id=row.id, status=status,
                             now=self.clock(), error=error, reference=reference)
 
     async def _settle(self, row: outbox.Claimed) -> None:
         """Settle one row; whatever goes wrong with it stays with it."""
+        if self._stopping:
+            return  # left held: ``stop`` gives it back
         try:
             await self._settle_row(row)
         except Exception as err:
@@ -186,6 +224,7 @@ class Dispatcher:
     async def _postpone(self, row: outbox.Claimed, *, error: str) -> None:
         wait = r.backoff(row.attempts, base=self.settings.dispatch_retry_seconds,
                          cap=self.settings.dispatch_retry_max_seconds)
+        self.outcomes["postponed"] += 1
         await outbox.postpone(db=self.db, owner=row.lease, row_id=row.id,
                               until=self.clock() + wait, error=error)
 
@@ -235,6 +274,7 @@ class Dispatcher:
             if morning >= state.start:
                 await self._finish(row, outbox.SKIPPED, error="quiet_hours")
             else:
+                self.outcomes["postponed"] += 1
                 await outbox.postpone(db=self.db, owner=row.lease, row_id=row.id,
                                       until=morning, error="quiet_hours")
             return
@@ -310,10 +350,14 @@ def schedule_dispatch(scheduler: AsyncIOScheduler, dispatcher: Dispatcher) -> No
     async def job() -> None:
         # A failed run is retried at the next tick; it must not stop the scheduler.
         try:
-            await dispatcher.drain()
+            claimed = await dispatcher.drain()
         except Exception as err:
             # No traceback: a database error's message may quote a recipient.
             log.error("dispatch failed: %s", type(err).__name__)
+            return
+        if claimed:  # an idle run says nothing
+            log.info("dispatched %d: %s", claimed, ", ".join(
+                f"{status} {count}" for status, count in sorted(dispatcher.outcomes.items())))
 
     scheduler.add_job(job, "interval", seconds=dispatcher.settings.dispatch_interval_seconds,
                       id="visio.notify.dispatch", name="dispatch", coalesce=True,
@@ -335,6 +379,7 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     try:
         await stop.wait()
     finally:
+        await dispatcher.stop(grace=settings.shutdown_grace_seconds)
         scheduler.shutdown(wait=False)
         await dispatcher.close()
         await db.dispose()

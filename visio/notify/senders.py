@@ -107,6 +107,11 @@ class Mailer:
                 # connection is not reused, and no retry would do better.
                 await self._drop()
                 return Outcome("permanent", error="unsendable address")
+            except asyncio.CancelledError:
+                # Cut mid-transaction (a stop past its grace): the connection is in an
+                # unknown state, and a QUIT on it would wait for the cut answer.
+                await self._drop()
+                raise
             return Outcome("accepted", reference=response[:200])
 
     async def _drop(self) -> None:

@@ -298,6 +298,18 @@ async def postpone(*, db: Database, owner: str, row_id: str, until: datetime,
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+async def release(*, db: Database, lease: str) -> int:
+    """Give back the rows still held under ``lease`` (their dispatcher is stopping), to be
+    claimed by another at once rather than when the lease runs out; how many."""
+    async with db.write() as session:
+        result = await session.execute(
+            sa.update(m.OutboxRow)
+            .where(m.OutboxRow.lease_owner == lease, m.OutboxRow.status == PENDING)
+            .values(lease_owner=None, lease_until=None)
+            .execution_options(synchronize_session=False))
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 async def sent_recently(*, db: Database, keys: list[str], now: datetime) -> dict[str, int]:
     """How many messages reached each mailbox or number (``cap_key``) in the last 24 h."""
     if not keys:
