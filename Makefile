@@ -26,7 +26,7 @@ run: install
 	$(BIN)/visio serve
 
 test: install
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=30
 
 bench: install
 	$(BIN)/python bench/run.py $(if $(SCALE),--scale $(SCALE))

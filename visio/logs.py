@@ -48,6 +48,7 @@ def configure_logging(level: str, log_format: str = "text") -> None:
                          else logging.Formatter(TEXT_FORMAT))
     logging.basicConfig(level=level, handlers=[handler], force=True)
     quiet_drivers()
+    quiet_scheduler(level)
 
 
 def quiet_drivers() -> None:
@@ -55,7 +56,6 @@ def quiet_drivers() -> None:
     parameters would carry usagers' names, numbers and notes."""
     for name in ("sqlalchemy", "aiosqlite", "asyncpg"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    quiet_scheduler(level)
 
 
 def quiet_scheduler(level: str) -> None:
