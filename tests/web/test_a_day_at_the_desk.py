@@ -237,6 +237,7 @@ def test_a_day_at_the_desk(day: Day, browser: Any) -> None:
     assert booked.usager_email is None
     assert booked.staff_id == demo_id("staff", "SFP-TF", "1")
     assert "Confirmation par SMS" in desk.inner_text("#messages")
+    assert "Réservé, par l'agent France Services" in desk.inner_text("#history")
     # Their second question, on taxes, with the Belgian finance cell the same day.
     second = book(desk, day, theme="fiscalite", country="BE", first="Marie", last="Lefèvre-Héloïse",
                   phone="0470 12 34 56", phone_country="BE", consent=True)
@@ -316,6 +317,7 @@ def test_a_day_at_the_desk(day: Day, browser: Any) -> None:
     mine.click("#cancel-confirm")
     mine.wait_for_selector("#cancelled")
     assert SITE_PHONE in mine.inner_text("#rebook")
+    assert mine.inner_text("main").count(SITE_PHONE) == 2  # the details, and #rebook
     shot(mine, "3-cancelled")
     phone.close()
     assert day.appointment(first).cancelled_by == "usager"
@@ -343,6 +345,9 @@ def test_a_day_at_the_desk(day: Day, browser: Any) -> None:
         "e => getComputedStyle(e).textDecorationLine") == "line-through"
     assert "Annulé par l'usager" in row.inner_text()
     assert row.locator(".new").is_visible()
+    # The silent usager's messages say why they were not sent.
+    assert "non envoyé : l'usager n'a pas donné son consentement" in desk.inner_text(
+        f'[data-notifications="{silent}"]')
     shot(desk, "4-today")
 
     # 5. Found again by a fragment of the name, typed without accents. A cancelled

@@ -180,6 +180,8 @@ class UsagerMessage:
     channel: str
     due_at: datetime
     status: str
+    #: Why a skipped message was not sent (``no_consent``, ``not_mobile``, the daily cap…).
+    skipped_because: str | None = None
 
 
 async def usager_messages(*, db: Database, principal: Principal,
@@ -193,15 +195,18 @@ async def usager_messages(*, db: Database, principal: Principal,
     if not ids:
         return found
     query = (sa.select(m.OutboxRow.appointment_id, m.OutboxRow.kind, m.OutboxRow.channel,
-                       m.OutboxRow.due_at, m.OutboxRow.status)
+                       m.OutboxRow.due_at, m.OutboxRow.status, m.OutboxRow.last_error)
              .join(m.Appointment, m.Appointment.id == m.OutboxRow.appointment_id)
              .where(m.OutboxRow.appointment_id.in_(ids), m.OutboxRow.audience == "usager",
                     m.OutboxRow.appointment_version == m.Appointment.version,
                     m.OutboxRow.status != "retired", principal.appointment_filter())
              .order_by(m.OutboxRow.due_at, m.OutboxRow.id))
     async with db.read() as session:
-        for appointment_id, kind, channel, due_at, status in (await session.execute(query)):
-            found[appointment_id].append(UsagerMessage(kind, channel, due_at, status))
+        for appointment_id, kind, channel, due_at, status, error in (
+                await session.execute(query)):
+            found[appointment_id].append(UsagerMessage(
+                kind, channel, due_at, status,
+                skipped_because=error if status == "skipped" else None))
     return found
 
 
