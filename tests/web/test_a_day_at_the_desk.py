@@ -258,8 +258,10 @@ def test_a_day_at_the_desk(day: Day, browser: Any) -> None:
     usager_rows = [r for r in day.rows(silent) if r.audience == "usager"]
     assert usager_rows
     assert {(r.status, r.last_error) for r in usager_rows} == {("skipped", "no_consent")}
-    # Only SMS: the silent usager gave no e-mail, and nothing else reached the SMTP sink
-    # for them.
+    # Neither receiver got anything written for them (staff invitations still go).
+    theirs = {r.id for r in usager_rows}
+    assert not [s for s in day.sms.received if s["reference"] in theirs]
+    assert not theirs & set(day.smtp.ids())
     assert all(str(msg["To"]).endswith("@visio.test") for msg in day.smtp.messages)
 
     # 2. The counsellor reads the note in the agenda, then follows the invitation's link
