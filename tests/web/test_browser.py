@@ -92,7 +92,8 @@ def test_agent_books_and_staff_sees_it_in_the_agenda(live: Live, browser: Any) -
     log_in(staff_page, live.url, STAFF)
     staff_page.goto(f"{live.url}/staff/agenda?view=week&date={day}")
     appointment_id = first_url.rsplit("/", 1)[1]
-    entry = staff_page.locator(f'li[data-appointment="{appointment_id}"]')
+    # The week is a grid: the appointment is a cell's block, not a list item.
+    entry = staff_page.locator(f'[data-appointment="{appointment_id}"]')
     assert "Jeanne" in entry.inner_text()
     assert "Famille" in entry.inner_text() or "famille" in entry.inner_text().lower()
     agent.close()
