@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from datetime import date, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from tests.web.conftest import FALLBACK_SECONDS, SCREENSHOTS, Live, log_in
+from visio.clock import utcnow
+from visio.domain.calendars import HolidayCalendar
 
 AGENT = "agent.hondschoote@visio.test"
 STAFF = "staff.caf59@visio.test"
@@ -27,6 +31,15 @@ def wait_until(check: Callable[[], Any], *, within: float = 30.0, what: str = ""
             return last
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}: last {last!r}")
+
+
+def quiet_day() -> date:
+    """A Monday to Thursday three weeks ahead, no French holiday."""
+    holidays = HolidayCalendar()
+    day = utcnow().astimezone(ZoneInfo("Europe/Paris")).date() + timedelta(days=21)
+    while day.weekday() > 3 or holidays.is_holiday("FR", day):
+        day += timedelta(days=1)
+    return day
 
 
 def call_state(page: Any) -> str:
@@ -57,6 +70,10 @@ def test_agent_books_and_staff_sees_it_in_the_agenda(live: Live, browser: Any) -
     log_in(page, live.url, AGENT)
     assert page.url.endswith("/agent/book")
     page.select_option("#theme", "famille")
+    # A day no other test books: the CAF's two counsellors are equally free, so the slot
+    # goes to the first of them, the one with an account (the session's other tests
+    # make the second one the less busy on the coming days).
+    page.fill("#day", quiet_day().isoformat())
     page.click("#search-button")
     page.wait_for_selector("input[name=slot]")
     assert "CAF du Nord" in page.inner_text("#operators-title + table")
