@@ -72,6 +72,18 @@ def reflow_and_axe(page: Any, name: str, lang: str) -> list[str]:
     return problems
 
 
+def cancelled_by_the_usager(live: Live) -> str:
+    """An appointment at Le Cateau starting in 5 minutes, cancelled by the usager.
+
+    Its own (operator, staff member, booth): test_browser's call at Le Cateau (CAF59's
+    second staff member, booth 1) shares the session's server and must stay booked.
+    """
+    appointment = live.appointment_now(commune="Le Cateau-Cambrésis", operator="FAMIWAL-TF",
+                                       staff=1, theme="famille", booth=2)
+    live.server.run(_cancel_as_the_usager(live, appointment))
+    return appointment
+
+
 async def _cancel_as_the_usager(live: Live, appointment_id: str) -> None:
     assert live.server.app is not None
     async with live.server.app[database_key].write() as session:
@@ -204,10 +216,7 @@ def test_today_moves_by_day_and_a_usager_cancellation_is_marked_seen(
         live: Live, browser: Any) -> None:
     """Previous and next day, a date; the name links to the appointment; the usager's
     cancellation is struck through and new until "seen"."""
-    # An appointment of its own (cancelled here): the call tests use Le Cateau's CAF59 ones.
-    appointment = live.appointment_now(commune="Le Cateau-Cambrésis", operator="CARSAT-HDF",
-                                       staff=1, theme="retraite", booth=2)
-    live.server.run(_cancel_as_the_usager(live, appointment))
+    appointment = cancelled_by_the_usager(live)
     context, page = new_page(browser)
     log_in(page, live.url, FIXED_AGENT)
     page.goto(f"{live.url}/agent/today")
@@ -248,10 +257,7 @@ def test_booking_and_today_reflow_and_are_accessible(live: Live, browser: Any,
     if not AXE.exists():
         missing_service(f"axe-core ({AXE}; npm install --prefix tests/js)")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    # An appointment of its own (cancelled here): the call tests use Le Cateau's CAF59 ones.
-    appointment = live.appointment_now(commune="Le Cateau-Cambrésis", operator="CARSAT-HDF",
-                                       staff=1, theme="retraite", booth=2)
-    live.server.run(_cancel_as_the_usager(live, appointment))
+    cancelled_by_the_usager(live)  # Today shows a cancellation
     found: dict[str, list[str]] = {}
     for email, pages in (
         (BUS_AGENT, {"book-bus": "/agent/book?theme=retraite"}),

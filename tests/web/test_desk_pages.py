@@ -236,3 +236,22 @@ async def test_the_list_opens_on_what_is_coming_and_a_name_finds_the_past_too(
     assert 'value="2026-11-23"' in opened
     assert _found(await _page(client, "/agent/appointments", q="martin")) == [past.id,
                                                                               coming.id]
+
+
+async def test_a_sentence_holding_markup_or_an_apostrophe_is_escaped_once(
+        db: Database, client: Client) -> None:
+    """« par l'agent France Services » in the history and « D'Hondt » in the question
+    before cancelling read as written, not as « l&#39;agent »."""
+    world = await make_world(db, client)
+    booked = await _booked(world, first_name="Anne", last_name="D'Hondt")
+    await log_in(client, world.agent)
+    page = await _page(client, f"/agent/appointments/{booked}")
+    assert "&amp;#39;" not in page
+    history = page[page.index('id="history"'):page.index("</ol>")]
+    assert "Réservé, par l&#39;agent France Services" in history
+    asked = await client.post(f"/agent/appointments/{booked}/cancel", data={
+        "csrf": csrf_of(page), "reason": "En double"}, allow_redirects=False)
+    assert asked.status == 200
+    question = await asked.text()
+    assert "&amp;#39;" not in question
+    assert "Annuler le rendez-vous de Anne D&#39;Hondt" in question

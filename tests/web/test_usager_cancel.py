@@ -29,8 +29,8 @@ async def _link(db: Database, settings: Settings, appointment_id: str) -> str:
 async def test_cancel_asks_first_then_says_how_to_book_again(
         client: Client, db: Database, settings: Settings, phone: str | None) -> None:
     """Looking at the confirmation step changes nothing; confirming cancels; the page
-    then tells the usager to contact their France Services desk, with the site's phone
-    when it has one and no number when it has none."""
+    then tells the usager, once, to contact their France Services desk, with the site's
+    phone when it has one and no number when it has none."""
     site = await make_site(db)
     async with db.write() as session:
         row = await session.get(m.Site, site.id)
@@ -72,6 +72,8 @@ async def test_cancel_asks_first_then_says_how_to_book_again(
         assert rebook.group(1) == fr.gettext(
             "To book another appointment, contact your France Services desk on {phone}."
         ).format(phone="03 28 68 00 00")  # as the site's country dials it
+    # Said once: the advice under the details does not repeat it in other words.
+    assert after.count("Pour prendre un autre rendez-vous") == 1
     # The step is gone once cancelled: back to the page, which says it is cancelled.
     again = await client.get(f"{path}/cancel", allow_redirects=False)
     assert again.status == 303

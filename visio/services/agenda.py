@@ -86,7 +86,8 @@ def _item(row: Any) -> AgendaItem:
         usager_first_name=a.usager_first_name, site_name=site.name,
         stop_commune=stop.commune if stop is not None else None, operator_name=operator.name,
         staff_name=staff.display_name, usager_language=a.usager_language, note=a.note,
-        site_phone=places.phone_display(site.phone, site.country),
+        # As the staff member dials it: nationally from the site's country, else in full.
+        site_phone=places.phone_display(site.phone, operator.country),
         to_rebook=a.to_rebook_since is not None,
         usager_last_name=a.usager_last_name, cancelled_by=a.cancelled_by,
         cancel_seen_at=a.cancel_seen_at)
@@ -181,6 +182,8 @@ class UsagerMessage:
     channel: str
     due_at: datetime
     status: str
+    #: Why a skipped message was not sent (``no_consent``, ``not_mobile``, the daily cap…).
+    skipped_because: str | None = None
 
 
 async def usager_messages(*, db: Database, principal: Principal,
@@ -194,15 +197,18 @@ async def usager_messages(*, db: Database, principal: Principal,
     if not ids:
         return found
     query = (sa.select(m.OutboxRow.appointment_id, m.OutboxRow.kind, m.OutboxRow.channel,
-                       m.OutboxRow.due_at, m.OutboxRow.status)
+                       m.OutboxRow.due_at, m.OutboxRow.status, m.OutboxRow.last_error)
              .join(m.Appointment, m.Appointment.id == m.OutboxRow.appointment_id)
              .where(m.OutboxRow.appointment_id.in_(ids), m.OutboxRow.audience == "usager",
                     m.OutboxRow.appointment_version == m.Appointment.version,
                     m.OutboxRow.status != "retired", principal.appointment_filter())
              .order_by(m.OutboxRow.due_at, m.OutboxRow.id))
     async with db.read() as session:
-        for appointment_id, kind, channel, due_at, status in (await session.execute(query)):
-            found[appointment_id].append(UsagerMessage(kind, channel, due_at, status))
+        for appointment_id, kind, channel, due_at, status, error in (
+                await session.execute(query)):
+            found[appointment_id].append(UsagerMessage(
+                kind, channel, due_at, status,
+                skipped_because=error if status == "skipped" else None))
     return found
 
 

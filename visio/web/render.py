@@ -9,6 +9,7 @@ from urllib.parse import quote
 import jinja2
 from aiohttp import web
 from babel.dates import format_date
+from markupsafe import Markup, escape
 
 from visio.access import Principal
 from visio.domain.kinds import Role
@@ -32,6 +33,11 @@ def translator(language: str) -> Any:
 
     def gettext(msgid: str, /, **params: Any) -> str:
         text = texts.gettext(msgid)
+        if any(isinstance(value, Markup) for value in params.values()):
+            # A macro's output is already escaped: formatting through Markup escapes the
+            # sentence and plain values once and keeps it as it is (str.format would
+            # have the page escape it a second time: « l&#39;agent » on screen).
+            return escape(text).format(**params)
         return text.format(**params) if params else text
 
     return gettext
