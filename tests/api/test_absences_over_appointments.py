@@ -131,3 +131,27 @@ async def test_an_error_names_the_row_and_the_day_never_a_field_path(
     problem = await response.json()
     assert problem["detail"] == sentence
     assert "[" not in problem["detail"]
+
+
+async def test_the_agent_sees_to_rebook_on_today_and_the_appointment_pages(
+        db: Database, make_client: Callable[..., Awaitable[Client]]) -> None:
+    """Once confirmed, the agent's Today, the list and the appointment page say "to rebook"."""
+    from tests.web.test_pages import log_in
+
+    site = await make_site(db)
+    op = await make_operator(db)
+    agent = await make_user(db, role="agent", sites=[site])
+    staff = await make_user(db, role="staff", staff=op.staff[0])
+    appointment = await make_appointment(db, site=site, op=op, start=BOOKED_AT, booked_by=agent)
+    client = await make_client(DEFAULT_NOW)
+    status, _saved = await _put(client, op.staff[0].id, await auth_headers(client, staff),
+                                confirm=True,
+                                overrides=[{"date": "2026-11-24", "ranges": []}])
+    assert status == 200
+    await log_in(client, agent)
+    flag = "À déplacer : l’opérateur est absent à ce moment"
+    for path in ("/agent/today?date=2026-11-24", "/agent/appointments",
+                 f"/agent/appointments/{appointment.id}"):
+        page = await client.get(path, headers={"Accept-Language": "fr"})
+        assert page.status == 200, path
+        assert flag in await page.text(), path

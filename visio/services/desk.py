@@ -60,6 +60,8 @@ class DeskRow:
     cancel_reason: str | None
     cancelled_by: str | None
     cancel_seen_at: datetime | None
+    #: An absence or closed day of its staff member now covers it: to move or cancel.
+    to_rebook: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +107,8 @@ def _row(found: Any) -> DeskRow:
         operator_name=operator.name, site_name=site.name,
         stop_commune=stop.commune if stop is not None else None,
         stop_place=stop.place if stop is not None else None, cancel_reason=a.cancel_reason,
-        cancelled_by=a.cancelled_by, cancel_seen_at=a.cancel_seen_at)
+        cancelled_by=a.cancelled_by, cancel_seen_at=a.cancel_seen_at,
+        to_rebook=a.status == "booked" and a.to_rebook_since is not None)
 
 
 def find_query(*, principal: Principal, filters: AppointmentFilter, cursor: str | None,
