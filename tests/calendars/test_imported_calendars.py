@@ -442,7 +442,8 @@ async def test_an_unparsable_address_or_a_lone_surrogate_is_a_400_naming_the_fie
     for body, field in (({"url": 'htTp://X]"C<5c.X'}, "url"),
                         ({"url": "https://calendar.example.org/a.ics", "username": "\ud800"},
                          "username"),
-                        ({"url": 'htTp://X]"C<5c.X', "username": "\ud800"}, "username"),
+                        # Both wrong: the first field read is named.
+                        ({"url": 'htTp://X]"C<5c.X', "username": "\ud800"}, "url"),
                         ({"url": "https://calendar.example.org/a.ics", "username": "paul",
                           "password": "pw\udfff"}, "password")):
         answer = await world.client.post(url, headers={**world.staff_headers,
@@ -471,7 +472,9 @@ async def test_the_staff_page_shows_a_sentence_for_an_unparsable_address(
         "csrf": csrf_of(await page.text())}, allow_redirects=False)
     assert answer.status == 400
     shown = html.unescape(await answer.text())
-    assert "Le champ url n'est pas écrit sous la forme attendue." in shown
+    assert ("Ce n’est pas une adresse d’agenda : collez l’adresse https:// complète que "
+            "donne votre logiciel d’agenda.") in shown
+    assert "champ url" not in shown
     async with db.read() as session:
         assert await session.scalar(sa.select(sa.func.count()).select_from(
             m.ImportedCalendar)) == 0

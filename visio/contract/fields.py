@@ -80,7 +80,16 @@ Departement = Annotated[str, Meta(pattern=DEPARTEMENT_PATTERN, description=(
     "A département's INSEE code: 01–95, 2A, 2B, 971–976."))]
 CommuneCode = Annotated[str, Meta(pattern=COMMUNE_PATTERN, description=(
     "A commune's INSEE code (5 characters, starting with its département's code)."))]
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_PORT = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
+_PCHAR = r"(?:[A-Za-z0-9._~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2})"
+#: Whatever fits is an address the fetcher can read (host names, a port, a path, a query):
+#: a schema-valid body is never refused as unreadable, and a garbled one is a 400 here.
+#: (A name and password, or an IPv6 literal, fit too: the service refuses them, 422.)
+CALENDAR_URL_PATTERN = (rf"^[Hh][Tt][Tt][Pp][Ss]?://(?:[A-Za-z0-9._~%!$&'()*+,;=:-]*@)?"
+                        rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]{{2,45}}\])(?::{_PORT})?"
+                        rf"(?:/{_PCHAR}*)*(?:\?(?:{_PCHAR}|[/?])*)?$")
 CalendarUrl = Annotated[str, Meta(
-    min_length=10, max_length=2000, pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://[\x21-\x7e]+$",
+    min_length=10, max_length=2000, pattern=CALENDAR_URL_PATTERN,
     description="An http(s) address answering GET with a whole iCalendar file (published "
                 "ICS link, Google secret address, CalDAV collection); no user:password@.")]

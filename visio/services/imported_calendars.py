@@ -41,7 +41,7 @@ from visio.calendars.fetch import (
 )
 from visio.db import Database
 from visio.domain.messages import Message, _
-from visio.errors import InvalidInput, NotFound, Unprocessable
+from visio.errors import NotFound, Unprocessable
 from visio.settings import Settings
 
 log = logging.getLogger("visio.calendars")
@@ -112,9 +112,9 @@ async def register(*, db: Database, principal: Principal, settings: Settings, st
     try:
         await check_url(url, allow_private=settings.calendar_allow_private)
     except FetchRefused as err:
-        if err.code == "bad_url":  # not an address at all, though it passed the pattern
-            raise InvalidInput(_("The field {field} is not written in the expected form.",
-                                 field="url"), extra={"field": "url"}) from err
+        # (An address the pattern lets through but no URL parser reads, such as a broken
+        # IPv6 literal, is refused here too: a business refusal, as the document cannot
+        # say it.)
         raise Unprocessable(
             _("This calendar address cannot be used: it must be a public http(s) address, "
               "without a name or password in it."),

@@ -7,7 +7,8 @@ from aiohttp import web
 
 from visio.api import codec
 from visio.contract import bodies as api
-from visio.errors import VisioError
+from visio.domain.messages import _
+from visio.errors import InvalidInput, VisioError
 from visio.keys import (
     clock_key,
     database_key,
@@ -75,7 +76,13 @@ async def import_calendar(request: web.Request) -> web.Response:
         try:
             data = msgspec.convert(raw, api.CalendarImport)
         except msgspec.ValidationError as err:
-            raise codec._invalid(err) from err
+            refusal = codec._invalid(err)
+            if refusal.extra.get("field") == "url":
+                # A person reads what to paste, not the name of a field.
+                raise InvalidInput(_("This is not a calendar address: paste the whole "
+                                     "https:// address your calendar software gives."),
+                                   extra={"field": "url"}) from err
+            raise refusal from err
         codec.check_values(data)  # what the patterns cannot say, as for the API
         await imported_calendars.register(
             db=request.app[database_key], principal=who, settings=request.app[settings_key],
