@@ -57,10 +57,11 @@ def actor_kind_of(principal: Principal) -> ActorKind:
     return ActorKind(principal.role.value)
 
 
-async def _load_for_change(
+async def lock_for_change(
     session: AsyncSession, principal: Principal, appointment_id: str,
     expected_version: int | None,
 ) -> tuple[m.Appointment, m.Site]:
+    """The appointment in scope, locked, that the caller may change at that version."""
     query = (sa.select(m.Appointment, m.Site).join(m.Site, m.Site.id == m.Appointment.site_id)
              .where(m.Appointment.id == appointment_id, principal.appointment_filter())
              .with_for_update(of=m.Appointment))
@@ -77,6 +78,15 @@ async def _load_for_change(
             _("This appointment was changed in the meantime (it is now at version "
               "{version}); read it again before changing it.", version=appointment.version),
             extra={"reason": "stale_version"})
+    return appointment, site
+
+
+async def _load_for_change(
+    session: AsyncSession, principal: Principal, appointment_id: str,
+    expected_version: int | None,
+) -> tuple[m.Appointment, m.Site]:
+    appointment, site = await lock_for_change(session, principal, appointment_id,
+                                              expected_version)
     if appointment.status != Status.BOOKED:
         raise Conflict(_("This appointment is {status}; it can no longer be changed.",
                          status=_status_text(appointment.status)),

@@ -13,50 +13,23 @@ from typing import Any
 
 import msgspec
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from visio import models as m
 from visio.access import Principal
 from visio.contract import bodies as api
 from visio.db import Database
 from visio.domain import contact
-from visio.domain.kinds import Role, Status
+from visio.domain.kinds import Status
 from visio.domain.messages import _
-from visio.errors import Conflict, Forbidden, NotFound, PreconditionFailed, TooManyRequests
+from visio.errors import Conflict, TooManyRequests
 from visio.services import outbox
 from visio.services.booking import Booked, normalised_phone, refusal
+from visio.services.changes import actor_kind_of, lock_for_change
 
 _TICK = timedelta(microseconds=1)
 #: A usager's message sent again at most this often per appointment and 24 hours.
 RESENDS_PER_DAY = 3
 _DAY = timedelta(hours=24)
-
-
-def actor_kind(principal: Principal) -> str:
-    """How the history names who acted."""
-    return {Role.AGENT: "agent", Role.STAFF: "staff", Role.ADMIN: "admin"}[principal.role]
-
-
-async def _locked(session: AsyncSession, principal: Principal, appointment_id: str,
-                  expected_version: int | None) -> tuple[m.Appointment, str]:
-    row = (await session.execute(
-        sa.select(m.Appointment, m.Site.timezone)
-        .join(m.Site, m.Site.id == m.Appointment.site_id)
-        .where(m.Appointment.id == appointment_id, principal.appointment_filter())
-        .with_for_update(of=m.Appointment))).one_or_none()
-    if row is None:
-        raise NotFound(_("There is no appointment {appointment_id}.",
-                         appointment_id=appointment_id))
-    appointment, zone = row
-    if not principal.may_change(appointment):
-        raise Forbidden(_("Operator staff cannot change bookings; ask the France Services "
-                          "agent."))
-    if expected_version is not None and expected_version != appointment.version:
-        raise PreconditionFailed(
-            _("This appointment was changed in the meantime (it is now at version "
-              "{version}); read it again before changing it.", version=appointment.version),
-            extra={"reason": "stale_version"})
-    return appointment, zone
 
 
 def _wanted(appointment: m.Appointment, data: api.UsagerCorrection,
@@ -93,12 +66,11 @@ async def correct_usager(
 ) -> Booked:
     """Correct the usager's details of a booked appointment; nothing asked, nothing done."""
     async with db.write() as session:
-        appointment, zone = await _locked(session, principal, appointment_id,
+        appointment, site = await lock_for_change(session, principal, appointment_id,
                                           expected_version)
-        site = await session.get(m.Site, appointment.site_id)
-        wanted = _wanted(appointment, data, site.country if site is not None else "FR")
+        wanted = _wanted(appointment, data, site.country)
         if not wanted:
-            return Booked(appointment, zone)
+            return Booked(appointment, site.timezone)
         if appointment.status != Status.BOOKED:
             raise Conflict(_("This appointment is no longer booked; its usager's details "
                              "can no longer be changed."), extra={"reason": "not_booked"})
@@ -112,13 +84,13 @@ async def correct_usager(
         await session.flush()
         # Which fields, never their values: the audit log holds no personal data.
         session.add(m.AuditEntry(
-            at=at, actor_id=principal.user_id, actor_kind=actor_kind(principal),
+            at=at, actor_id=principal.user_id, actor_kind=actor_kind_of(principal),
             action="corrected", appointment_id=appointment.id,
             detail={"fields": sorted(c.removeprefix("usager_") for c in wanted),
                     "version": appointment.version}))
         await outbox.corrected(session, appointment, old_version=old_version,
                                old_phone=old_phone, old_email=old_email, now=at)
-    return Booked(appointment, zone)
+    return Booked(appointment, site.timezone)
 
 
 async def resend(*, db: Database, principal: Principal, appointment_id: str, now: datetime,
@@ -129,7 +101,7 @@ async def resend(*, db: Database, principal: Principal, appointment_id: str, now
     of messages one address may receive: 429 with the wait beyond.
     """
     async with db.write() as session:
-        appointment, _zone = await _locked(session, principal, appointment_id, None)
+        appointment, _site = await lock_for_change(session, principal, appointment_id, None)
         last = await session.scalar(
             sa.select(m.OutboxRow)
             .where(m.OutboxRow.appointment_id == appointment.id,
@@ -174,7 +146,7 @@ async def resend(*, db: Database, principal: Principal, appointment_id: str, now
         session.add(row)
         await session.flush()
         session.add(m.AuditEntry(
-            at=now, actor_id=principal.user_id, actor_kind=actor_kind(principal),
+            at=now, actor_id=principal.user_id, actor_kind=actor_kind_of(principal),
             action="resent", appointment_id=appointment.id,
             detail={"kind": last.kind, "channel": last.channel,
                     "version": appointment.version}))
