@@ -65,8 +65,12 @@ class Broker(Protocol):
         """Admit ``member`` atomically unless the room already holds ``cap`` others."""
         ...
 
-    async def leave(self, room: str, peer_id: str, conn_id: str) -> bool:
-        """Remove the peer if ``conn_id`` is still its connection; return whether it was."""
+    async def leave(self, room: str, peer_id: str, conn_id: str) -> int:
+        """Remove the peer if ``conn_id`` is still its connection.
+
+        Return the leave's number in the room's order (``seq``, shared with joins), or 0
+        when ``conn_id`` no longer held the seat.
+        """
         ...
 
     async def set_media(

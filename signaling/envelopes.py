@@ -22,7 +22,9 @@ class Envelope(TypedDict, total=False):
     conn: str
     #: Every peer of the room but this one.
     exclude: str
-    #: Join order of the newcomer a ``peer_joined`` announces.
+    #: Where the event about ``exclude`` stands in the room's order (its frame's ``seq``):
+    #: the join of a ``peer_joined``, the leave of a ``peer_left``, the seat a
+    #: ``peer_media`` comes from. Each socket drops the events it already knows of.
     seq: int
     #: Per recipient, whether it is polite toward the newcomer (``peer_joined.polite``).
     polite_for: dict[str, bool]

@@ -196,6 +196,9 @@ class _Session:
             return False
         conn.member = result.member
         others = [m for m in result.others if m.peer_id != conn.peer_id]
+        seq = result.member.seq
+        # What this socket knows of each peer from here on: the seat its `joined` lists.
+        conn.seen = {m.peer_id: m.seq for m in others}
         if result.previous is not None:
             # The same participant reconnected: its old socket, wherever it is, is closed.
             await hub.broker.to_instance(
@@ -207,16 +210,15 @@ class _Session:
                     "replaced by a newer connection",
                 ),
             )
-            await hub.fanout(
-                room, envelopes.to_others(room, conn.peer_id, peer_left_frame(conn.peer_id))
-            )
+            # The replaced seat left just before this join (the broker numbered it seq - 1).
+            left = peer_left_frame(conn.peer_id, seq=seq - 1)
+            await hub.fanout(room, envelopes.to_others(room, conn.peer_id, left, seq=seq - 1))
         polite_for = {m.peer_id: not _polite(conn.can_rollback, m.can_rollback) for m in others}
-        joined = peer_joined_frame(conn.peer_id, conn.role, reconnected=result.previous is not None)
+        joined = peer_joined_frame(
+            conn.peer_id, conn.role, reconnected=result.previous is not None, seq=seq
+        )
         await hub.fanout(
-            room,
-            envelopes.to_others(
-                room, conn.peer_id, joined, seq=result.member.seq, polite_for=polite_for
-            ),
+            room, envelopes.to_others(room, conn.peer_id, joined, seq=seq, polite_for=polite_for)
         )
         ice = await self.hooks.ice_servers(conn.peer_id)
         await conn.send(
@@ -229,6 +231,7 @@ class _Session:
                         "peer_id": m.peer_id,
                         "role": m.role,
                         "media": {"audio": m.audio, "video": m.video},
+                        "seq": m.seq,
                     }
                     for m in others
                 ],
@@ -237,6 +240,7 @@ class _Session:
                     m.peer_id: _polite(conn.can_rollback, m.can_rollback) for m in others
                 },
                 "ping_interval": self.config.ping_interval,
+                "seq": seq,
             }
         )
         await hub.flush(conn)
@@ -274,12 +278,13 @@ class _Session:
 
     async def _leave(self) -> None:
         conn, room = self.conn, self.conn.room
-        left = False
+        left = 0
         try:
             left = await self.hub.broker.leave(room, conn.peer_id, conn.conn_id)
             if left:
+                frame = peer_left_frame(conn.peer_id, seq=left)
                 await self.hub.fanout(
-                    room, envelopes.to_others(room, conn.peer_id, peer_left_frame(conn.peer_id))
+                    room, envelopes.to_others(room, conn.peer_id, frame, seq=left)
                 )
         except Exception:
             log.exception("leaving a room failed")
@@ -288,7 +293,7 @@ class _Session:
             room,
             "leave",
             conn,
-            {**self._close_detail(), "replaced": not left},
+            {**self._close_detail(), "replaced": left == 0},
         )
 
     async def _loop(self) -> None:
@@ -388,8 +393,11 @@ class _Session:
             await hub.broker.set_media(
                 room, conn.peer_id, conn.conn_id, data["audio"], data["video"]
             )
-            media = peer_media_frame(conn.peer_id, audio=data["audio"], video=data["video"])
-            await hub.fanout(room, envelopes.to_others(room, conn.peer_id, media))
+            seq = conn.member.seq if conn.member is not None else 0
+            media = peer_media_frame(
+                conn.peer_id, audio=data["audio"], video=data["video"], seq=seq
+            )
+            await hub.fanout(room, envelopes.to_others(room, conn.peer_id, media, seq=seq))
             await _record(self.hooks, room, "media", conn, dict(data))
         elif kind == "connection":
             await self._report_connection(data)

@@ -33,21 +33,23 @@ class InMemoryBroker:
         previous = members.get(member.peer_id)
         if previous is None and len(members) >= cap:
             return JoinResult(False, member, None, list(members.values()))
-        self._seq += 1
+        # A replaced seat leaves first: its peer_left takes the number before the new join's.
+        self._seq += 2 if previous is not None else 1
         member = replace(member, seq=self._seq)
         members[member.peer_id] = member
         others = [m for p, m in members.items() if p != member.peer_id]
         return JoinResult(True, member, previous, others)
 
-    async def leave(self, room: str, peer_id: str, conn_id: str) -> bool:
-        """Remove the peer if the connection still owns its seat."""
+    async def leave(self, room: str, peer_id: str, conn_id: str) -> int:
+        """Remove the peer if the connection still owns its seat; return the leave's seq."""
         members = self._rooms.get(room)
         if not members or peer_id not in members or members[peer_id].conn_id != conn_id:
-            return False
+            return 0
         del members[peer_id]
         if not members:
             del self._rooms[room]
-        return True
+        self._seq += 1
+        return self._seq
 
     async def set_media(
         self, room: str, peer_id: str, conn_id: str, audio: bool, video: bool

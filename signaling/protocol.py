@@ -76,25 +76,26 @@ def error_frame(code: str, message: str) -> ServerFrame:
     return {"type": "error", "code": code, "message": message}
 
 
-def peer_left_frame(peer_id: str) -> ServerFrame:
-    """``peer_left``: close your connection to that peer."""
-    return {"type": "peer_left", "peer_id": peer_id}
+def peer_left_frame(peer_id: str, *, seq: int) -> ServerFrame:
+    """``peer_left``: close your connection to that peer (``seq``: when, in the room's order)."""
+    return {"type": "peer_left", "peer_id": peer_id, "seq": seq}
 
 
-def peer_joined_frame(peer_id: str, role: str, *, reconnected: bool) -> ServerFrame:
-    """``peer_joined`` (the hub adds ``polite`` per recipient)."""
+def peer_joined_frame(peer_id: str, role: str, *, reconnected: bool, seq: int) -> ServerFrame:
+    """``peer_joined`` (the hub adds ``polite`` per recipient); ``seq``: its seat's join order."""
     return {
         "type": "peer_joined",
         "peer_id": peer_id,
         "role": role,
         "media": {"audio": True, "video": True},
         "reconnected": reconnected,
+        "seq": seq,
     }
 
 
-def peer_media_frame(peer_id: str, *, audio: bool, video: bool) -> ServerFrame:
-    """``peer_media``: a peer's mute state."""
-    return {"type": "peer_media", "from": peer_id, "audio": audio, "video": video}
+def peer_media_frame(peer_id: str, *, audio: bool, video: bool, seq: int) -> ServerFrame:
+    """``peer_media``: a peer's mute state (``seq``: the join order of the seat it comes from)."""
+    return {"type": "peer_media", "from": peer_id, "audio": audio, "video": video, "seq": seq}
 
 
 def _str(data: dict[str, Any], key: str, *, max_len: int = 200) -> str:

@@ -230,10 +230,10 @@ class RedisBroker:
         previous = Member.from_json(prev) if prev else None
         return JoinResult(True, Member.from_json(encoded), previous, others_m)
 
-    async def leave(self, room: str, peer_id: str, conn_id: str) -> bool:
-        """Remove the seat if still owned by ``conn_id``."""
-        done = await self._leave(keys=self._keys(room)[:2], args=[peer_id, conn_id])
-        return bool(done)
+    async def leave(self, room: str, peer_id: str, conn_id: str) -> int:
+        """Remove the seat if still owned by ``conn_id``; return the leave's seq (0: not)."""
+        done = await self._leave(keys=self._keys(room), args=[peer_id, conn_id])
+        return int(done)
 
     async def set_media(
         self, room: str, peer_id: str, conn_id: str, audio: bool, video: bool

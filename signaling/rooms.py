@@ -64,6 +64,7 @@ class Connection:
         "reported",
         "role",
         "room",
+        "seen",
         "stamp",
         "tokens",
         "transport",
@@ -90,6 +91,9 @@ class Connection:
         self.role = ""
         self.can_rollback = True
         self.member: Member | None = None
+        # Per peer, the seq of the last join or leave of it this socket learnt (its
+        # `joined` list, then the peer_joined / peer_left sent); set once seated.
+        self.seen: dict[str, int] = {}
         # Frames addressed to this socket before its own `joined` was sent, flushed after it.
         self.pending: list[Envelope] | None = []
         # Per remote peer, the last connection state recorded and when stats last were
@@ -114,6 +118,28 @@ class Connection:
             self.tokens = tokens
             return False
         self.tokens = tokens - 1.0
+        return True
+
+    def fresh(self, envelope: Envelope) -> bool:
+        """Whether an event about a peer is news to this socket (see docs/signaling.md).
+
+        Joins and leaves share one numbering per room. An event older than what this
+        socket knows of the peer (its `joined` list, taken atomically with its own seat,
+        or a later peer_joined / peer_left) is dropped: it reached this instance late, by
+        another instance's channel, and applying it would undo the newer state.
+        """
+        seq = envelope.get("seq")
+        if seq is None:
+            return True
+        peer = envelope.get("exclude", "")
+        own = self.member.seq if self.member is not None else 0
+        known = self.seen.get(peer, own)
+        frame = envelope.get("frame") or {}
+        if frame.get("type") == "peer_media":
+            return seq >= known  # from the seat known, or a newer one
+        if seq <= known:
+            return False
+        self.seen[peer] = seq
         return True
 
     async def send(self, frame: ServerFrame) -> None:
@@ -259,9 +285,12 @@ class Hub:
                 targets = [c for p, c in members.items() if p != exclude]
         # The frame is encoded once for every recipient (unless it differs per recipient).
         encoded: bytes | None = None
+        ordered = "seq" in envelope
         for conn in targets:
             if conn.pending is not None and "close" not in envelope:
                 conn.pending.append(envelope)
+                continue
+            if ordered and not conn.fresh(envelope):
                 continue
             if encoded is None and "polite_for" not in envelope:
                 encoded = _encoded(envelope)
@@ -287,14 +316,15 @@ class Hub:
             await conn.close(int(close[0]), str(close[1]))
 
     async def flush(self, conn: Connection) -> None:
-        """Send frames queued while the socket was joining, dropping stale peer_joined."""
+        """Send frames queued while the socket was joining, dropping the stale events.
+
+        A join or leave numbered before this socket's own join is already in its `joined`
+        list (or the peer is already gone from it): see ``Connection.fresh``.
+        """
         queue = conn.pending or []
-        own_seq = conn.member.seq if conn.member is not None else 0
         while queue:
             envelope = queue.pop(0)
-            frame = envelope.get("frame") or {}
-            # A peer that joined before us is already in our `joined` peers list.
-            if frame.get("type") == "peer_joined" and int(envelope.get("seq", 0)) < own_seq:
+            if not conn.fresh(envelope):
                 continue
             await self._send_envelope(conn, envelope)
         conn.pending = None

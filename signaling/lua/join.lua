@@ -13,6 +13,8 @@ local prev = redis.call('HGET', KEYS[1], ARGV[1])
 if not prev and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then
   return {0, '', '', redis.call('HVALS', KEYS[1])}
 end
+-- A replaced seat leaves first: its peer_left takes the number before the new join's.
+if prev then redis.call('INCR', KEYS[3]) end
 local seq = redis.call('INCR', KEYS[3])
 local member = cjson.decode(ARGV[2])
 member['seq'] = seq

@@ -68,7 +68,9 @@ async def test_two_instances_over_redis(
         # Media state fans out across instances too.
         await a.sock.send({"type": "media", "audio": False, "video": True})
         media = await b.sock.next("peer_media")
+        seq = media.pop("seq")
         assert media == {"type": "peer_media", "from": "agent-1", "audio": False, "video": True}
+        assert isinstance(seq, int)
     finally:
         await a.close()
     left = await b.sock.next("peer_left")

@@ -453,6 +453,7 @@ async def test_media_and_connection_reports_are_recorded(
             "from": "agent-1",
             "audio": True,
             "video": False,
+            "seq": 1,  # the join order of the seat it comes from
         }
         await a.send(
             {
@@ -496,8 +497,14 @@ async def test_peers_list_carries_media_state(
         try:
             joined = await b.join(keys.token(room, "operator-1"), can_rollback=True)
             assert joined["peers"] == [
-                {"peer_id": "agent-1", "role": "agent", "media": {"audio": False, "video": False}}
+                {
+                    "peer_id": "agent-1",
+                    "role": "agent",
+                    "media": {"audio": False, "video": False},
+                    "seq": 1,
+                }
             ]
+            assert joined["seq"] == 2
             # A browser (can roll back) meeting aiortc (cannot) is the polite side.
             assert joined["polite_toward"] == {"agent-1": True}
             assert (await a.next("peer_joined"))["polite"] is False
