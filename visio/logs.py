@@ -58,8 +58,36 @@ def quiet_drivers() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+# APScheduler's warnings that a run was skipped because the previous one still runs, or
+# started late: on a busy machine one every tick of a job that outlasts its interval. The
+# run in flight already does the work, so they say nothing either.
+_SCHEDULING_NOISE = (
+    'Execution of job "%s" skipped: maximum number of running instances reached',
+    'Run time of job "%s" was missed by',
+)
+
+
+class SchedulingNoiseFilter(logging.Filter):
+    """Drops APScheduler's skipped-run and late-run warnings (kept at DEBUG)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.startswith(_SCHEDULING_NOISE))
+
+
+_NOISE_FILTER = SchedulingNoiseFilter()
+_NOISY_LOGGERS = ("apscheduler.scheduler", "apscheduler.executors.default")
+
+
 def quiet_scheduler(level: str) -> None:
     """APScheduler's "Running job" / "executed successfully" lines, two per run of every
-    job, drown what the jobs themselves say: kept for DEBUG only."""
+    job, drown what the jobs themselves say: kept for DEBUG only. So are its warnings that
+    a run was skipped or late because the previous one still ran (a loaded machine): a job
+    says one line when it did something, nothing otherwise."""
     debug = logging.getLevelName(level.upper()) == logging.DEBUG
     logging.getLogger("apscheduler").setLevel(logging.NOTSET if debug else logging.WARNING)
+    for name in _NOISY_LOGGERS:
+        logger = logging.getLogger(name)
+        if debug:
+            logger.removeFilter(_NOISE_FILTER)
+        elif _NOISE_FILTER not in logger.filters:
+            logger.addFilter(_NOISE_FILTER)

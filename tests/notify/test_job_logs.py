@@ -9,7 +9,12 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 
 import pytest
-from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecutionEvent
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_EXECUTED,
+    EVENT_JOB_MAX_INSTANCES,
+    JobExecutionEvent,
+)
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from tests.notify.world import World
@@ -113,3 +118,37 @@ async def test_apschedulers_own_lines_come_back_at_debug(
     said = "\n".join(lines(caplog))
     assert "Running job" in said
     assert "executed successfully" in said
+
+
+async def test_a_job_outlasting_its_interval_logs_no_skipped_runs(
+        scheduler_logger: None, caplog: pytest.LogCaptureFixture) -> None:
+    """A run longer than the job's interval (a loaded machine, a slow SMTP server): the
+    ticks that fall during it are skipped without a line ("maximum number of running
+    instances reached" is APScheduler's, at DEBUG only); the run itself says what it did."""
+    caplog.set_level(logging.INFO)
+    quiet_scheduler("INFO")
+    release = asyncio.Event()
+    skipped: asyncio.Queue[str] = asyncio.Queue()
+    log = logging.getLogger("visio.notify")
+
+    async def slow_job() -> None:
+        await release.wait()
+        log.info("dispatched 1: sent 1")
+
+    scheduler = AsyncIOScheduler()
+    scheduler.add_job(slow_job, "interval", seconds=0.05, id="slow", next_run_time=utcnow())
+    scheduler.add_listener(lambda event: skipped.put_nowait(event.job_id),
+                           EVENT_JOB_MAX_INSTANCES)
+    scheduler.start()
+    try:
+        for _ in range(3):  # three ticks fell while the run went on
+            assert await asyncio.wait_for(skipped.get(), 30) == "slow"
+        scheduler.pause()
+        release.set()
+        for _ in range(600):  # polls the log, at most 30 s
+            if lines(caplog):
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        scheduler.shutdown(wait=False)
+    assert lines(caplog) == ["visio.notify: dispatched 1: sent 1"]
