@@ -83,6 +83,14 @@ class Broker(Protocol):
         """Extend presence of (peer_id, conn_id) pairs held by this instance."""
         ...
 
+    def route_nowait(self, room: str, peer_id: str, payload: bytes, on_missing: Missing) -> bool:
+        """Queue an encoded frame for the peer's instance without awaiting, if possible.
+
+        Returns False when nothing was queued (no room, or the broker cannot): the caller
+        then goes through ``route``.
+        """
+        ...
+
     async def route(self, room: str, peer_id: str, envelope: Envelope, on_missing: Missing) -> None:
         """Send to the instance holding ``peer_id``; call ``on_missing`` if it is no member."""
         ...

@@ -300,6 +300,7 @@ class _Session:
         conn, config, hub, ws = self.conn, self.config, self.hub, self.ws
         rate, burst = config.rate_limit_per_second, config.rate_limit_burst
         room, peer_id = conn.room, conn.peer_id
+        route_nowait, no_peer = hub.broker.route_nowait, self._no_peer
         text = WSMsgType.TEXT
         while True:
             msg = await ws.receive()
@@ -329,8 +330,10 @@ class _Session:
                             payload = dumps(out)  # same instance: straight to its socket
                             if not target.queue_encoded(payload):
                                 await target.send_encoded(payload)
+                        elif target is None and route_nowait(room, to, dumps(out), no_peer):
+                            pass  # another instance's: queued for Redis, nothing awaited
                         else:
-                            await hub.send_to(room, to, out, self._no_peer)
+                            await hub.send_to(room, to, out, no_peer)
                     elif not await self._handle(Frame(kind, data)):
                         return
                 except FrameError as exc:

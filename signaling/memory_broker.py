@@ -63,6 +63,10 @@ class InMemoryBroker:
     async def refresh(self, room: str, peers: Sequence[tuple[str, str]]) -> None:
         """Nothing expires in a single process."""
 
+    def route_nowait(self, room: str, peer_id: str, payload: bytes, on_missing: Missing) -> bool:
+        """Every member is local here: a peer not found locally needs ``route``."""
+        return False
+
     async def route(self, room: str, peer_id: str, envelope: Envelope, on_missing: Missing) -> None:
         """Every member is local here, so only report a missing one."""
         if peer_id not in self._rooms.get(room, {}):

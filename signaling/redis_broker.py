@@ -19,6 +19,7 @@ from .broker import Deliver, JoinResult, Member, Missing
 from .envelopes import Envelope
 
 log = logging.getLogger(__name__)
+_dumps = orjson.dumps
 
 
 def _script(name: str) -> str:
@@ -253,6 +254,15 @@ class RedisBroker:
     async def _queue(self, item: _Outgoing) -> None:
         if not self._outbox.put_nowait(item):
             await self._outbox.put(item)
+
+    def route_nowait(self, room: str, peer_id: str, payload: bytes, on_missing: Missing) -> bool:
+        """Queue an encoded frame for the instance holding ``peer_id``, without awaiting.
+
+        The relay's hot path (no coroutine, no envelope built and encoded in two steps);
+        False when the outbox is full: then ``route`` waits for room.
+        """
+        envelope = _dumps({"room": room, "to": peer_id, "text": payload.decode()})
+        return self._outbox.put_nowait(("r", room, peer_id, envelope, on_missing))
 
     async def route(self, room: str, peer_id: str, envelope: Envelope, on_missing: Missing) -> None:
         """Queue for the instance holding ``peer_id`` (looked up when the batch runs)."""
