@@ -291,17 +291,26 @@ async def compare_throughput(
         await relay_throughput(*urls[name], messages=THROUGHPUT_WARMUP)
     results: dict[str, list[float]] = {name: [] for name in names}
     cpu = dict.fromkeys(names, 0.0)
+    # Per server process too: with two instances, the sending one and the receiving one.
+    split = {name: [0.0] * len(servers[name]) for name in names}
     for r in range(THROUGHPUT_ROUNDS):
         for name in names[r % len(names) :] + names[: r % len(names)]:
-            before = sum(s.cpu_seconds() for s in servers[name])
+            before = [s.cpu_seconds() for s in servers[name]]
             results[name].append(await relay_throughput(*urls[name]))
-            cpu[name] += sum(s.cpu_seconds() for s in servers[name]) - before
+            used = [s.cpu_seconds() - b for s, b in zip(servers[name], before, strict=True)]
+            cpu[name] += sum(used)
+            split[name] = [t + u for t, u in zip(split[name], used, strict=True)]
         print(
             f"  round {r + 1}: " + ", ".join(f"{n} {v[-1]:,.0f}" for n, v in results.items()),
             file=sys.stderr,
             flush=True,
         )
-    per_message = {n: c / (THROUGHPUT_ROUNDS * THROUGHPUT_MESSAGES) * 1e6 for n, c in cpu.items()}
+    relayed = THROUGHPUT_ROUNDS * THROUGHPUT_MESSAGES
+    per_message = {n: c / relayed * 1e6 for n, c in cpu.items()}
+    for name, times in split.items():
+        if len(times) > 1:
+            for i, t in enumerate(times):
+                per_message[f"{name}[{i}]"] = t / relayed * 1e6
     return results, per_message
 
 
@@ -520,6 +529,13 @@ async def bench() -> None:
         "reported",
         None,
     )
+    if "two[0]" in cpu:
+        row(
+            "server CPU per relayed message, 2 instances: sending / receiving instance",
+            f"{cpu['two[0]']:.1f} / {cpu['two[1]']:.1f} µs",
+            "reported",
+            None,
+        )
     row(
         f"bare relay memory per idle socket ({IDLE_SOCKETS})",
         f"{results['bare_mem']:.1f} KiB",
