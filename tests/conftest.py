@@ -56,6 +56,28 @@ class PostgresTemplate:
     url: str
 
 
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Keep together, on one pytest-xdist worker (``make test``: ``-n 2 --dist loadgroup``),
+    the tests that share something costly or stateful: every browser test (one ``live``
+    server with the demo, seeded once per worker), and the tests of a module that use a
+    module-scoped fixture (its Chromium, coturn or server is started once). Every other test
+    goes to whichever worker is free. Without xdist the mark changes nothing."""
+    for item in items:
+        path = Path(str(item.path)).resolve()
+        if TESTS / "web" in path.parents:
+            group = "web"
+        else:
+            info = getattr(item, "_fixtureinfo", None)
+            defs = info.name2fixturedefs.values() if info is not None else ()
+            if not any(d.scope == "module" for chain in defs for d in chain):
+                continue
+            group = str(path.relative_to(TESTS))
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A SQLite file migrated to head, once per session."""
