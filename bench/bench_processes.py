@@ -2,13 +2,20 @@
 one port shared with SO_REUSEPORT), in the same run, on the same database.
 
 Run with ``.venv/bin/python bench/bench_processes.py`` (or through ``bench/run.py``);
-``--quick`` sends fewer searches. The database is the booking benchmark's (a fresh,
-migrated PostgreSQL database with its dataset; SQLite when PostgreSQL is unreachable).
-The server is a real ``python -m visio serve`` subprocess; 32 agents search at once, each
-on its own connection (the kernel gives each connection to one process). The search rate
-limit is raised so that it never answers; ``VISIO_SEARCH_CONCURRENCY`` stays at its
-default, per process. On a machine with fewer free cores than processes, two processes
-cannot do better than one: the table says how many cores the machine has.
+``--quick`` loads for 10 s instead of 30. The database is the booking benchmark's (a
+fresh, migrated PostgreSQL database with its dataset; SQLite when PostgreSQL is
+unreachable). The server is a real ``python -m visio serve`` subprocess; 32 agents log
+in, and the load comes from Debian's ``wrk`` (C, one thread, pinned to the last core with
+``taskset``; ``bench/wrk_search.lua`` sends each request with the next agent's token), 32
+connections at once: the kernel gives each connection to one process. Without ``wrk``
+the agents are aiohttp sessions in this process (which then needs a core of its own).
+The search rate limit is raised so that it never answers; ``VISIO_SEARCH_CONCURRENCY``
+stays at its default, per process.
+
+With wrk the table also says where the machine's CPU went during each timed run, from
+/proc: the serve processes, the PostgreSQL backends of the bench's database, wrk, and
+every other process of the machine. On a machine with fewer free cores than processes,
+two processes cannot do better than one: that split shows it.
 """
 
 from __future__ import annotations
