@@ -216,10 +216,10 @@ async def _agents(url: str, site_id: str, count: int) -> list[str]:
 
 
 async def _serving(base: str, process: asyncio.subprocess.Process, workers: int) -> int:
-    """Wait until ``workers`` processes answer /healthz (or 120 s: a busy machine starts
+    """Wait until ``workers`` processes answer /healthz (or 300 s: a busy machine starts
     them slowly); how many did."""
     pids: set[int] = set()
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     while len(pids) < workers and time.monotonic() < deadline:
         if process.returncode is not None:
             raise RuntimeError(f"visio serve exited with {process.returncode}")

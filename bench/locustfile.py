@@ -22,7 +22,6 @@ from typing import Any
 
 from locust import HttpUser, constant_pacing, events, task
 
-PASSWORD = "visio-demo-2026"
 THEMES = ("famille", "sante", "emploi", "retraite", "fiscalite", "droit", "autonomie")
 #: Answers a race between agents may give: counted apart, not as errors.
 RACES = {"book": (409,), "cancel": (409, 412), "reschedule": (409, 412)}
@@ -37,7 +36,8 @@ LATENCIES: dict[str, list[float]] = defaultdict(list)
 
 @events.init_command_line_parser.add_listener
 def _options(parser: Any) -> None:
-    parser.add_argument("--agents-file", default="", help="JSON list of {email, site_id}")
+    parser.add_argument("--agents-file", default="",
+                        help="JSON list of {email, site_id, token}: logged in beforehand")
     parser.add_argument("--total-rate", type=float, default=20.0,
                         help="requests per second, all users together")
     parser.add_argument("--status-file", default="", help="where to write the statuses")
@@ -73,7 +73,7 @@ class Agent(HttpUser):
     def wait_time(self) -> float:
         options = self.environment.parsed_options
         if not hasattr(self, "_pacing"):
-            per_user = options.total_rate / max(1, self.environment.runner.user_count)
+            per_user = options.total_rate / max(1, options.num_users)
             self._pacing = constant_pacing(1 / per_user)
         return float(self._pacing(self))
 
@@ -82,12 +82,7 @@ class Agent(HttpUser):
         self.site_id = agent["site_id"]
         self.slots: dict[str, list[dict[str, Any]]] = {}  # service id -> free slots seen
         self.mine: dict[str, tuple[str, str]] = {}  # appointment id -> (ETag, service id)
-        with self.client.post("/api/v1/auth/token", name="login", catch_response=True,
-                              json={"email": agent["email"], "password": PASSWORD}) as answer:
-            if answer.status_code != 200:
-                answer.failure(f"login {answer.status_code}")
-                raise RuntimeError(f"login refused: {answer.status_code}")
-            self.client.headers["Authorization"] = f"Bearer {answer.json()['access_token']}"
+        self.client.headers["Authorization"] = f"Bearer {agent['token']}"
 
     def _window(self) -> dict[str, str]:
         start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
