@@ -270,6 +270,12 @@ def run(*, duration: int, rate: float, per_site: int, processes: int) -> int:
         cpu = ", ".join([f"{what} {cpu_after[what] - cpu_before[what]:.0f} s"
                          for what, _ in started] + [f"Locust {locust_cpu:.0f} s"])
         print(f"\nCPU seconds over the run: {cpu}.")
+        if failed:  # what the proxy and the servers said about it
+            for log_file in (work / "error.log", *sorted(work.glob("serve-*.log"))):
+                if log_file.exists():
+                    tail = log_file.read_text(errors="replace").splitlines()[-15:]
+                    print(f"--- {log_file.name} (last lines)", *tail, sep="\n",
+                          file=sys.stderr)
         return 1 if failed else 0
     finally:
         for _, process in reversed(started):
