@@ -60,18 +60,24 @@ TESTS = Path(__file__).resolve().parent
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Keep the tests of a module that use a module-scoped fixture (its Chromium, coturn
-    or server, started once per module) together on one pytest-xdist worker (``make test``
-    runs ``-n 2 --dist loadgroup``); every other test goes to whichever worker is free.
-    Session-scoped fixtures are made once per worker: the migrated templates under names of
-    their own (the worker's pid), the browser tests' ``live`` server on its own port and
-    SQLite file, as when one module runs alone. Without xdist the mark changes nothing."""
+    """Groups for pytest-xdist (``make test`` runs ``-n 2 --dist loadgroup``): every browser
+    test on one worker (one Chromium with its fake camera at a time, as without xdist; one
+    ``live`` server with the demo), and the tests of any other module that uses a
+    module-scoped fixture (coturn, a server started once per module) together; every other
+    test goes to whichever worker is free. Session-scoped fixtures are made once per worker:
+    the migrated templates under names of their own (the worker's pid). Without xdist the
+    marks change nothing."""
     for item in items:
-        info = getattr(item, "_fixtureinfo", None)
-        defs = info.name2fixturedefs.values() if info is not None else ()
-        if any(d.scope == "module" for chain in defs for d in chain):
-            group = str(Path(str(item.path)).resolve().relative_to(TESTS))
-            item.add_marker(pytest.mark.xdist_group(group))
+        path = Path(str(item.path)).resolve()
+        if TESTS / "web" in path.parents:
+            group = "web"
+        else:
+            info = getattr(item, "_fixtureinfo", None)
+            defs = info.name2fixturedefs.values() if info is not None else ()
+            if not any(d.scope == "module" for chain in defs for d in chain):
+                continue
+            group = str(path.relative_to(TESTS))
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
