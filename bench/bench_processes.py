@@ -91,6 +91,7 @@ class Measure:
     p99_ms: float
     refused: str  # other statuses, e.g. "3 x 429"
     errors: str  # transport errors or unexpected statuses; "" when none
+    requests: int = 0  # every answer, refused ones included (0: not counted)
 
     @classmethod
     def of(cls, level: bb.HttpLevel) -> Measure:
@@ -188,7 +189,7 @@ async def _wrk_level(url: str, server_pid: int, base: str, params: dict[str, str
     return Measure(int(summary["requests"]) - failed, summary["duration_us"] / 1e6,
                    summary["p50_us"] / 1000, summary["p99_us"] / 1000,
                    f"{failed} x non-2xx" if failed else "",
-                   f"{errors} socket errors" if errors else ""), cpu
+                   f"{errors} socket errors" if errors else "", int(summary["requests"])), cpu
 
 
 def _free_port() -> int:
@@ -310,13 +311,13 @@ def _table(label: str, results: Sequence[Result]) -> str:
         lines += ["", "Where the machine's CPU went during each timed run (CPU seconds, from "
                       "/proc; 'others' is every other process of the machine):", "",
                   "| processes | wall (s) | serve | PostgreSQL (bench db) | wrk | others | "
-                  "machine busy (of cores x wall) | serve ms per search | "
-                  "searches/s per serve core |", "|---|---|---|---|---|---|---|---|---|"]
+                  "machine busy (of cores x wall) | serve CPU ms per request (any answer) | "
+                  "requests/s per serve core |", "|---|---|---|---|---|---|---|---|---|"]
         for result in results:
             cpu = result.cpu
             assert cpu is not None
-            searches = max(1, result.measure.searches)
-            per_search = 1000 * cpu.serve / searches
+            requests = max(1, result.measure.requests or result.measure.searches)
+            per_search = 1000 * cpu.serve / requests
             lines.append(
                 f"| {result.processes} | {cpu.wall:.1f} | {cpu.serve:.1f} | "
                 f"{cpu.postgres:.1f} | {cpu.generator:.2f} | {cpu.others:.1f} | "
