@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export VISIO_SECRET_KEY_FILE ?= var/secret_key
 
-.PHONY: install run test bench lint messages
+.PHONY: install run test bench load lint messages
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,11 +25,18 @@ run: install
 	@echo "       -d '{\"email\": \"agent.hondschoote@visio.test\", \"password\": \"visio-demo-2026\"}'"
 	$(BIN)/visio serve
 
+# Two pytest-xdist workers; tests sharing a costly fixture stay on one worker
+# (xdist_group, set in tests/conftest.py).
 test: install
-	$(BIN)/pytest -q --durations=30
+	$(BIN)/pytest -q --durations=30 -n 2 --dist loadgroup
 
 bench: install
 	$(BIN)/python bench/run.py $(if $(SCALE),--scale $(SCALE))
+
+# Locust through nginx to two `visio serve` processes on a fresh PostgreSQL database:
+# 5 minutes at 10 requests/s unless DURATION (seconds) or RATE (requests/s) say otherwise.
+load: install
+	$(BIN)/python bench/load.py $(if $(DURATION),--duration $(DURATION)) $(if $(RATE),--rate $(RATE))
 
 lint: install
 	$(BIN)/ruff check .

@@ -56,6 +56,30 @@ class PostgresTemplate:
     url: str
 
 
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Groups for pytest-xdist (``make test`` runs ``-n 2 --dist loadgroup``): every browser
+    test on one worker (one Chromium with its fake camera at a time, as without xdist; one
+    ``live`` server with the demo), and the tests of any other module that uses a
+    module-scoped fixture (coturn, a server started once per module) together; every other
+    test goes to whichever worker is free. Session-scoped fixtures are made once per worker:
+    the migrated templates under names of their own (the worker's pid). Without xdist the
+    marks change nothing."""
+    for item in items:
+        path = Path(str(item.path)).resolve()
+        if TESTS / "web" in path.parents:
+            group = "web"
+        else:
+            info = getattr(item, "_fixtureinfo", None)
+            defs = info.name2fixturedefs.values() if info is not None else ()
+            if not any(d.scope == "module" for chain in defs for d in chain):
+                continue
+            group = str(path.relative_to(TESTS))
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A SQLite file migrated to head, once per session."""
