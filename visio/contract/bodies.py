@@ -289,6 +289,8 @@ class UserCreate(Request, frozen=True, kw_only=True):
     display_name: Name
     site_ids: Annotated[list[Id], Meta(max_length=50)] = field(default_factory=list)
     desk_id: Id | None = None
+    departements: Annotated[list[Departement], Meta(max_length=110, description=(
+        "A coordinator's départements (INSEE codes)."))] = field(default_factory=list)
 
 
 class User(Resource, frozen=True, kw_only=True):
@@ -299,6 +301,7 @@ class User(Resource, frozen=True, kw_only=True):
     site_ids: list[str]
     staff_id: str | None
     desk_id: str | None
+    departements: list[str] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- availability
