@@ -391,6 +391,9 @@ class Booking(Request, frozen=True, kw_only=True):
     stop_id: Id | None = None
     staff_id: Id | None = None
     note: Note | None = None
+    #: The start of the first slot the search offered before this one was chosen (the
+    #: figures' delay to the first free slot); ignored if later than ``start``.
+    first_offered: Instant | None = None
 
 
 class Usager(Resource, frozen=True, kw_only=True):
