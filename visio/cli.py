@@ -128,7 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(user_id)
         return 0
     for user in asyncio.run(_list_users(settings)):
-        where = ",".join(user.site_ids) or user.desk_id or "-"
+        where = (",".join(user.site_ids) or user.desk_id
+                 or ",".join(f"dep:{d}" for d in user.departements) or "-")
         print(f"{user.id}\t{user.role}\t{user.email}\t{where}")
     return 0
 
