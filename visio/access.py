@@ -31,6 +31,15 @@ class AppointmentLike(Protocol):
     def staff_id(self) -> str: ...
 
 
+class Placed(Protocol):
+    """Where an appointment is held, and with whom."""
+
+    @property
+    def site_id(self) -> str: ...
+    @property
+    def operator_id(self) -> str: ...
+
+
 KIOSK = "kiosk"
 OPERATOR = "operator"
 
@@ -176,7 +185,7 @@ class Principal:
 
     # ------------------------------------------------------------ outcomes and figures
 
-    def may_correct_outcome(self, appointment: AppointmentLike) -> bool:
+    def may_correct_outcome(self, appointment: Placed) -> bool:
         """Mark or correct done / no-show: the site's agents, the operator's staff, admins."""
         if self.is_admin:
             return True

@@ -51,6 +51,7 @@ def mount_pages(app: web.Application) -> None:
         web.get("/agent/appointments/{id}", p(appointments.appointment_page)),
         web.post("/agent/appointments/{id}/usager", p(appointments.correct)),
         web.post("/agent/appointments/{id}/cancel", p(appointments.cancel)),
+        web.post("/agent/appointments/{id}/outcome", p(appointments.set_outcome)),
         web.post("/agent/appointments/{id}/resend", p(appointments.resend)),
         web.get("/agent/appointments/{id}/reschedule", p(appointments.move_page)),
         web.post("/agent/appointments/{id}/reschedule", p(appointments.move)),

@@ -150,7 +150,7 @@ async def figures_page(request: web.Request) -> web.Response:
 
 CHART_TITLES: dict[str, Message] = {
     "weeks": _("Appointments per week, by outcome"),
-    "connections": _("Connection success per site"),
+    "connections": _("Connection success per site (%)"),
     "delays": _("Delay to the first slot per theme (hours)"),
 }
 
