@@ -65,6 +65,14 @@ async def test_seeds_the_demo_twice_and_manages_users(tmp_path: Path) -> None:
                       "agent", "--site", site_id], env, stdin="a long enough password\n")
     assert duplicate.returncode == 1
     assert "existe déjà" in duplicate.stderr
+    coordinator = _run(["users", "create", "--email", "nord@visio.test", "--role",
+                        "coordinator", "--departement", "59", "--departement", "62"], env,
+                       stdin="a long enough password\n")
+    assert coordinator.returncode == 0, coordinator.stderr
+    nowhere = _run(["users", "create", "--email", "nowhere@visio.test", "--role",
+                    "coordinator"], env, stdin="a long enough password\n")
+    assert nowhere.returncode == 1
     listed = _run(["users", "list"], env)
     assert "new.agent@visio.test" in listed.stdout
     assert site_id in listed.stdout
+    assert "coordinator\tnord@visio.test\tdep:59,dep:62" in listed.stdout

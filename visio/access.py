@@ -31,6 +31,15 @@ class AppointmentLike(Protocol):
     def staff_id(self) -> str: ...
 
 
+class Placed(Protocol):
+    """Where an appointment is held, and with whom."""
+
+    @property
+    def site_id(self) -> str: ...
+    @property
+    def operator_id(self) -> str: ...
+
+
 KIOSK = "kiosk"
 OPERATOR = "operator"
 
@@ -53,6 +62,8 @@ class Principal:
     staff_id: str | None = None
     desk_id: str | None = None
     operator_id: str | None = None
+    #: A coordinator's départements (its ``site_ids`` are their sites, read at login).
+    departements: frozenset[str] = frozenset()
 
     # ------------------------------------------------------------ administration
 
@@ -67,9 +78,15 @@ class Principal:
 
     # ------------------------------------------------------------ sites and booking
 
+    @property
+    def is_site_scoped(self) -> bool:
+        """Sees only its ``site_ids``: agents, and coordinators (their départements')."""
+        return self.role in (Role.AGENT, Role.COORDINATOR)
+
     def sees_site(self, site_id: str) -> bool:
-        """Agents see their own sites; operator staff and admins see every site."""
-        return self.role is not Role.AGENT or site_id in self.site_ids
+        """Agents see their own sites, coordinators their départements'; operator staff
+        and admins see every site."""
+        return not self.is_site_scoped or site_id in self.site_ids
 
     def may_book_at(self, site_id: str) -> bool:
         """Agents book at their sites, admins anywhere; operator staff never book."""
@@ -89,10 +106,11 @@ class Principal:
     # ------------------------------------------------------------ appointments
 
     def sees(self, appointment: AppointmentLike) -> bool:
-        """Agents see their sites' appointments, staff their operator's, admins all."""
+        """Agents see their sites' appointments, coordinators their départements', staff
+        their operator's, admins all."""
         if self.is_admin:
             return True
-        if self.role is Role.AGENT:
+        if self.is_site_scoped:
             return appointment.site_id in self.site_ids
         return appointment.operator_id == self.operator_id
 
@@ -143,23 +161,51 @@ class Principal:
         """The appointments this caller may see, as a WHERE clause."""
         if self.is_admin:
             return sa.true()
-        if self.role is Role.AGENT:
+        if self.is_site_scoped:
             return m.Appointment.site_id.in_(sorted(self.site_ids))
         return m.Appointment.operator_id == (self.operator_id or "")
 
     def site_filter(self) -> sa.ColumnElement[bool]:
         """The sites this caller may see, as a WHERE clause."""
-        if self.role is Role.AGENT:
+        if self.is_site_scoped:
             return m.Site.id.in_(sorted(self.site_ids))
         return sa.true()
+
+    def desk_filter(self) -> sa.ColumnElement[bool]:
+        """The desks this caller may see: a coordinator those serving its départements
+        (or every département), staff their own, others every desk."""
+        if self.role is Role.COORDINATOR:
+            served = sa.select(m.DeskDepartement.desk_id).where(
+                m.DeskDepartement.departement.in_(sorted(self.departements)))
+            national = sa.select(m.DeskDepartement.desk_id)
+            return sa.or_(m.Desk.id.in_(served), m.Desk.id.not_in(national))
+        if self.role is Role.STAFF:
+            return m.Desk.id == (self.desk_id or "")
+        return sa.true()
+
+    # ------------------------------------------------------------ outcomes and figures
+
+    def may_correct_outcome(self, appointment: Placed) -> bool:
+        """Mark or correct done / no-show: the site's agents, the operator's staff, admins."""
+        if self.is_admin:
+            return True
+        if self.role is Role.AGENT:
+            return appointment.site_id in self.site_ids
+        return self.role is Role.STAFF and appointment.operator_id == self.operator_id
+
+    def may_see_figures(self) -> bool:
+        """Everyone signed in, each within their own scope."""
+        return True
 
 
 def principal_of(*, user_id: str, role: str, site_ids: Collection[str] = (),
                  staff_id: str | None = None, desk_id: str | None = None,
-                 operator_id: str | None = None) -> Principal:
+                 operator_id: str | None = None,
+                 departements: Collection[str] = ()) -> Principal:
     """A principal from stored values (the role column holds a ``Role`` value)."""
     return Principal(user_id=user_id, role=Role(role), site_ids=frozenset(site_ids),
-                     staff_id=staff_id, desk_id=desk_id, operator_id=operator_id)
+                     staff_id=staff_id, desk_id=desk_id, operator_id=operator_id,
+                     departements=frozenset(departements))
 
 
 def usager_may_cancel(*, status: str, start: datetime, now: datetime) -> bool:

@@ -45,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--name", help="display name (default: the e-mail)")
     create.add_argument("--site", action="append", default=[], help="site id (agents)")
     create.add_argument("--desk", help="desk id (staff)")
+    create.add_argument("--departement", action="append", default=[],
+                        help="INSEE code of a département (coordinators); repeat for more")
     users.add_parser("list", help="list accounts")
     return parser
 
@@ -55,7 +57,7 @@ async def _create_user(settings: Settings, args: argparse.Namespace, password: s
         user = await accounts.create_user(
             db=db, hasher=password_hasher(), email=args.email, password=password,
             role=args.role, display_name=args.name or args.email, site_ids=args.site,
-            desk_id=args.desk)
+            desk_id=args.desk, departements=args.departement)
     finally:
         await db.dispose()
     return user.id
@@ -126,7 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(user_id)
         return 0
     for user in asyncio.run(_list_users(settings)):
-        where = ",".join(user.site_ids) or user.desk_id or "-"
+        where = (",".join(user.site_ids) or user.desk_id
+                 or ",".join(f"dep:{d}" for d in user.departements) or "-")
         print(f"{user.id}\t{user.role}\t{user.email}\t{where}")
     return 0
 

@@ -339,13 +339,13 @@ class User(Base):
     email: Mapped[str] = mapped_column(sa.String(254), unique=True)
     display_name: Mapped[str] = mapped_column(sa.String(200))
     password_hash: Mapped[str] = mapped_column(sa.String(200))
-    role: Mapped[str] = mapped_column(sa.String(10))
+    role: Mapped[str] = mapped_column(sa.String(12))
     staff_id: Mapped[str | None] = mapped_column(ID, sa.ForeignKey("staff_members.id"))
     active: Mapped[bool] = mapped_column(sa.Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (
-        sa.CheckConstraint("role IN ('agent', 'staff', 'admin')", name="role"),
+        sa.CheckConstraint("role IN ('agent', 'staff', 'admin', 'coordinator')", name="role"),
         sa.CheckConstraint("role <> 'staff' OR staff_id IS NOT NULL", name="staff_has_desk"),
     )
 
@@ -357,6 +357,15 @@ class UserSite(Base):
 
     user_id: Mapped[str] = mapped_column(ID, sa.ForeignKey("users.id"), primary_key=True)
     site_id: Mapped[str] = mapped_column(ID, sa.ForeignKey("sites.id"), primary_key=True)
+
+
+class UserDepartement(Base):
+    """A département a coordinator oversees (its sites, and the desks serving it)."""
+
+    __tablename__ = "user_departements"
+
+    user_id: Mapped[str] = mapped_column(ID, sa.ForeignKey("users.id"), primary_key=True)
+    departement: Mapped[str] = mapped_column(sa.String(3), primary_key=True)
 
 
 class CalendarFeed(Base):
@@ -453,11 +462,18 @@ class Appointment(Base):
     # in step by the flush hook below, whichever service writes the usager.
     usager_search: Mapped[str] = mapped_column(sa.String(400), default="",
                                                server_default="")
+    # How often it was moved; the start of the first slot offered when it was booked;
+    # when its outcome (done, no_show) was set, and why it was last corrected.
+    reschedule_count: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    first_offered_start: Mapped[datetime | None]
+    outcome_at: Mapped[datetime | None]
+    outcome_reason: Mapped[str | None] = mapped_column(sa.String(500))
 
     __table_args__ = (
         sa.CheckConstraint(
             "status IN ('booked', 'cancelled', 'done', 'no_show')", name="status"
         ),
+        sa.Index("ix_appointments_start", "start"),
         sa.CheckConstraint('start < "end"', name="range"),
         sa.CheckConstraint('staff_until >= "end"', name="staff_until"),
         sa.Index("ix_appointments_staff_start", "staff_id", "start"),
@@ -528,6 +544,27 @@ class CallEventRow(Base):
     peer_id: Mapped[str] = mapped_column(sa.String(100))
     role: Mapped[str] = mapped_column(sa.String(20))
     detail: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+
+
+class CallOutcome(Base):
+    """What an appointment's call came to, computed once from its call log."""
+
+    __tablename__ = "call_outcomes"
+
+    appointment_id: Mapped[str] = mapped_column(ID, sa.ForeignKey("appointments.id"),
+                                                primary_key=True)
+    # Someone joined at all.
+    attempted: Mapped[bool] = mapped_column(sa.Boolean)
+    connected: Mapped[bool] = mapped_column(sa.Boolean)
+    kiosk_joined: Mapped[bool] = mapped_column(sa.Boolean)
+    operator_joined: Mapped[bool] = mapped_column(sa.Boolean)
+    # From the second side's join to both sides connected.
+    seconds_to_connect: Mapped[float | None] = mapped_column(sa.Float)
+    # From both sides connected to the first leave or failure after it.
+    duration_seconds: Mapped[float | None] = mapped_column(sa.Float)
+    audio_only: Mapped[bool] = mapped_column(sa.Boolean)
+    ended_by_failure: Mapped[bool] = mapped_column(sa.Boolean)
+    computed_at: Mapped[datetime]
 
 
 class OutboxRow(Base):

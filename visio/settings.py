@@ -216,6 +216,9 @@ class Settings:
     join_after_seconds: int = setting(
         30 * 60, _int,
         "A join token is valid until the appointment's end plus this.")
+    outcome_delay_minutes: int = setting(
+        10, _int,
+        "An ended appointment is marked done or no-show this long after its end.")
     stun_urls: tuple[str, ...] = setting(
         (), _words,
         "STUN URLs handed to clients.")

@@ -23,9 +23,10 @@ from visio.keys import (
     clock_key,
     database_key,
     rooms_key,
+    settings_key,
     signaling_app_key,
 )
-from visio.services import calls
+from visio.services import calls, outcomes
 from visio.settings import Settings
 
 log = logging.getLogger("visio.signaling_host")
@@ -140,8 +141,9 @@ def mount_signaling(app: web.Application, settings: Settings) -> None:
 
 
 async def settle_now(app: web.Application) -> int:
-    """Mark done the ended appointments whose two sides were connected."""
-    return await calls.settle_calls(db=app[database_key], now=app[clock_key]())
+    """Mark done or missed the appointments that ended a while ago (outcomes.settle)."""
+    delay = timedelta(minutes=app[settings_key].outcome_delay_minutes)
+    return await outcomes.settle(db=app[database_key], now=app[clock_key](), delay=delay)
 
 
 async def _settling(app: web.Application) -> AsyncIterator[None]:
@@ -154,7 +156,7 @@ async def _settling(app: web.Application) -> AsyncIterator[None]:
             log.exception("settling finished calls failed")
             return
         if settled:
-            log.info("marked %d appointment(s) done", settled)
+            log.info("marked the outcome of %d appointment(s)", settled)
 
     scheduler.add_job(job, "interval", seconds=SETTLE_EVERY_SECONDS, coalesce=True,
                       max_instances=1)

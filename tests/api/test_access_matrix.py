@@ -479,6 +479,23 @@ async def delete_calendar(w: World, s: Side) -> Call:
     return Call("DELETE", f"/api/v1/staff/{s.op.staff[0].id}/calendars/{row.id}")
 
 
+async def correct_outcome(w: World, s: Side) -> Call:
+    # The appointment has not begun at the test's clock: in scope, the answer says so.
+    return Call("POST", f"/api/v1/appointments/{s.appointment.id}/outcome",
+                json={"outcome": "no_show", "reason": "matrix"},
+                after=_unchanged(w, s.appointment, changed=lambda _: None))
+
+
+async def get_figures(w: World, s: Side) -> Call:
+    return Call("GET", "/api/v1/figures", params={"from": "2026-12-21", "to": "2026-12-21"})
+
+
+async def export_appointments(w: World, s: Side) -> Call:
+    return Call("GET", "/api/v1/figures/appointments",
+                params={"from": "2026-12-21", "to": "2026-12-21"},
+                probe=("id", s.appointment.id))
+
+
 async def echo_test_call(w: World, s: Side) -> Call:
     return Call("POST", "/api/v1/test-calls")
 
@@ -552,6 +569,13 @@ MATRIX = [
     Row("PATCH /appointments/{id}/usager", correct_usager, (200, 200), (200, 404),
         (403, 404)),
     Row("POST /appointments/{id}/resend", resend, (202, 202), (202, 404), (403, 404)),
+    # An outcome before the appointment begins is a conflict, for whoever may set it.
+    Row("POST /appointments/{id}/outcome", correct_outcome, (409, 409), (409, 404),
+        (409, 404)),
+    # ------------------------------------------------------------- figures
+    Row("GET /figures", get_figures, 200, 200, 200),
+    Row("GET /figures/appointments", export_appointments, (LISTED, LISTED),
+        (LISTED, HIDDEN), (LISTED, HIDDEN)),
     # ------------------------------------------------------------- calls
     # Admins read every call log but take no seat in a call.
     Row("POST /appointments/{id}/join", join, (404, 404), (200, 404), (200, 404)),

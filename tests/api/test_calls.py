@@ -143,7 +143,7 @@ async def test_an_appointment_whose_two_sides_connected_is_done_after_it_ends(
     finally:
         await kiosk.close()
         await staff.close()
-    later = await make_client(call.appointment.end + timedelta(minutes=1))
+    later = await make_client(call.appointment.end + timedelta(minutes=11))
     assert await settle_now(later.app) == 1
     body = await (await later.get(f"/api/v1/appointments/{call.appointment.id}",
                                   headers=call.agent_headers)).json()

@@ -25,6 +25,7 @@ from visio.services import (
     changes,
     corrections,
     idempotency,
+    outcomes,
     slot_search,
 )
 
@@ -148,6 +149,20 @@ async def correct_usager(request: web.Request) -> web.Response:
         db=request.app[database_key], principal=principal,
         appointment_id=codec.path_id(request), data=body, expected_version=version,
         now=request.app[clock_key]()))
+
+
+async def correct_outcome(request: web.Request) -> web.Response:
+    """Set or correct the outcome, with a reason (``If-Match`` refuses a stale change)."""
+    principal = await caller(request)
+    version = expected_version(request)
+    body = await codec.body(request, api.OutcomeCorrection)
+    db = request.app[database_key]
+    corrected = await outcomes.correct(
+        db=db, principal=principal, appointment_id=codec.path_id(request),
+        outcome=body.outcome, reason=body.reason, expected_version=version,
+        now=request.app[clock_key]())
+    return _appointment(await appointments.get_appointment(
+        db=db, principal=principal, appointment_id=corrected.appointment_id))
 
 
 async def resend(request: web.Request) -> web.Response:

@@ -181,5 +181,5 @@ async def create_user(request: web.Request) -> web.Response:
     user = await accounts.create_user(
         db=request.app[database_key], hasher=request.app[hasher_key], email=data.email,
         password=data.password, role=data.role.value, display_name=data.display_name.strip(),
-        site_ids=data.site_ids, desk_id=data.desk_id)
+        site_ids=data.site_ids, desk_id=data.desk_id, departements=data.departements)
     return codec.respond(views.user(user), status=201)

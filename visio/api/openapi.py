@@ -87,6 +87,8 @@ def _operation(op: Operation, components: dict[str, Any]) -> dict[str, Any]:
                                       "description": "The appointment's version."}}
         if op.links:
             ok["links"] = op.links
+        if op.csv:
+            ok["content"]["text/csv"] = {"schema": {"type": "string"}}
         responses[str(op.status)] = ok
     statuses = set(op.refusals) | {503}
     if parameters or op.body is not None:

@@ -14,6 +14,7 @@ from visio.api import (
     calendars,
     calls,
     directory,
+    figures,
     notifications,
     territories,
 )
@@ -54,6 +55,8 @@ class Operation:
     media_type: str | None = None
     links: dict[str, dict[str, Any]] = field(default_factory=dict)
     tag: str = "directory"
+    #: Also answers as CSV (``?format=csv`` or ``Accept: text/csv``).
+    csv: bool = False
 
 
 IDEMPOTENCY_KEY = Header(
@@ -191,6 +194,17 @@ def operations() -> list[Operation]:
         op("GET", "/appointments/{id}/convocation", usager.convocation,
           "A printable convocation in the usager's language (HTML)", media_type="text/html",
           refusals=(404,), tag="notifications"),
+        op("POST", "/appointments/{id}/outcome", appointments.correct_outcome,
+          "Set or correct the outcome (done or no_show) within 7 days, with a reason",
+          api.Appointment, body=api.OutcomeCorrection, headers=(IF_MATCH,), etag=True,
+          refusals=(403, 404, 409, 412, 422), tag="booking"),
+        op("GET", "/figures", figures.get_figures,
+          "Counts and rates per site, operator, theme, département, month or week",
+          api.Figures, query=api.FiguresQuery, refusals=(422,), tag="figures", csv=True),
+        op("GET", "/figures/appointments", figures.export_appointments,
+          "Each appointment of a period without personal data (ids, times, outcomes)",
+          api.Page[api.AppointmentFigures], query=api.ExportQuery, refusals=(422,),
+          tag="figures", csv=True),
         op("POST", "/test-calls", calls.test_call,
           "A token for a test call with the echo peer (HTTP POST to echo_url)",
           api.TestCall, refusals=(404, 409), tag="calls"),

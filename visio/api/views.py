@@ -104,7 +104,8 @@ def closure(row: m.ClosureDay, cancelled: Sequence[str]) -> api.Closure:
 
 def user(u: UserSummary) -> api.User:
     return api.User(id=u.id, email=u.email, display_name=u.display_name, role=Role(u.role),
-                    site_ids=list(u.site_ids), staff_id=u.staff_id, desk_id=u.desk_id)
+                    site_ids=list(u.site_ids), staff_id=u.staff_id, desk_id=u.desk_id,
+                    departements=list(u.departements))
 
 
 def availability(d: AvailabilityDetails) -> api.Availability:

@@ -289,6 +289,8 @@ class UserCreate(Request, frozen=True, kw_only=True):
     display_name: Name
     site_ids: Annotated[list[Id], Meta(max_length=50)] = field(default_factory=list)
     desk_id: Id | None = None
+    departements: Annotated[list[Departement], Meta(max_length=110, description=(
+        "A coordinator's départements (INSEE codes)."))] = field(default_factory=list)
 
 
 class User(Resource, frozen=True, kw_only=True):
@@ -299,6 +301,7 @@ class User(Resource, frozen=True, kw_only=True):
     site_ids: list[str]
     staff_id: str | None
     desk_id: str | None
+    departements: list[str] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- availability
@@ -388,6 +391,9 @@ class Booking(Request, frozen=True, kw_only=True):
     stop_id: Id | None = None
     staff_id: Id | None = None
     note: Note | None = None
+    #: The start of the first slot the search offered before this one was chosen (the
+    #: figures' delay to the first free slot); ignored if later than ``start``.
+    first_offered: Instant | None = None
 
 
 class Usager(Resource, frozen=True, kw_only=True):
@@ -601,3 +607,105 @@ class Notification(Resource, frozen=True, kw_only=True):
 class Notifications(Resource, frozen=True, kw_only=True):
     appointment_id: str
     items: list[Notification]
+
+
+# ---------------------------------------------------------------- figures
+
+GROUP_NAMES = "site|operator|theme|departement|month|week"
+
+
+class FiguresQuery(Request, frozen=True, kw_only=True):
+    """A period of days (both included, at most 366) and the groups, comma-separated."""
+
+    from_: Day = field(name="from")
+    to: Day
+    group_by: Annotated[str, Meta(
+        pattern=f"^({GROUP_NAMES})(,({GROUP_NAMES})){{0,5}}$",
+        description="One or more of site, operator, theme, departement, month, week, "
+                    "separated by commas.")] = "site"
+    format: Literal["json", "csv"] | None = None
+    sep: Literal[",", ";"] | None = None
+
+
+class ExportQuery(Request, frozen=True, kw_only=True):
+    """A period of days (both included, at most 93)."""
+
+    from_: Day = field(name="from")
+    to: Day
+    format: Literal["json", "csv"] | None = None
+    sep: Literal[",", ";"] | None = None
+
+
+class FigureRow(Resource, frozen=True, kw_only=True):
+    """One group: its keys and labels by group name, then its counts, rates (0..1),
+    medians and 90th percentiles (null where nothing was measured)."""
+
+    keys: dict[str, str]
+    labels: dict[str, str]
+    booked: int
+    cancelled: int
+    cancelled_by_usager: int
+    cancelled_by_agent: int
+    cancelled_by_staff: int
+    cancelled_by_admin: int
+    cancelled_by_closure: int
+    rescheduled: int
+    done: int
+    no_show: int
+    open: int
+    done_rate: float | None
+    no_show_rate: float | None
+    cancelled_rate: float | None
+    calls_attempted: int
+    calls_connected: int
+    connection_rate: float | None
+    calls_failed: int
+    kiosk_never_joined: int
+    operator_never_joined: int
+    median_seconds_to_connect: float | None
+    median_call_seconds: float | None
+    audio_only_share: float | None
+    median_delay_hours: float | None
+    p90_delay_hours: float | None
+    median_offered_delay_hours: float | None
+    p90_offered_delay_hours: float | None
+
+
+class Figures(Resource, frozen=True, kw_only=True):
+    from_: Day = field(name="from")
+    to: Day
+    group_by: list[str]
+    items: list[FigureRow]
+
+
+class AppointmentFigures(Resource, frozen=True, kw_only=True):
+    """One appointment without personal data: where, who, when, what came of it."""
+
+    id: str
+    site_id: str
+    operator_id: str
+    desk_id: str
+    theme: str
+    departement: str
+    start: Instant
+    end: Instant
+    booked_at: Instant
+    first_offered_start: Instant | None
+    status: Status
+    cancelled_by: str | None
+    reschedule_count: int
+    call_attempted: bool | None
+    call_connected: bool | None
+    kiosk_joined: bool | None
+    operator_joined: bool | None
+    seconds_to_connect: float | None
+    call_seconds: float | None
+    audio_only: bool | None
+    ended_by_failure: bool | None
+
+
+class OutcomeCorrection(Request, frozen=True, kw_only=True):
+    """Set or correct the outcome, within 7 days of the appointment, with a reason."""
+
+    outcome: Literal["done", "no_show"]
+    reason: Reason

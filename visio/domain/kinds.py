@@ -11,6 +11,7 @@ class Role(StrEnum):
     AGENT = "agent"  # a France Services agent, attached to sites
     STAFF = "staff"  # an operator's staff member, attached to a desk
     ADMIN = "admin"  # administers the directory and every account
+    COORDINATOR = "coordinator"  # oversees the sites of some départements (figures)
 
 
 class ActorKind(StrEnum):
@@ -19,6 +20,7 @@ class ActorKind(StrEnum):
     AGENT = "agent"
     STAFF = "staff"
     ADMIN = "admin"
+    COORDINATOR = "coordinator"
     USAGER = "usager"  # by the link of their messages
     CLOSURE = "closure"  # an administrator closed the site, the operator or the desk
 

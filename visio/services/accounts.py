@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,11 +19,13 @@ from visio.access import Principal, principal_of
 from visio.db import Database
 from visio.domain.kinds import Role
 from visio.domain.messages import _
+from visio.domain.territory import DEPARTEMENT_PATTERN
 from visio.errors import Conflict, NotAuthenticated, NotFound, TooManyAttempts, Unprocessable
 from visio.security import digest, hash_password, new_api_token, verify_password
 from visio.settings import Settings
 
 ROLES = tuple(r.value for r in Role)
+_DEPARTEMENT = re.compile(DEPARTEMENT_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,10 +261,17 @@ async def authenticate(*, db: Database, token: str, now: datetime) -> Principal:
 async def _principal(*, session: AsyncSession, user: m.User) -> Principal:
     site_ids: frozenset[str] = frozenset()
     desk_id = operator_id = None
+    departements: frozenset[str] = frozenset()
     if user.role == Role.AGENT:
         site_ids = frozenset((await session.scalars(
             sa.select(m.UserSite.site_id).where(m.UserSite.user_id == user.id)
         )).all())
+    if user.role == Role.COORDINATOR:
+        departements = frozenset((await session.scalars(
+            sa.select(m.UserDepartement.departement)
+            .where(m.UserDepartement.user_id == user.id))).all())
+        site_ids = frozenset((await session.scalars(
+            sa.select(m.Site.id).where(m.Site.departement.in_(sorted(departements))))).all())
     if user.staff_id is not None:
         row = (await session.execute(
             sa.select(m.Desk.id, m.Desk.operator_id)
@@ -270,7 +280,8 @@ async def _principal(*, session: AsyncSession, user: m.User) -> Principal:
         )).one()
         desk_id, operator_id = row
     return principal_of(user_id=user.id, role=user.role, site_ids=site_ids,
-                        staff_id=user.staff_id, desk_id=desk_id, operator_id=operator_id)
+                        staff_id=user.staff_id, desk_id=desk_id, operator_id=operator_id,
+                        departements=departements)
 
 
 async def log_out(*, db: Database, token: str, now: datetime) -> None:
@@ -296,6 +307,7 @@ class UserSummary:
     site_ids: tuple[str, ...]
     staff_id: str | None
     desk_id: str | None
+    departements: tuple[str, ...] = ()
 
 
 async def create_user(
@@ -309,8 +321,10 @@ async def create_user(
     site_ids: Sequence[str] = (),
     desk_id: str | None = None,
     staff_id: str | None = None,
+    departements: Sequence[str] = (),
 ) -> UserSummary:
-    """Create an account: agents need sites, staff a desk (a staff member is created)."""
+    """Create an account: agents need sites, staff a desk (a staff member is created),
+    coordinators départements."""
     email = email.strip().lower()
     if role not in ROLES:
         raise Unprocessable(_("Unknown role {role}; use one of {value}.", role=role,
@@ -323,6 +337,12 @@ async def create_user(
         raise Unprocessable(_("An agent must be attached to at least one site."))
     if role == Role.STAFF and desk_id is None and staff_id is None:
         raise Unprocessable(_("A staff account must be attached to a desk."))
+    departements = sorted({d.strip().upper() for d in departements}) \
+        if role == Role.COORDINATOR else []
+    if role == Role.COORDINATOR and not departements:
+        raise Unprocessable(_("A coordinator must be given at least one département."))
+    if any(not _DEPARTEMENT.fullmatch(d) for d in departements):
+        raise Unprocessable(_("A département is an INSEE code such as 59, 2A or 971."))
     password_hash = hash_password(hasher, password)
     try:
         async with db.write() as session:
@@ -350,12 +370,15 @@ async def create_user(
             await session.flush()
             for site_id in site_ids if role == Role.AGENT else ():
                 session.add(m.UserSite(user_id=user.id, site_id=site_id))
+            for departement in departements:
+                session.add(m.UserDepartement(user_id=user.id, departement=departement))
     except IntegrityError as err:
         raise Conflict(_("An account with the e-mail address {email} exists already.",
                              email=email)) from err
     return UserSummary(id=user.id, email=email, display_name=display_name, role=role,
                        site_ids=tuple(site_ids) if role == Role.AGENT else (),
-                       staff_id=user.staff_id, desk_id=desk_id if role == Role.STAFF else None)
+                       staff_id=user.staff_id, desk_id=desk_id if role == Role.STAFF else None,
+                       departements=tuple(departements))
 
 
 async def list_users(*, db: Database) -> list[UserSummary]:
@@ -363,14 +386,20 @@ async def list_users(*, db: Database) -> list[UserSummary]:
     async with db.read() as session:
         users = (await session.scalars(sa.select(m.User).order_by(m.User.email))).all()
         links = (await session.execute(sa.select(m.UserSite.user_id, m.UserSite.site_id))).all()
+        covered = (await session.execute(sa.select(m.UserDepartement.user_id,
+                                                   m.UserDepartement.departement))).all()
         desks = {staff_id: desk_id for staff_id, desk_id in (await session.execute(
             sa.select(m.StaffMember.id, m.StaffMember.desk_id))).all()}
     sites: dict[str, list[str]] = {}
     for user_id, site_id in links:
         sites.setdefault(user_id, []).append(site_id)
+    departements: dict[str, list[str]] = {}
+    for user_id, departement in covered:
+        departements.setdefault(user_id, []).append(departement)
     return [
         UserSummary(id=u.id, email=u.email, display_name=u.display_name, role=u.role,
                     site_ids=tuple(sorted(sites.get(u.id, []))), staff_id=u.staff_id,
-                    desk_id=desks.get(u.staff_id) if u.staff_id else None)
+                    desk_id=desks.get(u.staff_id) if u.staff_id else None,
+                    departements=tuple(sorted(departements.get(u.id, []))))
         for u in users
     ]

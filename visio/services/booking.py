@@ -336,6 +336,7 @@ async def _book_once(
         usager_consent=usager.consent, booked_by=principal.user_id, version=1,
         created_at=now, updated_at=now,
         note=request.note.strip() if request.note is not None else None,
+        first_offered_start=_first_offered(request),
     )
     session.add(appointment)
     await session.flush()
@@ -346,6 +347,12 @@ async def _book_once(
     await session.flush()
     await outbox.booked(session, appointment, zone=site.timezone, now=now)
     return Booked(appointment, site.timezone)
+
+
+def _first_offered(request: api.Booking) -> datetime | None:
+    """What the search offered first, kept when it is no later than the chosen start."""
+    offered = request.first_offered
+    return offered if offered is not None and offered <= request.start else None
 
 
 def in_zone(slot: Slot, zone: str) -> Slot:

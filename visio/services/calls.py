@@ -28,7 +28,6 @@ from visio.errors import CallNotOpenYet, NotFound, Unprocessable
 
 log = logging.getLogger("visio.calls")
 
-SETTLE_WITHIN = timedelta(days=2)
 TEST_CALL_LIFETIME = timedelta(minutes=10)
 #: Events stored per call; beyond, only joins and leaves (signaling already keeps one
 #: connection state per change and stats every few seconds per peer).
@@ -161,7 +160,7 @@ async def admission(*, db: Database, appointment_id: str, version: int | None) -
     if status == "booked":
         return Admission.ADMITTED if version == current else Admission.OUTDATED
     if status == "done":
-        # Settling a call (settle_calls) is the only change after which an appointment is
+        # Settling a call (outcomes.settle) is the only change after which an appointment is
         # done, and it adds one to the version: tokens of the version before still enter
         # (a call running late), tokens of any earlier version (before a reschedule) do not.
         return (Admission.ADMITTED if version is not None and version >= current - 1
@@ -305,28 +304,3 @@ async def call_log(*, db: Database, principal: Principal, appointment_id: str,
         items=[CallEventView(id=e.id, at=e.at, kind=e.kind, peer_id=e.peer_id, role=e.role,
                              detail=dict(e.detail)) for e in rows],
         next_cursor=next_cursor)
-
-
-async def settle_calls(*, db: Database, now: datetime) -> int:
-    """Mark ``done`` the ended appointments whose two sides were connected."""
-    async with db.write() as session:
-        # Only recent ones: an older appointment nobody connected to stays as it is.
-        # SKIP LOCKED lets several instances settle at once without doing it twice.
-        ended = (await session.scalars(sa.select(m.Appointment).where(
-            m.Appointment.status == "booked", m.Appointment.end <= now,
-            m.Appointment.end > now - SETTLE_WITHIN).with_for_update(skip_locked=True))).all()
-        settled = 0
-        for appointment in ended:
-            if await _both_connected(session, appointment.id):
-                appointment.status = "done"
-                appointment.version += 1
-                appointment.updated_at = now
-                session.add(m.AuditEntry(at=now, actor_id=None, action="done",
-                                         appointment_id=appointment.id,
-                                         detail={"version": appointment.version}))
-                settled += 1
-    return settled
-
-
-async def _both_connected(session: AsyncSession, appointment_id: str) -> bool:
-    return (await _summary_of(session, appointment_id)).connected

@@ -225,6 +225,7 @@ async def _reschedule(
             appointment.stop_id = stop_id
             # Moved: whatever absence made it "to rebook" no longer concerns it.
             appointment.to_rebook_since = None
+            appointment.reschedule_count = (appointment.reschedule_count or 0) + 1
             appointment.version += 1
             appointment.updated_at = at
             await session.flush()

@@ -12,7 +12,7 @@ from aiohttp import web
 from visio.calendars.invitations import CALL_PAGE
 from visio.errors import NotAuthenticated, VisioError
 from visio.keys import templates_key
-from visio.web import agenda, appointments, auth, availability, booking, call, live
+from visio.web import agenda, appointments, auth, availability, booking, call, figures, live
 from visio.web.common import refusal_page
 from visio.web.render import environment
 
@@ -51,6 +51,7 @@ def mount_pages(app: web.Application) -> None:
         web.get("/agent/appointments/{id}", p(appointments.appointment_page)),
         web.post("/agent/appointments/{id}/usager", p(appointments.correct)),
         web.post("/agent/appointments/{id}/cancel", p(appointments.cancel)),
+        web.post("/agent/appointments/{id}/outcome", p(appointments.set_outcome)),
         web.post("/agent/appointments/{id}/resend", p(appointments.resend)),
         web.get("/agent/appointments/{id}/reschedule", p(appointments.move_page)),
         web.post("/agent/appointments/{id}/reschedule", p(appointments.move)),
@@ -63,6 +64,10 @@ def mount_pages(app: web.Application) -> None:
         web.post("/staff/feeds/{id}/revoke", p(availability.revoke_feed)),
         web.post("/staff/calendars", p(availability.import_calendar)),
         web.post("/staff/calendars/{id}/remove", p(availability.remove_calendar)),
+        web.get("/network/figures", p(figures.figures_page)),
+        web.get("/network/figures.csv", p(figures.figures_csv)),
+        web.get("/network/appointments.csv", p(figures.appointments_csv)),
+        web.get("/network/figures/{name}.svg", p(figures.chart)),
         web.get(CALL_PAGE, p(call.call_page)),
         web.post("/web/appointments/{id}/join", live.join),
         web.post("/web/test-calls", live.test_call),

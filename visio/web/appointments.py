@@ -35,7 +35,15 @@ from visio.keys import (
     settings_key,
 )
 from visio.notify.compose import load_facts
-from visio.services import agenda, changes, corrections, desk, directory, slot_search
+from visio.services import (
+    agenda,
+    changes,
+    corrections,
+    desk,
+    directory,
+    outcomes,
+    slot_search,
+)
 from visio.services.appointments import AppointmentFilter
 from visio.web import session
 from visio.web.common import PARIS, local_today, parse_day, signed_in, text
@@ -49,6 +57,7 @@ DONE = {
     "resent": _("The message is being sent again."),
     "rescheduled": _("The appointment is moved."),
     "cancelled": _("The appointment is cancelled."),
+    "outcome": _("The outcome is saved."),
 }
 
 
@@ -156,6 +165,8 @@ async def _file_context(request: web.Request, who: Principal,
         "history": [(h, h.at.astimezone(zone)) for h in found.history],
         "others": [(o, o.start.astimezone(ZoneInfo(o.zone))) for o in found.others],
         "changeable": row.status == Status.BOOKED and who.role is not Role.STAFF,
+        "outcome_settable": row.status != Status.CANCELLED and who.may_correct_outcome(row)
+        and row.start <= now <= row.end + outcomes.CORRECT_WITHIN,
         "done": text(request, done) if done else None,
         "errors": FormErrors(), "form": {}, "cancelling": False,
     }
@@ -234,6 +245,26 @@ def _sentence(err: VisioError, name: str) -> Message:
                 "note": _("Write the note in at most 1000 characters."),
                 }.get(name, err.detail)
     return err.detail
+
+
+async def set_outcome(request: web.Request) -> web.Response:
+    """Held or usager absent, with a reason: the API's service and checks."""
+    who = await _agent(request)
+    appointment_id = codec.path_id(request)
+    form = await _form(request)
+    try:
+        await outcomes.correct(
+            db=request.app[database_key], principal=who, appointment_id=appointment_id,
+            outcome=form.get("outcome", ""), reason=form.get("reason", "")[:500],
+            expected_version=_version(form), now=request.app[clock_key]())
+    except VisioError as err:
+        errors = FormErrors()
+        if err.extra.get("field") == "reason":
+            errors.fields["reason"] = text(request, err.detail)
+        else:
+            errors.general = text(request, err.detail)
+        return await _refused(request, who, appointment_id, errors, form, err.status)
+    raise web.HTTPSeeOther(f"/agent/appointments/{appointment_id}?done=outcome")
 
 
 async def cancel(request: web.Request) -> web.Response:

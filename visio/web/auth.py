@@ -32,6 +32,8 @@ from visio.web.render import render
 async def home(request: web.Request) -> web.Response:
     """The caller's home page: booking for agents, the agenda for staff and admins."""
     who = await signed_in(request)
+    if who.role is Role.COORDINATOR:
+        raise web.HTTPSeeOther("/network/figures")
     raise web.HTTPSeeOther("/agent/book" if who.role is Role.AGENT else "/staff/agenda")
 
 

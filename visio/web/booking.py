@@ -202,7 +202,8 @@ def _booking_of(form: dict[str, str]) -> api.Booking:
     note = " ".join(form.get("note", "").split())
     raw: dict[str, Any] = {"site_id": form.get("site_id", ""), "service_id": service_id,
                            "staff_id": staff_id or None, "start": start,
-                           "stop_id": stop_id or None, "usager": usager, "note": note or None}
+                           "stop_id": stop_id or None, "usager": usager, "note": note or None,
+                           "first_offered": form.get("first_offered") or None}
     try:
         value = msgspec.json.decode(msgspec.json.encode(raw), type=api.Booking)
     except msgspec.ValidationError as err:
