@@ -25,6 +25,7 @@ from visio.access import KIOSK, OPERATOR, Principal
 from visio.db import Database
 from visio.domain.messages import _
 from visio.errors import CallNotOpenYet, NotFound, Unprocessable
+from visio.services import audit
 
 log = logging.getLogger("visio.calls")
 
@@ -321,9 +322,9 @@ async def settle_calls(*, db: Database, now: datetime) -> int:
                 appointment.status = "done"
                 appointment.version += 1
                 appointment.updated_at = now
-                session.add(m.AuditEntry(at=now, actor_id=None, action="done",
-                                         appointment_id=appointment.id,
-                                         detail={"version": appointment.version}))
+                audit.record(session, at=now, actor=audit.THE_SYSTEM, action="done",
+                             appointment_id=appointment.id, site_id=appointment.site_id,
+                             fields=("status",), detail={"version": appointment.version})
                 settled += 1
     return settled
 
