@@ -143,6 +143,7 @@ def visio(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[s
                           capture_output=True, text=True, timeout=120, check=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite"])
 async def test_visio_purge_dry_run_says_what_would_go(tmp_path: Path, backend: str) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'purge.db'}"

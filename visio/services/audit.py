@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import msgspec
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, UOWTransaction
 
 from visio import models as m
-from visio.access import Principal, audit_filter
+from visio.access import Principal, audit_filter, may_read_audit
 from visio.clock import utcnow
 from visio.db import Database
 from visio.domain.audit_chain import GENESIS, Link, digest
@@ -43,6 +44,11 @@ class Actor:
 
 THE_SYSTEM = Actor(SYSTEM)
 THE_USAGER = Actor(USAGER)
+
+
+def may_read(principal: Principal) -> bool:
+    """Whether the caller reads any of the trail (see ``visio.access``)."""
+    return may_read_audit(principal)
 
 
 def actor_of(principal: Principal) -> Actor:
@@ -70,6 +76,11 @@ def record(session: AsyncSession, *, action: str, actor: Actor, at: datetime | N
                          detail=body)
     session.add(entry)
     return entry
+
+
+def given(data: msgspec.Struct) -> list[str]:
+    """The names of a request's fields that were given (not None): what it changes."""
+    return [name for name in data.__struct_fields__ if getattr(data, name) is not None]
 
 
 def link_of(entry: m.AuditEntry) -> Link:
