@@ -67,12 +67,18 @@ async def export_csv(request: web.Request) -> web.StreamResponse:
     """The entries matching the filters as CSV (UTF-8, a header row), all pages."""
     principal = await _principal(request)
     declared, query = _query(request)
+    return await write_csv(request, principal=principal, query=query, sep=declared.sep)
+
+
+async def write_csv(request: web.Request, *, principal: Principal, query: audit.Query,
+                    sep: str) -> web.StreamResponse:
+    """Stream the entries ``query`` selects (every page from its cursor) as CSV."""
     response = web.StreamResponse(headers={
         "Content-Type": "text/csv; charset=utf-8",
         "Content-Disposition": 'attachment; filename="audit.csv"'})
     await response.prepare(request)
     buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter=declared.sep, lineterminator="\r\n")
+    writer = csv.writer(buffer, delimiter=sep, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     after = query.after
     while True:

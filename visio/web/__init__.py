@@ -12,7 +12,7 @@ from aiohttp import web
 from visio.calendars.invitations import CALL_PAGE
 from visio.errors import NotAuthenticated, VisioError
 from visio.keys import templates_key
-from visio.web import agenda, appointments, auth, availability, booking, call, live
+from visio.web import agenda, appointments, audit, auth, availability, booking, call, live
 from visio.web.common import refusal_page
 from visio.web.render import environment
 
@@ -63,6 +63,8 @@ def mount_pages(app: web.Application) -> None:
         web.post("/staff/feeds/{id}/revoke", p(availability.revoke_feed)),
         web.post("/staff/calendars", p(availability.import_calendar)),
         web.post("/staff/calendars/{id}/remove", p(availability.remove_calendar)),
+        web.get("/network/audit", p(audit.audit_page)),
+        web.get("/network/audit.csv", p(audit.audit_csv)),
         web.get(CALL_PAGE, p(call.call_page)),
         web.post("/web/appointments/{id}/join", live.join),
         web.post("/web/test-calls", live.test_call),
