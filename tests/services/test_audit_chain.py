@@ -9,11 +9,13 @@ from itertools import pairwise
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 
-from tests.conftest import DEFAULT_NOW
+from tests.conftest import DEFAULT_NOW, in_thread
 from visio import models as m
-from visio.db import Database
+from visio.db import Database, open_database
 from visio.domain.audit_chain import GENESIS, Link, canonical, digest
+from visio.migrate import alembic_config
 from visio.services import audit
 
 
@@ -101,3 +103,32 @@ async def test_reordered_entries_are_found(db: Database) -> None:
     kinds = [(p.kind, p.seq, p.entry_id) for p in verdict.problems]
     assert kinds[0] == ("reordered", 2, entries[2].id)
     assert {k for k, _seq, _id in kinds} == {"reordered"}
+
+
+async def test_the_migration_chains_the_entries_written_before_it(database_url: str) -> None:
+    config = alembic_config(database_url)
+    in_thread(lambda: command.downgrade(config, "0016"))
+    old = sa.table("audit_log", sa.column("id", sa.String), sa.column("at", m.UTCDateTime()),
+                   sa.column("actor_id", sa.String), sa.column("actor_kind", sa.String),
+                   sa.column("action", sa.String), sa.column("appointment_id", sa.String),
+                   sa.column("detail", sa.JSON))
+    db = open_database(database_url)
+    try:
+        async with db.write() as session:
+            await session.execute(sa.insert(old), [
+                {"id": f"old-{n}", "at": DEFAULT_NOW - timedelta(minutes=n), "actor_id": None,
+                 "actor_kind": "system", "action": "done", "appointment_id": None,
+                 "detail": {"version": n}} for n in (3, 1, 2)])
+    finally:
+        await db.dispose()
+    in_thread(lambda: command.upgrade(config, "heads"))
+    db = open_database(database_url)
+    try:
+        await write(db, 2)
+        entries = await chain(db)
+        assert [e.id for e in entries[:3]] == ["old-3", "old-2", "old-1"]
+        assert [e.seq for e in entries] == [1, 2, 3, 4, 5]
+        verdict = await audit.verify(db=db)
+        assert verdict.intact, verdict.problems
+    finally:
+        await db.dispose()
