@@ -26,6 +26,7 @@ import bench_contract  # noqa: E402
 import bench_national  # noqa: E402
 import bench_notify  # noqa: E402
 import bench_processes  # noqa: E402
+import bench_purge  # noqa: E402
 
 SIGNALING = HERE / "bench_signaling.py"
 SIGNALING_TIMEOUT = 900  # seconds
@@ -89,7 +90,16 @@ def main() -> int:
         table, done = bench_national.run(quick=args.quick, small=args.small)
         print(table)
         print(f"\n(national benchmark: {time.perf_counter() - started:.0f} s)", flush=True)
-        return 0 if done else 1
+        started = time.perf_counter()
+        print("\n## Bookings during a retention purge (national dataset)\n", flush=True)
+        try:
+            table, purged = bench_purge.run(quick=args.quick, small=args.small)
+            print(table)
+        except Exception as err:  # the national table above still counts
+            print(f"bench_purge failed: {type(err).__name__}: {err}")
+            purged = False
+        print(f"\n(purge benchmark: {time.perf_counter() - started:.0f} s)", flush=True)
+        return 0 if done and purged else 1
     if args.only in (None, "booking"):
         started = time.perf_counter()
         print("## Booking\n", flush=True)

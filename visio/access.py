@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
@@ -211,3 +211,37 @@ def principal_of(*, user_id: str, role: str, site_ids: Collection[str] = (),
 def usager_may_cancel(*, status: str, start: datetime, now: datetime) -> bool:
     """The usager's link cancels its appointment while it is booked and has not begun."""
     return status == Status.BOOKED and now < start
+
+
+# ------------------------------------------------------------ the audit trail
+
+def coordinator_departements(principal: Principal) -> frozenset[str] | None:
+    """The départements a coordinator oversees; None when the caller is no coordinator.
+
+    """
+    if principal.role is not Role.COORDINATOR:
+        return None
+    return principal.departements
+
+
+def may_read_audit(principal: Principal) -> bool:
+    """Administrators read the whole trail; coordinators their départements' part."""
+    return principal.is_admin or coordinator_departements(principal) is not None
+
+
+def audit_filter(principal: Principal,
+                 site_id: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+    """The audit entries this caller may read, as a WHERE clause.
+
+    ``site_id`` is the site an entry concerns (its own, or its appointment's). A
+    coordinator reads the entries about sites of its départements; entries about no
+    site (accounts, logins, staff) are for administrators only.
+    """
+    if principal.is_admin:
+        return sa.true()
+    departements = coordinator_departements(principal)
+    if not departements:
+        return sa.false()
+    return site_id.in_(sa.select(m.Site.id)
+                       .where(m.Site.departement.in_(sorted(departements)))
+                       .scalar_subquery())

@@ -16,7 +16,7 @@ from visio.i18n import DEFAULT_LANGUAGE, catalogue
 from visio.logs import configure_logging
 from visio.migrate import upgrade
 from visio.security import password_hasher
-from visio.services import accounts
+from visio.services import accounts, audit
 from visio.settings import Settings
 
 
@@ -48,7 +48,36 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--departement", action="append", default=[],
                         help="INSEE code of a département (coordinators); repeat for more")
     users.add_parser("list", help="list accounts")
+    purge = sub.add_parser("purge", help="erase the personal data the retention policy "
+                           "no longer keeps")
+    purge.add_argument("--dry-run", action="store_true",
+                       help="only say how many rows of each kind would go")
+    trail = sub.add_parser("audit", help="the audit trail").add_subparsers(dest="action",
+                                                                           required=True)
+    trail.add_parser("verify", help="check the hash chain; say which entry breaks it")
     return parser
+
+
+async def _purge(settings: Settings, *, dry_run: bool) -> dict[str, int]:
+    from visio.clock import utcnow
+    from visio.services import retention
+
+    db = open_database(settings.database_url)
+    policy = retention.Policy.from_settings(settings)
+    try:
+        if dry_run:
+            return await retention.due(db=db, policy=policy, now=utcnow())
+        return await retention.purge(db=db, policy=policy, now=utcnow())
+    finally:
+        await db.dispose()
+
+
+async def _verify(settings: Settings) -> audit.Verdict:
+    db = open_database(settings.database_url)
+    try:
+        return await audit.verify(db=db)
+    finally:
+        await db.dispose()
 
 
 async def _create_user(settings: Settings, args: argparse.Namespace, password: str) -> str:
@@ -117,6 +146,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                     access_log_class=AccessLog,
                     # SIGTERM: stop accepting, close sockets (1012), let requests finish.
                     shutdown_timeout=settings.shutdown_grace_seconds)
+        return 0
+    if args.command == "purge":
+        counts = asyncio.run(_purge(settings, dry_run=args.dry_run))
+        verb = "would go" if args.dry_run else "purged"
+        for kind, count in counts.items():
+            print(f"{kind}\t{count}\t{verb}")
+        return 0
+    if args.command == "audit":
+        verdict = asyncio.run(_verify(settings))
+        for problem in verdict.problems:
+            print(f"{problem.kind}\t{problem.seq}\t{problem.message}")
+        print(f"{verdict.checked} entries checked; the chain's head is entry "
+              f"{verdict.head_seq}, hash {verdict.head_hash}")
+        if not verdict.intact:
+            print("The audit trail has been tampered with.", file=sys.stderr)
+            return 1
         return 0
     if args.action == "create":
         password = sys.stdin.readline().rstrip("\n")

@@ -77,6 +77,9 @@ def _sqlite_engine(url: str, begin: str) -> AsyncEngine:
 
 def open_database(url: str) -> Database:
     """Create engines for ``url`` (``sqlite+aiosqlite`` or ``postgresql+asyncpg``)."""
+    # Every session then chains the audit entries it writes (imported here: the
+    # services sit above this module).
+    import visio.services.audit  # noqa: F401
     dialect = make_url(url).get_backend_name()
     if dialect == "sqlite":
         read_engine = _sqlite_engine(url, "BEGIN")

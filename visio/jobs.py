@@ -1,9 +1,12 @@
 """Periodic jobs: forget personal data once it has served its purpose.
 
-Idempotency keys hold the usager's name, phone and e-mail (the stored booking answer)
-and live 24 hours; login records hold client addresses and live as long as throttling
-needs them. The purges run hourly on the scheduler of the application's owner
-(``schedule_purges``); each is also a plain coroutine of the app, for tests and the CLI.
+The retention policy (``visio.services.retention``) says how long each kind is kept:
+``purge_retained`` erases the usager's details of past appointments and deletes old call
+logs and message records, in small batches. Idempotency keys hold the usager's name,
+phone and e-mail (the stored booking answer) and live 24 hours; login records hold
+client addresses and live as long as throttling needs them. The purges run hourly on the
+scheduler of the application's owner (``schedule_purges``); each is also a plain
+coroutine of the app, for tests and the CLI.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from visio.keys import clock_key, database_key, settings_key
-from visio.services import accounts, idempotency
+from visio.services import accounts, idempotency, retention
 
 log = logging.getLogger("visio.jobs")
 
@@ -39,7 +42,18 @@ async def purge_login_records(app: web.Application) -> int:
     )
 
 
-PURGES: tuple[Purge, ...] = (purge_idempotency_keys, purge_login_records)
+async def purge_retained(app: web.Application) -> int:
+    """Erase the usager details, call logs and message records the policy no longer keeps."""
+    done = await retention.purge(
+        db=app[database_key], policy=retention.Policy.from_settings(app[settings_key]),
+        now=app[clock_key](), kinds=RETAINED)
+    return sum(done.values())
+
+
+#: What ``purge_retained`` handles (the two purges above handle the rest of the policy).
+RETAINED = ("usager_details", "call_events", "messages")
+
+PURGES: tuple[Purge, ...] = (purge_idempotency_keys, purge_login_records, purge_retained)
 
 
 def schedule_purges(

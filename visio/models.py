@@ -468,6 +468,8 @@ class Appointment(Base):
     first_offered_start: Mapped[datetime | None]
     outcome_at: Mapped[datetime | None]
     outcome_reason: Mapped[str | None] = mapped_column(sa.String(500))
+    # When the retention purge erased the usager's details and the note (None: kept).
+    usager_erased_at: Mapped[datetime | None]
 
     __table_args__ = (
         sa.CheckConstraint(
@@ -482,6 +484,9 @@ class Appointment(Base):
         # A trigram index answers LIKE '%helene%' on PostgreSQL; SQLite gets a plain one.
         sa.Index("ix_appointments_usager_search", "usager_search", postgresql_using="gin",
                  postgresql_ops={"usager_search": "gin_trgm_ops"}),
+        sa.Index("ix_appointments_unerased_end", "end",
+                 postgresql_where=sa.text("usager_erased_at IS NULL"),
+                 sqlite_where=sa.text("usager_erased_at IS NULL")),
     )
 
 
@@ -514,13 +519,18 @@ class IdempotencyKey(Base):
 
 
 class AuditEntry(Base):
-    """Who did what to which appointment, when. Never personal data."""
+    """Who did what to what, when: an entry of the hash-chained audit trail.
+
+    Never personal data: the usager's details appear as field names, not values. Write
+    entries with ``visio.services.audit.record`` (or add one directly): the chain fields
+    (``seq``, ``prev_hash``, ``hash``) and the request id are filled at flush.
+    """
 
     __tablename__ = "audit_log"
 
     id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
-    actor_id: Mapped[str | None] = mapped_column(ID, sa.ForeignKey("users.id"))
+    actor_id: Mapped[str | None] = mapped_column(ID, sa.ForeignKey("users.id"), index=True)
     action: Mapped[str] = mapped_column(sa.String(40))
     # agent, staff, usager, admin or system: who acted, as the history names them.
     actor_kind: Mapped[str | None] = mapped_column(sa.String(12))
@@ -528,6 +538,30 @@ class AuditEntry(Base):
         ID, sa.ForeignKey("appointments.id"), index=True
     )
     detail: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+    # What else the entry is about (user, site, staff, closure, feed, calendar ...).
+    target_kind: Mapped[str | None] = mapped_column(sa.String(20))
+    target_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    # The site concerned, when there is one (a coordinator sees its départements').
+    site_id: Mapped[str | None] = mapped_column(ID)
+    request_id: Mapped[str | None] = mapped_column(sa.String(64))
+    # The hash chain (visio.domain.audit_chain): position, previous hash, own hash.
+    seq: Mapped[int | None] = mapped_column(sa.BigInteger, unique=True)
+    prev_hash: Mapped[str | None] = mapped_column(sa.String(64))
+    hash: Mapped[str | None] = mapped_column(sa.String(64))
+
+
+class AuditChain(Base):
+    """The chain's head (one row, id 1): the last entry's ``seq`` and ``hash``.
+
+    Appending locks it (FOR UPDATE on PostgreSQL; SQLite's writers are serialised by
+    BEGIN IMMEDIATE), so concurrent writers never fork the chain.
+    """
+
+    __tablename__ = "audit_chain"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(sa.BigInteger)
+    hash: Mapped[str] = mapped_column(sa.String(64))
 
 
 class CallEventRow(Base):
@@ -539,7 +573,7 @@ class CallEventRow(Base):
     appointment_id: Mapped[str] = mapped_column(
         ID, sa.ForeignKey("appointments.id"), index=True
     )
-    at: Mapped[datetime]
+    at: Mapped[datetime] = mapped_column(index=True)
     kind: Mapped[str] = mapped_column(sa.String(30))
     peer_id: Mapped[str] = mapped_column(sa.String(100))
     role: Mapped[str] = mapped_column(sa.String(20))
@@ -601,4 +635,5 @@ class OutboxRow(Base):
         sa.CheckConstraint("channel IN ('email', 'sms')", name="channel"),
         sa.Index("ix_outbox_status_due", "status", "due_at"),
         sa.Index("ix_outbox_recipient_finished", "recipient", "finished_at"),
+        sa.Index("ix_outbox_finished_at", "finished_at"),
     )

@@ -177,6 +177,21 @@ class Settings:
     login_ipv6_prefix: int = setting(
         64, _bits,
         "IPv6 clients are counted by network of this many bits (128: each address alone).")
+    retention_usager_days: int = setting(
+        90, _int,
+        "Days after an appointment's end when the usager's name, phone, e-mail and the "
+        "note for the operator are erased (the appointment itself stays for the figures).")
+    retention_call_log_days: int = setting(
+        180, _int,
+        "Days a call's event log (joins, connections, statistics) is kept after the call.")
+    retention_message_days: int = setting(
+        30, _int,
+        "Days a sent (or failed, or dropped) message's record, with its recipient's "
+        "address, is kept after it was handled.")
+    purge_batch_size: int = setting(
+        500, _int,
+        "Rows the retention purge handles per transaction (small, so that it never holds "
+        "locks long).")
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = setting(
         (), _networks,
         "Reverse proxies whose X-Forwarded-For is believed (IPs or CIDR networks); none "

@@ -332,6 +332,14 @@ async def post_user(w: World, s: Side) -> Call:
         "role": "agent", "display_name": "Nouvel agent", "site_ids": [s.site.id]})
 
 
+async def get_audit(w: World, s: Side) -> Call:
+    return Call("GET", "/api/v1/audit", params={"limit": "5"})
+
+
+async def get_audit_csv(w: World, s: Side) -> Call:
+    return Call("GET", "/api/v1/audit.csv", params={"limit": "5"})
+
+
 async def get_availability(w: World, s: Side) -> Call:
     staff_id = s.op.staff[0].id
     return Call("GET", f"/api/v1/staff/{staff_id}/availability", probe=("staff_id", staff_id))
@@ -550,6 +558,9 @@ MATRIX = [
     # ------------------------------------------------------------- accounts
     Row("GET /users", get_users, LISTED, 403, 403),
     Row("POST /users", post_user, 201, 403, 403),
+    # ------------------------------------------------------------- audit trail
+    Row("GET /audit", get_audit, 200, 403, 403),
+    Row("GET /audit.csv", get_audit_csv, 200, 403, 403),
     # ------------------------------------------------------------- availability
     Row("GET /staff/{id}/availability", get_availability, (200, 200), (404, 404),
         (200, 404)),

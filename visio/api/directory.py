@@ -10,7 +10,7 @@ from visio.api import codec, views
 from visio.api.context import caller
 from visio.contract import bodies as api
 from visio.keys import clock_key, database_key, hasher_key, rooms_key
-from visio.services import accounts, directory
+from visio.services import accounts, audit, directory
 
 
 def _today(request: web.Request) -> date:
@@ -181,5 +181,6 @@ async def create_user(request: web.Request) -> web.Response:
     user = await accounts.create_user(
         db=request.app[database_key], hasher=request.app[hasher_key], email=data.email,
         password=data.password, role=data.role.value, display_name=data.display_name.strip(),
-        site_ids=data.site_ids, desk_id=data.desk_id, departements=data.departements)
+        site_ids=data.site_ids, desk_id=data.desk_id, departements=data.departements,
+        actor=audit.actor_of(principal))
     return codec.respond(views.user(user), status=201)

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from visio.api import (
     appointments,
+    audit,
     auth,
     calendars,
     calls,
@@ -205,6 +206,13 @@ def operations() -> list[Operation]:
           "Each appointment of a period without personal data (ids, times, outcomes)",
           api.Page[api.AppointmentFigures], query=api.ExportQuery, refusals=(422,),
           tag="figures", csv=True),
+        op("GET", "/audit", audit.list_entries,
+          "The audit trail in the order it was written (admins; coordinators: their "
+          "départements' sites), paginated", api.Page[api.AuditEntry], query=api.AuditQuery,
+          refusals=(403, 422), tag="audit"),
+        op("GET", "/audit.csv", audit.export_csv,
+          "The audit trail as CSV (UTF-8, a header row; sep=; for French spreadsheets)",
+          query=api.AuditQuery, media_type="text/csv", refusals=(403, 422), tag="audit"),
         op("POST", "/test-calls", calls.test_call,
           "A token for a test call with the echo peer (HTTP POST to echo_url)",
           api.TestCall, refusals=(404, 409), tag="calls"),

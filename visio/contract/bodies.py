@@ -6,7 +6,7 @@ OpenAPI document (``visio.api.openapi``). Request structs refuse unknown fields.
 
 from __future__ import annotations
 
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from msgspec import UNSET, Meta, Struct, UnsetType, field
 
@@ -709,3 +709,42 @@ class OutcomeCorrection(Request, frozen=True, kw_only=True):
 
     outcome: Literal["done", "no_show"]
     reason: Reason
+# ---------------------------------------------------------------- audit trail
+
+
+class AuditQuery(Request, frozen=True, kw_only=True):
+    """Which audit entries: a period, who acted, on what; a page of them."""
+
+    from_: Instant | None = field(default=None, name="from")
+    to: Instant | None = None
+    # An account id, or "system" or "usager".
+    actor: Id | None = None
+    # An appointment's id, or any other target's (site, user, closure, feed ...).
+    target: Id | None = None
+    cursor: Cursor | None = None
+    limit: Annotated[int, Meta(ge=1, le=500)] = 100
+    # CSV only: the separator ("," by default; ";" for spreadsheets set up in French).
+    sep: Literal[",", ";"] = ","
+
+
+class AuditEntry(Resource, frozen=True, kw_only=True):
+    """One entry of the audit trail: who, what, when, on what; never personal data."""
+
+    seq: int
+    id: str
+    at: Instant
+    actor_id: str | None
+    # agent, staff, admin, coordinator (an account and its role), usager (by their
+    # link), system, or anonymous (a login naming no account).
+    actor_kind: str | None
+    actor_name: str | None
+    action: str
+    appointment_id: str | None
+    target_kind: str | None
+    target_id: str | None
+    site_id: str | None
+    request_id: str | None
+    # The names of the fields changed, never their values.
+    fields: list[str]
+    detail: dict[str, Any]
+    hash: str

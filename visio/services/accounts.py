@@ -22,6 +22,7 @@ from visio.domain.messages import _
 from visio.domain.territory import DEPARTEMENT_PATTERN
 from visio.errors import Conflict, NotAuthenticated, NotFound, TooManyAttempts, Unprocessable
 from visio.security import digest, hash_password, new_api_token, verify_password
+from visio.services import audit
 from visio.settings import Settings
 
 ROLES = tuple(r.value for r in Role)
@@ -124,51 +125,81 @@ async def log_in(
     """
     account_key = digest(email.strip().lower())
     address = policy.counted_as(address)
+    token: str | None = None
+    expires_at: datetime | None = None
     async with db.write() as session:
         retry_after = await _refusal(
             session=session, account_key=account_key, address=address, policy=policy, now=now
         )
-        if retry_after is not None:
-            raise TooManyAttempts(
-                _("Too many failed logins; wait before trying again."), retry_after=retry_after
-            )
         user = await session.scalar(
             sa.select(m.User).where(m.User.email == email.strip().lower(), m.User.active)
         )
-        # Verify against a dummy hash for unknown accounts: same cost, nothing revealed.
-        ok = verify_password(hasher, user.password_hash if user else dummy_hash, password)
-        if user is None or not ok:
-            session.add(m.LoginFailure(account_key=account_key, address=address, at=now))
-            failed = True
+        if retry_after is not None:
+            # Refused before the password is checked; the refusal is in the trail.
+            _audit_login(session, user, now, "login.refused", "throttled")
         else:
-            failed = False
-            # Only this pair's failures: the owner logging in elsewhere must not hand an
-            # attacker a fresh account budget.
-            await session.execute(
-                sa.delete(m.LoginFailure).where(m.LoginFailure.account_key == account_key,
-                                                m.LoginFailure.address == address)
-            )
-            await session.execute(
-                sa.delete(_successes).where(_successes.c.account_key == account_key,
-                                            _successes.c.address == address)
-            )
-            await session.execute(sa.insert(_successes).values(
-                id=m.new_id(), account_key=account_key, address=address, at=now))
-            if replaces is not None:
-                await session.execute(
-                    sa.update(m.ApiToken)
-                    .where(m.ApiToken.token_hash == digest(replaces),
-                           m.ApiToken.revoked_at.is_(None))
-                    .values(revoked_at=now))
-            token = new_api_token()
-            expires_at = now + policy.token_ttl
-            session.add(
-                m.ApiToken(user_id=user.id, token_hash=digest(token), created_at=now,
-                           expires_at=expires_at)
-            )
-    if failed:
+            token, expires_at = await _check_password(
+                session=session, hasher=hasher, dummy_hash=dummy_hash, user=user,
+                password=password, account_key=account_key, address=address, policy=policy,
+                now=now, replaces=replaces)
+    if retry_after is not None:
+        raise TooManyAttempts(
+            _("Too many failed logins; wait before trying again."), retry_after=retry_after
+        )
+    if token is None or expires_at is None:
         raise NotAuthenticated(_("The e-mail address or the password is wrong."))
     return IssuedToken(access_token=token, expires_at=expires_at)
+
+
+async def _check_password(
+    *, session: AsyncSession, hasher: PasswordHasher, dummy_hash: str, user: m.User | None,
+    password: str, account_key: str, address: str, policy: LoginPolicy, now: datetime,
+    replaces: str | None,
+) -> tuple[str | None, datetime | None]:
+    """A new token and its expiry for the right password; (None, None) otherwise."""
+    # Verify against a dummy hash for unknown accounts: same cost, nothing revealed.
+    ok = verify_password(hasher, user.password_hash if user else dummy_hash, password)
+    if user is None or not ok:
+        session.add(m.LoginFailure(account_key=account_key, address=address, at=now))
+        _audit_login(session, user, now, "login.refused",
+                     "unknown_account" if user is None else "wrong_password")
+        return None, None
+    # Only this pair's failures: the owner logging in elsewhere must not hand an
+    # attacker a fresh account budget.
+    await session.execute(
+        sa.delete(m.LoginFailure).where(m.LoginFailure.account_key == account_key,
+                                        m.LoginFailure.address == address)
+    )
+    await session.execute(
+        sa.delete(_successes).where(_successes.c.account_key == account_key,
+                                    _successes.c.address == address)
+    )
+    await session.execute(sa.insert(_successes).values(
+        id=m.new_id(), account_key=account_key, address=address, at=now))
+    if replaces is not None:
+        await session.execute(
+            sa.update(m.ApiToken)
+            .where(m.ApiToken.token_hash == digest(replaces),
+                   m.ApiToken.revoked_at.is_(None))
+            .values(revoked_at=now))
+    token = new_api_token()
+    expires_at = now + policy.token_ttl
+    session.add(
+        m.ApiToken(user_id=user.id, token_hash=digest(token), created_at=now,
+                   expires_at=expires_at)
+    )
+    _audit_login(session, user, now, "login.succeeded", None)
+    return token, expires_at
+
+
+def _audit_login(session: AsyncSession, user: m.User | None, now: datetime, action: str,
+                 reason: str | None) -> None:
+    """A login in the trail: the account (if the e-mail named one), never the e-mail
+    given or the address it came from."""
+    actor = audit.Actor(user.role, user.id) if user is not None else audit.Actor("anonymous")
+    audit.record(session, at=now, actor=actor, action=action, target_kind="user",
+                 target_id=user.id if user is not None else None,
+                 detail={"reason": reason} if reason else None)
 
 
 async def _refusal(
@@ -322,6 +353,7 @@ async def create_user(
     desk_id: str | None = None,
     staff_id: str | None = None,
     departements: Sequence[str] = (),
+    actor: audit.Actor = audit.THE_SYSTEM,
 ) -> UserSummary:
     """Create an account: agents need sites, staff a desk (a staff member is created),
     coordinators départements."""
@@ -372,6 +404,14 @@ async def create_user(
                 session.add(m.UserSite(user_id=user.id, site_id=site_id))
             for departement in departements:
                 session.add(m.UserDepartement(user_id=user.id, departement=departement))
+            audit.record(session, actor=actor, action="account.created",
+                         target_kind="user", target_id=user.id,
+                         fields=("email", "display_name", "password", "role")
+                         + (("sites",) if role == Role.AGENT else ())
+                         + (("staff",) if role == Role.STAFF else ()),
+                         detail={"role": role,
+                                 "sites": sorted(site_ids) if role == Role.AGENT else [],
+                                 "staff_id": user.staff_id})
     except IntegrityError as err:
         raise Conflict(_("An account with the e-mail address {email} exists already.",
                              email=email)) from err

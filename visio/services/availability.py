@@ -18,6 +18,7 @@ from visio.domain import absences
 from visio.domain.intervals import Interval
 from visio.domain.messages import N_, _
 from visio.errors import Conflict, NotFound, Unprocessable
+from visio.services import audit
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,4 +189,10 @@ async def replace_availability(*, db: Database, principal: Principal, staff_id: 
         for x in data.absences:
             session.add(m.BusyPeriod(staff_id=staff_id, start=x.start, end=x.end,
                                      source="absence", reason=(x.reason or "").strip()))
+        audit.record(session, at=now, actor=audit.actor_of(principal),
+                     action="availability.replaced", target_kind="staff", target_id=staff_id,
+                     fields=("rules", "overrides", "absences"),
+                     detail={"rules": len(rules), "overrides": len(overrides),
+                             "absences": len(data.absences),
+                             "to_rebook": sorted(a.id for a in newly)})
     return await get_availability(db=db, principal=principal, staff_id=staff_id)

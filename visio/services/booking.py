@@ -25,7 +25,7 @@ from visio.db import Database
 from visio.domain import contact
 from visio.domain.calendars import HolidayCalendar
 from visio.domain.intervals import Interval
-from visio.domain.kinds import ActorKind, SiteKind, Status
+from visio.domain.kinds import SiteKind, Status
 from visio.domain.messages import _
 from visio.domain.refusals import Refusal, check_start
 from visio.domain.search import nearest
@@ -37,7 +37,7 @@ from visio.errors import (
     Unprocessable,
     VisioError,
 )
-from visio.services import idempotency, outbox
+from visio.services import audit, idempotency, outbox
 from visio.services.calendars import (
     HOLDS_TIME,
     LONGEST_BOOTH_HOLD,
@@ -340,10 +340,9 @@ async def _book_once(
     )
     session.add(appointment)
     await session.flush()
-    session.add(m.AuditEntry(at=now, actor_id=principal.user_id, action="booked",
-                             actor_kind=ActorKind(principal.role.value).value,
-                             appointment_id=appointment.id,
-                             detail={"start": request.start.isoformat(), "version": 1}))
+    audit.record(session, at=now, actor=audit.actor_of(principal), action="booked",
+                 appointment_id=appointment.id, site_id=site.id,
+                 detail={"start": request.start.isoformat(), "version": 1})
     await session.flush()
     await outbox.booked(session, appointment, zone=site.timezone, now=now)
     return Booked(appointment, site.timezone)

@@ -29,7 +29,7 @@ from visio.domain.calendars import HolidayCalendar
 from visio.domain.kinds import ActorKind, Status
 from visio.domain.messages import Message, _
 from visio.errors import Conflict, Forbidden, NotFound, PreconditionFailed, SlotTaken
-from visio.services import outbox
+from visio.services import audit, outbox
 from visio.services.booking import Booked, choose, constraint_of, stop_for
 
 _TICK = timedelta(microseconds=1)
@@ -119,9 +119,9 @@ async def mark_cancelled(session: AsyncSession, appointment: m.Appointment, *, r
     appointment.cancel_seen_at = None
     appointment.version += 1
     appointment.updated_at = at
-    session.add(m.AuditEntry(at=at, actor_id=actor_id, actor_kind=actor_kind.value,
-                             action="cancelled", appointment_id=appointment.id,
-                             detail={"version": appointment.version}))
+    audit.record(session, at=at, actor=audit.Actor(actor_kind.value, actor_id),
+                 action="cancelled", appointment_id=appointment.id,
+                 site_id=appointment.site_id, detail={"version": appointment.version})
     await outbox.cancelled(session, appointment, now=at)
 
 
@@ -229,13 +229,13 @@ async def _reschedule(
             appointment.version += 1
             appointment.updated_at = at
             await session.flush()
-            session.add(m.AuditEntry(
-                at=at, actor_id=principal.user_id, action="rescheduled",
-                actor_kind=actor_kind_of(principal).value,
-                appointment_id=appointment.id,
+            audit.record(
+                session, at=at, actor=audit.Actor(actor_kind_of(principal).value,
+                                                  principal.user_id),
+                action="rescheduled", appointment_id=appointment.id, site_id=site.id,
+                fields=("start",),
                 detail={"from": old_start.isoformat(), "to": start.isoformat(),
-                        "version": appointment.version},
-            ))
+                        "version": appointment.version})
             await outbox.rescheduled(session, appointment, now=at)
         return Booked(appointment, site.timezone), True
     except IntegrityError as err:

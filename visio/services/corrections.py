@@ -22,7 +22,7 @@ from visio.domain import contact
 from visio.domain.kinds import Status
 from visio.domain.messages import _
 from visio.errors import Conflict, TooManyRequests
-from visio.services import outbox
+from visio.services import audit, outbox
 from visio.services.booking import Booked, normalised_phone, refusal
 from visio.services.changes import actor_kind_of, lock_for_change
 
@@ -83,11 +83,12 @@ async def correct_usager(
         appointment.updated_at = at
         await session.flush()
         # Which fields, never their values: the audit log holds no personal data.
-        session.add(m.AuditEntry(
-            at=at, actor_id=principal.user_id, actor_kind=actor_kind_of(principal),
-            action="corrected", appointment_id=appointment.id,
-            detail={"fields": sorted(c.removeprefix("usager_") for c in wanted),
-                    "version": appointment.version}))
+        audit.record(session, at=at, actor=audit.Actor(actor_kind_of(principal).value,
+                                                       principal.user_id),
+                     action="corrected", appointment_id=appointment.id,
+                     site_id=appointment.site_id,
+                     fields=(c.removeprefix("usager_") for c in wanted),
+                     detail={"version": appointment.version})
         await outbox.corrected(session, appointment, old_version=old_version,
                                old_phone=old_phone, old_email=old_email, now=at)
     return Booked(appointment, site.timezone)
@@ -145,11 +146,12 @@ async def resend(*, db: Database, principal: Principal, appointment_id: str, now
             attempts=0, created_at=now)
         session.add(row)
         await session.flush()
-        session.add(m.AuditEntry(
-            at=now, actor_id=principal.user_id, actor_kind=actor_kind_of(principal),
-            action="resent", appointment_id=appointment.id,
-            detail={"kind": last.kind, "channel": last.channel,
-                    "version": appointment.version}))
+        audit.record(session, at=now, actor=audit.Actor(actor_kind_of(principal).value,
+                                                        principal.user_id),
+                     action="resent", appointment_id=appointment.id,
+                     site_id=appointment.site_id,
+                     detail={"kind": last.kind, "channel": last.channel,
+                             "version": appointment.version})
     return row
 
 

@@ -23,7 +23,7 @@ from visio.db import Database
 from visio.domain.kinds import ActorKind, SiteKind, Status, Weekday
 from visio.domain.messages import _
 from visio.errors import Conflict, Forbidden, NotFound, Unprocessable
-from visio.services import changes
+from visio.services import audit, changes
 from visio.services.territories import check_codes, covering_desks, site_place, stop_place
 
 WEEKDAYS = tuple(Weekday)
@@ -222,6 +222,9 @@ async def create_site(*, db: Database, principal: Principal, data: api.SiteCreat
         session.add(site)
         await session.flush()
         _replace_hours(session, site.id, hours)
+        audit.record(session, actor=audit.actor_of(principal), action="site.created",
+                     target_kind="site", target_id=site.id, site_id=site.id,
+                     fields=audit.given(data))
         await session.flush()
         return (await _with_details(session, [site], today))[0]
 
@@ -278,6 +281,9 @@ async def update_site(*, db: Database, principal: Principal, site_id: str,
         if hours is not None:
             await session.execute(sa.delete(m.SiteHours).where(m.SiteHours.site_id == site_id))
             _replace_hours(session, site_id, hours)
+        audit.record(session, actor=audit.actor_of(principal), action="site.changed",
+                     target_kind="site", target_id=site_id, site_id=site_id,
+                     fields=audit.given(changes))
         await session.flush()
         return (await _with_details(session, [site], today))[0]
 
@@ -304,6 +310,9 @@ async def add_stops(*, db: Database, principal: Principal, site_id: str,
                     for s, ranges in zip(data.stops, hours, strict=True)]
             session.add_all(rows)
             await session.flush()
+            audit.record(session, actor=audit.actor_of(principal), action="stops.added",
+                         target_kind="site", target_id=site_id, site_id=site_id,
+                         detail={"stops": [r.id for r in rows]})
             return rows
     except IntegrityError as err:
         raise Conflict(_("The bus already has a stop on one of these days.")) from err
@@ -326,6 +335,8 @@ async def remove_stop(*, db: Database, principal: Principal, site_id: str,
         await session.execute(sa.update(m.Appointment).where(
             m.Appointment.stop_id == stop_id).values(stop_id=None))
         await session.delete(stop)
+        audit.record(session, actor=audit.actor_of(principal), action="stop.removed",
+                     target_kind="stop", target_id=stop_id, site_id=site_id)
 
 
 async def create_operator(*, db: Database, principal: Principal,
@@ -341,6 +352,8 @@ async def create_operator(*, db: Database, principal: Principal,
                             timezone=data.timezone)
             session.add(op)
             await session.flush()
+            audit.record(session, actor=audit.actor_of(principal), action="operator.created",
+                         target_kind="operator", target_id=op.id, fields=audit.given(data))
     except IntegrityError as err:
         raise Conflict(_("An operator with code {code} exists already.",
                          code=data.code)) from err
@@ -363,6 +376,8 @@ async def update_operator(*, db: Database, principal: Principal, operator_id: st
             op.languages = sorted({lang.value for lang in changes.languages})
         if changes.timezone is not None:
             op.timezone = changes.timezone
+        audit.record(session, actor=audit.actor_of(principal), action="operator.changed",
+                     target_kind="operator", target_id=op.id, fields=audit.given(changes))
         themes = await _themes_by_operator(session, [op.id])
     return OperatorDetails(op, sorted(themes[op.id]))
 
@@ -377,6 +392,9 @@ async def create_desk(*, db: Database, principal: Principal, operator_id: str,
         desk = m.Desk(operator_id=operator_id, name=data.name.strip())
         session.add(desk)
         await session.flush()
+        audit.record(session, actor=audit.actor_of(principal), action="desk.created",
+                     target_kind="desk", target_id=desk.id, fields=audit.given(data),
+                     detail={"operator_id": operator_id})
     return desk
 
 
@@ -399,6 +417,9 @@ async def create_service(*, db: Database, principal: Principal,
                 notice_minutes=data.notice_minutes, horizon_days=data.horizon_days)
             session.add(service)
             await session.flush()
+            audit.record(session, actor=audit.actor_of(principal), action="service.created",
+                         target_kind="service", target_id=service.id,
+                         fields=audit.given(data))
     except IntegrityError as err:
         raise Conflict(_("This operator already has a service for this theme.")) from err
     return service
@@ -418,6 +439,8 @@ async def update_service(*, db: Database, principal: Principal, service_id: str,
                 setattr(service, name, value)
         if changes.languages is not None:
             service.languages = sorted({lang.value for lang in changes.languages})
+        audit.record(session, actor=audit.actor_of(principal), action="service.changed",
+                     target_kind="service", target_id=service.id, fields=audit.given(changes))
     return service
 
 
@@ -466,6 +489,13 @@ async def add_closure(*, db: Database, principal: Principal, data: api.ClosureCr
                            desk_id=data.desk_id, day=data.date, reason=reason)
         session.add(row)
         await session.flush()
+        audit.record(session, at=now, actor=audit.actor_of(principal), action="closure.added",
+                     target_kind="closure", target_id=row.id, site_id=data.site_id,
+                     fields=audit.given(data),
+                     detail={"owner": (data.site_id and "site") or (data.operator_id
+                                                                     and "operator") or "desk",
+                             "owner_id": owners[0], "day": data.date.isoformat(),
+                             "cancelled": len(booked)})
     cancelled = [a.id for a in booked]
     await rooms(cancelled, "cancelled")
     return ClosureOutcome(row, cancelled)

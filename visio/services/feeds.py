@@ -21,6 +21,7 @@ from visio.db import Database
 from visio.domain.messages import Message, Plain, _
 from visio.errors import Forbidden, NotFound
 from visio.security import digest, new_api_token
+from visio.services import audit
 from visio.services.accounts import _principal as principal_of_user
 
 PAST = timedelta(weeks=2)
@@ -81,6 +82,11 @@ async def create_feed(*, db: Database, principal: Principal, scope: str, target_
         feed = m.CalendarFeed(user_id=principal.user_id, scope=scope, target_id=target_id,
                               token_hash=digest(token), language=language, created_at=now)
         session.add(feed)
+        await session.flush()
+        audit.record(session, at=now, actor=audit.actor_of(principal), action="feed.created",
+                     target_kind="feed", target_id=feed.id,
+                     site_id=target_id if scope == "site" else None,
+                     detail={"scope": scope, "of": target_id})
     return CreatedFeed(feed, token)
 
 
@@ -103,6 +109,10 @@ async def revoke_feed(*, db: Database, principal: Principal, feed_id: str,
                 feed.user_id != principal.user_id and not principal.is_admin):
             raise NotFound(_("There is no agenda feed {id}.", id=feed_id))
         feed.revoked_at = now
+        audit.record(session, at=now, actor=audit.actor_of(principal), action="feed.revoked",
+                     target_kind="feed", target_id=feed.id,
+                     site_id=feed.target_id if feed.scope == "site" else None,
+                     detail={"scope": feed.scope, "of": feed.target_id})
 
 
 def _scope_filter(feed: m.CalendarFeed) -> sa.ColumnElement[bool]:

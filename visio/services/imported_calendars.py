@@ -42,6 +42,7 @@ from visio.calendars.fetch import (
 from visio.db import Database
 from visio.domain.messages import Message, _
 from visio.errors import NotFound, Unprocessable
+from visio.services import audit
 from visio.settings import Settings
 
 log = logging.getLogger("visio.calendars")
@@ -133,6 +134,13 @@ async def register(*, db: Database, principal: Principal, settings: Settings, st
             staff_id=staff_id, url=url, credentials=_seal(settings, username, password),
             status="pending", created_at=now, busy_count=0)
         session.add(calendar)
+        await session.flush()
+        # The address and credentials are the staff member's: named, not copied.
+        audit.record(session, at=now, actor=audit.actor_of(principal),
+                     action="calendar.imported", target_kind="calendar",
+                     target_id=calendar.id,
+                     fields=("url",) + (("credentials",) if calendar.credentials else ()),
+                     detail={"staff_id": staff_id})
     return calendar
 
 
@@ -163,6 +171,9 @@ async def remove(*, db: Database, principal: Principal, staff_id: str,
         await session.execute(sa.delete(m.BusyPeriod).where(
             m.BusyPeriod.staff_id == staff_id, m.BusyPeriod.source == source_of(calendar_id)))
         await session.delete(calendar)
+        audit.record(session, actor=audit.actor_of(principal), action="calendar.removed",
+                     target_kind="calendar", target_id=calendar_id,
+                     detail={"staff_id": staff_id})
 
 
 def why_unread(code: str) -> Message:

@@ -22,6 +22,7 @@ from visio.domain.kinds import SiteKind
 from visio.domain.messages import _
 from visio.domain.territory import Place, Territory, departement_of
 from visio.errors import Forbidden, NotFound, Unprocessable
+from visio.services import audit
 
 
 def site_place(site: m.Site) -> Place:
@@ -132,4 +133,8 @@ async def set_territory(*, db: Database, principal: Principal, desk_id: str,
         await session.flush()
         session.add_all(m.DeskCommune(desk_id=desk_id, commune_insee=c,
                                       departement=departement_of(c)) for c in communes)
+        audit.record(session, actor=audit.actor_of(principal), action="territory.set",
+                     target_kind="desk", target_id=desk_id,
+                     fields=("departements", "communes"),
+                     detail={"departements": departements, "communes": communes})
     return DeskTerritory(desk_id, departements, communes)

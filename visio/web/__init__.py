@@ -12,7 +12,17 @@ from aiohttp import web
 from visio.calendars.invitations import CALL_PAGE
 from visio.errors import NotAuthenticated, VisioError
 from visio.keys import templates_key
-from visio.web import agenda, appointments, auth, availability, booking, call, figures, live
+from visio.web import (
+    agenda,
+    appointments,
+    audit,
+    auth,
+    availability,
+    booking,
+    call,
+    figures,
+    live,
+)
 from visio.web.common import refusal_page
 from visio.web.render import environment
 
@@ -68,6 +78,8 @@ def mount_pages(app: web.Application) -> None:
         web.get("/network/figures.csv", p(figures.figures_csv)),
         web.get("/network/appointments.csv", p(figures.appointments_csv)),
         web.get("/network/figures/{name}.svg", p(figures.chart)),
+        web.get("/network/audit", p(audit.audit_page)),
+        web.get("/network/audit.csv", p(audit.audit_csv)),
         web.get(CALL_PAGE, p(call.call_page)),
         web.post("/web/appointments/{id}/join", live.join),
         web.post("/web/test-calls", live.test_call),
