@@ -160,6 +160,7 @@ async def test_the_appointment_export_has_no_personal_data(
 async def test_a_bad_period_or_group_is_refused(world: World, client: Client) -> None:
     headers = await auth_headers(client, world.admin)
     for query in ("from=2026-12-07&to=2026-11-30", "from=2025-01-01&to=2026-12-31",
+                  "from=0001-01-01&to=0001-01-02", "from=9999-12-30&to=9999-12-31",
                   f"{PERIOD}&group_by=sites", f"{PERIOD}&group_by=site,,month"):
         response = await client.get(f"/api/v1/figures?{query}", headers=headers)
         assert response.status in (400, 422), query
