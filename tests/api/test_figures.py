@@ -160,7 +160,28 @@ async def test_the_appointment_export_has_no_personal_data(
 async def test_a_bad_period_or_group_is_refused(world: World, client: Client) -> None:
     headers = await auth_headers(client, world.admin)
     for query in ("from=2026-12-07&to=2026-11-30", "from=2025-01-01&to=2026-12-31",
+                  "from=0001-01-01&to=0001-01-02", "from=9999-12-30&to=9999-12-31",
                   f"{PERIOD}&group_by=sites", f"{PERIOD}&group_by=site,,month"):
         response = await client.get(f"/api/v1/figures?{query}", headers=headers)
         assert response.status in (400, 422), query
         assert response.headers["Content-Type"].startswith("application/problem+json")
+
+
+async def test_an_admin_creates_a_coordinator_who_sees_its_departements(
+    world: World, client: Client
+) -> None:
+    headers = await auth_headers(client, world.admin)
+    response = await client.post("/api/v1/users", headers=headers, json={
+        "email": "coordination.62@visio.test", "password": "a long enough password",
+        "role": "coordinator", "display_name": "Coordination 62", "departements": ["62"]})
+    assert response.status == 201, await response.text()
+    assert (await response.json())["departements"] == ["62"]
+    login = await client.post("/api/v1/auth/token", json={
+        "email": "coordination.62@visio.test", "password": "a long enough password"})
+    token = (await login.json())["access_token"]
+    items = await _figures(client, {"Authorization": f"Bearer {token}"}, "site")
+    assert [(i["keys"]["site"], i["booked"]) for i in items] == [(world.site_b.id, 3)]
+    refused = await client.post("/api/v1/users", headers=headers, json={
+        "email": "nowhere@visio.test", "password": "a long enough password",
+        "role": "coordinator", "display_name": "Nowhere"})
+    assert refused.status == 422

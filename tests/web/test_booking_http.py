@@ -362,3 +362,26 @@ async def test_cancelled_appointments_stay_struck_through_with_who_cancelled(
                                 data={"csrf": csrf_of(page)}, allow_redirects=False)
     assert refused.status == 404
     assert (await read_appointment(db, made["agent"])).cancel_seen_at is None
+
+
+async def test_the_booking_keeps_the_first_slot_the_search_offered(
+        client: Client, db: Database) -> None:
+    """The figures' delay to the first free slot: the page sends the first slot it showed,
+    the booking of a later one stores it."""
+    from datetime import datetime
+
+    site = await make_site(db)
+    await make_operator(db)
+    agent = await make_user(db, role="agent", sites=[site])
+    await log_in(client, agent.email)
+    page, form = await booking_form(client, "theme=famille")
+    slots = slots_of(page)
+    assert len(slots) >= 2
+    first = datetime.fromisoformat(slots[0].split("|")[2])
+    assert field_of(page, "first_offered") == slots[0].split("|")[2]
+    form |= {"slot": slots[1], "first_offered": field_of(page, "first_offered")}
+    response = await client.post("/agent/book", data=form, allow_redirects=False)
+    assert response.status == 303, await response.text()
+    stored = await read_appointment(db, response.headers["Location"].rsplit("/", 1)[1])
+    assert stored.first_offered_start == first
+    assert stored.start > first

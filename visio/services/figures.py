@@ -47,8 +47,17 @@ class Period:
         return datetime.combine(self.last + timedelta(days=1), time(0), NETWORK_ZONE)
 
 
+#: Days the figures may ask about (appointments are booked at the time they happen).
+EARLIEST_DAY = date(2000, 1, 1)
+LATEST_DAY = date(2199, 12, 31)
+
+
 def period(first: date, last: date, *, max_days: int = MAX_DAYS) -> Period:
     """A period of at most ``max_days`` days; a 422 otherwise."""
+    for day, name in ((first, "from"), (last, "to")):
+        if not EARLIEST_DAY <= day <= LATEST_DAY:
+            raise Unprocessable(_("A date between {start} and {end}, please.",
+                                  start=EARLIEST_DAY, end=LATEST_DAY), extra={"field": name})
     if last < first:
         raise Unprocessable(_("The period ends before it begins."), extra={"field": "to"})
     if (last - first).days + 1 > max_days:
