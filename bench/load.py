@@ -61,7 +61,10 @@ POSTGRES_URL = os.environ.get("LOAD_POSTGRES_URL",
                               "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 KINDS = ("search", "book", "read one", "read list", "cancel", "reschedule")
-RACES = {"book": ("409",), "cancel": ("409", "412"), "reschedule": ("409", "412")}
+#: Documented answers to two agents racing: 409, 412, and 422 "not-bookable" (the slot
+#: found went to someone else meanwhile).
+RACES = {"book": ("409", "422 not-bookable"), "cancel": ("409", "412"),
+         "reschedule": ("409", "412", "422 not-bookable")}
 
 
 def log(message: str) -> None:
@@ -164,7 +167,7 @@ def table(result: dict[str, Any], seconds: float) -> tuple[str, int]:
     statuses: dict[str, dict[str, int]] = result["statuses"]
     latencies: dict[str, list[float]] = result["latencies"]
     lines = ["| kind | requests | share | req/s | p50 (ms) | p99 (ms) | races refused "
-             "(409/412) | shed (429) | errors | of which 5xx |",
+             "(409/412/422) | shed (429) | errors | of which 5xx |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     total = sum(sum(statuses.get(k, {}).values()) for k in KINDS)
     sums = {"races": 0, "shed": 0, "errors": 0, "fives": 0}
@@ -191,7 +194,8 @@ def table(result: dict[str, Any], seconds: float) -> tuple[str, int]:
                  f"{_percentile(every, 0.5):.0f} | {_percentile(every, 0.99):.0f} | "
                  f"{sums['races']} | {sums['shed']} | {sums['errors']} | {sums['fives']} |")
     unexpected = {k: v for k, v in statuses.items()
-                  if any(code not in ("200", "201", "409", "412", "429") for code in v)}
+                  if any(code not in ("200", "201", "409", "412", "422 not-bookable", "429")
+                         for code in v)}
     if unexpected:
         lines.append(f"\nUnexpected statuses: {json.dumps(unexpected)}")
     return "\n".join(lines), sums["errors"] + sums["fives"]
