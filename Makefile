@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export VISIO_SECRET_KEY_FILE ?= var/secret_key
 
-.PHONY: install run test bench lint messages
+.PHONY: install run test bench bench-links lint messages
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ test: install
 
 bench: install
 	$(BIN)/python bench/run.py $(if $(SCALE),--scale $(SCALE))
+
+# Calls on emulated links (issue 18): root, Chromium, Playwright and coturn; ~8 minutes.
+bench-links: install
+	$(BIN)/python bench/bench_links.py
 
 lint: install
 	$(BIN)/ruff check .

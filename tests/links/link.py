@@ -13,7 +13,6 @@ import itertools
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -181,35 +180,33 @@ class EmulatedLink:
     # ------------------------------------------------------------------ its own delay
 
     def echo_rtts(self, *, count: int = 300, interval: float = 0.01,
-                  target: str | None = None, timeout: float = 1.0) -> list[float]:
-        """Round trips (ms) of UDP pings from the kiosk's namespace to an echo server at
-        ``target`` (the server side of the link by default) in this namespace."""
+                  target: str | None = None, timeout: float = 1.0,
+                  realtime: bool = False) -> list[float]:
+        """Round trips (ms) of UDP pings from the kiosk's namespace to an echo process at
+        ``target`` (the server side of the link by default) in this namespace. Both ends
+        are processes of their own (no GIL shared with a test or a server); ``realtime``
+        runs them SCHED_FIFO (when allowed), so that a loaded machine's scheduling weighs
+        on the measure as little as possible, the same for the baseline."""
         host = target or self.server_ip
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as echo:
-            echo.bind((host, 0))
-            echo.settimeout(0.5)
-            port = echo.getsockname()[1]
-            stop = threading.Event()
-
-            def serve() -> None:
-                while not stop.is_set():
-                    try:
-                        data, peer = echo.recvfrom(2048)
-                    except TimeoutError:
-                        continue
-                    echo.sendto(data, peer)
-
-            server = threading.Thread(target=serve, daemon=True)
-            server.start()
-            try:
-                done = subprocess.run(
-                    self.in_namespace(sys.executable, "-c", _PINGER, host, str(port),
-                                      str(count), str(interval), str(timeout)),
-                    capture_output=True, text=True, check=True,
-                    timeout=count * (timeout + interval) + 60)
-            finally:
-                stop.set()
-                server.join()
+        prefix = ["chrt", "-f", "5"] if realtime and shutil.which("chrt") else []
+        echo = subprocess.Popen([*prefix, sys.executable, "-c", _ECHO, host],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert echo.stdout is not None
+            port = echo.stdout.readline().strip()
+            if not port:
+                raise LinkUnavailable("the echo process did not start")
+            done = subprocess.run(
+                self.in_namespace(*prefix, sys.executable, "-c", _PINGER, host, port,
+                                  str(count), str(interval), str(timeout)),
+                capture_output=True, text=True, check=True,
+                timeout=count * (timeout + interval) + 60)
+        finally:
+            echo.kill()
+            echo.wait()
+            for stream in (echo.stdin, echo.stdout):
+                if stream is not None:
+                    stream.close()
         rtts: list[float] = json.loads(done.stdout)
         return rtts
 
@@ -226,10 +223,21 @@ class EmulatedLink:
             for cmd in (["ip", "addr", "add", f"{peer}/30", "dev", there],
                         ["ip", "link", "set", there, "up"]):
                 subprocess.run(self.in_namespace(*cmd), check=True)
-            return self.echo_rtts(count=count, interval=interval, target=host)
+            return self.echo_rtts(count=count, interval=interval, target=host,
+                                  realtime=True)
         finally:
             subprocess.run(["ip", "link", "del", here], check=False, capture_output=True)
 
+
+_ECHO = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 0))
+print(s.getsockname()[1], flush=True)
+while True:
+    data, peer = s.recvfrom(2048)
+    s.sendto(data, peer)
+"""
 
 _PINGER = r"""
 import json, socket, sys, time
@@ -268,7 +276,7 @@ def delay_report(link: EmulatedLink, *, count: int = 300) -> dict[str, float]:
     link.set(CLEAN)
     try:
         link.echo_rtts(count=10)  # ARP resolved, caches warm
-        through = link.echo_rtts(count=count)
+        through = link.echo_rtts(count=count, realtime=True)
         direct = link.baseline_rtts(count=count)
     finally:
         link.set(previous)
