@@ -46,6 +46,9 @@ CUT_AT = 15.0  # seconds after connecting
 CUT_SECONDS = 5.0
 PRESS_AT = 10.0  # seconds after connecting: the kiosk presses Audio only
 STALL = 4.0  # seconds without a decoded frame: the video has stopped
+#: Main's call page before issue 18 ("today"): its call.js is served in place of this
+#: tree's when they differ, so both run on the same server, link and machine.
+TODAY_REV = "ab8f0b2"
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ class Sample:
 @dataclass
 class Result:
     run: Run
+    variant: str = ""
     connected_after: float | None = None
     samples: list[Sample] = field(default_factory=list)
     reference: float = 0.0  # connect (or the press) instant, for "audio only after"
@@ -97,8 +101,8 @@ def _connected(page: Any) -> bool:
 
 
 def _call(harness: LinkedCall, run: Run, browsers: dict[bool, Any], seconds: float,
-          query: str) -> Result:
-    result = Result(run)
+          query: str, variant: str, page_js: str | None) -> Result:
+    result = Result(run, variant)
     if run.camera not in browsers:
         video = camera_like_y4m(harness.work / "camera.y4m") if run.camera else None
         browsers[run.camera] = harness.kiosk_browser(video_file=video)
@@ -106,7 +110,7 @@ def _call(harness: LinkedCall, run: Run, browsers: dict[bool, Any], seconds: flo
     harness.link.set(CLEAN)
     kiosk, staff, loaded = harness.open_pages(
         browsers[run.camera], appointment, query=query,
-        before_staff=lambda: harness.link.set(run.condition))
+        before_staff=lambda: harness.link.set(run.condition), page_js=page_js)
     states: list[Sample] = []
     deadline = loaded + 60
     while time.monotonic() < deadline:
@@ -175,15 +179,33 @@ def _ratio(window: list[Sample], side: str) -> str:
 
 
 def _states(samples: list[Sample], side: str) -> str:
+    """The page's successive states (with "audio only" and its cause when the page says
+    so), then how often its link indicator showed each quality."""
     seen: list[str] = []
+    qualities: dict[str, int] = {}
     for sample in samples:
         item = getattr(sample, side)
-        state = str(item.get("state"))
-        quality = item.get("quality")
-        word = f"{state} ({quality})" if quality else state
+        word = str(item.get("state"))
+        if item.get("audioOnlyShown"):
+            word += f" + audio only ({item.get('audioOnlyCause') or '?'})"
         if not seen or seen[-1] != word:
             seen.append(word)
-    return " → ".join(seen) or "—"
+        if item.get("quality"):
+            qualities[item["quality"]] = qualities.get(item["quality"], 0) + 1
+    text = " → ".join(seen) or "—"
+    if qualities:
+        total = sum(qualities.values())
+        text += " [" + ", ".join(f"{q} {100 * n / total:.0f} %"
+                                 for q, n in sorted(qualities.items())) + "]"
+    return text
+
+
+def _said_audio_only(samples: list[Sample], since: float) -> float | None:
+    """Seconds from ``since`` until both pages say audio only (None: never)."""
+    for s in samples:
+        if s.at >= since and s.kiosk.get("audioOnlyShown") and s.staff.get("audioOnlyShown"):
+            return s.at - since
+    return None
 
 
 def _stalled_at(samples: list[Sample], since: float) -> float | None:
@@ -228,7 +250,7 @@ def row(result: Result) -> list[str]:
     run = result.run
     full = [s for s in result.samples if "inVideo" in s.staff and "inVideo" in s.kiosk]
     if not full:
-        return [run.label, result.error or "—", *["—"] * 7]
+        return [run.label, result.variant, result.error or "—", *["—"] * 7]
     end = full[-1].at
     window = [s for s in full if s.at >= end - WINDOW]
     last = window[-1].kiosk["outVideo"]
@@ -246,11 +268,15 @@ def row(result: Result) -> list[str]:
     notes: list[str] = []
     if run.action == "audio-only":
         stop = _stalled_at(result.samples, result.reference)
-        audio_only = f"{_fmt(stop, '{:.1f}')} s after the press" if stop is not None else \
-            "video never stopped"
+        audio_only = f"video stopped {_fmt(stop, '{:.1f}')} s after the press" \
+            if stop is not None else "video never stopped"
     else:
         stop = _stalled_at(result.samples, result.reference)
-        audio_only = f"{stop:.1f} s after connecting" if stop is not None else "—"
+        audio_only = f"video stopped {stop:.1f} s after connecting" if stop is not None \
+            else "—"
+    said = _said_audio_only(result.samples, result.reference)
+    if said is not None:
+        audio_only += f"; both pages say audio only after {said:.1f} s"
     if result.cut is not None:
         cut_start, cut_end = result.cut
         shown = [s.at - cut_start for s in result.samples
@@ -270,13 +296,14 @@ def row(result: Result) -> list[str]:
         notes.append(f"kiosk through TURN over {kiosk_pair.get('protocol')}")
     if result.error:
         notes.append(result.error)
-    return [run.label, _fmt(result.connected_after, "{:.1f} s", "not connected"), video,
+    return [run.label, result.variant,
+            _fmt(result.connected_after, "{:.1f} s", "not connected"), video,
             received, f"{freezes:.0f} ({frozen:.1f} s frozen)",
             f"{_ratio(window, 'staff')} / {_ratio(window, 'kiosk')}", rtt, says,
             audio_only + ("; " + "; ".join(notes) if notes else "")]
 
 
-HEADER = ["link (kiosk side)", "connected after", "kiosk's video sent",
+HEADER = ["link (kiosk side)", "page", "connected after", "kiosk's video sent",
           "fps received (staff)", "freezes (staff)", "audio concealment (at staff / at kiosk)",
           "RTT (staff)", "the pages say", "audio only after; notes"]
 
@@ -295,6 +322,20 @@ def write_readme(text: str) -> None:
     head, rest = readme.split(START, 1)
     _, tail = rest.split(END, 1)
     README.write_text(f"{head}{START}\n{text}\n{END}{tail}")
+
+
+def _variants(pages: str) -> list[tuple[str, str | None]]:
+    """(name, call.js to serve instead of this tree's, or None) for each page measured."""
+    served = (ROOT / "visio" / "web" / "static" / "call.js").read_text()
+    today = subprocess.run(["git", "-C", str(ROOT), "show",
+                            f"{TODAY_REV}:visio/web/static/call.js"],
+                           capture_output=True, text=True, check=False).stdout
+    if not today or today == served:
+        return [(f"today (= this tree, {TODAY_REV})" if today else "this tree's", None)]
+    chosen = {"both": [("today", today), ("new", None)], "served": [("new", None)],
+              "today": [("today", today)]}
+    return [(f"{name} ({TODAY_REV})" if js else f"{name} (this tree)", js)
+            for name, js in chosen[pages]]
 
 
 def _load() -> str:
@@ -317,8 +358,10 @@ def main() -> int:
                              "over its last 30 s)")
     parser.add_argument("--only", action="append", default=[],
                         help="run the conditions whose label contains this (repeatable)")
-    parser.add_argument("--label", default="the page this tree serves",
-                        help="what the table calls the page")
+    parser.add_argument("--pages", choices=["both", "served", "today"], default="both",
+                        help="both: main's page before issue 18 (its call.js from "
+                             f"{TODAY_REV}) and this tree's, when they differ; served: "
+                             "this tree's only; today: the one before only")
     parser.add_argument("--query", default="",
                         help="appended to the call pages' address (e.g. a switch the page "
                              "offers)")
@@ -343,25 +386,29 @@ def main() -> int:
         print(f"\nAdded at p99: {added:.2f} ms (target < 10 ms: "
               f"{'met' if own['p99'] < 10 else 'missed'})\n", flush=True)
         browsers: dict[bool, Any] = {}
+        variants = _variants(args.pages)
+        print("Pages: " + "; ".join(name for name, _ in variants) + "\n", flush=True)
         for run in runs:
-            began = time.monotonic()
-            try:
-                result = _call(harness, run, browsers, args.seconds, args.query)
-            except Exception as err:  # the other conditions still count
-                result = Result(run, error=f"{type(err).__name__}: {err}"[:200])
-                harness.link.set(CLEAN)
-            results.append(result)
-            print(f"- {run.label}: {time.monotonic() - began:.0f} s"
-                  + (f" ({result.error})" if result.error else ""), flush=True)
+            for variant, page_js in variants:
+                began = time.monotonic()
+                try:
+                    result = _call(harness, run, browsers, args.seconds, args.query,
+                                   variant, page_js)
+                except Exception as err:  # the other conditions still count
+                    result = Result(run, variant, error=f"{type(err).__name__}: {err}"[:200])
+                    harness.link.set(CLEAN)
+                results.append(result)
+                print(f"- {run.label}, {variant}: {time.monotonic() - began:.0f} s"
+                      + (f" ({result.error})" if result.error else ""), flush=True)
         load = _load()
     table = markdown([row(r) for r in results], HEADER)
-    print(f"\n## Calls on emulated links: {args.label} ({revision()})\n")
+    print(f"\n## Calls on emulated links ({revision()})\n")
     print(table)
     total = time.monotonic() - started
     print(f"\n(bench-links: {total:.0f} s; load average at the end: {load})")
     if not args.no_readme and not args.only:
         write_readme(
-            f"Measured by `make bench-links` on {revision()}, page: {args.label}; calls of "
+            f"Measured by `make bench-links` on {revision()}; calls of "
             f"{args.seconds:.0f} s, statistics over the last {WINDOW:.0f} s; load average "
             f"(1, 5, 15 min) at the end: {load} on {os.cpu_count()} cores. The emulator's "
             f"own round trip:\n\n{delay_table}\n\n{table}")

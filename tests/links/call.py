@@ -104,12 +104,21 @@ class LinkedCall:
             self._appointments.clear()
 
     def open_pages(self, kiosk_browser: Any, appointment: str, *, query: str = "",
-                   before_staff: Callable[[], None] | None = None) -> tuple[Any, Any, float]:
+                   before_staff: Callable[[], None] | None = None,
+                   page_js: str | None = None) -> tuple[Any, Any, float]:
         """The kiosk's call page (waiting), then ``before_staff()`` (e.g. degrade the link),
         then the staff member's: both pages and the instant (monotonic) the staff's page
-        was loaded, from which "connected after" counts."""
+        was loaded, from which "connected after" counts. ``page_js``: served to both
+        browsers in place of /static/call.js (another version of the call page's script,
+        e.g. the one before a change, measured on the same server)."""
         kiosk = kiosk_browser.new_context(locale="fr-FR")
         self._contexts.append(kiosk)
+        staff = self.staff_browser.new_context(locale="fr-FR")
+        self._contexts.append(staff)
+        if page_js is not None:
+            for context in (kiosk, staff):
+                context.route("**/static/call.js*", lambda route: route.fulfill(
+                    status=200, body=page_js, content_type="text/javascript"))
         kiosk_page = kiosk.new_page()
         log_in(kiosk_page, self.url, AGENT)
         kiosk_page.goto(f"{self.url}/call/{appointment}{query}")
@@ -117,8 +126,6 @@ class LinkedCall:
                  what="the kiosk waiting")
         if before_staff is not None:
             before_staff()
-        staff = self.staff_browser.new_context(locale="fr-FR")
-        self._contexts.append(staff)
         staff_page = staff.new_page()
         log_in(staff_page, self.url, STAFF)
         staff_page.goto(f"{self.url}/call/{appointment}{query}")

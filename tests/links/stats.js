@@ -7,8 +7,15 @@ async () => {
     outVideo: {bytes: 0, frames: 0, width: 0, height: 0, fps: 0, active: false},
     inVideo: {frames: 0, bytes: 0, freezes: 0, frozen: 0, width: 0, height: 0},
     inAudio: {samples: 0, concealed: 0, packets: 0, lost: 0}};
+  // The link indicator and its note, where the page has them (issue 18's call page).
   const indicator = document.querySelector('[data-quality]');
-  if (indicator) out.quality = indicator.dataset.quality;
+  if (indicator && c.link) {
+    out.quality = indicator.dataset.quality;
+    out.audioOnlyShown = indicator.dataset.audioOnly === 'true';
+    out.audioOnlyCause = indicator.dataset.audioOnlyCause || '';
+  }
+  const note = document.getElementById('link-note');
+  if (note && !note.hidden) out.note = note.textContent;
   for (const peer of c.peers.values()) {
     out.peers += 1;
     const r = await peer.pc.getStats();
