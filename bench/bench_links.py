@@ -94,6 +94,12 @@ class Result:
     reference: float = 0.0  # connect (or the press) instant, for "audio only after"
     cut: tuple[float, float] | None = None
     error: str | None = None
+    setup: float = 0.0  # seconds to open both pages (not in "connected after")
+
+
+def _made(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _connected(page: Any) -> bool:
@@ -103,14 +109,17 @@ def _connected(page: Any) -> bool:
 def _call(harness: LinkedCall, run: Run, browsers: dict[bool, Any], seconds: float,
           query: str, variant: str, page_js: str | None) -> Result:
     result = Result(run, variant)
+    began = time.monotonic()
     if run.camera not in browsers:
-        video = camera_like_y4m(harness.work / "camera.y4m") if run.camera else None
+        video = camera_like_y4m(_made(ROOT / "var") / "bench-links-camera.y4m") \
+            if run.camera else None
         browsers[run.camera] = harness.kiosk_browser(video_file=video)
     appointment = harness.appointment_now()
     harness.link.set(CLEAN)
     kiosk, staff, loaded = harness.open_pages(
         browsers[run.camera], appointment, query=query,
         before_staff=lambda: harness.link.set(run.condition), page_js=page_js)
+    result.setup = loaded - began
     states: list[Sample] = []
     deadline = loaded + 60
     while time.monotonic() < deadline:
@@ -398,7 +407,9 @@ def main() -> int:
                     result = Result(run, variant, error=f"{type(err).__name__}: {err}"[:200])
                     harness.link.set(CLEAN)
                 results.append(result)
-                print(f"- {run.label}, {variant}: {time.monotonic() - began:.0f} s"
+                print(f"- {run.label}, {variant}: {time.monotonic() - began:.0f} s (pages "
+                      f"opened in {result.setup:.0f} s, connected after "
+                      f"{_fmt(result.connected_after, '{:.1f} s')})"
                       + (f" ({result.error})" if result.error else ""), flush=True)
         load = _load()
     table = markdown([row(r) for r in results], HEADER)

@@ -68,7 +68,8 @@ class LinkedCall:
     playwright: Any
     staff_browser: Any
     _kiosk_browsers: list[Any] = field(default_factory=list)
-    _contexts: list[Any] = field(default_factory=list)
+    _sessions: dict[tuple[int, str], Any] = field(default_factory=dict)
+    _pages: list[Any] = field(default_factory=list)
     _appointments: list[str] = field(default_factory=list)
 
     def kiosk_browser(self, *, video_file: Path | None = None) -> Any:
@@ -94,11 +95,22 @@ class LinkedCall:
         self._appointments.append(appointment)
         return appointment
 
+    def _session(self, browser: Any, email: str) -> Any:
+        """A browser context of ``browser`` logged in as ``email`` (once per harness)."""
+        key = (id(browser), email)
+        if key not in self._sessions:
+            context = browser.new_context(locale="fr-FR")
+            page = context.new_page()
+            log_in(page, self.url, email)
+            page.close()
+            self._sessions[key] = context
+        return self._sessions[key]
+
     def end_calls(self) -> None:
-        """Close every page opened so far and cancel their appointments."""
-        while self._contexts:
+        """Close every call page opened so far and cancel their appointments."""
+        while self._pages:
             with contextlib.suppress(Exception):
-                self._contexts.pop().close()
+                self._pages.pop().close()
         if self._appointments:
             self.server.run(_cancel(self.server, list(self._appointments)))
             self._appointments.clear()
@@ -111,23 +123,18 @@ class LinkedCall:
         was loaded, from which "connected after" counts. ``page_js``: served to both
         browsers in place of /static/call.js (another version of the call page's script,
         e.g. the one before a change, measured on the same server)."""
-        kiosk = kiosk_browser.new_context(locale="fr-FR")
-        self._contexts.append(kiosk)
-        staff = self.staff_browser.new_context(locale="fr-FR")
-        self._contexts.append(staff)
+        kiosk_page = self._session(kiosk_browser, AGENT).new_page()
+        staff_page = self._session(self.staff_browser, STAFF).new_page()
+        self._pages += [kiosk_page, staff_page]
         if page_js is not None:
-            for context in (kiosk, staff):
-                context.route("**/static/call.js*", lambda route: route.fulfill(
+            for page in (kiosk_page, staff_page):
+                page.route("**/static/call.js*", lambda route: route.fulfill(
                     status=200, body=page_js, content_type="text/javascript"))
-        kiosk_page = kiosk.new_page()
-        log_in(kiosk_page, self.url, AGENT)
         kiosk_page.goto(f"{self.url}/call/{appointment}{query}")
         wait_for(lambda: kiosk_page.get_attribute("#call-state", "data-call-state") == "waiting",
                  what="the kiosk waiting")
         if before_staff is not None:
             before_staff()
-        staff_page = staff.new_page()
-        log_in(staff_page, self.url, STAFF)
         staff_page.goto(f"{self.url}/call/{appointment}{query}")
         return kiosk_page, staff_page, time.monotonic()
 
@@ -161,35 +168,36 @@ def wait_for(check: Callable[[], Any], *, within: float = 60.0, what: str = "",
 
 def camera_like_y4m(path: Path, *, width: int = 640, height: int = 480, fps: int = 20,
                     seconds: int = 4) -> Path:
-    """A y4m a camera might give: moving shapes over a textured, slightly noisy scene, so
-    that VP8 wants well over 1 Mbit/s for it (the fake device's pattern needs far less)."""
+    """A y4m a camera might give: a textured scene panning, a bright box crossing it and a
+    band of fresh noise moving down (a tenth of the picture), so that VP8 wants well over
+    1 Mbit/s for it (the fake device's pattern needs far less). Made once, then reused."""
     if path.exists():
         return path
     import random
 
     rng = random.Random(18)
-    texture = bytes(rng.randrange(40, 216) for _ in range(width * height))
-    chroma = bytes(rng.randrange(100, 156) for _ in range(width * height // 4))
-    with path.open("wb") as out:
+    table = bytes(40 + (v * 176) // 256 for v in range(256))
+    texture = rng.randbytes(width * height).translate(table)
+    chroma = rng.randbytes(width * height // 4).translate(bytes(100 + v // 5 for v in range(256)))
+    band = height // 10
+    partial = path.with_suffix(".part")
+    with partial.open("wb") as out:
         out.write(f"YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
         for n in range(fps * seconds):
             shift = (n * 7) % width
-            rows = []
-            for y in range(height):
-                row = texture[y * width:(y + 1) * width]
-                row = row[shift:] + row[:shift]
-                rows.append(row)
-            luma = bytearray(b"".join(rows))
-            # A box crossing the scene and noise over a tenth of the picture.
+            luma = bytearray(b"".join(
+                texture[y * width + shift:(y + 1) * width] + texture[y * width:y * width + shift]
+                for y in range(height)))
             bx = (n * 11) % (width - 120)
             for y in range(160, 280):
-                luma[y * width + bx:y * width + bx + 120] = bytes([230]) * 120
-            for _ in range(width * height // 10):
-                luma[rng.randrange(width * height)] = rng.randrange(256)
+                luma[y * width + bx:y * width + bx + 120] = b"\xe6" * 120
+            top = (n * 13) % (height - band)
+            luma[top * width:(top + band) * width] = rng.randbytes(band * width)
             out.write(b"FRAME\n")
-            out.write(bytes(luma))
+            out.write(luma)
             out.write(chroma)
             out.write(chroma)
+    partial.rename(path)
     return path
 
 
