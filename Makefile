@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export VISIO_SECRET_KEY_FILE ?= var/secret_key
 
-.PHONY: install run test bench load lint messages
+.PHONY: install run test bench bench-links load lint messages
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ bench: install
 # 5 minutes at 10 requests/s unless DURATION (seconds) or RATE (requests/s) say otherwise.
 load: install
 	$(BIN)/python bench/load.py $(if $(DURATION),--duration $(DURATION)) $(if $(RATE),--rate $(RATE))
+
+# Calls on emulated links (issue 18): root, Chromium, Playwright and coturn; 16 calls of 45 s.
+bench-links: install
+	$(BIN)/python bench/bench_links.py
 
 lint: install
 	$(BIN)/ruff check .

@@ -31,7 +31,7 @@ from visio.db import Database, open_database
 from visio.migrate import upgrade
 from visio.settings import Settings
 
-pytest_plugins = ["tests.coturn"]
+pytest_plugins = ["tests.coturn", "tests.links.fixture"]
 
 T = TypeVar("T")
 

@@ -20,14 +20,15 @@ SECRETS = ("current-turn-secret", "previous-turn-secret")
 REALM = "visio.test"
 
 
-def _free_port(kind: int) -> int:
+def _free_port(kind: int, ip: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((ip, 0))
         port: int = s.getsockname()[1]
         return port
 
 
-def _wait_listening(port: int, proc: subprocess.Popen[bytes], within: float = 10.0) -> None:
+def _wait_listening(port: int, proc: subprocess.Popen[bytes], within: float = 10.0,
+                    ip: str = "127.0.0.1") -> None:
     """Poll coturn's TCP listener (it listens on TCP and UDP on the same port)."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
@@ -35,7 +36,7 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes], within: float = 10
             raise RuntimeError(f"turnserver exited with {proc.returncode}")
         with socket.socket() as s:
             s.settimeout(0.2)
-            if s.connect_ex(("127.0.0.1", port)) == 0:
+            if s.connect_ex((ip, port)) == 0:
                 return
         time.sleep(0.05)
     raise TimeoutError("turnserver did not start listening")
@@ -50,17 +51,18 @@ class Coturn:
 
 
 @contextlib.contextmanager
-def running_coturn(work: Path) -> Iterator[Coturn]:
-    """Start coturn on loopback with the configuration of docs/deployment.md."""
+def running_coturn(work: Path, ip: str = "127.0.0.1") -> Iterator[Coturn]:
+    """Start coturn on loopback (or ``ip``, e.g. an emulated link's server side) with the
+    configuration of docs/deployment.md."""
     if shutil.which(TURNSERVER) is None:
         missing_service(f"{TURNSERVER} not installed (Debian package coturn)")
-    port = _free_port(socket.SOCK_STREAM)
+    port = _free_port(socket.SOCK_STREAM, ip)
     low = 49152 + (port % 1000) * 10
     config = "\n".join(
         [
             f"listening-port={port}",
-            "listening-ip=127.0.0.1",
-            "relay-ip=127.0.0.1",
+            f"listening-ip={ip}",
+            f"relay-ip={ip}",
             f"min-port={low}",
             f"max-port={low + 200}",
             "fingerprint",
@@ -86,8 +88,8 @@ def running_coturn(work: Path) -> Iterator[Coturn]:
         [TURNSERVER, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        _wait_listening(port, proc)
-        yield Coturn(url=f"turn:127.0.0.1:{port}?transport=udp", process=proc)
+        _wait_listening(port, proc, ip=ip)
+        yield Coturn(url=f"turn:{ip}:{port}?transport=udp", process=proc)
     finally:
         proc.terminate()
         try:
