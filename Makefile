@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export VISIO_SECRET_KEY_FILE ?= var/secret_key
 
-.PHONY: install run test bench lint messages
+.PHONY: install run test bench lint messages fleet
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ test: install
 
 bench: install
 	$(BIN)/python bench/run.py $(if $(SCALE),--scale $(SCALE))
+
+# nginx (deploy/nginx/visio.conf) in front of two `visio serve`, a worker, private
+# PostgreSQL and Redis, coturn, SMTP and SMS receivers; six faults under load; the table.
+fleet: install
+	$(BIN)/python -m tests.fleet
 
 lint: install
 	$(BIN)/ruff check .
