@@ -51,7 +51,8 @@ class Load:
     loops: int = 4
     pause: float = 0.05
     statuses: dict[str, Counter[tuple[str, int]]] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)  # 5xx bodies that were not problem+json
+    # (phase, answer) of each 5xx that was not problem+json (or a 503 without Retry-After)
+    problems: list[tuple[str, str]] = field(default_factory=list)
     booked: dict[str, str] = field(default_factory=dict)  # key -> appointment id (201)
     refused: dict[str, int] = field(default_factory=dict)  # key -> final 4xx
     retrying: dict[str, Booking] = field(default_factory=dict)
@@ -115,7 +116,7 @@ class Load:
                         "application/problem+json" not in response.headers.get(
                             "Content-Type", "")
                         or (status == 503 and "Retry-After" not in response.headers)):
-                    self.problems.append(f"{self.phase} {kind} {status} {text[:120]!r}")
+                    self.problems.append((self.phase, f"{kind} {status} {text[:80]!r}"))
         except (aiohttp.ClientError, TimeoutError):
             status, text = 0, ""
         self.count(kind, status)
@@ -144,28 +145,29 @@ class Load:
     async def _search(self, agent: Agent, rng: random.Random) -> list[dict[str, Any]]:
         # Soon: notices of appointments starting before the quiet hours end go at once,
         # so the dispatcher has work whatever the hour of the run.
-        start = utcnow() + timedelta(minutes=15 + rng.randrange(0, 60))
+        start = utcnow() + timedelta(minutes=15 + rng.randrange(0, 30))
         status, body = await self._request("search", "GET", "/api/v1/slots", headers=agent.headers,
                                            params={"site_id": rng.choice(agent.site_ids),
                                                    "theme": self.theme,
                                                    "from": start.isoformat(),
-                                                   "to": (start + timedelta(hours=3)).isoformat()})
+                                                   "to": (start + timedelta(hours=2)).isoformat()})
         if status == 200 and isinstance(body, dict):
             return list(body.get("items", []))
         return []
 
-    async def burst(self, n: int) -> None:
-        """``n`` bookings at once (to have some in flight when a fault strikes)."""
+    async def burst(self, n: int, *, soon: bool = False) -> None:
+        """``n`` bookings at once (to have some in flight when a fault strikes); ``soon``:
+        each on the first free slot (its messages are due at once, quiet hours or not)."""
         rng = random.Random(len(self.phones))
-        await asyncio.gather(*(self._book(self.agents[i % len(self.agents)], rng)
+        await asyncio.gather(*(self._book(self.agents[i % len(self.agents)], rng, soon=soon)
                                for i in range(n)))
 
-    async def _book(self, agent: Agent, rng: random.Random) -> None:
+    async def _book(self, agent: Agent, rng: random.Random, *, soon: bool = False) -> None:
         site_id = rng.choice(agent.site_ids)
         slots = await self._search(Agent(agent.headers, [site_id]), rng)
         if not slots:
             return
-        slot = rng.choice(slots[:20])
+        slot = slots[0] if soon else rng.choice(slots[:8])
         key = secrets.token_hex(8)
         phone = f"+336{rng.randrange(10**7, 10**8)}"
         body = {"site_id": site_id, "service_id": self.service_id, "start": slot["start"],
