@@ -17,13 +17,13 @@ def main() -> int:
     started = time.monotonic()
     rows = asyncio.run(run(work))
     print(table(rows))
-    print(f"\n{len(rows)} rows, {sum(not r.holds for r in rows)} not holding; "
+    print(f"\n{len(rows)} rows, {sum(not r.verdict for r in rows)} not holding; "
           f"{time.monotonic() - started:.0f} s")
     if "--keep" in sys.argv:
         print(f"logs in {work}")
     else:
         shutil.rmtree(work, ignore_errors=True)
-    return 0 if all(r.holds for r in rows) else 1
+    return 0 if all(r.verdict for r in rows) else 1
 
 
 if __name__ == "__main__":

@@ -52,10 +52,19 @@ select
 
 @dataclass
 class Row:
+    """One line of the table. ``holds``: the outcome is right; ``in_time``: a time target,
+    if the row has one, was met (reported by `make fleet`; the pytest run asserts only
+    ``holds``: no timed asserts in tests, a loaded machine must not fail them)."""
+
     fault: str
     measured: str
     target: str
     holds: bool
+    in_time: bool = True
+
+    @property
+    def verdict(self) -> bool:
+        return self.holds and self.in_time
 
 
 @dataclass
@@ -295,13 +304,14 @@ async def fault_kill(fleet: Fleet, load: Load, call: Call) -> Row:
     victim.child.start()
     await healthy(victim)
     lost = len(load.retried_keys) - retried_before
-    holds = rejoined < 5
+    holds = all(i.child.alive for i in fleet.instances)
     return Row("1 SIGKILL an instance during a call",
                f"both peers joined through the other instance {rejoined:.1f} s after the "
                f"kill, media flowing on a new connection after {media:.1f} s; {lost} "
                f"bookings' answers lost, retried with their key; "
                f"load {load.summary(load.phase)}",
-               "reconnect < 5 s; bookings whole (checked at the end)", holds)
+               "reconnect < 5 s; bookings whole (checked at the end)", holds,
+               in_time=rejoined < 5)
 
 
 async def _back_in_rotation(fleet: Fleet, instance: Instance) -> None:
@@ -608,7 +618,8 @@ async def final_checks(fleet: Fleet, load: Load, kills: int) -> list[Row]:
 
 def table(rows: list[Row]) -> str:
     lines = ["| fault | measured | target | holds? |", "|---|---|---|---|"]
-    lines += [f"| {r.fault} | {r.measured} | {r.target} | {'yes' if r.holds else 'NO'} |"
+    lines += [f"| {r.fault} | {r.measured} | {r.target} | "
+              f"{'yes' if r.verdict else 'NO' if not r.holds else 'NO (time)'} |"
               for r in rows]
     return "\n".join(lines)
 
