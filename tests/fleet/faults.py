@@ -510,7 +510,6 @@ async def fault_worker(fleet: Fleet, load: Load) -> Row:
     fleet.worker.signal(signal.SIGKILL)
     await fleet.worker.ended(10)
     fleet.worker.start()
-    await until(backing_off, within=30, what="still backing off", every=0.2)
     fleet.smtp.start()
     fleet.sms.answer = 202
 
