@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export VISIO_SECRET_KEY_FILE ?= var/secret_key
 
-.PHONY: install run test bench bench-links load lint messages
+.PHONY: install run test bench bench-links load fleet lint messages
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ load: install
 # Calls on emulated links (issue 18): root, Chromium, Playwright and coturn; 16 calls of 45 s.
 bench-links: install
 	$(BIN)/python bench/bench_links.py
+
+# nginx (deploy/nginx/visio.conf) in front of two `visio serve`, a worker, private
+# PostgreSQL and Redis, coturn, SMTP and SMS receivers; six faults under load; the table.
+fleet: install
+	$(BIN)/python -m tests.fleet
 
 lint: install
 	$(BIN)/ruff check .

@@ -89,6 +89,10 @@ class Metrics:
             "visio_outbox_lateness_seconds",
             "How long the oldest due notification has waited past its time (0: none).",
             registry=self.registry)
+        self.outbox_retrying = Gauge(
+            "visio_outbox_retrying",
+            "Pending notifications that failed temporarily and wait for their next attempt "
+            "(the dispatcher's backoff).", registry=self.registry)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one answered request."""
@@ -277,8 +281,11 @@ async def _read_outbox(app: web.Application, metrics: Metrics) -> None:
         due, oldest = (await session.execute(
             sa.select(sa.func.count(), sa.func.min(outbox.due_at))
             .where(pending, outbox.due_at <= now))).one()
+        retrying = await session.scalar(sa.select(sa.func.count()).select_from(outbox)
+                                        .where(pending, outbox.attempts > 0))
     metrics.outbox_pending.set(count or 0)
     metrics.outbox_due.set(due or 0)
+    metrics.outbox_retrying.set(retrying or 0)
     metrics.outbox_lateness.set(max(0.0, (now - oldest).total_seconds()) if oldest else 0.0)
 
 

@@ -127,6 +127,7 @@ async def test_metrics_count_requests_searches_bookings_and_refusals(
     assert "visio_db_pool_checked_out" in text
     assert "visio_outbox_pending" in text
     assert "visio_outbox_lateness_seconds" in text
+    assert _sample(text, "visio_outbox_retrying") == 0  # nothing failed yet
     assert site.id not in text  # route templates, never identifiers
 
 
