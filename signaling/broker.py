@@ -79,8 +79,9 @@ class Broker(Protocol):
         """Store a peer's mute state."""
         ...
 
-    async def refresh(self, room: str, peers: Sequence[tuple[str, str]]) -> None:
-        """Extend presence of (peer_id, conn_id) pairs held by this instance."""
+    async def refresh(self, room: str, seats: Sequence[Member]) -> None:
+        """Extend presence of the seats this instance holds, and put back any the broker
+        lost (a Redis restarted empty), with the room's numbering kept ahead of them."""
         ...
 
     def route_nowait(self, room: str, peer_id: str, payload: bytes, on_missing: Missing) -> bool:

@@ -60,7 +60,7 @@ class InMemoryBroker:
         if current is not None and current.conn_id == conn_id:
             members[peer_id] = replace(current, audio=audio, video=video)
 
-    async def refresh(self, room: str, peers: Sequence[tuple[str, str]]) -> None:
+    async def refresh(self, room: str, seats: Sequence[Member]) -> None:
         """Nothing expires in a single process."""
 
     def route_nowait(self, room: str, peer_id: str, payload: bytes, on_missing: Missing) -> bool:

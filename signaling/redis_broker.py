@@ -244,11 +244,11 @@ class RedisBroker:
             keys=self._keys(room)[:1], args=[peer_id, conn_id, int(audio), int(video)]
         )
 
-    async def refresh(self, room: str, peers: Sequence[tuple[str, str]]) -> None:
-        """Extend presence of this instance's seats."""
+    async def refresh(self, room: str, seats: Sequence[Member]) -> None:
+        """Extend presence of this instance's seats; re-create those Redis lost."""
         args: list[Any] = [self._ttl]
-        for peer_id, conn_id in peers:
-            args += [peer_id, conn_id]
+        for seat in seats:
+            args += [seat.peer_id, seat.conn_id, seat.to_json()]
         await self._refresh(keys=self._keys(room), args=args)
 
     async def _queue(self, item: _Outgoing) -> None:

@@ -365,7 +365,7 @@ class Hub:
     async def refresh_presence(self) -> None:
         """Extend the broker seats of this instance's joined sockets."""
         for room, members in list(self.rooms.items()):
-            seats = [(p, c.conn_id) for p, c in members.items() if c.member is not None]
+            seats = [c.member for c in members.values() if c.member is not None]
             if seats:
                 await self.broker.refresh(room, seats)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import redis.asyncio as redis
+
 from signaling import Member, RedisBroker, SignalingConfig, create_signaling_app
 from tests.signaling.sigpeer import SignalingSocket
 from tests.signaling.sigsupport import Keys, ServerFactory, ws_url
@@ -54,12 +56,45 @@ async def test_seats_of_a_crashed_instance_expire(
         assert result.admitted
         assert result.others == []
         # A refreshed seat does not expire.
-        await alive.refresh("room", [("late", "c9")])
+        await alive.refresh("room", [result.member])
         assert not await alive.leave("room", "late", "other-connection")
         assert await alive.leave("room", "late", "c9")
     finally:
         await crashed.close()
         await alive.close()
+
+
+async def test_seats_redis_lost_are_put_back_with_the_numbering_ahead(
+    redis_url: str, redis_prefix: str, redis_cleanup: None
+) -> None:
+    """Redis restarted empty: the next presence refresh puts back the seats this instance
+    holds, and the room's next event is numbered after everything its clients have seen."""
+    broker = RedisBroker(redis_url, instance_id="one", prefix=redis_prefix, presence_ttl=30)
+
+    async def ignore(envelope: object) -> None:
+        return None
+
+    await broker.start(ignore)
+    try:
+        seats = []
+        for i in range(2):
+            member = Member(f"p{i}", "agent", f"c{i}", "one", can_rollback=True)
+            seats.append((await broker.join("room", member, 4)).member)
+        client = redis.from_url(redis_url)
+        try:
+            lost = [key async for key in client.scan_iter(match=f"{redis_prefix}*")]
+            assert lost
+            await client.delete(*lost)  # what a restart without persistence leaves
+        finally:
+            await client.aclose()
+        await broker.refresh("room", seats)
+        newcomer = Member("p2", "agent", "c2", "one", can_rollback=True)
+        result = await broker.join("room", newcomer, 4)
+        assert result.admitted
+        assert sorted(m.peer_id for m in result.others) == ["p0", "p1"]
+        assert result.member.seq > max(seat.seq for seat in seats)
+    finally:
+        await broker.close()
 
 
 async def test_same_instance_reconnect_keeps_delivery(
