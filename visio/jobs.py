@@ -16,7 +16,7 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from visio.keys import clock_key, database_key, settings_key
-from visio.services import accounts, idempotency
+from visio.services import accounts, idempotency, passwords
 
 log = logging.getLogger("visio.jobs")
 
@@ -39,7 +39,16 @@ async def purge_login_records(app: web.Application) -> int:
     )
 
 
-PURGES: tuple[Purge, ...] = (purge_idempotency_keys, purge_login_records)
+async def purge_reset_requests(app: web.Application) -> int:
+    """Delete password reset requests out of their throttling window."""
+    settings = app[settings_key]
+    return await passwords.purge_requests(
+        db=app[database_key], window=timedelta(seconds=settings.password_reset_window_seconds),
+        now=app[clock_key]())
+
+
+PURGES: tuple[Purge, ...] = (purge_idempotency_keys, purge_login_records,
+                             purge_reset_requests)
 
 
 def schedule_purges(

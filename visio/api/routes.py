@@ -127,6 +127,9 @@ def operations() -> list[Operation]:
           refusals=(403,)),
         op("POST", "/users", directory.create_user, "Create an account (admin)", api.User,
           status=201, body=api.UserCreate, refusals=(403, 404, 409, 422)),
+        op("POST", "/users/{id}/password-reset", auth.force_password_reset,
+          "Force a password reset (admin): the password stops working, every session "
+          "ends, a link goes to the account", status=204, refusals=(403, 404), tag="auth"),
         op("GET", "/staff/{id}/availability", appointments.get_availability,
           "A staff member's availability", api.Availability, refusals=(404,),
           tag="availability"),

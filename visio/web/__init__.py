@@ -12,7 +12,16 @@ from aiohttp import web
 from visio.calendars.invitations import CALL_PAGE
 from visio.errors import NotAuthenticated, VisioError
 from visio.keys import templates_key
-from visio.web import agenda, appointments, auth, availability, booking, call, live
+from visio.web import (
+    agenda,
+    appointments,
+    auth,
+    availability,
+    booking,
+    call,
+    live,
+    passwords,
+)
 from visio.web.common import refusal_page
 from visio.web.render import environment
 
@@ -45,6 +54,10 @@ def mount_pages(app: web.Application) -> None:
         web.post("/login", p(auth.login)),
         web.post("/logout", p(auth.logout)),
         web.get("/lang", p(auth.choose_language)),
+        web.get("/password/forgot", p(passwords.forgot_page)),
+        web.post("/password/forgot", p(passwords.forgot)),
+        web.get("/password/new", p(passwords.new_page)),
+        web.post("/password/new", p(passwords.choose)),
         web.get("/agent/book", p(booking.booking_page)),
         web.post("/agent/book", p(booking.book)),
         web.get("/agent/appointments", p(appointments.list_page)),

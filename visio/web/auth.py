@@ -20,7 +20,7 @@ from visio.keys import (
 from visio.services import (
     accounts,
 )
-from visio.web import session
+from visio.web import passwords, session
 from visio.web.common import (
     safe_next,
     signed_in,
@@ -37,8 +37,9 @@ async def home(request: web.Request) -> web.Response:
 
 async def login_page(request: web.Request) -> web.Response:
     """The login form."""
+    notice = text(request, passwords.NOTICE_RESET) if request.query.get("reset") else None
     return render(request, "login.html", next=safe_next(request.query.get("next")),
-                  error=None, email="")
+                  error=None, email="", notice=notice)
 
 
 async def login(request: web.Request) -> web.Response:
@@ -57,7 +58,7 @@ async def login(request: web.Request) -> web.Response:
             now=request.app[clock_key](), replaces=session.session_token(request))
     except VisioError as err:
         return render(request, "login.html", status=err.status, next=target,
-                      error=text(request, err.detail), email=email)
+                      error=text(request, err.detail), email=email, notice=None)
     response = web.HTTPSeeOther(target)
     session.set_cookie(request, response, session.SESSION_COOKIE, token.access_token,
                        max_age=settings.token_ttl_seconds)
