@@ -34,6 +34,7 @@ from visio.keys import (
 )
 from visio.logs import quiet_drivers
 from visio.notify.dispatcher import Dispatcher, schedule_dispatch
+from visio.notify.webhooks import WebhookSender, schedule_webhooks
 from visio.observability import (
     Metrics,
     metrics_endpoint,
@@ -112,9 +113,12 @@ def create_app(
         schedule_purges(scheduler, app)
         schedule_calendar_fetches(scheduler, app)
         dispatcher = None
+        sender = None
         if settings.dispatch:
             dispatcher = Dispatcher(db=app[database_key], settings=settings, clock=clock)
             schedule_dispatch(scheduler, dispatcher)
+            sender = WebhookSender(db=app[database_key], settings=settings, clock=clock)
+            schedule_webhooks(scheduler, sender)
         scheduler.start()
         yield
         if dispatcher is not None:
@@ -125,6 +129,8 @@ def create_app(
         app[calendar_expander_key].close()
         if dispatcher is not None:
             await dispatcher.close()
+        if sender is not None:
+            await sender.close()
 
     # The database comes first: signaling hooks, the settling job and the purges use it.
     app.cleanup_ctx.append(database_ctx)

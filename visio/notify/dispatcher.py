@@ -37,6 +37,7 @@ from visio.notify.senders import (
     SmsGateway,
     build_email,
 )
+from visio.notify.webhooks import WebhookSender, schedule_webhooks
 from visio.services import outbox
 from visio.settings import Settings
 from visio.usager_link import LinkKey
@@ -387,6 +388,9 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     dispatcher = Dispatcher(db=db, settings=settings)
     scheduler = AsyncIOScheduler()
     schedule_dispatch(scheduler, dispatcher)
+
+    sender = WebhookSender(db=db, settings=settings)
+    schedule_webhooks(scheduler, sender)
     scheduler.start()
     log.info("dispatcher %s started", dispatcher.owner)
     try:
@@ -395,5 +399,6 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
         await dispatcher.stop(grace=settings.shutdown_grace_seconds)
         scheduler.shutdown(wait=False)
         await dispatcher.close()
+        await sender.close()
         await db.dispose()
 

@@ -21,6 +21,7 @@ from visio.web import (
     call,
     live,
     passwords,
+    webhooks,
 )
 from visio.web.common import refusal_page
 from visio.web.render import environment
@@ -76,6 +77,7 @@ def mount_pages(app: web.Application) -> None:
         web.post("/staff/feeds/{id}/revoke", p(availability.revoke_feed)),
         web.post("/staff/calendars", p(availability.import_calendar)),
         web.post("/staff/calendars/{id}/remove", p(availability.remove_calendar)),
+        web.get("/admin/operators/{id}/webhooks", p(webhooks.webhooks_page)),
         web.get(CALL_PAGE, p(call.call_page)),
         web.post("/web/appointments/{id}/join", live.join),
         web.post("/web/test-calls", live.test_call),
