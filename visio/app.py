@@ -29,6 +29,7 @@ from visio.keys import (
     holidays_key,
     limits_key,
     metrics_key,
+    proconnect_key,
     search_cache_key,
     settings_key,
 )
@@ -44,6 +45,8 @@ from visio.observability import (
 )
 from visio.observability import install as install_observability
 from visio.security import dummy_hash, password_hasher
+from visio.services.proconnect import Config as ProConnectConfig
+from visio.services.proconnect import Provider
 from visio.services.search_cache import SearchCache
 from visio.settings import Settings
 from visio.signaling_host import mount_signaling
@@ -100,6 +103,15 @@ def create_app(
         settings.search_cache_entries,
         on_lookup=lambda outcome: metrics.search_cache.labels(outcome).inc())
     app[calendar_expander_key] = Expander.from_settings(settings)
+    proconnect_config = ProConnectConfig.from_settings(settings)
+    if proconnect_config is not None:
+        provider = Provider(proconnect_config)
+        app[proconnect_key] = provider
+
+        async def close_provider(app: web.Application) -> None:
+            await provider.close()
+
+        app.on_cleanup.append(close_provider)
     app.on_response_prepare.append(_server_header)
 
     async def database_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -100,6 +100,10 @@ def _words(value: str, name: str) -> tuple[str, ...]:
     return _split(value)
 
 
+def _spaced(value: str, name: str) -> tuple[str, ...]:
+    return tuple(value.replace(",", " ").split())
+
+
 def _networks(value: str, name: str) -> tuple[IPv4Network | IPv6Network, ...]:
     return parse_networks(value, name=name)
 
@@ -372,6 +376,32 @@ class Settings:
     webhook_rotation_hours: int = setting(
         24, _int,
         "After a secret rotation, how long deliveries are also signed with the old secret.")
+    proconnect_issuer: str = setting(
+        "", _url,
+        "ProConnect's issuer URL (its /.well-known/openid-configuration is read); empty: "
+        "no ProConnect button.")
+    proconnect_client_id: str = setting(
+        "", _text, "The client id ProConnect's partners' space gave visio.")
+    proconnect_client_secret: str = setting(
+        "", _text, "The client secret ProConnect's partners' space gave visio.")
+    proconnect_redirect_uri: str = setting(
+        "", _text,
+        "The callback registered with ProConnect; empty: base_url + /login/proconnect/callback.")
+    proconnect_scopes: tuple[str, ...] = setting(
+        ("openid", "email", "given_name", "usual_name", "uid", "siret"), _spaced,
+        "Scopes asked for (space- or comma-separated).",
+        env_default="openid email given_name usual_name uid siret")
+    proconnect_acr_values: tuple[str, ...] = setting(
+        (), _words,
+        "Accepted acr values (comma-separated), asked for and required; empty: any.")
+    proconnect_provision_domains: tuple[str, ...] = setting(
+        (), _words,
+        "E-mail domains whose ProConnect agents get an account (agent, no site) at their "
+        "first sign-in; empty: none.")
+    proconnect_provision_sirets: tuple[str, ...] = setting(
+        (), _words,
+        "SIRETs whose ProConnect agents get an account (agent, no site) at their first "
+        "sign-in; empty: none.")
     extra: Mapping[str, str] = field(default_factory=dict)
     """Unrecognised VISIO_* variables: `visio serve` warns about them (typos)."""
 

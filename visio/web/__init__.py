@@ -21,6 +21,7 @@ from visio.web import (
     call,
     live,
     passwords,
+    proconnect,
     webhooks,
 )
 from visio.web.common import refusal_page
@@ -55,6 +56,8 @@ def mount_pages(app: web.Application) -> None:
         web.post("/login", p(auth.login)),
         web.post("/logout", p(auth.logout)),
         web.get("/lang", p(auth.choose_language)),
+        web.get("/login/proconnect", p(proconnect.begin)),
+        web.get("/login/proconnect/callback", p(proconnect.callback)),
         web.get("/password/forgot", p(passwords.forgot_page)),
         web.post("/password/forgot", p(passwords.forgot)),
         web.get("/password/new", p(passwords.new_page)),
