@@ -104,14 +104,16 @@ class WebhookSender:
         """Lease the oldest pending delivery of each active endpoint, if it is due."""
         token = f"{self.owner}:{secrets.token_hex(6)}"
         d, e = m.WebhookDelivery, m.WebhookEndpoint
-        head = (sa.select(sa.func.min(d.seq)).where(d.endpoint_id == e.id,
-                                                     d.status == w.PENDING)
-                .correlate(e).scalar_subquery())
+        # Each endpoint's head of line, in one pass over the (endpoint, status, seq) index.
+        head = (sa.select(d.endpoint_id.label("endpoint_id"), sa.func.min(d.seq).label("seq"))
+                .where(d.status == w.PENDING).group_by(d.endpoint_id).subquery())
         async with self.db.write() as session:
             pick = (sa.select(d.id, d.endpoint_id)
+                    .join(head, sa.and_(head.c.endpoint_id == d.endpoint_id,
+                                        head.c.seq == d.seq))
                     .join(e, e.id == d.endpoint_id)
                     .where(d.status == w.PENDING, e.disabled_at.is_(None),
-                           e.deleted_at.is_(None), d.seq == head,
+                           e.deleted_at.is_(None),
                            # A new event is due at once (its stamp may be a tick ahead).
                            sa.or_(d.attempts == 0, d.next_attempt_at <= now),
                            sa.or_(d.lease_until.is_(None), d.lease_until <= now))
