@@ -24,7 +24,8 @@ def axe_violations(page: Any) -> list[str]:
 
 @pytest.mark.parametrize("lang", ["fr", "nl"])
 def test_the_password_pages_are_accessible(live: Live, browser: Any, lang: str) -> None:
-    """Request form, its answer and an invalid link's page: no serious violation."""
+    """The login page, the request form, its answer and an invalid link's page: no
+    serious violation."""
     from tests.support import missing_service
 
     if not AXE.exists():
@@ -36,6 +37,11 @@ def test_the_password_pages_are_accessible(live: Live, browser: Any, lang: str) 
     try:
         page = context.new_page()
         page.goto(f"{live.url}/lang?to={lang}&next=/login")
+        # The login page without ProConnect (no settings): no button, axe-clean.
+        assert page.query_selector("#proconnect") is None
+        found["login"] = axe_violations(page)
+        page.screenshot(path=str(SCREENSHOTS / f"login-password-only-{lang}.png"),
+                        full_page=True)
         page.click("a[href='/password/forgot']")
         page.wait_for_selector("input[name=email]")
         assert page.get_attribute("html", "lang") == lang
