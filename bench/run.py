@@ -27,6 +27,7 @@ import bench_national  # noqa: E402
 import bench_notify  # noqa: E402
 import bench_processes  # noqa: E402
 import bench_purge  # noqa: E402
+import bench_webhooks  # noqa: E402
 
 SIGNALING = HERE / "bench_signaling.py"
 SIGNALING_TIMEOUT = 900  # seconds
@@ -74,7 +75,7 @@ def main() -> int:
                         help="fewer repetitions: a smoke run, not numbers to publish")
     parser.add_argument("--only",
                         choices=["booking", "contract", "calendars", "notify", "processes",
-                                 "signaling"],
+                                 "webhooks", "signaling"],
                         help="run one part only")
     parser.add_argument("--scale", choices=["departement", "national"], default="departement",
                         help="national: the booking bench on the national dataset beside the "
@@ -111,6 +112,8 @@ def main() -> int:
              ("calendars", "Imported calendars", bench_calendars.run),
              ("notify", "Notifications (10,000 due e-mails into a local SMTP sink)",
               bench_notify.run),
+             ("webhooks", "Webhooks (10,000 events to 10 endpoints on a local receiver)",
+              bench_webhooks.run),
              ("processes", "HTTP slot search with 1 and 2 server processes (--workers)",
               bench_processes.run))
     for name, title, run_part in parts:

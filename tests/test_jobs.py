@@ -32,7 +32,7 @@ async def test_purges_are_scheduled_every_hour_without_overlapping() -> None:
     jobs.schedule_purges(scheduler, web.Application())
     scheduled = {job.name: job for job in scheduler.get_jobs()}
     assert set(scheduled) == {"purge_idempotency_keys", "purge_login_records",
-                              "purge_retained"}
+                              "purge_retained", "purge_reset_requests"}
     for job in scheduled.values():
         assert job.trigger.interval == timedelta(hours=1)
         assert job.max_instances == 1
@@ -81,4 +81,4 @@ async def test_a_failing_purge_is_logged_and_the_job_carries_on(
     # Only this logger: an earlier test may have lowered the root level (APScheduler's INFO).
     assert sorted(r.getMessage() for r in caplog.records if r.name == "visio.jobs") == [
         "purge_idempotency_keys failed", "purge_login_records failed",
-        "purge_retained failed"]
+        "purge_reset_requests failed", "purge_retained failed"]

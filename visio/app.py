@@ -29,11 +29,13 @@ from visio.keys import (
     holidays_key,
     limits_key,
     metrics_key,
+    proconnect_key,
     search_cache_key,
     settings_key,
 )
 from visio.logs import quiet_drivers
 from visio.notify.dispatcher import Dispatcher, schedule_dispatch
+from visio.notify.webhooks import WebhookSender, schedule_webhooks
 from visio.observability import (
     Metrics,
     metrics_endpoint,
@@ -43,6 +45,8 @@ from visio.observability import (
 )
 from visio.observability import install as install_observability
 from visio.security import dummy_hash, password_hasher
+from visio.services.proconnect import Config as ProConnectConfig
+from visio.services.proconnect import Provider
 from visio.services.search_cache import SearchCache
 from visio.settings import Settings
 from visio.signaling_host import mount_signaling
@@ -99,6 +103,15 @@ def create_app(
         settings.search_cache_entries,
         on_lookup=lambda outcome: metrics.search_cache.labels(outcome).inc())
     app[calendar_expander_key] = Expander.from_settings(settings)
+    proconnect_config = ProConnectConfig.from_settings(settings)
+    if proconnect_config is not None:
+        provider = Provider(proconnect_config)
+        app[proconnect_key] = provider
+
+        async def close_provider(app: web.Application) -> None:
+            await provider.close()
+
+        app.on_cleanup.append(close_provider)
     app.on_response_prepare.append(_server_header)
 
     async def database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -112,9 +125,12 @@ def create_app(
         schedule_purges(scheduler, app)
         schedule_calendar_fetches(scheduler, app)
         dispatcher = None
+        sender = None
         if settings.dispatch:
             dispatcher = Dispatcher(db=app[database_key], settings=settings, clock=clock)
             schedule_dispatch(scheduler, dispatcher)
+            sender = WebhookSender(db=app[database_key], settings=settings, clock=clock)
+            schedule_webhooks(scheduler, sender)
         scheduler.start()
         yield
         if dispatcher is not None:
@@ -125,6 +141,8 @@ def create_app(
         app[calendar_expander_key].close()
         if dispatcher is not None:
             await dispatcher.close()
+        if sender is not None:
+            await sender.close()
 
     # The database comes first: signaling hooks, the settling job and the purges use it.
     app.cleanup_ctx.append(database_ctx)

@@ -19,7 +19,7 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from visio.keys import clock_key, database_key, settings_key
-from visio.services import accounts, idempotency, retention
+from visio.services import accounts, idempotency, passwords, retention
 
 log = logging.getLogger("visio.jobs")
 
@@ -53,7 +53,17 @@ async def purge_retained(app: web.Application) -> int:
 #: What ``purge_retained`` handles (the two purges above handle the rest of the policy).
 RETAINED = ("usager_details", "call_events", "messages")
 
-PURGES: tuple[Purge, ...] = (purge_idempotency_keys, purge_login_records, purge_retained)
+
+async def purge_reset_requests(app: web.Application) -> int:
+    """Delete password reset requests out of their throttling window."""
+    settings = app[settings_key]
+    return await passwords.purge_requests(
+        db=app[database_key], window=timedelta(seconds=settings.password_reset_window_seconds),
+        now=app[clock_key]())
+
+
+PURGES: tuple[Purge, ...] = (purge_idempotency_keys, purge_login_records, purge_retained,
+                             purge_reset_requests)
 
 
 def schedule_purges(

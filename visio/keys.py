@@ -16,6 +16,7 @@ from visio.domain.calendars import HolidayCalendar
 from visio.observability import Metrics
 from visio.services.calls import CallPolicy
 from visio.services.changes import RoomCloser
+from visio.services.proconnect import Provider
 from visio.services.search_cache import SearchCache
 from visio.settings import Settings
 
@@ -42,3 +43,5 @@ search_cache_key = web.AppKey("search_cache", SearchCache)
 metrics_key = web.AppKey("metrics", Metrics)
 templates_key = web.AppKey("templates", jinja2.Environment)
 calendar_expander_key = web.AppKey("calendar_expander", Expander)
+#: ProConnect's provider (metadata and keys cached), only when the settings configure it.
+proconnect_key = web.AppKey("proconnect", Provider)

@@ -343,6 +343,10 @@ class User(Base):
     staff_id: Mapped[str | None] = mapped_column(ID, sa.ForeignKey("staff_members.id"))
     active: Mapped[bool] = mapped_column(sa.Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The account's language for what is sent to it (None: French).
+    language: Mapped[str | None] = mapped_column(sa.String(5))
+    # The ProConnect identity (OpenID Connect ``sub``) linked to the account.
+    oidc_sub: Mapped[str | None] = mapped_column(sa.String(255), index=True, unique=True)
 
     __table_args__ = (
         sa.CheckConstraint("role IN ('agent', 'staff', 'admin', 'coordinator')", name="role"),
@@ -420,6 +424,128 @@ class LoginSuccess(Base):
     account_key: Mapped[str] = mapped_column(sa.String(64), index=True)
     address: Mapped[str] = mapped_column(sa.String(64))
     at: Mapped[datetime] = mapped_column(index=True)
+
+
+class PasswordReset(Base):
+    """A single-use link to choose a new password; only the token's digest is kept."""
+
+    __tablename__ = "password_resets"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ID, sa.ForeignKey("users.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    # The administrator who forced the reset (None: asked for from the login page).
+    forced_by: Mapped[str | None] = mapped_column(ID, sa.ForeignKey("users.id"))
+
+
+class PasswordResetRequest(Base):
+    """A request for a reset link, counted per account key and per address to throttle."""
+
+    __tablename__ = "password_reset_requests"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    # SHA-256 of the lower-cased e-mail given, whether or not such an account exists.
+    account_key: Mapped[str] = mapped_column(sa.String(64), index=True)
+    address: Mapped[str] = mapped_column(sa.String(64), index=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+
+
+class AccountMail(Base):
+    """An e-mail to an account (a reset link), written in the transaction that asks for
+    it and sent by the dispatcher; the link is erased once sent."""
+
+    __tablename__ = "account_mail"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ID, sa.ForeignKey("users.id"))
+    kind: Mapped[str] = mapped_column(sa.String(24))
+    recipient: Mapped[str] = mapped_column(sa.String(254))
+    language: Mapped[str] = mapped_column(sa.String(5))
+    link: Mapped[str | None] = mapped_column(sa.String(500))
+    status: Mapped[str] = mapped_column(sa.String(10), default="pending")
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    due_at: Mapped[datetime]
+    lease_until: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(sa.String(300))
+    created_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        sa.CheckConstraint("status IN ('pending', 'sent', 'failed')", name="status"),
+        sa.Index("ix_account_mail_status_due", "status", "due_at"),
+    )
+
+
+class WebhookEndpoint(Base):
+    """Where an operator's software wants to hear of its appointments."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    operator_id: Mapped[str] = mapped_column(ID, sa.ForeignKey("operators.id"), index=True)
+    url: Mapped[str] = mapped_column(sa.String(2000))
+    events: Mapped[list[str]] = mapped_column(sa.JSON)
+    # The signing secret (``whsec_`` and base64), and the one it replaced while both hold.
+    secret: Mapped[str] = mapped_column(sa.String(200))
+    previous_secret: Mapped[str | None] = mapped_column(sa.String(200))
+    previous_until: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    deleted_at: Mapped[datetime | None]
+    disabled_at: Mapped[datetime | None]
+    # gone (the receiver answered 410) or failing (a day of failures).
+    disabled_reason: Mapped[str | None] = mapped_column(sa.String(40))
+    failing_since: Mapped[datetime | None]
+
+
+class WebhookDelivery(Base):
+    """One event for one endpoint, written in the transaction of the change behind it."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    # The Standard Webhooks ``webhook-id`` (``msg_...``): receivers de-duplicate by it.
+    event_id: Mapped[str] = mapped_column(sa.String(40), unique=True)
+    endpoint_id: Mapped[str] = mapped_column(ID, sa.ForeignKey("webhook_endpoints.id"))
+    event_type: Mapped[str] = mapped_column(sa.String(40))
+    appointment_id: Mapped[str | None] = mapped_column(ID)
+    appointment_version: Mapped[int] = mapped_column(sa.Integer)
+    # Order of writing per endpoint (microseconds since the epoch, then the version).
+    seq: Mapped[int] = mapped_column(sa.BigInteger)
+    payload: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(sa.String(10), default="pending")
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    lease_until: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(sa.String(64))
+    finished_at: Mapped[datetime | None]
+    last_status: Mapped[int | None] = mapped_column(sa.Integer)
+    last_error: Mapped[str | None] = mapped_column(sa.String(300))
+
+    __table_args__ = (
+        sa.CheckConstraint("status IN ('pending', 'delivered', 'abandoned')", name="status"),
+        sa.Index("ix_webhook_deliveries_endpoint_status_seq", "endpoint_id", "status", "seq"),
+        sa.Index("ix_webhook_deliveries_status_next", "status", "next_attempt_at"),
+    )
+
+
+class WebhookAttempt(Base):
+    """One HTTP attempt of a delivery: its answer's status and how long it took."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    delivery_id: Mapped[str] = mapped_column(ID, sa.ForeignKey("webhook_deliveries.id"))
+    endpoint_id: Mapped[str] = mapped_column(ID, sa.ForeignKey("webhook_endpoints.id"))
+    at: Mapped[datetime]
+    status_code: Mapped[int | None] = mapped_column(sa.Integer)
+    latency_ms: Mapped[int] = mapped_column(sa.Integer)
+    error: Mapped[str | None] = mapped_column(sa.String(300))
+
+    __table_args__ = (sa.Index("ix_webhook_attempts_endpoint_at", "endpoint_id", "at"),)
 
 
 class Appointment(Base):

@@ -100,6 +100,10 @@ def _words(value: str, name: str) -> tuple[str, ...]:
     return _split(value)
 
 
+def _spaced(value: str, name: str) -> tuple[str, ...]:
+    return tuple(value.replace(",", " ").split())
+
+
 def _networks(value: str, name: str) -> tuple[IPv4Network | IPv6Network, ...]:
     return parse_networks(value, name=name)
 
@@ -352,6 +356,70 @@ class Settings:
         10.0, _float,
         "On SIGTERM, how long `visio serve` lets requests in flight finish (and a "
         "dispatcher its send under way) before stopping them.")
+    password_reset_minutes: int = setting(
+        30, _int,
+        "How long a password reset link is valid (it works once).")
+    password_reset_window_seconds: int = setting(
+        3600, _int,
+        "The window in which password reset requests are counted.")
+    password_reset_per_account: int = setting(
+        3, _int,
+        "Reset e-mails one account may receive inside the window; beyond, requests are "
+        "answered the same way and send nothing.")
+    password_reset_per_address: int = setting(
+        10, _int,
+        "Reset requests one client address may make inside the window (any account).")
+    webhook_allow_private: bool = setting(
+        False, _one,
+        "Let webhook endpoints live on loopback and private addresses (tests only; "
+        "metadata addresses stay refused).")
+    webhook_interval_seconds: float = setting(
+        2.0, _float,
+        "How often the webhook sender looks for deliveries due.")
+    webhook_timeout_seconds: float = setting(
+        10.0, _float,
+        "How long one delivery waits for the receiver's answer.")
+    webhook_concurrency: int = setting(
+        8, _int,
+        "Endpoints delivered to at once by one process (each endpoint in order).")
+    webhook_retry_seconds: float = setting(
+        30.0, _float,
+        "First wait after a failed delivery; it doubles at each attempt.")
+    webhook_retry_max_seconds: float = setting(
+        3600.0, _float,
+        "Longest wait between two attempts of a delivery.")
+    webhook_disable_after_seconds: int = setting(
+        86400, _int,
+        "An endpoint failing without a success for this long is disabled.")
+    webhook_rotation_hours: int = setting(
+        24, _int,
+        "After a secret rotation, how long deliveries are also signed with the old secret.")
+    proconnect_issuer: str = setting(
+        "", _url,
+        "ProConnect's issuer URL (its /.well-known/openid-configuration is read); empty: "
+        "no ProConnect button.")
+    proconnect_client_id: str = setting(
+        "", _text, "The client id ProConnect's partners' space gave visio.")
+    proconnect_client_secret: str = setting(
+        "", _text, "The client secret ProConnect's partners' space gave visio.")
+    proconnect_redirect_uri: str = setting(
+        "", _text,
+        "The callback registered with ProConnect; empty: base_url + /login/proconnect/callback.")
+    proconnect_scopes: tuple[str, ...] = setting(
+        ("openid", "email", "given_name", "usual_name", "uid", "siret"), _spaced,
+        "Scopes asked for (space- or comma-separated).",
+        env_default="openid email given_name usual_name uid siret")
+    proconnect_acr_values: tuple[str, ...] = setting(
+        (), _words,
+        "Accepted acr values (comma-separated), asked for and required; empty: any.")
+    proconnect_provision_domains: tuple[str, ...] = setting(
+        (), _words,
+        "E-mail domains whose ProConnect agents get an account (agent, no site) at their "
+        "first sign-in; empty: none.")
+    proconnect_provision_sirets: tuple[str, ...] = setting(
+        (), _words,
+        "SIRETs whose ProConnect agents get an account (agent, no site) at their first "
+        "sign-in; empty: none.")
     extra: Mapping[str, str] = field(default_factory=dict)
     """Unrecognised VISIO_* variables: `visio serve` warns about them (typos)."""
 

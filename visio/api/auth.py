@@ -6,10 +6,10 @@ from aiohttp import web
 
 from visio.api import codec
 from visio.api.addresses import client_address
-from visio.api.context import bearer
+from visio.api.context import bearer, caller
 from visio.contract import bodies as api
 from visio.keys import clock_key, database_key, dummy_hash_key, hasher_key, settings_key
-from visio.services import accounts
+from visio.services import accounts, directory, passwords
 
 
 async def issue_token(request: web.Request) -> web.Response:
@@ -31,4 +31,17 @@ async def log_out(request: web.Request) -> web.Response:
     """Revoke the bearer token of the request."""
     await accounts.log_out(db=request.app[database_key], token=bearer(request),
                            now=request.app[clock_key]())
+    return web.Response(status=204)
+
+
+async def force_password_reset(request: web.Request) -> web.Response:
+    """An administrator's reset: the password stops working, every session ends, and a
+    link to choose a new one goes to the account's address."""
+    principal = await caller(request)
+    directory.require_admin(principal)
+    settings = request.app[settings_key]
+    await passwords.force_reset(
+        db=request.app[database_key], user_id=request.match_info["id"],
+        admin_id=principal.user_id, base_url=settings.base_url,
+        policy=passwords.ResetPolicy.from_settings(settings), now=request.app[clock_key]())
     return web.Response(status=204)

@@ -748,3 +748,57 @@ class AuditEntry(Resource, frozen=True, kw_only=True):
     fields: list[str]
     detail: dict[str, Any]
     hash: str
+WebhookEvent = Literal["appointment.booked", "appointment.rescheduled",
+                       "appointment.cancelled", "appointment.usager_updated",
+                       "appointment.outcome", "call.connected"]
+
+
+class WebhookCreate(Request, frozen=True, kw_only=True):
+    """An operator's endpoint: where to post, and which events."""
+
+    url: CalendarUrl
+    events: Annotated[list[WebhookEvent], Meta(min_length=1, max_length=6)]
+
+
+class WebhookEndpoint(Resource, frozen=True, kw_only=True):
+    """An endpoint's state; never its secret."""
+
+    id: Id
+    operator_id: Id
+    url: str
+    events: list[str]
+    status: Literal["active", "disabled"]
+    #: gone (the receiver answered 410) or failing (a day without a success).
+    disabled_reason: str | None
+    disabled_at: Instant | None
+    #: Since when deliveries fail without a success (null: none failing).
+    failing_since: Instant | None
+    created_at: Instant
+
+
+class WebhookSecret(WebhookEndpoint, frozen=True, kw_only=True):
+    """An endpoint with its signing secret (``whsec_``…): shown this once, never again."""
+
+    secret: str
+
+
+class WebhookAttempt(Resource, frozen=True, kw_only=True):
+    """One attempt to deliver an event: its answer and how long it took."""
+
+    id: Id
+    event_id: str
+    event_type: str
+    appointment_id: str | None
+    appointment_version: int
+    at: Instant
+    status_code: int | None
+    latency_ms: int
+    error: str | None
+    delivery_status: Literal["pending", "delivered", "abandoned"]
+
+
+class WebhookLog(Resource, frozen=True, kw_only=True):
+    """An endpoint and its latest attempts, newest first."""
+
+    endpoint: WebhookEndpoint
+    attempts: list[WebhookAttempt]

@@ -27,7 +27,7 @@ from visio.clock import utcnow
 from visio.db import Database, open_database
 from visio.domain import contact
 from visio.domain import reminders as r
-from visio.notify import compose
+from visio.notify import account_mail, compose
 from visio.notify.senders import (
     Gateway,
     HttpSms,
@@ -37,6 +37,7 @@ from visio.notify.senders import (
     SmsGateway,
     build_email,
 )
+from visio.notify.webhooks import WebhookSender, schedule_webhooks
 from visio.services import outbox
 from visio.settings import Settings
 from visio.usager_link import LinkKey
@@ -118,6 +119,18 @@ class Dispatcher:
             self._held = set()
         return len(claimed)
 
+    async def send_account_mail(self) -> int:
+        """Send the account e-mails due (reset links); how many rows were claimed."""
+        if self._stopping:
+            return 0
+        client = await self.mailers.get() if self._all_mailers else None
+        try:
+            return await account_mail.send_due(db=self.db, settings=self.settings,
+                                               mailer=client, now=self.clock())
+        finally:
+            if client is not None:
+                self.mailers.put_nowait(client)
+
     async def _renew(self, lease: str) -> None:
         """Keep the batch's leases while it is worked on: a slow send must not let another
         dispatcher claim the rows still waiting their turn."""
@@ -160,6 +173,7 @@ class Dispatcher:
         self.outcomes = Counter()
         self._draining = asyncio.current_task()
         try:
+            total += await self.send_account_mail()
             for _ in range(max_batches):
                 count = await self.run_once()
                 total += count
@@ -374,6 +388,9 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     dispatcher = Dispatcher(db=db, settings=settings)
     scheduler = AsyncIOScheduler()
     schedule_dispatch(scheduler, dispatcher)
+
+    sender = WebhookSender(db=db, settings=settings)
+    schedule_webhooks(scheduler, sender)
     scheduler.start()
     log.info("dispatcher %s started", dispatcher.owner)
     try:
@@ -382,5 +399,6 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
         await dispatcher.stop(grace=settings.shutdown_grace_seconds)
         scheduler.shutdown(wait=False)
         await dispatcher.close()
+        await sender.close()
         await db.dispose()
 

@@ -37,7 +37,7 @@ from visio.errors import (
     Unprocessable,
     VisioError,
 )
-from visio.services import audit, idempotency, outbox
+from visio.services import audit, idempotency, outbox, webhooks
 from visio.services.calendars import (
     HOLDS_TIME,
     LONGEST_BOOTH_HOLD,
@@ -345,6 +345,8 @@ async def _book_once(
                  detail={"start": request.start.isoformat(), "version": 1})
     await session.flush()
     await outbox.booked(session, appointment, zone=site.timezone, now=now)
+    await webhooks.emit(session, appointment=appointment, event_type=webhooks.BOOKED,
+                        now=now, zone=site.timezone)
     return Booked(appointment, site.timezone)
 
 

@@ -25,6 +25,7 @@ from visio.access import KIOSK, OPERATOR, Principal
 from visio.db import Database
 from visio.domain.messages import _
 from visio.errors import CallNotOpenYet, NotFound, Unprocessable
+from visio.services import webhooks
 
 log = logging.getLogger("visio.calls")
 
@@ -189,9 +190,20 @@ async def record_event(*, db: Database, appointment_id: str, event: CallEvent) -
                     log.info("a call log reached %d events; further events are dropped",
                              MAX_EVENTS_PER_CALL)
                 return
+        connects = event.kind == "connection_state" and \
+            dict(event.detail).get("state") == "connected"
+        before = connects and await _both_connected(session, appointment_id)
         session.add(m.CallEventRow(
             appointment_id=appointment_id, at=event.at, kind=event.kind, peer_id=event.peer_id,
             role=event.role, detail=dict(event.detail)))
+        if connects and not before:
+            await session.flush()
+            if await _both_connected(session, appointment_id):
+                # Both sides connected for the first time: the operator's software hears it.
+                appointment = await session.get(m.Appointment, appointment_id)
+                if appointment is not None:
+                    await webhooks.emit(session, appointment=appointment,
+                                        event_type=webhooks.CALL_CONNECTED, now=event.at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,3 +316,7 @@ async def call_log(*, db: Database, principal: Principal, appointment_id: str,
         items=[CallEventView(id=e.id, at=e.at, kind=e.kind, peer_id=e.peer_id, role=e.role,
                              detail=dict(e.detail)) for e in rows],
         next_cursor=next_cursor)
+
+
+async def _both_connected(session: AsyncSession, appointment_id: str) -> bool:
+    return (await _summary_of(session, appointment_id)).connected

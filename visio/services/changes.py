@@ -29,7 +29,7 @@ from visio.domain.calendars import HolidayCalendar
 from visio.domain.kinds import ActorKind, Status
 from visio.domain.messages import Message, _
 from visio.errors import Conflict, Forbidden, NotFound, PreconditionFailed, SlotTaken
-from visio.services import audit, outbox
+from visio.services import audit, outbox, webhooks
 from visio.services.booking import Booked, choose, constraint_of, stop_for
 
 _TICK = timedelta(microseconds=1)
@@ -123,6 +123,8 @@ async def mark_cancelled(session: AsyncSession, appointment: m.Appointment, *, r
                  action="cancelled", appointment_id=appointment.id,
                  site_id=appointment.site_id, detail={"version": appointment.version})
     await outbox.cancelled(session, appointment, now=at)
+    await webhooks.emit(session, appointment=appointment, event_type=webhooks.CANCELLED,
+                        now=at)
 
 
 async def _load_for_usager(session: AsyncSession, link: UsagerLink, appointment_id: str,
@@ -237,6 +239,8 @@ async def _reschedule(
                 detail={"from": old_start.isoformat(), "to": start.isoformat(),
                         "version": appointment.version})
             await outbox.rescheduled(session, appointment, now=at)
+            await webhooks.emit(session, appointment=appointment,
+                                event_type=webhooks.RESCHEDULED, now=at, zone=site.timezone)
         return Booked(appointment, site.timezone), True
     except IntegrityError as err:
         if constraint_of(err) is None:

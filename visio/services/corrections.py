@@ -22,7 +22,7 @@ from visio.domain import contact
 from visio.domain.kinds import Status
 from visio.domain.messages import _
 from visio.errors import Conflict, TooManyRequests
-from visio.services import audit, outbox
+from visio.services import audit, outbox, webhooks
 from visio.services.booking import Booked, normalised_phone, refusal
 from visio.services.changes import actor_kind_of, lock_for_change
 
@@ -91,6 +91,8 @@ async def correct_usager(
                      detail={"version": appointment.version})
         await outbox.corrected(session, appointment, old_version=old_version,
                                old_phone=old_phone, old_email=old_email, now=at)
+        await webhooks.emit(session, appointment=appointment,
+                            event_type=webhooks.USAGER_UPDATED, now=at, zone=site.timezone)
     return Booked(appointment, site.timezone)
 
 

@@ -20,9 +20,10 @@ from visio import models as m
 from visio.access import Principal
 from visio.db import Database
 from visio.domain.call_outcome import CallOutcome, LoggedEvent, outcome_of
-from visio.domain.kinds import ActorKind, Status
+from visio.domain.kinds import Status
 from visio.domain.messages import _
 from visio.errors import Conflict, Forbidden, NotFound, PreconditionFailed, Unprocessable
+from visio.services import audit, webhooks
 
 log = logging.getLogger("visio.outcomes")
 
@@ -94,10 +95,11 @@ async def settle(*, db: Database, now: datetime, delay: timedelta) -> int:
             appointment.outcome_at = at
             appointment.version += 1
             appointment.updated_at = at
-            session.add(m.AuditEntry(
-                at=at, actor_id=None, actor_kind="system", action=status.value,
-                appointment_id=appointment.id,
-                detail={"version": appointment.version, "fields": ["status"]}))
+            audit.record(session, at=at, actor=audit.THE_SYSTEM, action=status.value,
+                         appointment_id=appointment.id, site_id=appointment.site_id,
+                         fields=("status",), detail={"version": appointment.version})
+            await webhooks.emit(session, appointment=appointment,
+                                event_type=webhooks.OUTCOME, now=at)
             marked += 1
     return marked
 
@@ -157,11 +159,12 @@ async def correct(
         appointment.version += 1
         appointment.updated_at = at
         # Field names only: the reason is the writer's words and stays on the appointment.
-        session.add(m.AuditEntry(
-            at=at, actor_id=principal.user_id, actor_kind=ActorKind(principal.role.value).value,
-            action="outcome_corrected", appointment_id=appointment.id,
-            detail={"from": before, "to": outcome, "version": appointment.version,
-                    "fields": ["status", "outcome_reason"]}))
+        audit.record(session, at=at, actor=audit.actor_of(principal),
+                     action="outcome_corrected", appointment_id=appointment.id,
+                     site_id=appointment.site_id, fields=("status", "outcome_reason"),
+                     detail={"from": before, "to": outcome, "version": appointment.version})
+        await webhooks.emit(session, appointment=appointment, event_type=webhooks.OUTCOME,
+                            now=at)
         version = appointment.version
     return Corrected(appointment_id=appointment_id, status=outcome, version=version,
                      reason=reason)

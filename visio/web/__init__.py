@@ -22,6 +22,9 @@ from visio.web import (
     call,
     figures,
     live,
+    passwords,
+    proconnect,
+    webhooks,
 )
 from visio.web.common import refusal_page
 from visio.web.render import environment
@@ -55,6 +58,12 @@ def mount_pages(app: web.Application) -> None:
         web.post("/login", p(auth.login)),
         web.post("/logout", p(auth.logout)),
         web.get("/lang", p(auth.choose_language)),
+        web.get("/login/proconnect", p(proconnect.begin)),
+        web.get("/login/proconnect/callback", p(proconnect.callback)),
+        web.get("/password/forgot", p(passwords.forgot_page)),
+        web.post("/password/forgot", p(passwords.forgot)),
+        web.get("/password/new", p(passwords.new_page)),
+        web.post("/password/new", p(passwords.choose)),
         web.get("/agent/book", p(booking.booking_page)),
         web.post("/agent/book", p(booking.book)),
         web.get("/agent/appointments", p(appointments.list_page)),
@@ -80,6 +89,7 @@ def mount_pages(app: web.Application) -> None:
         web.get("/network/figures/{name}.svg", p(figures.chart)),
         web.get("/network/audit", p(audit.audit_page)),
         web.get("/network/audit.csv", p(audit.audit_csv)),
+        web.get("/admin/operators/{id}/webhooks", p(webhooks.webhooks_page)),
         web.get(CALL_PAGE, p(call.call_page)),
         web.post("/web/appointments/{id}/join", live.join),
         web.post("/web/test-calls", live.test_call),

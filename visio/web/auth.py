@@ -20,7 +20,7 @@ from visio.keys import (
 from visio.services import (
     accounts,
 )
-from visio.web import session
+from visio.web import passwords, proconnect, session
 from visio.web.common import (
     safe_next,
     signed_in,
@@ -39,8 +39,9 @@ async def home(request: web.Request) -> web.Response:
 
 async def login_page(request: web.Request) -> web.Response:
     """The login form."""
+    notice = text(request, passwords.NOTICE_RESET) if request.query.get("reset") else None
     return render(request, "login.html", next=safe_next(request.query.get("next")),
-                  error=None, email="")
+                  error=None, email="", notice=notice, proconnect=proconnect.enabled(request))
 
 
 async def login(request: web.Request) -> web.Response:
@@ -59,7 +60,8 @@ async def login(request: web.Request) -> web.Response:
             now=request.app[clock_key](), replaces=session.session_token(request))
     except VisioError as err:
         return render(request, "login.html", status=err.status, next=target,
-                      error=text(request, err.detail), email=email)
+                      error=text(request, err.detail), email=email, notice=None,
+                      proconnect=proconnect.enabled(request))
     response = web.HTTPSeeOther(target)
     session.set_cookie(request, response, session.SESSION_COOKIE, token.access_token,
                        max_age=settings.token_ttl_seconds)
@@ -74,6 +76,15 @@ async def logout(request: web.Request) -> web.Response:
         with contextlib.suppress(NotAuthenticated):  # already ended
             await accounts.log_out(db=request.app[database_key], token=token,
                                    now=request.app[clock_key]())
+    # Signed in with ProConnect: its session ends too (it comes back to the login page).
+    # A page with a link, not a redirect: the form's CSP (form-action 'self') would stop
+    # a redirect to another origin.
+    elsewhere = await proconnect.provider_logout(request)
+    if elsewhere is not None:
+        page = render(request, "logout_provider.html", url=elsewhere)
+        page.del_cookie(session.SESSION_COOKIE, path="/")
+        page.del_cookie(proconnect.ID_TOKEN_COOKIE, path="/")
+        return page
     response = web.HTTPSeeOther("/login")
     response.del_cookie(session.SESSION_COOKIE, path="/")
     raise response
