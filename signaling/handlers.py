@@ -23,6 +23,7 @@ from .protocol import (
     parse,
     peer_joined_frame,
     peer_left_frame,
+    peer_link_frame,
     peer_media_frame,
 )
 from .rooms import Connection, Hub, Reported, monotonic
@@ -391,6 +392,10 @@ class _Session:
             media = peer_media_frame(conn.peer_id, audio=data["audio"], video=data["video"])
             await hub.fanout(room, envelopes.to_others(room, conn.peer_id, media))
             await _record(self.hooks, room, "media", conn, dict(data))
+        elif kind == "link":
+            link = peer_link_frame(conn.peer_id, data)
+            await hub.fanout(room, envelopes.to_others(room, conn.peer_id, link))
+            await _record(self.hooks, room, "link", conn, dict(data))
         elif kind == "connection":
             await self._report_connection(data)
         elif kind == "leave":
