@@ -832,6 +832,8 @@ let testPc = null;
 const testLink = document.getElementById("test-link");
 // How long the test call measures the link before it says what to expect.
 const TEST_MEASURE_MS = 5000;
+const BULK_BYTES = 4096;
+const BULK_COUNT = 24;
 
 function stopTest() {
   if (testPc) testPc.close();
@@ -856,19 +858,36 @@ testButton.addEventListener("click", async () => {
     preferRed(pc);
     tuneSenders(pc);
     const channel = pc.createDataChannel("ping");
+    // The echo answers "ping…" with "pong…": small pings for the round trip, then a
+    // burst of large ones whose echoes measure the throughput (the media's own estimate
+    // is the echo peer's, not the link's).
     const pings = new Map();
     const rtts = [];
+    const bulk = {bytes: 0, first: null, last: null};
     channel.addEventListener("open", () => {
       let n = 0;
       const timer = setInterval(() => {
-        if (channel.readyState !== "open" || n >= 20) { clearInterval(timer); return; }
+        if (channel.readyState !== "open") { clearInterval(timer); return; }
+        if (n >= 8) {
+          clearInterval(timer);
+          bulk.first = performance.now();
+          const filler = "x".repeat(BULK_BYTES);
+          for (let i = 0; i < BULK_COUNT; i += 1) channel.send(`pingbulk${i} ${filler}`);
+          return;
+        }
         n += 1;
         pings.set(`ping${n}`, performance.now());
         channel.send(`ping${n}`);
       }, 250);
     });
     channel.addEventListener("message", ({data}) => {
-      const sent = pings.get(String(data).replace(/^pong/, "ping"));
+      const text = String(data);
+      if (text.startsWith("pongbulk")) {
+        bulk.bytes += text.length;
+        bulk.last = performance.now();
+        return;
+      }
+      const sent = pings.get(text.replace(/^pong/, "ping"));
       if (sent !== undefined) rtts.push(performance.now() - sent);
     });
     pc.addEventListener("track", (event) => {
@@ -880,7 +899,7 @@ testButton.addEventListener("click", async () => {
         testStatus.dataset.test = "ok";
         tuneSenders(pc);
         clearTimeout(testLink.timer);
-        testLink.timer = setTimeout(() => judgeTestLink(pc, rtts), TEST_MEASURE_MS);
+        testLink.timer = setTimeout(() => judgeTestLink(pc, rtts, bulk), TEST_MEASURE_MS);
       } else if (pc.connectionState === "failed") {
         testStatus.textContent = texts.testFailed;
         testStatus.dataset.test = "failed";
@@ -915,23 +934,27 @@ testButton.addEventListener("click", async () => {
 });
 testStop.addEventListener("click", stopTest);
 
-async function judgeTestLink(pc, rtts) {
+async function judgeTestLink(pc, rtts, bulk) {
   // What the test call saw of the link: round trip (data channel pings, else RTCP),
   // loss both ways, and the sender's estimate of the throughput; then in words.
   if (pc !== testPc) return;
   const report = await pc.getStats();
-  let pairId = null, kbps = null, rtcpRtt = null, lost = 0, received = 0, remoteLoss = 0;
+  let pairId = null, rtcpRtt = null, lost = 0, received = 0, remoteLoss = 0;
   report.forEach((s) => { if (s.type === "transport" && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId; });
   report.forEach((s) => {
     if (s.type === "candidate-pair" && s.id === pairId) {
-      if (s.availableOutgoingBitrate !== undefined) kbps = s.availableOutgoingBitrate / 1000;
       if (s.currentRoundTripTime !== undefined) rtcpRtt = s.currentRoundTripTime * 1000;
     }
     if (s.type === "inbound-rtp") { lost += s.packetsLost || 0; received += s.packetsReceived || 0; }
     if (s.type === "remote-inbound-rtp" && s.fractionLost !== undefined) remoteLoss = Math.max(remoteLoss, s.fractionLost);
   });
-  const sorted = [...rtts].sort((a, b) => a - b);
-  const rttMs = sorted.length ? sorted[Math.floor(sorted.length / 2)] : rtcpRtt;
+  // The smallest round trip is the link's (the echo peer's own delays only add).
+  const rttMs = rtts.length ? Math.min(...rtts) : rtcpRtt;
+  // Both ways through the link: what came back of the burst, over the time it took
+  // (what did not come back in time counts as not passed).
+  const end = bulk.bytes >= BULK_BYTES * BULK_COUNT ? bulk.last : performance.now();
+  const kbps = bulk.first === null ? null
+    : bulk.bytes * 8 / Math.max(end - bulk.first, 1);
   const loss = Math.max(lost + received ? lost / (lost + received) : 0, remoteLoss);
   const quality = classify({kbps, rttMs, loss});
   const verdict = {"good": texts.testGood, "weak": texts.testWeak, "very-weak": texts.testPoor}[quality];
