@@ -939,11 +939,12 @@ async function judgeTestLink(pc, rtts, bulk) {
   // loss both ways, and the sender's estimate of the throughput; then in words.
   if (pc !== testPc) return;
   const report = await pc.getStats();
-  let pairId = null, rtcpRtt = null, lost = 0, received = 0, remoteLoss = 0;
+  let pairId = null, rtcpRtt = null, lost = 0, received = 0, remoteLoss = 0, estimate = null;
   report.forEach((s) => { if (s.type === "transport" && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId; });
   report.forEach((s) => {
     if (s.type === "candidate-pair" && s.id === pairId) {
       if (s.currentRoundTripTime !== undefined) rtcpRtt = s.currentRoundTripTime * 1000;
+      if (s.availableOutgoingBitrate !== undefined) estimate = s.availableOutgoingBitrate / 1000;
     }
     if (s.type === "inbound-rtp") { lost += s.packetsLost || 0; received += s.packetsReceived || 0; }
     if (s.type === "remote-inbound-rtp" && s.fractionLost !== undefined) remoteLoss = Math.max(remoteLoss, s.fractionLost);
@@ -953,8 +954,11 @@ async function judgeTestLink(pc, rtts, bulk) {
   // Both ways through the link: what came back of the burst, over the time it took
   // (what did not come back in time counts as not passed).
   const end = bulk.bytes >= BULK_BYTES * BULK_COUNT ? bulk.last : performance.now();
-  const kbps = bulk.first === null ? null
-    : bulk.bytes * 8 / Math.max(end - bulk.first, 1);
+  // Both this and the sender's estimate (which the echo peer's feedback bounds) are
+  // lower bounds of what the link carries: the larger one is the better.
+  const burst = bulk.first === null ? null : bulk.bytes * 8 / Math.max(end - bulk.first, 1);
+  const known = [burst, estimate].filter((v) => v !== null);
+  const kbps = known.length ? Math.max(...known) : null;
   const loss = Math.max(lost + received ? lost / (lost + received) : 0, remoteLoss);
   const quality = classify({kbps, rttMs, loss});
   const verdict = {"good": texts.testGood, "weak": texts.testWeak, "very-weak": texts.testPoor}[quality];
