@@ -693,6 +693,7 @@ async function sampleLink() {
   if (!peer) return;
   try {
     const {sample, history} = await measure(peer.pc, peer.linkHistory);
+    if (manualLink) return;  // the debug hook took over while getStats() ran
     peer.linkHistory = history;
     call.link.sample = sample;
     onLinkState(machine.feed(sample));
