@@ -73,6 +73,7 @@ def _pair(live: Live, browser: Any, appointment: str, *, kiosk: str = AGENT,
         page = context.new_page()
         log_in(page, live.url, email)
         page.goto(f"{live.url}/call/{appointment}")
+        assert page.locator("#call-state").count() == 1, (page.url, page.inner_text("main"))
         pages.append(page)
     for page in pages:
         wait_until(lambda p=page: call_state(p) == "connected", what="connected")
