@@ -64,6 +64,8 @@ function refreshState() {
     showFallback();
   } else if (states.includes("disconnected") && call.link.interrupted) {
     setState("reconnecting");
+  } else if (!call.everConnected && !document.getElementById("fallback").hidden) {
+    setState("no-connection");  // past the fallback delay, the other side there
   } else {
     setState(call.everConnected ? "reconnecting" : "connecting");
   }
