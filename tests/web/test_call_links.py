@@ -142,7 +142,7 @@ def test_caps_priorities_dtx_red_and_the_test_calls_verdict(links: Live, browser
             assert frames_rising(page)
 
         kiosk.click("#test-call")
-        wait_until(lambda: kiosk.get_attribute("#test-link", "data-quality"), within=40,
+        wait_until(lambda: kiosk.get_attribute("#test-link", "data-quality"), within=120,
                    what="the test call's verdict")
         verdict = kiosk.evaluate("({...document.getElementById('test-link').dataset,"
                                  " text: document.getElementById('test-link').innerText})")
