@@ -23,6 +23,7 @@ from .protocol import (
     parse,
     peer_joined_frame,
     peer_left_frame,
+    peer_link_frame,
     peer_media_frame,
 )
 from .rooms import Connection, Hub, Reported, monotonic
@@ -402,6 +403,10 @@ class _Session:
             )
             await hub.fanout(room, envelopes.to_others(room, conn.peer_id, media, seq=seq))
             await _record(self.hooks, room, "media", conn, dict(data))
+        elif kind == "link":
+            link = peer_link_frame(conn.peer_id, data)
+            await hub.fanout(room, envelopes.to_others(room, conn.peer_id, link))
+            await _record(self.hooks, room, "link", conn, dict(data))
         elif kind == "connection":
             await self._report_connection(data)
         elif kind == "leave":

@@ -47,11 +47,17 @@ class FrameError(Exception):
         self.message = message
 
 
-CLIENT_TYPES = frozenset({"join", "sdp", "ice", "media", "connection", "ping", "leave"})
+CLIENT_TYPES = frozenset(
+    {"join", "sdp", "ice", "media", "connection", "link", "ping", "leave"}
+)
 CONNECTION_STATES = frozenset(
     {"new", "connecting", "connected", "disconnected", "failed", "closed"}
 )
 CANDIDATE_TYPES = frozenset({"relay", "direct"})
+LINK_QUALITIES = frozenset({"good", "weak", "very-weak"})
+LINK_PROBLEMS = frozenset({"interrupted", "no_connection", "unusable"})
+#: Numbers a `connection.stats` summary may carry besides rtt_ms and packet_loss.
+SUMMARY_NUMBERS = ("out_kbps", "in_kbps", "freezes", "concealment", "audio_only_s")
 MAX_SDP_CHARS = 60_000
 
 
@@ -96,6 +102,11 @@ def peer_joined_frame(peer_id: str, role: str, *, reconnected: bool, seq: int) -
 def peer_media_frame(peer_id: str, *, audio: bool, video: bool, seq: int) -> ServerFrame:
     """``peer_media``: a peer's mute state (``seq``: the join order of the seat it comes from)."""
     return {"type": "peer_media", "from": peer_id, "audio": audio, "video": video, "seq": seq}
+
+
+def peer_link_frame(peer_id: str, link: dict[str, Any]) -> ServerFrame:
+    """``peer_link``: what a peer's page makes of its link (quality, audio only, problem)."""
+    return {"type": "peer_link", "from": peer_id, **link}
 
 
 def _str(data: dict[str, Any], key: str, *, max_len: int = 200) -> str:
@@ -160,7 +171,7 @@ def _stats(value: Any) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         raise FrameError("bad_field", "field 'stats' must be an object")
     out: dict[str, Any] = {}
-    for key in ("rtt_ms", "packet_loss"):
+    for key in ("rtt_ms", "packet_loss", *SUMMARY_NUMBERS):
         num = value.get(key)
         if num is not None:
             if not isinstance(num, int | float) or isinstance(num, bool) or num != num or num < 0:
@@ -171,7 +182,31 @@ def _stats(value: Any) -> dict[str, Any] | None:
         if kind not in CANDIDATE_TYPES:
             raise FrameError("bad_field", "stats.candidate_type must be relay or direct")
         out["candidate_type"] = kind
+    if "audio_only" in value:
+        out["audio_only"] = _bool(value, "audio_only")
+    quality = value.get("quality")
+    if quality is not None:
+        if quality not in LINK_QUALITIES:
+            raise FrameError("bad_field", "stats.quality must be good, weak or very-weak")
+        out["quality"] = quality
     return out
+
+
+def _link(data: dict[str, Any]) -> dict[str, Any]:
+    quality = data.get("quality")
+    if quality not in LINK_QUALITIES:
+        raise FrameError("bad_field", "field 'quality' must be good, weak or very-weak")
+    problem = data.get("problem")
+    if problem is not None and problem not in LINK_PROBLEMS:
+        raise FrameError(
+            "bad_field", "field 'problem' must be interrupted, no_connection, unusable or null"
+        )
+    return {
+        "quality": quality,
+        "audio_only": _bool(data, "audio_only"),
+        "forced": _bool(data, "forced"),
+        "problem": problem,
+    }
 
 
 def parse(text: str | bytes) -> Frame:
@@ -210,6 +245,8 @@ def parse(text: str | bytes) -> Frame:
         return Frame(kind, {"token": token, "can_rollback": rollback})
     if kind == "media":
         return Frame(kind, {"audio": _bool(data, "audio"), "video": _bool(data, "video")})
+    if kind == "link":
+        return Frame(kind, _link(data))
     if kind == "connection":
         state = data.get("state")
         if state not in CONNECTION_STATES:

@@ -13,7 +13,8 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from ipaddress import ip_address
 from typing import Any
@@ -75,6 +76,18 @@ class Metrics:
         self.refusals = Counter(
             "visio_booking_refusals", "Bookings and reschedulings refused, by reason code.",
             ("operation", "reason"), registry=self.registry)
+        self.call_outcomes = Counter(
+            "visio_call_outcomes",
+            "Calls by what happened to them, each counted once per call and instance: "
+            "connected, audio_only (the page went audio only by itself), forced_audio_only, "
+            "interrupted (inbound media stopped), no_connection (ICE failed: fallback "
+            "phone), unusable (connected but unusable: fallback phone).",
+            ("outcome",), registry=self.registry)
+        self.audio_only_seconds = Counter(
+            "visio_call_audio_only_seconds",
+            "Time call pages spent in audio only, summed over the sides (from their 10 s "
+            "summaries).", registry=self.registry)
+        self.calls = CallOutcomes(self)
         self.in_flight = Gauge(
             "visio_http_requests_in_flight",
             "HTTP requests being handled now (a graceful stop waits for them).",
@@ -142,6 +155,47 @@ class _StateCollector(Collector):
                 if callable(read):
                     gauge.add_metric([engine_name], float(read()))
             yield gauge
+
+
+#: Calls remembered per instance to count each outcome once (the oldest are forgotten).
+_CALLS_REMEMBERED = 10_000
+#: A summary covers 10 s; more audio-only time than this in one is not believed.
+_SUMMARY_SECONDS_MAX = 30.0
+
+
+class CallOutcomes:
+    """Counts call events into ``visio_call_outcomes`` and the audio-only time."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+        self._seen: OrderedDict[str, set[str]] = OrderedDict()
+
+    def _once(self, appointment_id: str, outcome: str) -> None:
+        seen = self._seen.get(appointment_id)
+        if seen is None:
+            seen = self._seen[appointment_id] = set()
+            while len(self._seen) > _CALLS_REMEMBERED:
+                self._seen.popitem(last=False)
+        if outcome not in seen:
+            seen.add(outcome)
+            self._metrics.call_outcomes.labels(outcome).inc()
+
+    def event(self, appointment_id: str, kind: str, detail: Mapping[str, Any]) -> None:
+        """One call event (as recorded in the call log)."""
+        if kind == "connection_state" and detail.get("state") == "connected":
+            self._once(appointment_id, "connected")
+        elif kind == "link":
+            if detail.get("audio_only"):
+                self._once(appointment_id,
+                           "forced_audio_only" if detail.get("forced") else "audio_only")
+            problem = detail.get("problem")
+            if problem in ("interrupted", "no_connection", "unusable"):
+                self._once(appointment_id, str(problem))
+        elif kind == "stats":
+            seconds = detail.get("audio_only_s")
+            if isinstance(seconds, int | float) and not isinstance(seconds, bool):
+                self._metrics.audio_only_seconds.inc(
+                    min(max(float(seconds), 0.0), _SUMMARY_SECONDS_MAX))
 
 
 def install(app: web.Application, metrics: Metrics) -> None:

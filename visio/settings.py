@@ -291,6 +291,14 @@ class Settings:
         60, _int,
         "A call not connected this long shows the desk's fallback phone number on both "
         "sides.")
+    call_video_max_kbps: int = setting(
+        800, _int,
+        "Cap of the video each call page sends, in kbit/s (the audio goes first on a weak "
+        "link).")
+    call_link_debug: bool = setting(
+        False, _on,
+        "Expose window.visioLinkQuality.feed on call pages, to feed the link state machine "
+        "made-up measures (tests, the link bench); never in production.")
     smtp_host: str = setting(
         "", _text,
         "SMTP server for e-mail notifications; none configured means e-mails wait "

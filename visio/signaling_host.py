@@ -22,6 +22,7 @@ from visio.keys import (
     call_policy_key,
     clock_key,
     database_key,
+    metrics_key,
     rooms_key,
     settings_key,
     signaling_app_key,
@@ -104,6 +105,7 @@ class SignalingHost:
     async def record(self, appointment_id: str, event: CallEvent) -> None:
         await calls.record_event(db=self._app[database_key], appointment_id=appointment_id,
                                  event=event)
+        self._app[metrics_key].calls.event(appointment_id, event.kind, event.detail)
 
     async def ice_servers(self, peer_id: str) -> list[dict[str, Any]]:
         return self._app[call_policy_key].ice_servers(peer_id, self._app[clock_key]())

@@ -173,3 +173,36 @@ def test_settings_read_the_metrics_allow_list_and_log_format() -> None:
                                 "VISIO_METRICS_ALLOWED": "10.0.0.0/8"})
     assert chosen.log_format == "json"
     assert [str(n) for n in chosen.metrics_allowed] == ["10.0.0.0/8"]
+
+
+async def test_metrics_count_calls_by_outcome_and_time_in_audio_only(
+        settings: Settings) -> None:
+    """Call events as the signaling host records them: each outcome once per call, the
+    audio-only seconds of the pages' 10 s summaries summed (an implausible one capped)."""
+    from visio.keys import metrics_key
+
+    client = await _client(settings)
+    try:
+        calls = client.app[metrics_key].calls
+        for appointment in ("a1", "a2"):
+            calls.event(appointment, "connection_state", {"state": "connected"})
+            calls.event(appointment, "connection_state", {"state": "connected"})
+        calls.event("a1", "link", {"quality": "very-weak", "audio_only": True,
+                                   "forced": False, "problem": None})
+        calls.event("a1", "link", {"quality": "very-weak", "audio_only": True,
+                                   "forced": False, "problem": "interrupted"})
+        calls.event("a2", "link", {"quality": "good", "audio_only": True, "forced": True,
+                                   "problem": None})
+        calls.event("a3", "link", {"quality": "very-weak", "audio_only": False,
+                                   "forced": False, "problem": "no_connection"})
+        for seconds in (10, 2.5, 3600, -4, "x"):
+            calls.event("a1", "stats", {"audio_only_s": seconds})
+        text = await (await client.get("/metrics")).text()
+        counts = {outcome: _sample(text, "visio_call_outcomes_total", outcome=outcome)
+                  for outcome in ("connected", "audio_only", "forced_audio_only",
+                                  "interrupted", "no_connection", "unusable")}
+        assert counts == {"connected": 2, "audio_only": 1, "forced_audio_only": 1,
+                          "interrupted": 1, "no_connection": 1, "unusable": 0}
+        assert _sample(text, "visio_call_audio_only_seconds_total") == 10 + 2.5 + 30
+    finally:
+        await client.close()

@@ -142,7 +142,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     settings = Settings(database_url=url, secret_key="web-secret-" + "x" * 32,
                         host="127.0.0.1", port=port, base_url=f"http://127.0.0.1:{port}",
                         search_rate_per_minute=1_000_000, login_max_failures=1000,
-                        call_fallback_seconds=FALLBACK_SECONDS)
+                        call_fallback_seconds=FALLBACK_SECONDS, call_link_debug=True)
     server = BackgroundServer(settings)
     server.start()
     try:
@@ -168,6 +168,13 @@ def browser() -> Iterator[Any]:
             yield instance
         finally:
             instance.close()
+
+
+#: Hands a call page's link machine to the test (VISIO_CALL_LINK_DEBUG): where a test is
+#: about negotiation, a loaded machine's real measures must not switch the call to audio
+#: only by themselves (tests/web/test_call_links.py tests that).
+MANUAL_LINK = ("window.visioLinkQuality.feed("
+               "{t: 0, kbps: 1500, rttMs: 40, loss: 0, packets: 0})")
 
 
 def log_in(page: Any, url: str, email: str) -> None:

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.web.conftest import FALLBACK_SECONDS, SCREENSHOTS, Live, log_in
+from tests.web.conftest import FALLBACK_SECONDS, MANUAL_LINK, SCREENSHOTS, Live, log_in
 from visio.clock import utcnow
 from visio.domain.calendars import HolidayCalendar
 
@@ -168,6 +168,7 @@ def test_call_between_kiosk_and_staff(live: Live, browser: Any) -> None:
     kiosk_page = kiosk.new_page()
     log_in(kiosk_page, live.url, AGENT)
     kiosk_page.goto(f"{live.url}/call/{appointment}")
+    kiosk_page.evaluate(MANUAL_LINK)
     wait_until(lambda: call_state(kiosk_page) == "waiting", what="kiosk waiting")
     badge.wait_for(state="visible", timeout=15000)
     # Before the call: the test call through the echo peer.
@@ -178,6 +179,7 @@ def test_call_between_kiosk_and_staff(live: Live, browser: Any) -> None:
 
     staff_page.click(f'[data-join="{appointment}"]')
     staff_page.wait_for_url(f"**/call/{appointment}")
+    staff_page.evaluate(MANUAL_LINK)
     for page in (kiosk_page, staff_page):
         wait_until(lambda p=page: call_state(p) == "connected", what="connected")
     for page in (kiosk_page, staff_page):
@@ -270,6 +272,7 @@ def test_browser_and_aiortc_peer_connect(live: Live, browser: Any) -> None:
     try:
         log_in(page, live.url, "agent.le-cateau-cambresis@visio.test")
         page.goto(f"{live.url}/call/{appointment}")
+        page.evaluate(MANUAL_LINK)
         wait_until(lambda: call_state(page) == "connected", what="browser connected to aiortc")
         assert frames_rising(page)
         counters = wait_until(lambda: [c for c in bot.counters.values()

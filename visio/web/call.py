@@ -40,6 +40,8 @@ async def call_page(request: web.Request) -> web.Response:
     item = context.item
     config = {"appointment": item.id, "lang": session.language(request),
               "fallbackAfter": settings.call_fallback_seconds,
+              "videoMaxKbps": settings.call_video_max_kbps,
+              "linkDebug": settings.call_link_debug,
               "nonce": secrets.token_hex(4)}
     return render(request, "call.html", who=who, item=item,
                   start=item.start.astimezone(ZoneInfo(item.zone)),

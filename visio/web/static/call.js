@@ -1,5 +1,8 @@
 // The call page: preview and devices, test call through the echo peer, and the call
-// itself with perfect negotiation as docs/signaling.md describes it.
+// itself with perfect negotiation as docs/signaling.md describes it; on weak links the
+// page adapts by itself (link_quality.js, "Link" below).
+import {LinkQuality, classify} from "/static/link_quality.js";
+
 const root = document.getElementById("call");
 const config = JSON.parse(root.dataset.config);
 const texts = JSON.parse(root.dataset.texts);
@@ -18,6 +21,12 @@ const call = {
   audio: true, video: true, audioOnly: false, ended: false, everConnected: false,
   pingTimer: null, statsTimer: null, retryTimer: null, fallbackTimer: null,
   reconnectDelay: 500,
+  // A person's choice: audio only (above, renegotiated) or video whatever the link.
+  forceVideo: false,
+  // What this page makes of its link, and what the other side says of its own.
+  link: {quality: "good", peerQuality: "good", autoAudioOnly: false, peerAutoAudioOnly: false,
+         interrupted: false, unusable: false, interruptedAt: null, audioOnlyAt: null,
+         audioOnlySeconds: 0, sample: null},
   // Every camera and microphone track this page opened (all stopped on leaving).
   tracks: [],
 };
@@ -34,14 +43,32 @@ function setState(state, text) {
   }
 }
 
+function showFallback() {
+  if (!call.ended) document.getElementById("fallback").hidden = false;
+}
+
 function refreshState() {
   if (call.ended) return;
   const states = [...call.peers.values()].map((p) => p.pc.connectionState);
   const open = call.ws && call.ws.readyState === WebSocket.OPEN;
-  if (states.includes("connected")) setState("connected");
-  else if (states.length === 0) setState(!open && call.everConnected ? "reconnecting" : "waiting");
-  else if (states.every((s) => s === "failed")) setState("failed");
-  else setState(call.everConnected ? "reconnecting" : "connecting");
+  if (states.includes("connected")) {
+    // Connected for ICE, but the media may say otherwise.
+    if (call.link.unusable) { setState("unusable"); showFallback(); }
+    else if (call.link.interrupted) setState("interrupted");
+    else setState("connected");
+  } else if (states.length === 0) {
+    setState(!open && call.everConnected ? "reconnecting" : "waiting");
+  } else if (states.includes("failed")) {
+    // The other side is there, the media cannot pass: say so, and the number to call.
+    setState("no-connection");
+    showFallback();
+  } else if (states.includes("disconnected") && call.link.interrupted) {
+    setState("reconnecting");
+  } else if (!call.everConnected && !document.getElementById("fallback").hidden) {
+    setState("no-connection");  // past the fallback delay, the other side there
+  } else {
+    setState(call.everConnected ? "reconnecting" : "connecting");
+  }
 }
 
 async function post(url, body) {
@@ -124,7 +151,10 @@ function startFallbackTimer() {
   // Counted from when the call opens: before, there is no call to fall back from.
   if (call.fallbackTimer !== null) return;
   call.fallbackTimer = setTimeout(() => {
-    if (!call.everConnected && !call.ended) document.getElementById("fallback").hidden = false;
+    if (call.everConnected || call.ended) return;
+    showFallback();
+    // The other side is in the room and still no media: name the problem.
+    if (call.peers.size) setState("no-connection");
   }, config.fallbackAfter * 1000);
 }
 
@@ -190,6 +220,7 @@ function onFrame(frame) {
       call.pingTimer = setInterval(() => send({type: "ping"}),
                                    (frame.ping_interval || 5) * 1000);
       send({type: "media", audio: call.audio, video: call.video && !call.audioOnly});
+      sendLink(true);
       for (const peer of frame.peers) {
         newPeer(peer.peer_id, frame.polite_toward[peer.peer_id], peer.media);
         showPeerMedia(peer.media);
@@ -197,6 +228,7 @@ function onFrame(frame) {
       refreshState();
       break;
     case "peer_joined":
+      sendLink(true);
       newPeer(frame.peer_id, frame.polite, frame.media);
       showPeerMedia(frame.media);
       refreshState();
@@ -208,6 +240,7 @@ function onFrame(frame) {
     case "sdp": onDescription(frame.from, frame.description); break;
     case "ice": onCandidate(frame.from, frame.candidate); break;
     case "peer_media": showPeerMedia(frame); peerVideo(frame.from, frame.video); break;
+    case "peer_link": onPeerLink(frame); break;
     case "room_closed": endCall(); break;
     default: break;
   }
@@ -226,6 +259,7 @@ function newPeer(peerId, polite, media) {
   closePeer(peerId);
   const pc = new RTCPeerConnection({iceServers: call.grant.ice_servers});
   const peer = {pc, polite, makingOffer: false, ignoreOffer: false, negotiated: false,
+                createdAt: performance.now(), summaryAt: null,
                 restartTimer: null, video: media ? media.video !== false : true,
                 offerAgain: false};
   call.peers.set(peerId, peer);
@@ -237,7 +271,9 @@ function newPeer(peerId, polite, media) {
       pc.addTransceiver(kind, {direction: "recvonly"});
     }
   }
+  preferRed(pc);
   applyAudioOnly(peer);
+  tuneSenders(pc);
   pc.addEventListener("track", (event) => {
     remoteVideo.srcObject = event.streams[0] || new MediaStream([event.track]);
   });
@@ -254,6 +290,7 @@ function newPeer(peerId, polite, media) {
     send({type: "connection", state, peer: peerId});
     if (state === "connected") {
       clearTimeout(peer.restartTimer);
+      tuneSenders(pc);
       sendStats(peerId, peer);
     } else if (state === "disconnected") {
       // Give ICE a moment to come back by itself, then restart it.
@@ -262,6 +299,8 @@ function newPeer(peerId, polite, media) {
         if (pc.connectionState === "disconnected" && !polite) pc.restartIce();
       }, 2000);
     } else if (state === "failed") {
+      showFallback();  // at once: the number to call while recovery is tried
+      sendLink(true);
       recover(peerId, peer);
     }
     refreshState();
@@ -278,7 +317,9 @@ async function offer(peerId, peer) {
   try {
     peer.makingOffer = true;
     peer.offerAgain = false;
-    await pc.setLocalDescription();
+    const description = await pc.createOffer();
+    if (pc.signalingState !== "stable") return;  // an offer came in meanwhile
+    await pc.setLocalDescription({type: "offer", sdp: withDtx(description.sdp)});
     send({type: "sdp", to: peerId, description: pc.localDescription.toJSON()});
   } catch (err) {
     console.warn("offer failed", err);
@@ -315,6 +356,7 @@ function closePeer(peerId) {
   clearTimeout(peer.restartTimer);
   call.peers.delete(peerId);
   peer.pc.close();
+  if (!call.peers.size) resetLink();
 }
 
 async function onDescription(from, description) {
@@ -328,10 +370,12 @@ async function onDescription(from, description) {
   try {
     await pc.setRemoteDescription(description);  // rolls back a polite side's own offer
     if (description.type === "offer") {
-      await pc.setLocalDescription();
+      const answer = await pc.createAnswer();
+      await pc.setLocalDescription({type: "answer", sdp: withDtx(answer.sdp)});
       send({type: "sdp", to: from, description: pc.localDescription.toJSON()});
     }
     peer.negotiated = true;
+    tuneSenders(pc);
     if (description.type === "answer" && peer.offerAgain) offer(from, peer);
   } catch (err) {
     console.warn("description refused", err);
@@ -376,11 +420,19 @@ document.getElementById("camera").addEventListener("click", (e) => {
   toggle(e.currentTarget, !call.video, texts.cameraOff, texts.cameraOn);
   send({type: "media", audio: call.audio, video: call.video && !call.audioOnly});
 });
-document.getElementById("audio-only").addEventListener("click", (e) => {
-  call.audioOnly = !call.audioOnly;
+const audioOnlyButton = document.getElementById("audio-only");
+audioOnlyButton.addEventListener("click", () => {
+  if (call.audioOnly) {
+    call.audioOnly = false;
+  } else if (autoAudioOnly()) {
+    call.forceVideo = true;  // video whatever the link says, until pressed again
+  } else {
+    call.audioOnly = true;
+    call.forceVideo = false;
+  }
   for (const peer of call.peers.values()) applyAudioOnly(peer);
-  toggle(e.currentTarget, call.audioOnly, texts.audioOnly, texts.withVideo);
   send({type: "media", audio: call.audio, video: call.video && !call.audioOnly});
+  applyLink();
 });
 const callButtons = ["mute", "camera", "audio-only"].map((id) => document.getElementById(id));
 
@@ -401,6 +453,7 @@ rejoinButton.addEventListener("click", async () => {
   call.ended = false;
   call.everConnected = false;
   call.grant = null;
+  resetLink();
   call.reconnectDelay = 500;
   document.getElementById("fallback").hidden = true;
   setState("waiting");
@@ -421,6 +474,7 @@ function endCall(message) {
   call.ended = true;
   clearInterval(call.pingTimer);
   clearInterval(call.statsTimer);
+  clearInterval(call.linkTimer);
   clearTimeout(call.retryTimer);
   clearTimeout(call.fallbackTimer);
   call.fallbackTimer = null;
@@ -429,6 +483,245 @@ function endCall(message) {
   call.ws = null;  // its close event is then no reason to reconnect
   if (ws && ws.readyState <= WebSocket.OPEN) ws.close(1000);
   stopDevices();
+}
+
+// ------------------------------------------------------------------ link
+
+// How often the link is sampled (the cut shows within cutAfterMs + SAMPLE_MS), and the
+// call log's summaries (docs/signaling.md).
+const SAMPLE_MS = 500;
+const SUMMARY_SECONDS = 10;
+const RANK = {"good": 0, "weak": 1, "very-weak": 2};
+const machine = new LinkQuality();
+const linkEl = document.getElementById("link-quality");
+const linkText = document.getElementById("link-quality-text");
+const linkNote = document.getElementById("link-note");
+let manualLink = false;  // the debug hook feeds the machine instead of getStats()
+let lastLinkSent = null;
+let lastLinkSentAt = 0;
+
+function withDtx(sdp) {
+  // Opus with DTX (silence costs next to nothing) and in-band FEC: the fmtp line of this
+  // side's description is what the other side's encoder follows.
+  const opus = [...sdp.matchAll(/^a=rtpmap:(\d+) opus\/48000/gim)].map((m) => m[1]);
+  return sdp.replace(/^a=fmtp:(\d+) (.*)$/gm, (line, pt, params) => {
+    if (!opus.includes(pt)) return line;
+    let out = params.replace(/\r$/, "");
+    if (!/usedtx=/.test(out)) out += ";usedtx=1";
+    if (!/useinbandfec=/.test(out)) out += ";useinbandfec=1";
+    return `a=fmtp:${pt} ${out}${params.endsWith("\r") ? "\r" : ""}`;
+  });
+}
+
+function preferRed(pc) {
+  // RED (redundant audio) first where the browser has it, then Opus.
+  const caps = window.RTCRtpReceiver?.getCapabilities?.("audio");
+  if (!caps) return;
+  const mime = (c) => c.mimeType.toLowerCase();
+  const codecs = [...caps.codecs.filter((c) => mime(c) === "audio/red"),
+                  ...caps.codecs.filter((c) => mime(c) === "audio/opus"),
+                  ...caps.codecs.filter((c) => !["audio/red", "audio/opus"].includes(mime(c)))];
+  for (const t of pc.getTransceivers()) {
+    const kind = t.sender.track?.kind || t.receiver.track?.kind;
+    if (kind === "audio" && t.setCodecPreferences) {
+      try { t.setCodecPreferences(codecs); } catch (err) { console.warn("codecs", err); }
+    }
+  }
+}
+
+function autoAudioOnly() {
+  return !call.forceVideo && (call.link.autoAudioOnly || call.link.peerAutoAudioOnly);
+}
+
+function videoHeld() {
+  // This side sends no video: audio only chosen, or decided by either side's link.
+  return call.audioOnly || autoAudioOnly();
+}
+
+async function tuneSenders(pc) {
+  // Caps and priorities; video off at once (no round trip) in automatic audio only.
+  for (const sender of pc.getSenders()) {
+    const kind = sender.track?.kind;
+    if (!kind) continue;
+    try {
+      const params = sender.getParameters();
+      if (!params.encodings || !params.encodings.length) params.encodings = [{}];
+      const [encoding] = params.encodings;
+      if (kind === "video") {
+        encoding.maxBitrate = config.videoMaxKbps * 1000;
+        encoding.active = !autoAudioOnly();
+        encoding.priority = "low";
+        encoding.networkPriority = "low";
+        params.degradationPreference = "maintain-framerate";
+      } else {
+        encoding.priority = "high";
+        encoding.networkPriority = "high";
+      }
+      await sender.setParameters(params);
+    } catch (err) {
+      // Before negotiation some browsers refuse; tried again once negotiated.
+    }
+  }
+}
+
+function worse(a, b) { return RANK[a] >= RANK[b] ? a : b; }
+
+function applyLink() {
+  // The page's words and attributes from the link's state, and the video senders.
+  const link = call.link;
+  const shown = worse(link.quality, link.peerQuality);
+  linkEl.dataset.quality = shown;
+  linkEl.dataset.localQuality = link.quality;
+  linkEl.dataset.peerQuality = link.peerQuality;
+  const held = videoHeld();
+  linkEl.dataset.audioOnly = String(held);
+  linkEl.dataset.audioOnlyCause = call.audioOnly ? "forced"
+    : (!call.forceVideo && link.autoAudioOnly) ? "auto"
+    : (!call.forceVideo && link.peerAutoAudioOnly) ? "peer" : "";
+  linkEl.dataset.forceVideo = String(call.forceVideo);
+  linkEl.dataset.problem = link.unusable ? "unusable" : link.interrupted ? "interrupted" : "";
+  linkText.textContent = texts[`quality-${shown}`];
+  if (held && link.audioOnlyAt === null) link.audioOnlyAt = performance.now();
+  if (!held && link.audioOnlyAt !== null) {
+    link.audioOnlySeconds += (performance.now() - link.audioOnlyAt) / 1000;
+    link.audioOnlyAt = null;
+  }
+  const cause = linkEl.dataset.audioOnlyCause;
+  const previous = linkNote.dataset.note || "";
+  const note = cause === "auto" ? "autoAudioOnly" : cause === "peer" ? "peerAutoAudioOnly"
+    : (previous === "autoAudioOnly" || previous === "peerAutoAudioOnly"
+       || previous === "videoBack") && !held ? "videoBack" : "";
+  linkNote.dataset.note = note;
+  linkNote.textContent = note ? texts[note] : "";
+  linkNote.hidden = !note;
+  toggle(audioOnlyButton, held, texts.audioOnly, texts.withVideo);
+  for (const peer of call.peers.values()) tuneSenders(peer.pc);
+  refreshState();
+  sendLink(false);
+}
+
+function linkFrame() {
+  const link = call.link;
+  const failed = [...call.peers.values()].some((p) => p.pc.connectionState === "failed");
+  return {type: "link", quality: link.quality,
+          audio_only: call.audioOnly || (!call.forceVideo && link.autoAudioOnly),
+          forced: call.audioOnly || call.forceVideo,
+          problem: failed ? "no_connection" : link.unusable ? "unusable"
+            : link.interrupted ? "interrupted" : null};
+}
+
+function sendLink(always) {
+  // On every change of audio only or problem; a change of quality alone at most every 5 s.
+  const frame = linkFrame();
+  const key = JSON.stringify(frame);
+  if (!always && key === lastLinkSent) return;
+  const onlyQuality = lastLinkSent && JSON.stringify({...JSON.parse(lastLinkSent),
+                                                      quality: frame.quality}) === key;
+  if (!always && onlyQuality && performance.now() - lastLinkSentAt < 5000) return;
+  lastLinkSent = key;
+  lastLinkSentAt = performance.now();
+  send(frame);
+}
+
+function onPeerLink(frame) {
+  const link = call.link;
+  link.peerQuality = frame.quality;
+  link.peerAutoAudioOnly = frame.audio_only && !frame.forced;
+  // Video forced on the other side holds here too; audio only forced there comes as
+  // peer_media (renegotiated) and ends a forced video.
+  if (frame.forced && !frame.audio_only) call.forceVideo = true;
+  else if (frame.forced && frame.audio_only) call.forceVideo = false;
+  applyLink();
+}
+
+function onLinkState(state) {
+  const link = call.link;
+  const wasInterrupted = link.interrupted;
+  link.quality = state.quality;
+  link.autoAudioOnly = state.audioOnly;
+  link.interrupted = state.interrupted;
+  link.unusable = state.unusable;
+  if (state.interrupted && !wasInterrupted) {
+    link.interruptedAt = Date.now();
+    // Restart ICE at once on the leading side (the old path goes on until a new one
+    // is chosen, so a short cut costs nothing).
+    for (const peer of call.peers.values()) {
+      if (!peer.polite && peer.negotiated && peer.pc.connectionState !== "closed") {
+        peer.pc.restartIce();
+      }
+    }
+  }
+  if (state.audioOnly && !link.autoAudioOnlyAt) link.autoAudioOnlyAt = Date.now();
+  if (!state.audioOnly) link.autoAudioOnlyAt = null;
+  if (state.unusable) showFallback();
+  if (state.changed.length) applyLink();
+  return state;
+}
+
+async function measure(pc, previous) {
+  // One sample of the link from getStats(): see link_quality.js.
+  const report = await pc.getStats();
+  let pairId = null, kbps = null, pairRtt = null, rtpRtt = null, packets = 0, lost = 0;
+  let remoteLoss = null;
+  report.forEach((s) => { if (s.type === "transport" && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId; });
+  report.forEach((s) => {
+    if (s.type === "candidate-pair" && s.id === pairId) {
+      if (s.availableOutgoingBitrate !== undefined) kbps = s.availableOutgoingBitrate / 1000;
+      if (s.currentRoundTripTime !== undefined) pairRtt = s.currentRoundTripTime * 1000;
+    }
+    if (s.type === "inbound-rtp") { packets += s.packetsReceived || 0; lost += s.packetsLost || 0; }
+    if (s.type === "remote-inbound-rtp") {
+      if (s.roundTripTime !== undefined) rtpRtt = Math.max(rtpRtt || 0, s.roundTripTime * 1000);
+      if (s.fractionLost !== undefined) remoteLoss = Math.max(remoteLoss || 0, s.fractionLost);
+    }
+  });
+  const t = performance.now();
+  // Inbound loss over about the last two seconds.
+  const history = (previous || []).filter((h) => t - h.t <= 2500);
+  history.push({t, packets, lost});
+  const first = history[0];
+  const got = packets - first.packets, missed = Math.max(lost - first.lost, 0);
+  const inLoss = got + missed > 0 ? missed / (got + missed) : null;
+  const loss = inLoss === null ? remoteLoss : Math.max(inLoss, remoteLoss || 0);
+  const rtts = [pairRtt, rtpRtt].filter((v) => v !== null);
+  return {sample: {t, kbps, rttMs: rtts.length ? Math.max(...rtts) : null, loss, packets},
+          history};
+}
+
+async function sampleLink() {
+  if (manualLink || call.ended) return;
+  const peer = [...call.peers.values()].find((p) =>
+    ["connected", "disconnected"].includes(p.pc.connectionState) && p.negotiated);
+  if (!peer) return;
+  try {
+    const {sample, history} = await measure(peer.pc, peer.linkHistory);
+    if (manualLink) return;  // the debug hook took over while getStats() ran
+    peer.linkHistory = history;
+    call.link.sample = sample;
+    onLinkState(machine.feed(sample));
+  } catch (err) { /* a closed connection has no stats */ }
+}
+
+function resetLink() {
+  Object.assign(call.link, {peerQuality: "good", peerAutoAudioOnly: false});
+  if (manualLink) { applyLink(); return; }
+  machine.reset();
+  Object.assign(call.link, {quality: "good", autoAudioOnly: false, interrupted: false,
+                            unusable: false, interruptedAt: null});
+  applyLink();
+}
+
+if (config.linkDebug) {
+  // Tests and the link bench feed the machine made-up samples ({t, kbps, rttMs, loss,
+  // packets}; see link_quality.js); getStats() no longer does, for this page's life.
+  window.visioLinkQuality = {
+    feed(sample) {
+      if (!manualLink) { manualLink = true; machine.reset(); }
+      const state = onLinkState(machine.feed(sample));
+      return {...state, shown: linkEl.dataset.quality, callState: call.state};
+    },
+    machine,
+  };
 }
 
 // ------------------------------------------------------------------ stats
@@ -454,8 +747,55 @@ async function sendStats(peerId, peer) {
   try {
     const stats = await summary(peer.pc);
     if (stats.rtt_ms === null) delete stats.rtt_ms;
+    Object.assign(stats, await interval(peer));
     send({type: "connection", state: peer.pc.connectionState, peer: peerId, stats});
   } catch (err) { /* a closed connection has no stats */ }
+}
+
+async function interval(peer) {
+  // What happened since the previous summary of this peer connection: rates, freezes,
+  // audio concealment, and the time in audio only.
+  const report = await peer.pc.getStats();
+  const now = performance.now();
+  const total = {sent: 0, received: 0, freezes: 0, concealed: 0, samples: 0};
+  report.forEach((s) => {
+    if (s.type === "outbound-rtp") total.sent += s.bytesSent || 0;
+    if (s.type === "inbound-rtp") {
+      total.received += s.bytesReceived || 0;
+      if (s.kind === "video") total.freezes += s.freezeCount || 0;
+      if (s.kind === "audio") {
+        total.concealed += s.concealedSamples || 0;
+        total.samples += s.totalSamplesReceived || 0;
+      }
+    }
+  });
+  const last = peer.summaryAt || {t: peer.createdAt, sent: 0, received: 0, freezes: 0,
+                                  concealed: 0, samples: 0};
+  peer.summaryAt = {t: now, ...total};
+  const seconds = Math.max((now - last.t) / 1000, 0.001);
+  const samples = total.samples - last.samples;
+  const out = {
+    out_kbps: Math.max(Math.round((total.sent - last.sent) * 8 / seconds / 100) / 10, 0),
+    in_kbps: Math.max(Math.round((total.received - last.received) * 8 / seconds / 100) / 10, 0),
+    freezes: Math.max(total.freezes - last.freezes, 0),
+    concealment: samples > 0 ? Math.round(Math.max(total.concealed - last.concealed, 0) / samples * 10000) / 10000 : 0,
+    audio_only: videoHeld(),
+    audio_only_s: Math.round(audioOnlyTime() * 10) / 10,
+    quality: call.link.quality,
+  };
+  return out;
+}
+
+function audioOnlyTime() {
+  // Seconds in audio only since the previous summary.
+  const now = performance.now();
+  let seconds = call.link.audioOnlySeconds;
+  if (call.link.audioOnlyAt !== null) {
+    seconds += (now - call.link.audioOnlyAt) / 1000;
+    call.link.audioOnlyAt = now;
+  }
+  call.link.audioOnlySeconds = 0;
+  return seconds;
 }
 
 function startStats() {
@@ -464,7 +804,9 @@ function startStats() {
     for (const [peerId, peer] of call.peers) {
       if (peer.pc.connectionState === "connected") sendStats(peerId, peer);
     }
-  }, 5000);
+  }, SUMMARY_SECONDS * 1000);
+  clearInterval(call.linkTimer);
+  call.linkTimer = setInterval(sampleLink, SAMPLE_MS);
 }
 startStats();
 
@@ -490,9 +832,16 @@ const testStatus = document.getElementById("test-status");
 const testVideo = document.getElementById("test-video");
 let testPc = null;
 
+const testLink = document.getElementById("test-link");
+// How long the test call measures the link before it says what to expect.
+const TEST_MEASURE_MS = 5000;
+const BULK_BYTES = 4096;
+const BULK_COUNT = 24;
+
 function stopTest() {
   if (testPc) testPc.close();
   testPc = null;
+  clearTimeout(testLink.timer);
   testVideo.hidden = true;
   testStop.hidden = true;
   testButton.hidden = false;
@@ -500,6 +849,8 @@ function stopTest() {
 
 testButton.addEventListener("click", async () => {
   stopTest();
+  testLink.hidden = true;
+  delete testLink.dataset.quality;
   testStatus.textContent = texts.testRunning;
   testStatus.dataset.test = "running";
   try {
@@ -507,6 +858,41 @@ testButton.addEventListener("click", async () => {
     const pc = new RTCPeerConnection({iceServers: grant.ice_servers});
     testPc = pc;
     call.stream.getTracks().forEach((t) => pc.addTrack(t, call.stream));
+    preferRed(pc);
+    tuneSenders(pc);
+    const channel = pc.createDataChannel("ping");
+    // The echo answers "ping…" with "pong…": small pings for the round trip, then a
+    // burst of large ones whose echoes measure the throughput (the media's own estimate
+    // is the echo peer's, not the link's).
+    const pings = new Map();
+    const rtts = [];
+    const bulk = {bytes: 0, first: null, last: null};
+    channel.addEventListener("open", () => {
+      let n = 0;
+      const timer = setInterval(() => {
+        if (channel.readyState !== "open") { clearInterval(timer); return; }
+        if (n >= 8) {
+          clearInterval(timer);
+          bulk.first = performance.now();
+          const filler = "x".repeat(BULK_BYTES);
+          for (let i = 0; i < BULK_COUNT; i += 1) channel.send(`pingbulk${i} ${filler}`);
+          return;
+        }
+        n += 1;
+        pings.set(`ping${n}`, performance.now());
+        channel.send(`ping${n}`);
+      }, 250);
+    });
+    channel.addEventListener("message", ({data}) => {
+      const text = String(data);
+      if (text.startsWith("pongbulk")) {
+        bulk.bytes += text.length;
+        bulk.last = performance.now();
+        return;
+      }
+      const sent = pings.get(text.replace(/^pong/, "ping"));
+      if (sent !== undefined) rtts.push(performance.now() - sent);
+    });
     pc.addEventListener("track", (event) => {
       testVideo.srcObject = event.streams[0] || new MediaStream([event.track]);
     });
@@ -514,12 +900,16 @@ testButton.addEventListener("click", async () => {
       if (pc.connectionState === "connected") {
         testStatus.textContent = texts.testOk;
         testStatus.dataset.test = "ok";
+        tuneSenders(pc);
+        clearTimeout(testLink.timer);
+        testLink.timer = setTimeout(() => judgeTestLink(pc, rtts, bulk), TEST_MEASURE_MS);
       } else if (pc.connectionState === "failed") {
         testStatus.textContent = texts.testFailed;
         testStatus.dataset.test = "failed";
       }
     });
-    await pc.setLocalDescription(await pc.createOffer());
+    const offer = await pc.createOffer();
+    await pc.setLocalDescription({type: "offer", sdp: withDtx(offer.sdp)});
     await new Promise((resolve) => {
       if (pc.iceGatheringState === "complete") resolve();
       pc.addEventListener("icegatheringstatechange", () => {
@@ -546,6 +936,44 @@ testButton.addEventListener("click", async () => {
   }
 });
 testStop.addEventListener("click", stopTest);
+
+async function judgeTestLink(pc, rtts, bulk) {
+  // What the test call saw of the link: round trip (data channel pings, else RTCP),
+  // loss both ways, and the sender's estimate of the throughput; then in words.
+  if (pc !== testPc) return;
+  const report = await pc.getStats();
+  let pairId = null, rtcpRtt = null, lost = 0, received = 0, remoteLoss = 0, estimate = null;
+  report.forEach((s) => { if (s.type === "transport" && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId; });
+  report.forEach((s) => {
+    if (s.type === "candidate-pair" && s.id === pairId) {
+      if (s.currentRoundTripTime !== undefined) rtcpRtt = s.currentRoundTripTime * 1000;
+      if (s.availableOutgoingBitrate !== undefined) estimate = s.availableOutgoingBitrate / 1000;
+    }
+    if (s.type === "inbound-rtp") { lost += s.packetsLost || 0; received += s.packetsReceived || 0; }
+    if (s.type === "remote-inbound-rtp" && s.fractionLost !== undefined) remoteLoss = Math.max(remoteLoss, s.fractionLost);
+  });
+  // The smallest round trip is the link's (the echo peer's own delays only add).
+  const rttMs = rtts.length ? Math.min(...rtts) : rtcpRtt;
+  // Both ways through the link: what came back of the burst, over the time it took
+  // (what did not come back in time counts as not passed).
+  const end = bulk.bytes >= BULK_BYTES * BULK_COUNT ? bulk.last : performance.now();
+  // Both this and the sender's estimate (which the echo peer's feedback bounds) are
+  // lower bounds of what the link carries: the larger one is the better.
+  const burst = bulk.first === null ? null : bulk.bytes * 8 / Math.max(end - bulk.first, 1);
+  const known = [burst, estimate].filter((v) => v !== null);
+  const kbps = known.length ? Math.max(...known) : null;
+  const loss = Math.max(lost + received ? lost / (lost + received) : 0, remoteLoss);
+  const quality = classify({kbps, rttMs, loss});
+  const verdict = {"good": texts.testGood, "weak": texts.testWeak, "very-weak": texts.testPoor}[quality];
+  const number = (v, digits) => (v === null ? "?" : v.toLocaleString(config.lang, {maximumFractionDigits: digits}));
+  testLink.dataset.quality = quality;
+  testLink.dataset.rttMs = rttMs === null ? "" : String(Math.round(rttMs));
+  testLink.dataset.loss = String(Math.round(loss * 10000) / 10000);
+  testLink.dataset.kbps = kbps === null ? "" : String(Math.round(kbps));
+  testLink.textContent = `${verdict} ${texts.testMeasures.replace("{rtt}", number(rttMs, 0))
+    .replace("{loss}", number(loss * 100, 1)).replace("{kbps}", number(kbps, 0))}`;
+  testLink.hidden = false;
+}
 
 // ------------------------------------------------------------------ start
 
