@@ -201,6 +201,9 @@ class RtcPeer:
         self._leading: set[str] = set()
         self._video: dict[str, bool] = {}
         self._offer_again: set[str] = set()
+        #: Set by close(): a description still arriving meets closed connections, and is
+        #: dropped, as a browser's page being left drops it.
+        self._closing = False
         sock.handlers.append(self._on_frame)
 
     def counter(self, peer_id: str) -> Counter:
@@ -327,6 +330,8 @@ class RtcPeer:
                     await pc.addIceCandidate(cand)
 
     async def _on_sdp(self, sender: str, description: dict[str, str]) -> None:
+        if self._closing:
+            return
         desc = RTCSessionDescription(sdp=description["sdp"], type=description["type"])
         if desc.type == "offer":
             # aiortc cannot roll back, so the server makes sure we are never offered to while
@@ -342,13 +347,14 @@ class RtcPeer:
             )
         else:
             pc = self.pcs.get(sender)
-            if pc is not None:
+            if pc is not None and pc.signalingState != "closed":
                 await pc.setRemoteDescription(desc)
                 if sender in self._offer_again:
                     self._offer_again.discard(sender)
                     await self._send_offer(sender, pc)
 
     async def close(self) -> None:
+        self._closing = True
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
