@@ -7,7 +7,7 @@ serve`` processes on a fresh PostgreSQL database with the demo data of the Nord.
    ``visio seed --demo`` (13 sites: 3 fixed, 4 in the neighbouring départements, 6 bus
    tours with their stops) and ``--agents-per-site`` more agent accounts at each site.
 2. Two ``python -m visio serve`` processes, each on its own port, behind Debian's nginx
-   (``bench/nginx-load.conf``: keep-alive upstream, ``X-Forwarded-For``, with
+   (``deploy/nginx/visio.conf``, the shipped file: keep-alive upstream, ``X-Forwarded-For``, with
    ``VISIO_TRUSTED_PROXIES=127.0.0.1``).
 3. Locust (``bench/locustfile.py``), headless, one user per agent, at a fixed total rate
    (``--rate`` requests/s) for ``--duration`` seconds: slot searches 70 %, bookings 10 %,
@@ -48,6 +48,7 @@ ROOT = HERE.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tests.fleet.harness import render_nginx  # noqa: E402
 from visio import models as m  # noqa: E402
 from visio.clock import utcnow  # noqa: E402
 from visio.db import open_database  # noqa: E402
@@ -225,10 +226,9 @@ def run(*, duration: int, rate: float, per_site: int, processes: int) -> int:
             started.append((f"visio serve :{port}", server))
         for port, (what, server) in zip(ports, started, strict=True):
             _wait_http(f"http://127.0.0.1:{port}/healthz", what, server)
-        upstreams = "\n".join(f"        server 127.0.0.1:{port};" for port in ports)
-        conf = (HERE / "nginx-load.conf").read_text().replace("@PREFIX@", str(work)).replace(
-            "@UPSTREAMS@", upstreams).replace("@PORT@", str(proxy_port))
-        (work / "nginx.conf").write_text(conf)
+        # The shipped, documented configuration (deploy/nginx/visio.conf), as `make fleet`
+        # runs it: only its ports and log path replaced.
+        (work / "nginx.conf").write_text(render_nginx((ports[0], ports[1]), proxy_port, work))
         nginx = subprocess.Popen([NGINX, "-p", str(work), "-c", str(work / "nginx.conf")],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         started.append(("nginx", nginx))
@@ -302,7 +302,8 @@ def main() -> None:
                         help="requests per second, all agents together (default 10)")
     parser.add_argument("--agents-per-site", type=int, default=4,
                         help="agent accounts added at each of the 13 demo sites (default 4)")
-    parser.add_argument("--processes", type=int, default=2, help="visio serve processes")
+    parser.add_argument("--processes", type=int, default=2, choices=[2],
+                        help="visio serve processes (two, as deploy/nginx/visio.conf has)")
     args = parser.parse_args()
     sys.exit(run(duration=args.duration, rate=args.rate, per_site=args.agents_per_site,
                  processes=args.processes))
