@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import secrets
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -332,6 +333,91 @@ async def post_user(w: World, s: Side) -> Call:
         "role": "agent", "display_name": "Nouvel agent", "site_ids": [s.site.id]})
 
 
+async def force_reset(w: World, s: Side) -> Call:
+    # A fresh account of the side: the world's own logins keep working.
+    target = await make_user(w.db, role="agent", sites=[s.site])
+
+    async def check(status: int) -> None:
+        async with w.db.read() as session:
+            resets = await session.scalar(sa.select(sa.func.count()).where(
+                m.PasswordReset.user_id == target.id))
+        assert resets == (1 if status == 204 else 0)
+
+    return Call("POST", f"/api/v1/users/{target.id}/password-reset", after=check)
+
+
+async def _endpoint(w: World, s: Side, *, disabled: bool = False) -> m.WebhookEndpoint:
+    """A webhook endpoint of the side's operator, written directly (not through the API)."""
+    async with w.db.write() as session:
+        row = m.WebhookEndpoint(
+            operator_id=s.op.operator.id, url="https://93.184.215.14/hooks",
+            events=["appointment.booked"], secret="whsec_" + secrets.token_hex(16),
+            created_at=DEFAULT_NOW, disabled_at=DEFAULT_NOW if disabled else None,
+            disabled_reason="failing" if disabled else None)
+        session.add(row)
+    return row
+
+
+async def _read_endpoint(w: World, endpoint_id: str) -> m.WebhookEndpoint:
+    async with w.db.read() as session:
+        row = await session.get(m.WebhookEndpoint, endpoint_id)
+    assert row is not None
+    return row
+
+
+async def post_webhook(w: World, s: Side) -> Call:
+    return Call("POST", f"/api/v1/operators/{s.op.operator.id}/webhooks",
+                json={"url": "https://93.184.215.14/hooks", "events": ["appointment.booked"]},
+                probe=("operator_id", s.op.operator.id))
+
+
+async def get_webhooks(w: World, s: Side) -> Call:
+    endpoint = await _endpoint(w, s)
+    return Call("GET", f"/api/v1/operators/{s.op.operator.id}/webhooks",
+                probe=("id", endpoint.id))
+
+
+async def delete_webhook(w: World, s: Side) -> Call:
+    endpoint = await _endpoint(w, s)
+
+    async def check(status: int) -> None:
+        stored = await _read_endpoint(w, endpoint.id)
+        assert (stored.deleted_at is not None) is (status == 204)
+
+    return Call("DELETE", f"/api/v1/operators/{s.op.operator.id}/webhooks/{endpoint.id}",
+                after=check)
+
+
+async def rotate_webhook(w: World, s: Side) -> Call:
+    endpoint = await _endpoint(w, s)
+
+    async def check(status: int) -> None:
+        stored = await _read_endpoint(w, endpoint.id)
+        assert (stored.secret != endpoint.secret) is (status == 200)
+
+    return Call("POST",
+                f"/api/v1/operators/{s.op.operator.id}/webhooks/{endpoint.id}/rotate",
+                probe=("id", endpoint.id), after=check)
+
+
+async def enable_webhook(w: World, s: Side) -> Call:
+    endpoint = await _endpoint(w, s, disabled=True)
+
+    async def check(status: int) -> None:
+        stored = await _read_endpoint(w, endpoint.id)
+        assert (stored.disabled_at is None) is (status == 200)
+
+    return Call("POST",
+                f"/api/v1/operators/{s.op.operator.id}/webhooks/{endpoint.id}/enable",
+                probe=("id", endpoint.id), after=check)
+
+
+async def webhook_deliveries(w: World, s: Side) -> Call:
+    endpoint = await _endpoint(w, s)
+    return Call("GET",
+                f"/api/v1/operators/{s.op.operator.id}/webhooks/{endpoint.id}/deliveries")
+
+
 async def get_audit(w: World, s: Side) -> Call:
     return Call("GET", "/api/v1/audit", params={"limit": "5"})
 
@@ -558,6 +644,19 @@ MATRIX = [
     # ------------------------------------------------------------- accounts
     Row("GET /users", get_users, LISTED, 403, 403),
     Row("POST /users", post_user, 201, 403, 403),
+    Row("POST /users/{id}/password-reset", force_reset, (204, 204), (403, 403), (403, 403)),
+    # ------------------------------------------------------------- webhooks (admin only)
+    Row("POST /operators/{id}/webhooks", post_webhook, (201, 201), (403, 403), (403, 403)),
+    Row("GET /operators/{id}/webhooks", get_webhooks, (LISTED, LISTED), (403, 403),
+        (403, 403)),
+    Row("DELETE /operators/{id}/webhooks/{webhook_id}", delete_webhook, (204, 204),
+        (403, 403), (403, 403)),
+    Row("POST /operators/{id}/webhooks/{webhook_id}/rotate", rotate_webhook, (200, 200),
+        (403, 403), (403, 403)),
+    Row("POST /operators/{id}/webhooks/{webhook_id}/enable", enable_webhook, (200, 200),
+        (403, 403), (403, 403)),
+    Row("GET /operators/{id}/webhooks/{webhook_id}/deliveries", webhook_deliveries,
+        (200, 200), (403, 403), (403, 403)),
     # ------------------------------------------------------------- audit trail
     Row("GET /audit", get_audit, 200, 403, 403),
     Row("GET /audit.csv", get_audit_csv, 200, 403, 403),
@@ -669,8 +768,7 @@ async def test_each_role_gets_the_tables_answer(
                          ids=lambda op: f"{op.method} {op.path}")
 async def test_every_operation_needs_a_token(world: World, operation: Any) -> None:
     """Without a bearer token every authenticated operation is a 401 naming Bearer."""
-    path = "/api/v1" + operation.path.replace("{id}", "x").replace("{stop_id}", "y") \
-        .replace("{calendar_id}", "z")
+    path = "/api/v1" + re.sub(r"\{[a-z_]+\}", "x", operation.path)
     response = await world.client.request(operation.method, path, json={})
     assert response.status == 401
     assert response.content_type == PROBLEM
