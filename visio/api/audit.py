@@ -13,7 +13,7 @@ from visio.api import codec
 from visio.api.context import caller
 from visio.contract import bodies as api
 from visio.domain.messages import _
-from visio.errors import Forbidden, InvalidInput
+from visio.errors import Forbidden, Unprocessable
 from visio.keys import database_key
 from visio.services import audit
 
@@ -29,7 +29,7 @@ def _query(request: web.Request) -> tuple[api.AuditQuery, audit.Query]:
     after = 0
     if principal_query.cursor is not None:
         if not principal_query.cursor.isdigit():
-            raise InvalidInput(_("The cursor is not one this list gave."),
+            raise Unprocessable(_("The cursor is not valid; start again from the first page."),
                                extra={"field": "cursor"})
         after = int(principal_query.cursor)
     return principal_query, audit.Query(
