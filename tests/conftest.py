@@ -60,24 +60,18 @@ TESTS = Path(__file__).resolve().parent
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Groups for pytest-xdist (``make test`` runs ``-n 2 --dist loadgroup``): every browser
-    test on one worker (one Chromium with its fake camera at a time, as without xdist; one
-    ``live`` server with the demo), and the tests of any other module that uses a
-    module-scoped fixture (coturn, a server started once per module) together; every other
-    test goes to whichever worker is free. Session-scoped fixtures are made once per worker:
-    the migrated templates under names of their own (the worker's pid). Without xdist the
-    marks change nothing."""
+    """Groups for pytest-xdist (``make test`` runs ``-n 2 --dist loadgroup``): the tests of
+    a module that uses a module-scoped fixture (a Chromium, coturn, a server started once
+    per module) stay together on one worker; every other test goes to whichever worker is
+    free. Session-scoped fixtures are made once per worker: the migrated templates under
+    names of their own (the worker's pid), the browser tests' ``live`` server with the demo.
+    Without xdist the marks change nothing."""
     for item in items:
         path = Path(str(item.path)).resolve()
-        if TESTS / "web" in path.parents:
-            group = "web"
-        else:
-            info = getattr(item, "_fixtureinfo", None)
-            defs = info.name2fixturedefs.values() if info is not None else ()
-            if not any(d.scope == "module" for chain in defs for d in chain):
-                continue
-            group = str(path.relative_to(TESTS))
-        item.add_marker(pytest.mark.xdist_group(group))
+        info = getattr(item, "_fixtureinfo", None)
+        defs = info.name2fixturedefs.values() if info is not None else ()
+        if any(d.scope == "module" for chain in defs for d in chain):
+            item.add_marker(pytest.mark.xdist_group(str(path.relative_to(TESTS))))
 
 
 @pytest.fixture(scope="session")

@@ -115,7 +115,7 @@ def create_app(
     app.on_response_prepare.append(_server_header)
 
     async def database_ctx(app: web.Application) -> AsyncIterator[None]:
-        database = open_database(settings.database_url)
+        database = open_database(settings.database_url, connections=settings.database_connections)
         app[database_key] = database
         yield
         await database.dispose()

@@ -62,7 +62,7 @@ async def _purge(settings: Settings, *, dry_run: bool) -> dict[str, int]:
     from visio.clock import utcnow
     from visio.services import retention
 
-    db = open_database(settings.database_url)
+    db = open_database(settings.database_url, connections=settings.database_connections)
     policy = retention.Policy.from_settings(settings)
     try:
         if dry_run:
@@ -73,7 +73,7 @@ async def _purge(settings: Settings, *, dry_run: bool) -> dict[str, int]:
 
 
 async def _verify(settings: Settings) -> audit.Verdict:
-    db = open_database(settings.database_url)
+    db = open_database(settings.database_url, connections=settings.database_connections)
     try:
         return await audit.verify(db=db)
     finally:
@@ -81,7 +81,7 @@ async def _verify(settings: Settings) -> audit.Verdict:
 
 
 async def _create_user(settings: Settings, args: argparse.Namespace, password: str) -> str:
-    db = open_database(settings.database_url)
+    db = open_database(settings.database_url, connections=settings.database_connections)
     try:
         user = await accounts.create_user(
             db=db, hasher=password_hasher(), email=args.email, password=password,
@@ -93,7 +93,7 @@ async def _create_user(settings: Settings, args: argparse.Namespace, password: s
 
 
 async def _list_users(settings: Settings) -> list[accounts.UserSummary]:
-    db = open_database(settings.database_url)
+    db = open_database(settings.database_url, connections=settings.database_connections)
     try:
         return await accounts.list_users(db=db)
     finally:

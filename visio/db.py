@@ -75,8 +75,9 @@ def _sqlite_engine(url: str, begin: str) -> AsyncEngine:
     return engine
 
 
-def open_database(url: str) -> Database:
-    """Create engines for ``url`` (``sqlite+aiosqlite`` or ``postgresql+asyncpg``)."""
+def open_database(url: str, *, connections: int = 20) -> Database:
+    """Create engines for ``url`` (``sqlite+aiosqlite`` or ``postgresql+asyncpg``); on
+    PostgreSQL at most ``connections`` at once, half of them kept open."""
     # Every session then chains the audit entries it writes (imported here: the
     # services sit above this module).
     import visio.services.audit  # noqa: F401
@@ -86,9 +87,10 @@ def open_database(url: str) -> Database:
         write_engine = _sqlite_engine(url, "BEGIN IMMEDIATE")
     else:
         # Parameters never reach logs or error messages: they carry personal data.
+        kept = max(1, connections // 2)
         read_engine = write_engine = create_async_engine(
-            url, hide_parameters=True, pool_size=10, max_overflow=60, pool_pre_ping=True
-        )
+            url, hide_parameters=True, pool_size=kept, max_overflow=max(0, connections - kept),
+            pool_pre_ping=True)
     return Database(
         url=url,
         dialect=dialect,

@@ -286,7 +286,7 @@ def _slug(text: str) -> str:
 
 async def seed_demo(settings: Settings) -> str:
     """Load the demo; returns the text `make run` prints (logins)."""
-    db = open_database(settings.database_url)
+    db = open_database(settings.database_url, connections=settings.database_connections)
     hasher = password_hasher()
     accounts: list[tuple[str, str, str]] = []
     try:

@@ -141,6 +141,11 @@ class Settings:
         DEFAULT_DATABASE_URL, _text,
         "SQLAlchemy async URL; SQLite (aiosqlite) by default, PostgreSQL (asyncpg) in "
         "production.")
+    database_connections: int = setting(
+        20, _int,
+        "Most PostgreSQL connections one process opens (half stay open in the pool); every "
+        "process's, `--workers` and `visio worker` included, add up below PostgreSQL's "
+        "max_connections. Requests beyond it wait for a connection.")
     host: str = setting(
         "127.0.0.1", _text,
         "Address `visio serve` binds to.")

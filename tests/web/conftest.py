@@ -89,7 +89,10 @@ class Live:
 
     def appointment_now(self, *, commune: str, operator: str, staff: int, theme: str,
                         booth: int = 1) -> str:
-        """An appointment starting in 5 minutes (its call can be joined now), made once."""
+        """An appointment starting in 5 minutes (its call can be joined now), made once.
+
+        Made once per (site, operator, staff member), whichever module asks first: every
+        caller of one key gives the same booth, and the keys of one site differ in booth."""
         key = (commune, operator, staff)
         if key not in self.made:
             self.made[key] = str(self.server.run(_insert_appointment(

@@ -73,7 +73,7 @@ def test_closing_a_booked_day_asks_first_then_flags_the_appointment(live: Live,
     """The appointment is listed, nothing saved until confirmed; then "to rebook" shows in
     the agenda and the appointment stays booked. Reopening the day clears it."""
     appointment = live.appointment_now(commune="Hondschoote", operator="SFP-TF", staff=1,
-                                       theme="retraite")
+                                       theme="retraite", booth=3)
     today = utcnow().astimezone(__import__("zoneinfo").ZoneInfo("Europe/Brussels")).date()
     context, page = _editor(live, browser)
     page.fill("#closure-day", today.isoformat())
@@ -108,7 +108,7 @@ def test_the_week_is_a_grid_with_free_time_end_times_and_the_note(live: Live,
                                                                  browser: Any) -> None:
     """Days across, hours down; each appointment with its end and the agent's question."""
     appointment = live.appointment_now(commune="Hondschoote", operator="SFP-TF", staff=1,
-                                       theme="retraite")
+                                       theme="retraite", booth=3)
     live.server.run(_write_note(live, appointment, "Pension belge : relevé de carrière ?"))
     for lang, width in (("fr", 1366), ("nl", 1366), ("fr", 768)):
         context = browser.new_context(locale="fr-FR", viewport={"width": width, "height": 900})

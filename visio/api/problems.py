@@ -81,12 +81,14 @@ def _internal(request: web.Request) -> web.Response:
 
 def _unreachable(err: BaseException) -> bool:
     """Whether ``err`` says the database (or the network to it) is away, not that a query
-    is wrong: refused or lost connections, a full pool, a server restarting."""
+    is wrong: refused or lost connections, a full pool, a server restarting or out of
+    connections."""
     if isinstance(err, sa_exc.DBAPIError) and err.connection_invalidated:
         return True
     if isinstance(err, OSError | sa_exc.TimeoutError | asyncpg.PostgresConnectionError
                   | asyncpg.InterfaceError | asyncpg.CannotConnectNowError
-                  | asyncpg.AdminShutdownError | asyncpg.CrashShutdownError):
+                  | asyncpg.AdminShutdownError | asyncpg.CrashShutdownError
+                  | asyncpg.TooManyConnectionsError):
         return True
     if isinstance(err, sqlite3.OperationalError):
         # Its other operational errors ("no such column"…) are bugs: a 500.

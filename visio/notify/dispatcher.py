@@ -384,7 +384,7 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    db = open_database(settings.database_url)
+    db = open_database(settings.database_url, connections=settings.database_connections)
     dispatcher = Dispatcher(db=db, settings=settings)
     scheduler = AsyncIOScheduler()
     schedule_dispatch(scheduler, dispatcher)
