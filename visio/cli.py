@@ -7,8 +7,6 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from aiohttp import web
-
 from visio.app import create_app
 from visio.db import open_database
 from visio.errors import VisioError
@@ -137,15 +135,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print("warning: without VISIO_REDIS_URL the two sides of a call may reach "
                       "different processes and never meet", file=sys.stderr)
             return supervise(workers=args.workers, host=host, port=port)
-        from visio.observability import AccessLog
         from visio.perf import tune_gc
+        from visio.serving import serve
 
         app = create_app(settings)
         tune_gc()  # the server's garbage-collector settings, once start-up is done
-        web.run_app(app, host=host, port=port, reuse_port=args.reuse_port or None,
-                    access_log_class=AccessLog,
-                    # SIGTERM: stop accepting, close sockets (1012), let requests finish.
-                    shutdown_timeout=settings.shutdown_grace_seconds)
+        # SIGTERM: stop accepting, close sockets (1012), let requests finish, then exit.
+        serve(app, host=host, port=port, reuse_port=args.reuse_port,
+              grace=settings.shutdown_grace_seconds)
         return 0
     if args.command == "purge":
         counts = asyncio.run(_purge(settings, dry_run=args.dry_run))
