@@ -25,10 +25,11 @@ run: install
 	@echo "       -d '{\"email\": \"agent.hondschoote@visio.test\", \"password\": \"visio-demo-2026\"}'"
 	$(BIN)/visio serve
 
-# Two pytest-xdist workers; tests sharing a costly fixture stay on one worker
-# (xdist_group, set in tests/conftest.py).
+# Three pytest-xdist workers on two cores: many tests wait (browsers, calls, processes
+# starting), and a third worker fills those waits. Tests sharing a costly fixture stay on
+# one worker (xdist_group, set in tests/conftest.py).
 test: install
-	$(BIN)/pytest -q --durations=30 -n 2 --dist loadgroup
+	$(BIN)/pytest -q --durations=30 -n 3 --dist loadgroup
 
 bench: install
 	$(BIN)/python bench/run.py $(if $(SCALE),--scale $(SCALE))

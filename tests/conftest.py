@@ -60,7 +60,7 @@ TESTS = Path(__file__).resolve().parent
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Groups for pytest-xdist (``make test`` runs ``-n 2 --dist loadgroup``): the tests of
+    """Groups for pytest-xdist (``make test`` runs ``-n 3 --dist loadgroup``): the tests of
     a module that uses a module-scoped fixture (a Chromium, coturn, a server started once
     per module) stay together on one worker; every other test goes to whichever worker is
     free. Session-scoped fixtures are made once per worker: the migrated templates under

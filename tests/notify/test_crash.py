@@ -144,13 +144,13 @@ async def settled(smtp: SmtpSink, db: Database) -> None:
 async def test_killed_dispatchers_lose_nothing_and_duplicate_nothing(
         db: Database, database_url: str, smtp_sink: SmtpSink, backend: str,
         cpu_burners: list[subprocess.Popen[bytes]]) -> None:
-    """400 e-mails, two workers, one killed with SIGKILL 0.2-1.5 s after each new arrival,
-    12 times, while two other processes keep both cores busy.
+    """300 e-mails, two workers, one killed with SIGKILL 0.2-1.5 s after each new arrival,
+    10 times, while two other processes keep both cores busy.
 
     Sized for CI's budget on a busy machine (the sends, about 13/s under this load, are
     most of the time); VISIO_CRASH_MESSAGES and VISIO_CRASH_KILLS make it longer."""
-    count = int(os.environ.get("VISIO_CRASH_MESSAGES", "400"))
-    most = int(os.environ.get("VISIO_CRASH_KILLS", "12"))
+    count = int(os.environ.get("VISIO_CRASH_MESSAGES", "300"))
+    most = int(os.environ.get("VISIO_CRASH_KILLS", "10"))
     expected = await _fill(db, count)
     env = _env(database_url, smtp_sink, lease=2)
     rng = random.Random(10)
