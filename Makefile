@@ -27,9 +27,19 @@ run: install
 
 # Three pytest-xdist workers on two cores: many tests wait (browsers, calls, processes
 # starting), and a third worker fills those waits. Tests sharing a costly fixture stay on
-# one worker (xdist_group, set in tests/conftest.py).
+# one worker (xdist_group, set in tests/conftest.py), and the modules holding a slow test
+# start first. The Schemathesis module runs apart, in a process of its own beside them:
+# collecting it builds its coverage cases (about 50 s of CPU), which every xdist worker
+# would otherwise repeat. Its report follows the main one; either failing fails the target.
+FUZZ := tests/api/test_fuzz.py
 test: install
-	$(BIN)/pytest -q --durations=30 -n 3 --dist loadgroup
+	@fuzzdir=$$(mktemp -d); \
+	$(BIN)/pytest -q -p no:cacheprovider --basetemp=$$fuzzdir/tmp $(FUZZ) \
+		> $$fuzzdir/log 2>&1 & fuzz=$$!; \
+	$(BIN)/pytest -q --durations=30 -n 3 --dist loadgroup --ignore=$(FUZZ); main=$$?; \
+	wait $$fuzz; fuzzed=$$?; \
+	echo "== $(FUZZ) (run beside the others)"; cat $$fuzzdir/log; rm -rf $$fuzzdir; \
+	test $$main -eq 0 && test $$fuzzed -eq 0
 
 bench: install
 	$(BIN)/python bench/run.py $(if $(SCALE),--scale $(SCALE))

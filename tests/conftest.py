@@ -72,6 +72,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         defs = info.name2fixturedefs.values() if info is not None else ()
         if any(d.scope == "module" for chain in defs for d in chain):
             item.add_marker(pytest.mark.xdist_group(str(path.relative_to(TESTS))))
+    # The modules holding a test marked slow go first, each kept whole and in its order:
+    # the workers start on the long ones and end on short ones together, instead of one
+    # of them finishing a fleet or a crash test alone at the end.
+    slow = {item.path for item in items if item.get_closest_marker("slow") is not None}
+    items.sort(key=lambda item: item.path not in slow)
 
 
 @pytest.fixture(scope="session")

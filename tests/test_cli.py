@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from visio import models as m
@@ -20,6 +21,7 @@ def _run(args: list[str], env: dict[str, str], stdin: str = "") -> subprocess.Co
                           text=True, timeout=120, check=False)
 
 
+@pytest.mark.slow
 async def test_seeds_the_demo_twice_and_manages_users(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
     env = {**os.environ, "VISIO_DATABASE_URL": url, "VISIO_LOG_LEVEL": "WARNING"}

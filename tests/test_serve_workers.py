@@ -7,6 +7,7 @@ import signal
 import time
 
 import aiohttp
+import pytest
 
 from tests.notify.receivers import free_port
 from tests.processes import start_visio, stopped, visio_env, wait_healthy
@@ -20,6 +21,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
+@pytest.mark.slow
 async def test_two_workers_share_the_port_and_stop_on_sigterm(database_url: str) -> None:
     """Fresh connections to the one port are answered by two different processes, both
     children of the parent; SIGTERM to the parent stops both, and it exits 0."""

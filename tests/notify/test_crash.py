@@ -141,6 +141,7 @@ async def settled(smtp: SmtpSink, db: Database) -> None:
         arrived = await progress(smtp, db, beyond=arrived)
 
 
+@pytest.mark.slow
 async def test_killed_dispatchers_lose_nothing_and_duplicate_nothing(
         db: Database, database_url: str, smtp_sink: SmtpSink, backend: str,
         cpu_burners: list[subprocess.Popen[bytes]]) -> None:

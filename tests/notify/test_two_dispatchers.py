@@ -17,6 +17,7 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.mark.slow
 async def test_two_dispatchers_send_each_message_once(
         db: Database, database_url: str, smtp_sink: SmtpSink) -> None:
     """400 due e-mails, two `visio worker` processes: 400 arrivals, no repeat at all."""
