@@ -5,7 +5,8 @@ aiohttp's ``run_app`` ends by waiting, with no bound, for every task still pendi
 finish its cancellation; one library task that never does (seen: SQLAlchemy closing an
 aiosqlite connection whose thread had already gone) keeps the process alive forever, and
 systemd or the supervisor would have to SIGKILL it. Here the same steps run (stop
-accepting, the requests in flight get ``grace`` seconds, the app's cleanup contexts), and
+accepting, a short drain of kept-alive connections, the requests in flight get ``grace``
+seconds, the app's cleanup contexts), and
 what is left afterwards gets LEFTOVER_SECONDS, after which the process exits anyway,
 naming the tasks it left (their coroutine, never their data).
 """
@@ -24,11 +25,22 @@ log = logging.getLogger("visio.serve")
 
 #: How long the tasks left after the app's cleanup get to finish their cancellation.
 LEFTOVER_SECONDS = 5.0
+#: After the port is closed, requests still arriving on kept-alive connections (a proxy's)
+#: are answered for this long with "Connection: close", so that the proxy drops each
+#: connection after its answer instead of sending a request on one the server closes.
+DRAIN_SECONDS = 2.0
 
 
 async def _serve(app: web.Application, *, host: str, port: int, reuse_port: bool,
                  grace: float) -> None:
     stop = asyncio.Event()
+    draining = asyncio.Event()
+
+    async def close_after(_request: web.Request, response: web.StreamResponse) -> None:
+        if draining.is_set():
+            response.force_close()
+
+    app.on_response_prepare.append(close_after)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -41,6 +53,9 @@ async def _serve(app: web.Application, *, host: str, port: int, reuse_port: bool
         log.info("serving on http://%s:%d", host, port)
         await stop.wait()
         log.info("stopping: no new connection, %.0f s for the requests in flight", grace)
+        draining.set()
+        await site.stop()  # the port closes: a proxy's new connections go elsewhere
+        await asyncio.sleep(min(DRAIN_SECONDS, grace))
     finally:
         # Stop accepting, close the signaling sockets (1012), let requests finish within
         # the grace, then the app's cleanup contexts (dispatcher, scheduler, database).
