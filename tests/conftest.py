@@ -74,7 +74,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.xdist_group(str(path.relative_to(TESTS))))
     # The modules holding a test marked slow go first, each kept whole and in its order:
     # the workers start on the long ones and end on short ones together, instead of one
-    # of them finishing a fleet or a crash test alone at the end.
+    # of them finishing a fleet or a crash test alone at the end. The browser tests are
+    # not marked: they stay last, away from the crash test's CPU burners (a call's link
+    # measures under those burners flap).
     slow = {item.path for item in items if item.get_closest_marker("slow") is not None}
     items.sort(key=lambda item: item.path not in slow)
 

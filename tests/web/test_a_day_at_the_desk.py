@@ -218,7 +218,6 @@ def book(page: Any, day: Day, *, theme: str, country: str, first: str, last: str
     return str(page.url.rsplit("/", 1)[1])
 
 
-@pytest.mark.slow
 def test_a_day_at_the_desk(day: Day, browser: Any) -> None:
     """Booked with consent and without, read by the counsellor, cancelled by the usager's
     link, seen at the desk, found again, moved and corrected: every message where it

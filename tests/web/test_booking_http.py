@@ -14,7 +14,6 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-import pytest
 import sqlalchemy as sa
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -125,7 +124,6 @@ async def test_bus_page_lists_the_coming_stops_and_a_stop_sets_the_day(
 # ---------------------------------------------------------------- 2. operators, filters
 
 
-@pytest.mark.slow
 async def test_operator_table_is_what_the_search_offers_at_every_demo_site(
         settings: Settings) -> None:
     """For each demo site and theme: the table's operators are the operators of the

@@ -15,8 +15,6 @@ from tests.web.conftest import FALLBACK_SECONDS, MANUAL_LINK, SCREENSHOTS, Live,
 from visio.clock import utcnow
 from visio.domain.calendars import HolidayCalendar
 
-pytestmark = pytest.mark.slow  # Chromium with real calls
-
 AGENT = "agent.hondschoote@visio.test"
 STAFF = "staff.caf59@visio.test"
 #: The browser's own locale matches the page's language (date fields, number formats).

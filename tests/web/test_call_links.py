@@ -32,8 +32,6 @@ from tests.web.test_browser import (
 from visio.migrate import upgrade
 from visio.settings import Settings
 
-pytestmark = pytest.mark.slow  # Chromium with real calls
-
 STAFF_CAF = "staff.caf59@visio.test"
 VIDEO_KBPS = 640
 FALLBACK_SECONDS = 15

@@ -30,8 +30,6 @@ from visio.migrate import upgrade
 from visio.seed import demo_id, seed_demo
 from visio.settings import Settings
 
-pytestmark = pytest.mark.slow  # Chromium with real calls
-
 FALLBACK_SECONDS = 4
 JOIN_BEFORE = timedelta(minutes=15)
 DESK_PHONE = "+33 1 99 00 00 59"  # every demo desk's
