@@ -17,7 +17,7 @@ from visio.api.routes import PREFIX, api_routes
 from visio.calendars.expand import Expander
 from visio.calendars.jobs import schedule_calendar_fetches
 from visio.clock import utcnow
-from visio.db import open_database
+from visio.db import database_for
 from visio.domain.calendars import HolidayCalendar
 from visio.jobs import schedule_purges
 from visio.keys import (
@@ -115,7 +115,7 @@ def create_app(
     app.on_response_prepare.append(_server_header)
 
     async def database_ctx(app: web.Application) -> AsyncIterator[None]:
-        database = open_database(settings.database_url, connections=settings.database_connections)
+        database = database_for(settings)
         app[database_key] = database
         yield
         await database.dispose()

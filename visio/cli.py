@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from visio.app import create_app
-from visio.db import open_database
+from visio.db import database_for
 from visio.errors import VisioError
 from visio.i18n import DEFAULT_LANGUAGE, catalogue
 from visio.logs import configure_logging
@@ -60,7 +60,7 @@ async def _purge(settings: Settings, *, dry_run: bool) -> dict[str, int]:
     from visio.clock import utcnow
     from visio.services import retention
 
-    db = open_database(settings.database_url, connections=settings.database_connections)
+    db = database_for(settings)
     policy = retention.Policy.from_settings(settings)
     try:
         if dry_run:
@@ -71,7 +71,7 @@ async def _purge(settings: Settings, *, dry_run: bool) -> dict[str, int]:
 
 
 async def _verify(settings: Settings) -> audit.Verdict:
-    db = open_database(settings.database_url, connections=settings.database_connections)
+    db = database_for(settings)
     try:
         return await audit.verify(db=db)
     finally:
@@ -79,7 +79,7 @@ async def _verify(settings: Settings) -> audit.Verdict:
 
 
 async def _create_user(settings: Settings, args: argparse.Namespace, password: str) -> str:
-    db = open_database(settings.database_url, connections=settings.database_connections)
+    db = database_for(settings)
     try:
         user = await accounts.create_user(
             db=db, hasher=password_hasher(), email=args.email, password=password,
@@ -91,7 +91,7 @@ async def _create_user(settings: Settings, args: argparse.Namespace, password: s
 
 
 async def _list_users(settings: Settings) -> list[accounts.UserSummary]:
-    db = open_database(settings.database_url, connections=settings.database_connections)
+    db = database_for(settings)
     try:
         return await accounts.list_users(db=db)
     finally:

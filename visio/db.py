@@ -21,6 +21,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from visio.settings import Settings
+
 
 @dataclass(frozen=True, slots=True)
 class Database:
@@ -73,6 +75,11 @@ def _sqlite_engine(url: str, begin: str) -> AsyncEngine:
         connection.exec_driver_sql(begin)
 
     return engine
+
+
+def database_for(settings: Settings) -> Database:
+    """The database ``settings`` name, with its connection budget."""
+    return open_database(settings.database_url, connections=settings.database_connections)
 
 
 def open_database(url: str, *, connections: int = 20) -> Database:

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from visio import models as m
 from visio.clock import utcnow
-from visio.db import open_database
+from visio.db import database_for
 from visio.domain.calendars import HolidayCalendar
 from visio.security import hash_password, password_hasher
 from visio.settings import Settings
@@ -286,7 +286,7 @@ def _slug(text: str) -> str:
 
 async def seed_demo(settings: Settings) -> str:
     """Load the demo; returns the text `make run` prints (logins)."""
-    db = open_database(settings.database_url, connections=settings.database_connections)
+    db = database_for(settings)
     hasher = password_hasher()
     accounts: list[tuple[str, str, str]] = []
     try:

@@ -24,7 +24,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from visio.calendars.invitations import invitation_ics, load_invitation_facts
 from visio.clock import utcnow
-from visio.db import Database, open_database
+from visio.db import Database, database_for
 from visio.domain import contact
 from visio.domain import reminders as r
 from visio.notify import account_mail, compose
@@ -384,7 +384,7 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    db = open_database(settings.database_url, connections=settings.database_connections)
+    db = database_for(settings)
     dispatcher = Dispatcher(db=db, settings=settings)
     scheduler = AsyncIOScheduler()
     schedule_dispatch(scheduler, dispatcher)
