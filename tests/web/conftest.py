@@ -15,11 +15,12 @@ import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from aiohttp import web
 
 from tests.conftest import in_thread
@@ -29,7 +30,7 @@ from visio.app import create_app
 from visio.clock import utcnow
 from visio.keys import database_key
 from visio.migrate import upgrade
-from visio.seed import demo_id, seed_demo
+from visio.seed import STAFF_PER_DESK, demo_id, seed_demo
 from visio.settings import Settings
 
 CHROMIUM = os.environ.get("VISIO_CHROMIUM", "/usr/bin/chromium")
@@ -85,20 +86,23 @@ def _free_port() -> int:
 class Live:
     url: str
     server: BackgroundServer
-    made: dict[tuple[str, str, int], str] = field(default_factory=dict)
+    made: dict[tuple[str, str, int], tuple[str, datetime]] = field(default_factory=dict)
 
     def appointment_now(self, *, commune: str, operator: str, staff: int, theme: str,
                         booth: int = 1) -> str:
-        """An appointment starting in 5 minutes (its call can be joined now), made once.
+        """An appointment starting within 5 minutes (its call can be joined now).
 
-        Made once per (site, operator, staff member), whichever module asks first: every
-        caller of one key gives the same booth, and the keys of one site differ in booth."""
+        Made once per (site, operator, staff member) and 10 minutes, whichever test asks
+        first: every caller of one key in that time gets the same appointment; the staff
+        member and booth are the ones asked for when free, else the next free ones."""
         key = (commune, operator, staff)
-        if key not in self.made:
-            self.made[key] = str(self.server.run(_insert_appointment(
+        made = self.made.get(key)
+        if made is None or utcnow() - made[1] > timedelta(minutes=10):
+            made = (str(self.server.run(_insert_appointment(
                 self.server, commune=commune, operator=operator, staff=staff, theme=theme,
-                booth=booth)))
-        return self.made[key]
+                booth=booth))), utcnow())
+            self.made[key] = made
+        return made[0]
 
 
     def usager_link(self, appointment_id: str) -> str:
@@ -120,18 +124,36 @@ async def _usager_link(server: BackgroundServer, appointment_id: str) -> str:
 
 async def _insert_appointment(server: BackgroundServer, *, commune: str, operator: str,
                               staff: int, theme: str, booth: int) -> str:
+    """Insert a booked appointment starting in 5 minutes at the site, for the operator.
+
+    The staff member and booth asked for are taken when free; otherwise the next free
+    ones (a staff login joins any call of its desk, a kiosk any booth of its site), so
+    that tests sharing one server, in whatever order a worker runs them, never collide
+    on the no-overlap rules."""
     assert server.app is not None
     start = utcnow().replace(microsecond=0) + timedelta(minutes=5)
-    appointment = m.Appointment(
-        id=m.new_id(), status="booked", site_id=demo_id("site", commune), stop_id=None,
-        booth=booth, operator_id=demo_id("operator", operator), desk_id=demo_id("desk", operator),
-        staff_id=demo_id("staff", operator, str(staff)),
-        service_id=demo_id("service", operator, theme), theme=theme, start=start,
-        end=start + timedelta(minutes=30), staff_until=start + timedelta(minutes=30),
-        usager_first_name="Jeanne", usager_last_name="Martin", usager_phone=None,
-        usager_email=None, usager_language="fr", usager_consent=True,
-        booked_by=demo_id("user", "admin@visio.test"), version=1)
+    end = start + timedelta(minutes=30)
+    site_id = demo_id("site", commune)
     async with server.app[database_key].write() as session:
+        holding = (await session.execute(
+            sa.select(m.Appointment.staff_id, m.Appointment.site_id, m.Appointment.booth)
+            .where(m.Appointment.status != "cancelled", m.Appointment.start < end,
+                   start < m.Appointment.staff_until))).all()
+        busy_staff = {row.staff_id for row in holding}
+        busy_booths = {row.booth for row in holding if row.site_id == site_id}
+        staff_ids = [demo_id("staff", operator, str(n))
+                     for n in [staff, *range(1, STAFF_PER_DESK + 1)]]
+        staff_id = next((s for s in staff_ids if s not in busy_staff), None)
+        assert staff_id is not None, f"every staff member of {operator} has a call now"
+        free_booth = next(b for b in [booth, *range(1, 100)] if b not in busy_booths)
+        appointment = m.Appointment(
+            id=m.new_id(), status="booked", site_id=site_id, stop_id=None,
+            booth=free_booth, operator_id=demo_id("operator", operator),
+            desk_id=demo_id("desk", operator), staff_id=staff_id,
+            service_id=demo_id("service", operator, theme), theme=theme, start=start,
+            end=end, staff_until=end, usager_first_name="Jeanne", usager_last_name="Martin",
+            usager_phone=None, usager_email=None, usager_language="fr", usager_consent=True,
+            booked_by=demo_id("user", "admin@visio.test"), version=1)
         session.add(appointment)
     return appointment.id
 

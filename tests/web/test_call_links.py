@@ -303,12 +303,12 @@ def test_ice_failure_shows_the_fallback_at_once_and_names_the_problem(
     dead = _free_port()
     servers = [{"urls": [f"turn:127.0.0.1:{dead}?transport=udp"], "username": "u",
                 "credential": "p"}]
-    appointment = links.appointment_now(commune="Bruay-sur-l'Escaut", operator="CAF59",
-                                        staff=1, theme="famille")
+    appointment = links.appointment_now(commune="Bruay-sur-l'Escaut", operator="CARSAT-HDF",
+                                        staff=2, theme="retraite")
     contexts = []
     try:
         pages = []
-        for email in ("agent.bruay-sur-l-escaut@visio.test", STAFF_CAF):
+        for email in ("agent.bruay-sur-l-escaut@visio.test", "staff.carsat-hdf@visio.test"):
             context = browser.new_context(locale="fr-FR")
             context.add_init_script(script=f"({RELAY_ONLY})({json.dumps(servers)})")
             contexts.append(context)
