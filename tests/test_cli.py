@@ -1,4 +1,4 @@
-"""The visio command: migrate, seed, create and list users."""
+"""The visio command: migrate, seed, create, list and grant users."""
 
 from __future__ import annotations
 
@@ -78,3 +78,19 @@ async def test_seeds_the_demo_twice_and_manages_users(tmp_path: Path) -> None:
     assert "new.agent@visio.test" in listed.stdout
     assert site_id in listed.stdout
     assert "coordinator\tnord@visio.test\tdep:59,dep:62" in listed.stdout
+
+    # An administrator gives an account its sites, desk or départements afterwards (what
+    # a ProConnect account provisioned with nothing waits for).
+    other_site = sites[1].id
+    granted = _run(["users", "grant", "--email", "New.Agent@visio.test", "--site", other_site],
+                   env)
+    assert granted.returncode == 0, granted.stderr
+    assert granted.stdout.strip().endswith(f"agent\tnew.agent@visio.test\t{other_site}")
+    moved = _run(["users", "grant", "--email", "nord@visio.test", "--departement", "02"], env)
+    assert moved.stdout.strip().endswith("coordinator\tnord@visio.test\tdep:02"), moved.stderr
+    unknown = _run(["users", "grant", "--email", "nobody@visio.test", "--site", site_id], env)
+    assert unknown.returncode == 1
+    assert "Il n'y a pas de compte nobody@visio.test." in unknown.stderr
+    empty = _run(["users", "grant", "--email", "new.agent@visio.test"], env)
+    assert empty.returncode == 1
+    assert "au moins un site" in empty.stderr

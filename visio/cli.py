@@ -9,7 +9,8 @@ from collections.abc import Sequence
 
 from visio.app import create_app
 from visio.db import database_for
-from visio.errors import VisioError
+from visio.domain.messages import _
+from visio.errors import NotFound, VisioError
 from visio.i18n import DEFAULT_LANGUAGE, catalogue
 from visio.logs import configure_logging
 from visio.migrate import upgrade
@@ -46,6 +47,14 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--departement", action="append", default=[],
                         help="INSEE code of a département (coordinators); repeat for more")
     users.add_parser("list", help="list accounts")
+    grant = users.add_parser("grant", help="give an account its sites, desk or départements "
+                             "(replacing what it had; e.g. after a ProConnect sign-in)")
+    grant.add_argument("--email", required=True)
+    grant.add_argument("--site", action="append", default=[], help="site id (agents)")
+    grant.add_argument("--desk", help="desk id (staff: a staff member is made there)")
+    grant.add_argument("--staff", help="staff member id (staff: linked to it)")
+    grant.add_argument("--departement", action="append", default=[],
+                       help="INSEE code of a département (coordinators); repeat for more")
     purge = sub.add_parser("purge", help="erase the personal data the retention policy "
                            "no longer keeps")
     purge.add_argument("--dry-run", action="store_true",
@@ -88,6 +97,20 @@ async def _create_user(settings: Settings, args: argparse.Namespace, password: s
     finally:
         await db.dispose()
     return user.id
+
+
+async def _grant(settings: Settings, args: argparse.Namespace) -> accounts.UserSummary:
+    db = database_for(settings)
+    try:
+        email = args.email.strip().lower()
+        found = [u for u in await accounts.list_users(db=db) if u.email == email]
+        if not found:
+            raise NotFound(_("There is no account {user_id}.", user_id=email))
+        return await accounts.grant(db=db, user_id=found[0].id, site_ids=args.site,
+                                    desk_id=args.desk, staff_id=args.staff,
+                                    departements=args.departement)
+    finally:
+        await db.dispose()
 
 
 async def _list_users(settings: Settings) -> list[accounts.UserSummary]:
@@ -169,11 +192,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         print(user_id)
         return 0
+    if args.action == "grant":
+        try:
+            granted = asyncio.run(_grant(settings, args))
+        except VisioError as err:
+            print(catalogue(DEFAULT_LANGUAGE).render(err.detail), file=sys.stderr)
+            return 1
+        print(f"{granted.id}\t{granted.role}\t{granted.email}\t{_where(granted)}")
+        return 0
     for user in asyncio.run(_list_users(settings)):
-        where = (",".join(user.site_ids) or user.desk_id
-                 or ",".join(f"dep:{d}" for d in user.departements) or "-")
-        print(f"{user.id}\t{user.role}\t{user.email}\t{where}")
+        print(f"{user.id}\t{user.role}\t{user.email}\t{_where(user)}")
     return 0
+
+
+def _where(user: accounts.UserSummary) -> str:
+    return (",".join(user.site_ids) or user.desk_id
+            or ",".join(f"dep:{d}" for d in user.departements) or "-")
 
 
 if __name__ == "__main__":

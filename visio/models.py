@@ -350,7 +350,8 @@ class User(Base):
 
     __table_args__ = (
         sa.CheckConstraint("role IN ('agent', 'staff', 'admin', 'coordinator')", name="role"),
-        sa.CheckConstraint("role <> 'staff' OR staff_id IS NOT NULL", name="staff_has_desk"),
+        # A staff account with no staff member (ProConnect provisioning) sees nothing
+        # until an administrator links it (migration 0020 dropped the old check).
     )
 
 

@@ -100,6 +100,21 @@ def _words(value: str, name: str) -> tuple[str, ...]:
     return _split(value)
 
 
+#: The roles a ProConnect sign-in may be given by provisioning (never more).
+PROVISION_ROLES = ("agent", "staff")
+
+
+def _provisions(value: str, name: str) -> tuple[str, ...]:
+    """Comma-separated ``key`` or ``key=role`` (role agent or staff; agent if left out)."""
+    entries = _split(value)
+    for entry in entries:
+        key, _sep, role = entry.partition("=")
+        if not key.strip() or (role and role.strip() not in PROVISION_ROLES):
+            raise ValueError(f"{name} takes entries like example.gouv.fr or "
+                             f"example.gouv.fr=staff (agent or staff), not {entry!r}")
+    return entries
+
+
 def _spaced(value: str, name: str) -> tuple[str, ...]:
     return tuple(value.replace(",", " ").split())
 
@@ -426,13 +441,14 @@ class Settings:
         (), _words,
         "Accepted acr values (comma-separated), asked for and required; empty: any.")
     proconnect_provision_domains: tuple[str, ...] = setting(
-        (), _words,
-        "E-mail domains whose ProConnect agents get an account (agent, no site) at their "
-        "first sign-in; empty: none.")
+        (), _provisions,
+        "E-mail domains whose ProConnect agents get an account at their first sign-in, "
+        "as domain (an agent with no site) or domain=staff (staff with no desk); empty: "
+        "none.")
     proconnect_provision_sirets: tuple[str, ...] = setting(
-        (), _words,
-        "SIRETs whose ProConnect agents get an account (agent, no site) at their first "
-        "sign-in; empty: none.")
+        (), _provisions,
+        "SIRETs whose ProConnect agents get an account at their first sign-in, as siret "
+        "(an agent with no site) or siret=staff (staff with no desk); empty: none.")
     extra: Mapping[str, str] = field(default_factory=dict)
     """Unrecognised VISIO_* variables: `visio serve` warns about them (typos)."""
 

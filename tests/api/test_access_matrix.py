@@ -346,6 +346,21 @@ async def force_reset(w: World, s: Side) -> Call:
     return Call("POST", f"/api/v1/users/{target.id}/password-reset", after=check)
 
 
+async def grant_user(w: World, s: Side) -> Call:
+    # A fresh agent with no site (as ProConnect provisioning leaves one) is given the
+    # side's site; refused, it still has none.
+    target = await make_user(w.db, role="agent")
+
+    async def check(status: int) -> None:
+        async with w.db.read() as session:
+            sites = (await session.scalars(sa.select(m.UserSite.site_id).where(
+                m.UserSite.user_id == target.id))).all()
+        assert sites == ([s.site.id] if status == 200 else [])
+
+    return Call("PUT", f"/api/v1/users/{target.id}/grants", json={"site_ids": [s.site.id]},
+                after=check)
+
+
 async def _endpoint(w: World, s: Side, *, disabled: bool = False) -> m.WebhookEndpoint:
     """A webhook endpoint of the side's operator, written directly (not through the API)."""
     async with w.db.write() as session:
@@ -645,6 +660,7 @@ MATRIX = [
     Row("GET /users", get_users, LISTED, 403, 403),
     Row("POST /users", post_user, 201, 403, 403),
     Row("POST /users/{id}/password-reset", force_reset, (204, 204), (403, 403), (403, 403)),
+    Row("PUT /users/{id}/grants", grant_user, (200, 200), (403, 403), (403, 403)),
     # ------------------------------------------------------------- webhooks (admin only)
     Row("POST /operators/{id}/webhooks", post_webhook, (201, 201), (403, 403), (403, 403)),
     Row("GET /operators/{id}/webhooks", get_webhooks, (LISTED, LISTED), (403, 403),

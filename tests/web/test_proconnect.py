@@ -17,12 +17,13 @@ from aiohttp.test_utils import TestServer
 from yarl import URL
 
 from tests.conftest import DEFAULT_NOW
-from tests.factories import make_site, make_user
+from tests.factories import make_operator, make_site, make_user
 from tests.notify.receivers import free_port
 from tests.web.oidc_provider import CLIENT_ID, CLIENT_SECRET, OidcProvider
 from visio import models as m
 from visio.app import create_app
 from visio.db import Database
+from visio.services import accounts
 from visio.settings import Settings
 
 
@@ -145,6 +146,39 @@ async def test_nobody_gets_an_account_by_signing_in_unless_provisioning_allows_i
         sites = await session.scalar(sa.select(sa.func.count()).select_from(m.UserSite)
                                      .where(m.UserSite.user_id == made.id))
     assert sites == 0
+
+
+async def test_a_domain_listed_for_staff_gives_staff_with_no_desk(
+        settings: Settings, provider: OidcProvider, db: Database) -> None:
+    """``domain=staff``: an operator's domain gets a staff account with no desk, whose
+    agenda opens empty until an administrator links it to a staff member."""
+    provider.person["email"] = "Conseillere.Nouvelle@Carsat.Example.fr"
+    server, base = await _serve(settings, provider,
+                                proconnect_provision_domains=("carsat.example.fr=staff",))
+    try:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            status, path, page = await Flow(base, provider, http).sign_in()
+            assert (status, path) == (200, "/staff/agenda"), page
+    finally:
+        await server.close()
+    async with db.read() as session:
+        made = await session.scalar(sa.select(m.User).where(
+            sa.func.lower(m.User.email) == "conseillere.nouvelle@carsat.example.fr"))
+        assert made is not None
+        assert (made.role, made.staff_id) == ("staff", None)
+    # An administrator then gives it a desk: a staff member is made there and linked.
+    bundle = await make_operator(db, staff=0)
+    granted = await accounts.grant(db=db, user_id=made.id, desk_id=bundle.desk.id)
+    assert (granted.role, granted.desk_id) == ("staff", bundle.desk.id)
+    assert granted.staff_id is not None
+
+
+def test_provisioning_entries_name_agent_or_staff_only() -> None:
+    """A listing may give agent or staff, never more (an admin by a typo is refused)."""
+    assert Settings.from_env({"VISIO_PROCONNECT_PROVISION_SIRETS": "13002526500013=staff, 1"}
+                             ).proconnect_provision_sirets == ("13002526500013=staff", "1")
+    with pytest.raises(ValueError, match="agent or staff"):
+        Settings.from_env({"VISIO_PROCONNECT_PROVISION_DOMAINS": "example.fr=admin"})
 
 
 REFUSALS = {

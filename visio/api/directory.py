@@ -184,3 +184,15 @@ async def create_user(request: web.Request) -> web.Response:
         site_ids=data.site_ids, desk_id=data.desk_id, departements=data.departements,
         actor=audit.actor_of(principal))
     return codec.respond(views.user(user), status=201)
+
+
+async def grant_user(request: web.Request) -> web.Response:
+    """Give an account its sites, staff member or départements (admins)."""
+    principal = await caller(request)
+    directory.require_admin(principal)
+    data = await codec.body(request, api.UserGrant)
+    user = await accounts.grant(
+        db=request.app[database_key], user_id=request.match_info["id"],
+        site_ids=data.site_ids, desk_id=data.desk_id, staff_id=data.staff_id,
+        departements=data.departements, actor=audit.actor_of(principal))
+    return codec.respond(views.user(user))

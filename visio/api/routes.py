@@ -151,6 +151,10 @@ def operations() -> list[Operation]:
           refusals=(403,)),
         op("POST", "/users", directory.create_user, "Create an account (admin)", api.User,
           status=201, body=api.UserCreate, refusals=(403, 404, 409, 422)),
+        op("PUT", "/users/{id}/grants", directory.grant_user,
+          "Give an account its sites, staff member or départements, replacing what it had "
+          "(admin); how a ProConnect account provisioned with nothing gets them", api.User,
+          body=api.UserGrant, refusals=(403, 404, 422)),
         op("POST", "/users/{id}/password-reset", auth.force_password_reset,
           "Force a password reset (admin): the password stops working, every session "
           "ends, a link goes to the account", status=204, refusals=(403, 404), tag="auth"),

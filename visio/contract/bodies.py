@@ -293,6 +293,18 @@ class UserCreate(Request, frozen=True, kw_only=True):
         "A coordinator's départements (INSEE codes)."))] = field(default_factory=list)
 
 
+class UserGrant(Request, frozen=True, kw_only=True):
+    """What an account works with, replacing what it had: an agent's sites, a staff
+    account's staff member (or a desk, where a staff member is made), a coordinator's
+    départements."""
+
+    site_ids: Annotated[list[Id], Meta(max_length=50)] = field(default_factory=list)
+    desk_id: Id | None = None
+    staff_id: Id | None = None
+    departements: Annotated[list[Departement], Meta(max_length=110)] = field(
+        default_factory=list)
+
+
 class User(Resource, frozen=True, kw_only=True):
     id: str
     email: str

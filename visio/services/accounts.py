@@ -421,6 +421,73 @@ async def create_user(
                        departements=tuple(departements))
 
 
+async def grant(
+    *,
+    db: Database,
+    user_id: str,
+    site_ids: Sequence[str] = (),
+    desk_id: str | None = None,
+    staff_id: str | None = None,
+    departements: Sequence[str] = (),
+    actor: audit.Actor = audit.THE_SYSTEM,
+) -> UserSummary:
+    """Give an account what its role works with, replacing what it had: an agent its
+    sites, a staff account a staff member (an existing one, or a new one at a desk), a
+    coordinator its départements. A ProConnect account provisioned with nothing gets
+    its sites or desk so."""
+    async with db.write() as session:
+        user = await session.get(m.User, user_id)
+        if user is None:
+            raise NotFound(_("There is no account {user_id}.", user_id=user_id))
+        role = Role(user.role)
+        if role is Role.AGENT:
+            if not site_ids:
+                raise Unprocessable(_("An agent must be attached to at least one site."))
+            for site_id in site_ids:
+                if await session.get(m.Site, site_id) is None:
+                    raise NotFound(_("There is no site {site_id}.", site_id=site_id))
+            await session.execute(sa.delete(m.UserSite).where(m.UserSite.user_id == user.id))
+            session.add_all(m.UserSite(user_id=user.id, site_id=site_id)
+                            for site_id in sorted(set(site_ids)))
+            fields: tuple[str, ...] = ("sites",)
+        elif role is Role.STAFF:
+            if staff_id is not None:
+                staff_row = await session.get(m.StaffMember, staff_id)
+                if staff_row is None:
+                    raise NotFound(_("There is no staff member {staff_id}.",
+                                     staff_id=staff_id))
+            elif desk_id is not None:
+                if await session.get(m.Desk, desk_id) is None:
+                    raise NotFound(_("There is no desk {desk_id}.", desk_id=desk_id))
+                staff_row = m.StaffMember(desk_id=desk_id, display_name=user.display_name,
+                                          languages=[], active=True)
+                session.add(staff_row)
+                await session.flush()
+            else:
+                raise Unprocessable(_("A staff account must be attached to a desk."))
+            user.staff_id = staff_row.id
+            fields = ("staff",)
+        elif role is Role.COORDINATOR:
+            wanted = sorted({d.strip().upper() for d in departements})
+            if not wanted:
+                raise Unprocessable(_("A coordinator must be given at least one département."))
+            if any(not _DEPARTEMENT.fullmatch(d) for d in wanted):
+                raise Unprocessable(_("A département is an INSEE code such as 59, 2A or 971."))
+            await session.execute(sa.delete(m.UserDepartement).where(
+                m.UserDepartement.user_id == user.id))
+            session.add_all(m.UserDepartement(user_id=user.id, departement=d) for d in wanted)
+            fields = ("departements",)
+        else:
+            raise Unprocessable(_("An administrator sees everything: there is nothing to "
+                                  "grant."))
+        audit.record(session, actor=actor, action="account.granted", target_kind="user",
+                     target_id=user.id, fields=fields,
+                     detail={"sites": sorted(set(site_ids)) if role is Role.AGENT else [],
+                             "staff_id": user.staff_id})
+    [summary] = [u for u in await list_users(db=db) if u.id == user_id]
+    return summary
+
+
 async def list_users(*, db: Database) -> list[UserSummary]:
     """Every account, with its sites or desk."""
     async with db.read() as session:

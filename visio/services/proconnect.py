@@ -10,7 +10,8 @@ signed JWT (ProConnect signs it), checked the same way, and must name the same `
 Accounts: the identity signs into the active account with the same e-mail (any case),
 which is then linked by ``sub``; later sign-ins find it by ``sub``. Nobody gets an
 account by signing in unless the e-mail's domain or the SIRET is listed for
-provisioning, and then only as an agent with no site. Every sign-in and every refusal
+provisioning, and then only as what the listing says (an agent with no site, or staff
+with no desk) until an administrator grants one. Every sign-in and every refusal
 goes to the audit trail (no personal data: the reason and the account id only).
 """
 
@@ -21,6 +22,7 @@ import hashlib
 import json
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -91,8 +93,9 @@ class Config:
     redirect_uri: str
     scopes: tuple[str, ...]
     acr_values: tuple[str, ...]
-    provision_domains: tuple[str, ...]
-    provision_sirets: tuple[str, ...]
+    #: E-mail domain (lower case) or SIRET → the role provisioning gives (agent or staff).
+    provision_domains: Mapping[str, Role]
+    provision_sirets: Mapping[str, Role]
     post_logout_uri: str
 
     @classmethod
@@ -106,10 +109,19 @@ class Config:
                    redirect_uri=settings.proconnect_redirect_uri
                    or f"{settings.base_url}/login/proconnect/callback",
                    scopes=settings.proconnect_scopes, acr_values=settings.proconnect_acr_values,
-                   provision_domains=tuple(d.lower() for d in
-                                           settings.proconnect_provision_domains),
-                   provision_sirets=settings.proconnect_provision_sirets,
+                   provision_domains={key.lower(): role for key, role in _provisions(
+                       settings.proconnect_provision_domains)},
+                   provision_sirets=dict(_provisions(settings.proconnect_provision_sirets)),
                    post_logout_uri=f"{settings.base_url}/login")
+
+
+def _provisions(entries: tuple[str, ...]) -> list[tuple[str, Role]]:
+    """``key`` or ``key=role`` entries (settings checked them) as (key, role)."""
+    pairs = []
+    for entry in entries:
+        key, _sep, role = entry.partition("=")
+        pairs.append((key.strip(), Role(role.strip() or Role.AGENT.value)))
+    return pairs
 
 
 @dataclass
@@ -329,11 +341,14 @@ async def sign_in(*, db: Database, config: Config, identity: Identity, now: date
                 user.oidc_sub = identity.sub
         if user is None:
             domain = identity.email.rpartition("@")[2]
-            if domain in config.provision_domains or (
-                    identity.siret is not None and identity.siret in config.provision_sirets):
+            role = config.provision_domains.get(domain) or (
+                config.provision_sirets.get(identity.siret)
+                if identity.siret is not None else None)
+            if role is not None:
+                # No site or desk: an administrator grants one.
                 name = f"{identity.given_name} {identity.usual_name}".strip() or identity.email
                 user = m.User(email=identity.email, display_name=name[:200],
-                              password_hash=NO_PASSWORD, role=Role.AGENT.value,
+                              password_hash=NO_PASSWORD, role=role.value,
                               active=True, oidc_sub=identity.sub, created_at=now)
                 session.add(user)
                 await session.flush()
