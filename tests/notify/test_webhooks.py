@@ -137,7 +137,7 @@ async def test_deliveries_carry_the_appointment_as_staff_read_it_signed_through_
         hook_world: World, sender: WebhookSender, receiver: Receiver) -> None:
     """The payload's data is the staff member's GET of the appointment; every delivery
     verifies; after a rotation both the old and the new secret verify; the secret is
-    never shown again."""
+    never shown again, and stored sealed."""
     endpoint = await register(hook_world, receiver.url)
     assert endpoint["secret"].startswith("whsec_")
     booked = await hook_world.book()
@@ -157,6 +157,15 @@ async def test_deliveries_carry_the_appointment_as_staff_read_it_signed_through_
     rotated = await hook_world.client.post(f"{base}/{endpoint['id']}/rotate", headers=admin)
     new_secret = (await rotated.json())["secret"]
     assert new_secret != endpoint["secret"]
+    # At rest, neither secret is readable: a copy of the database alone signs nothing.
+    async with hook_world.db.read() as session:
+        stored = await session.get(m.WebhookEndpoint, endpoint["id"])
+    assert stored is not None
+    assert stored.previous_secret is not None
+    for kept, shown in ((stored.secret, new_secret),
+                        (stored.previous_secret, endpoint["secret"])):
+        assert not kept.startswith("whsec_")
+        assert shown.removeprefix("whsec_") not in kept
     await hook_world.reschedule(booked["id"], MONDAY_9 + timedelta(hours=1))
     assert await sender.drain() == 1
     headers, body = receiver.received[1]

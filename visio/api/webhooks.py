@@ -38,6 +38,7 @@ async def create(request: web.Request) -> web.Response:
         db=request.app[database_key], principal=principal,
         operator_id=request.match_info["id"], url=data.url, events=list(data.events),
         allow_private=request.app[settings_key].webhook_allow_private,
+        cipher=webhooks.secrets_cipher(request.app[settings_key].secret_key),
         now=request.app[clock_key]())
     return codec.respond(_with_secret(created), status=201)
 
@@ -67,7 +68,8 @@ async def rotate(request: web.Request) -> web.Response:
     rotated = await webhooks.rotate(
         db=request.app[database_key], principal=principal,
         operator_id=request.match_info["id"], endpoint_id=request.match_info["webhook_id"],
-        keep=timedelta(hours=settings.webhook_rotation_hours), now=request.app[clock_key]())
+        keep=timedelta(hours=settings.webhook_rotation_hours),
+        cipher=webhooks.secrets_cipher(settings.secret_key), now=request.app[clock_key]())
     return codec.respond(_with_secret(rotated))
 
 

@@ -88,6 +88,7 @@ class WebhookSender:
         # against theirs), whatever clock schedules the deliveries.
         self.wall = wall
         self.owner = owner or f"{os.getpid()}-{secrets.token_hex(6)}"
+        self.cipher = w.secrets_cipher(settings.secret_key)
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -139,10 +140,10 @@ class WebhookSender:
                 sa.select(d, e).join(e, e.id == d.endpoint_id).where(d.id.in_(ids)))).all()
         claimed = []
         for delivery, endpoint in rows:
-            keys = [endpoint.secret]
+            keys = [w.unseal(self.cipher, endpoint.secret)]
             if endpoint.previous_secret and endpoint.previous_until is not None \
                     and endpoint.previous_until > now:
-                keys.append(endpoint.previous_secret)
+                keys.append(w.unseal(self.cipher, endpoint.previous_secret))
             claimed.append(Claimed(
                 id=delivery.id, event_id=delivery.event_id, endpoint_id=endpoint.id,
                 url=endpoint.url, payload=delivery.payload, attempts=delivery.attempts,

@@ -1,7 +1,8 @@
 """Webhooks to operators' software: endpoints, events written with the change, deliveries.
 
 An administrator registers an operator's endpoints (URL, events; the signing secret is
-shown once). ``emit`` runs inside the transaction of the change it reports: it writes one
+shown once, and stored sealed with a key derived from the server's secret). ``emit``
+runs inside the transaction of the change it reports: it writes one
 ``webhook_deliveries`` row per endpoint of the appointment's operator subscribed to the
 event, with the payload as that operator's staff reads the appointment through the API
 (the contract's ``Appointment``), so that an event exists exactly when its change
@@ -12,6 +13,8 @@ per endpoint.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import secrets
 import uuid
@@ -22,6 +25,7 @@ from typing import Any
 
 import msgspec
 import sqlalchemy as sa
+from cryptography.fernet import Fernet
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from visio import models as m
@@ -54,6 +58,26 @@ def require_admin(principal: Principal) -> None:
 def new_secret() -> str:
     """A Standard Webhooks secret: ``whsec_`` and 32 random bytes in base64."""
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def secrets_cipher(secret_key: str) -> Fernet:
+    """The cipher that keeps endpoints' signing secrets sealed at rest (Fernet, with a key
+    derived from ``VISIO_SECRET_KEY``): a copy of the database alone signs nothing."""
+    derived = hmac.new(secret_key.encode(), b"visio webhook secrets", hashlib.sha256).digest()
+    return Fernet(base64.urlsafe_b64encode(derived))
+
+
+def seal(cipher: Fernet, secret: str) -> str:
+    """A signing secret as it is stored."""
+    return cipher.encrypt(secret.encode()).decode()
+
+
+def unseal(cipher: Fernet, stored: str) -> str:
+    """A stored signing secret as the signer needs it; one stored before sealing began
+    (``whsec_`` in clear) is read as it is."""
+    if stored.startswith("whsec_"):
+        return stored
+    return cipher.decrypt(stored.encode()).decode()
 
 
 def new_message_id() -> str:
@@ -89,7 +113,7 @@ async def _operator(session: AsyncSession, operator_id: str) -> None:
 
 
 async def register(*, db: Database, principal: Principal, operator_id: str, url: str,
-                   events: Sequence[str], allow_private: bool,
+                   events: Sequence[str], allow_private: bool, cipher: Fernet,
                    now: datetime) -> Endpoint:
     """Register an endpoint (admin); its address must be a public http(s) one."""
     require_admin(principal)
@@ -116,7 +140,7 @@ async def register(*, db: Database, principal: Principal, operator_id: str, url:
                                   value=MAX_ENDPOINTS), extra={"reason": "too_many"})
         secret = new_secret()
         row = m.WebhookEndpoint(operator_id=operator_id, url=url, events=chosen,
-                                secret=secret, created_at=now)
+                                secret=seal(cipher, secret), created_at=now)
         session.add(row)
         await session.flush()
         return _endpoint(row, secret)
@@ -160,14 +184,14 @@ async def delete(*, db: Database, principal: Principal, operator_id: str, endpoi
 
 
 async def rotate(*, db: Database, principal: Principal, operator_id: str, endpoint_id: str,
-                 keep: timedelta, now: datetime) -> Endpoint:
+                 keep: timedelta, cipher: Fernet, now: datetime) -> Endpoint:
     """A new secret (shown once); the old one still signs deliveries for ``keep``."""
     require_admin(principal)
     async with db.write() as session:
         row = await _get(session, operator_id, endpoint_id)
         secret = new_secret()
         row.previous_secret, row.previous_until = row.secret, now + keep
-        row.secret = secret
+        row.secret = seal(cipher, secret)
         return _endpoint(row, secret)
 
 
