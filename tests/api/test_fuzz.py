@@ -56,7 +56,7 @@ ROLES = (ADMIN, AGENT, STAFF)
 CONFIG = SchemathesisConfig.from_dict({
     "seed": 20261123,
     "generation": {
-        "max-examples": 15,
+        "max-examples": 8,
         "deterministic": True,
         "database": "none",
         # We send a real bearer token ourselves; garbage tokens would only ever get a 401.

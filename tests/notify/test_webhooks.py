@@ -193,6 +193,12 @@ async def test_outages_and_500s_are_retried_and_order_holds_across_reschedule_an
     await hook_world.reschedule(booked["id"], MONDAY_9 + timedelta(hours=2))
     await hook_world.cancel(booked["id"])
     assert await sender.drain() == 1  # the head failed; the rest waits behind it
+    async with hook_world.db.read() as session:
+        waiting = (await session.execute(
+            sa.select(m.WebhookDelivery.attempts, m.WebhookDelivery.lease_owner)
+            .order_by(m.WebhookDelivery.seq))).all()
+    # Claimed with the head as one run, the two behind it were released untried.
+    assert [tuple(row) for row in waiting] == [(1, None), (0, None), (0, None)]
     assert await sender.drain() == 0  # not due before its backoff
     await receiver.stop()
     hook_world.clock.advance(61)

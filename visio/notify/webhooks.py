@@ -1,8 +1,9 @@
 """The webhook sender: delivers ``webhook_deliveries`` after commit, in order per endpoint.
 
 Each round claims, for every active endpoint, its oldest pending delivery (by ``seq``,
-the writing order) if that one is due: an endpoint's later events wait behind a failing
-one, so a receiver never sees a cancellation before the booking it cancels. Claims take
+the writing order) if that one is due, and the next ones behind it (a run of up to
+``RUN_LENGTH``), sent one after the other: an endpoint's later events wait behind a
+failing one, so a receiver never sees a cancellation before the booking it cancels. Claims take
 a lease (``SKIP LOCKED`` on PostgreSQL, the write lock on SQLite) and every mark checks
 it, so two senders never deliver one event at once; a sender that dies after the
 receiver accepted and before the mark lets the event go again once the lease runs out
@@ -24,6 +25,7 @@ endpoint failing with no success for ``webhook_disable_after_seconds`` is disabl
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import secrets
@@ -48,6 +50,8 @@ from visio.settings import Settings
 
 log = logging.getLogger("visio.webhooks")
 USER_AGENT = "visio-webhooks/1"
+#: Deliveries of one endpoint claimed together (sent one after the other, in order).
+RUN_LENGTH = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +106,9 @@ class WebhookSender:
         return self._session
 
     async def claim(self, now: datetime) -> list[Claimed]:
-        """Lease the oldest pending delivery of each active endpoint, if it is due."""
+        """Lease, for each active endpoint whose oldest pending delivery is due, that one
+        and up to ``RUN_LENGTH`` - 1 of the next (never attempted: they waited behind it),
+        in ``seq`` order per endpoint."""
         token = f"{self.owner}:{secrets.token_hex(6)}"
         d, e = m.WebhookDelivery, m.WebhookEndpoint
         # Each endpoint's head of line, in one pass over the (endpoint, status, seq) index.
@@ -131,13 +137,22 @@ class WebhookSender:
             ids = ids[:max(1, self.settings.webhook_concurrency)]
             if not ids:
                 return []
+            # The heads' endpoints: their next pending deliveries follow in one claim (the
+            # head is leased by this transaction, so no other sender reaches them).
+            heads = sa.select(d.endpoint_id).where(d.id.in_(ids))
+            ranked = (sa.select(d.id.label("id"), sa.func.row_number().over(
+                partition_by=d.endpoint_id, order_by=d.seq).label("rank"))
+                .where(d.endpoint_id.in_(heads), d.status == w.PENDING).subquery())
+            run = sa.select(ranked.c.id).where(ranked.c.rank <= RUN_LENGTH)
+            ids = list({*ids, *(await session.scalars(run)).all()})
             await session.execute(
                 sa.update(d).where(d.id.in_(ids))
                 .values(lease_owner=token, lease_until=now + self.lease,
                         attempts=d.attempts + 1)
                 .execution_options(synchronize_session=False))
             rows = (await session.execute(
-                sa.select(d, e).join(e, e.id == d.endpoint_id).where(d.id.in_(ids)))).all()
+                sa.select(d, e).join(e, e.id == d.endpoint_id).where(d.id.in_(ids))
+                .order_by(d.endpoint_id, d.seq))).all()
         claimed = []
         for delivery, endpoint in rows:
             keys = [w.unseal(self.cipher, endpoint.secret)]
@@ -151,11 +166,46 @@ class WebhookSender:
         return claimed
 
     async def run_once(self) -> int:
-        """One round: claim and deliver; how many deliveries were attempted."""
+        """One round: claim, then deliver each endpoint's run in order (endpoints side by
+        side); how many deliveries were attempted."""
         claimed = await self.claim(self.clock())
-        if claimed:
-            await asyncio.gather(*(self._deliver(c) for c in claimed))
-        return len(claimed)
+        runs: dict[str, list[Claimed]] = {}
+        for c in claimed:
+            runs.setdefault(c.endpoint_id, []).append(c)
+        attempted = await asyncio.gather(*(self._deliver_run(run) for run in runs.values()))
+        return sum(attempted)
+
+    async def _deliver_run(self, run: list[Claimed]) -> int:
+        """One endpoint's claimed deliveries, one after the other, each marked as soon as
+        it is answered (a sender that dies repeats one event at most); the run stops at
+        the first failure, or when the lease could end before another attempt would,
+        and what it did not attempt is released as it was."""
+        started = time.monotonic()
+        attempted = 0
+        failing_since = run[0].failing_since
+        for c in run:
+            if attempted and time.monotonic() - started > self.settings.webhook_timeout_seconds:
+                break
+            attempted += 1
+            if not await self._deliver(dataclasses.replace(c, failing_since=failing_since)):
+                break
+            failing_since = None  # a success ends the endpoint's failing spell
+        if attempted < len(run):
+            await self._release(run[attempted:])
+        return attempted
+
+    async def _release(self, rest: list[Claimed]) -> None:
+        d = m.WebhookDelivery
+        try:
+            async with self.db.write() as session:
+                await session.execute(
+                    sa.update(d).where(d.id.in_([c.id for c in rest]),
+                                       d.lease_owner == rest[0].lease, d.status == w.PENDING)
+                    .values(lease_owner=None, lease_until=None, attempts=d.attempts - 1)
+                    .execution_options(synchronize_session=False))
+        except Exception as err:
+            # Their lease runs out and they are claimed again.
+            log.error("webhook release: %s", type(err).__name__)
 
     async def drain(self, *, max_rounds: int = 1000) -> int:
         """Rounds until nothing is due (or ``max_rounds``); attempts in all."""
@@ -183,13 +233,16 @@ class WebhookSender:
             status, error = None, type(err).__name__
         return status, error, int((time.monotonic() - started) * 1000)
 
-    async def _deliver(self, c: Claimed) -> None:
+    async def _deliver(self, c: Claimed) -> bool:
+        """Post and mark one delivery; whether the receiver accepted it."""
         try:
             status, error, latency = await self._post(c)
             await self._record(c, status=status, error=error, latency=latency)
         except Exception as err:
             # The lease runs out and the delivery is claimed again.
             log.error("webhook %s: %s", c.id, type(err).__name__)
+            return False
+        return status is not None and 200 <= status < 300
 
     async def _record(self, c: Claimed, *, status: int | None, error: str | None,
                       latency: int) -> None:
