@@ -183,6 +183,11 @@ def _feed(page: Any, sample: str, seconds: int, start: int) -> dict[str, Any]:
     }}"""))
 
 
+def _audio(page: Any) -> dict[str, Any]:
+    """The audio sender's parameters (its first encoding)."""
+    return next(dict(s) for s in page.evaluate(SENDERS) if s["kind"] == "audio")
+
+
 def test_audio_only_by_itself_and_back(links: Live, browser: Any) -> None:
     """A very weak link for five seconds on the kiosk: its video goes off at once, the
     other side is told and stops its own, both say so in words and the indicators fall;
@@ -215,6 +220,9 @@ def test_audio_only_by_itself_and_back(links: Live, browser: Any) -> None:
             wait_until(lambda p=page: video_still(p), within=20, what="video stopped")
             assert frames_rising(page, "audioPackets", by=50)
             assert call_state(page) == "connected"
+            # Speech capped on both sides, so that the whole call fits a 100 kbit/s link.
+            wait_until(lambda p=page: _audio(p).get("maxBitrate") == 16_000,
+                       what="audio capped on a very weak link")
 
         # Good again: still audio only for thirty seconds, then video both ways.
         state = _feed(kiosk, FINE, 29, 6)
@@ -224,6 +232,7 @@ def test_audio_only_by_itself_and_back(links: Live, browser: Any) -> None:
         for page in (kiosk, staff):
             wait_until(lambda p=page: _link(p)["audioOnly"] == "false", what="video back")
             assert frames_rising(page)
+        wait_until(lambda: "maxBitrate" not in _audio(kiosk), what="audio uncapped")
         assert "vidéo" in _link(kiosk)["note"]
         wait_until(lambda: _link(staff)["quality"] == "good", what="staff indicator good")
 

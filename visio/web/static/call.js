@@ -538,6 +538,8 @@ function videoHeld() {
   return call.audioOnly || autoAudioOnly();
 }
 
+const AUDIO_WEAK_KBPS = 16;
+
 async function tuneSenders(pc) {
   // Caps and priorities; video off at once (no round trip) in automatic audio only.
   for (const sender of pc.getSenders()) {
@@ -556,6 +558,13 @@ async function tuneSenders(pc) {
       } else {
         encoding.priority = "high";
         encoding.networkPriority = "high";
+        // On a very weak link, speech at 16 kbit/s (RED doubles it, headers add about
+        // 24 kbit/s): the whole call then fits 100 kbit/s and the queue drains.
+        if (worse(call.link.quality, call.link.peerQuality) === "very-weak") {
+          encoding.maxBitrate = AUDIO_WEAK_KBPS * 1000;
+        } else {
+          delete encoding.maxBitrate;
+        }
       }
       await sender.setParameters(params);
     } catch (err) {
