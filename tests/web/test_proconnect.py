@@ -159,6 +159,7 @@ async def test_a_domain_listed_for_staff_gives_staff_with_no_desk(
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
             status, path, page = await Flow(base, provider, http).sign_in()
             assert (status, path) == (200, "/staff/agenda"), page
+            assert "pas encore rattaché à un guichet" in page  # said, not an empty agenda
     finally:
         await server.close()
     async with db.read() as session:

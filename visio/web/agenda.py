@@ -10,6 +10,7 @@ from aiohttp import web
 
 from visio.access import Principal
 from visio.api import codec
+from visio.domain.kinds import Role
 from visio.domain.messages import N_
 from visio.keys import (
     clock_key,
@@ -175,7 +176,8 @@ async def staff_agenda(request: web.Request) -> web.Response:
     return render(request, "agenda.html", who=who, view=view, day=day, by_day=by_day,
                   days=days, free=free, grid=_week_grid(days, by_day, free, tz) if view == "week"
                   else [], previous=start_day - step, following=start_day + step,
-                  opens=_opening(request, items))
+                  opens=_opening(request, items),
+                  unlinked=who.role is Role.STAFF and who.staff_id is None)
 
 
 def _opening(request: web.Request, items: list[agenda.AgendaItem]) -> dict[str, datetime]:
