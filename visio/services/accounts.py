@@ -341,6 +341,16 @@ class UserSummary:
     departements: tuple[str, ...] = ()
 
 
+def _departements(values: Sequence[str]) -> list[str]:
+    """A coordinator's départements: INSEE codes, upper case, each once; at least one."""
+    departements = sorted({d.strip().upper() for d in values})
+    if not departements:
+        raise Unprocessable(_("A coordinator must be given at least one département."))
+    if any(not _DEPARTEMENT.fullmatch(d) for d in departements):
+        raise Unprocessable(_("A département is an INSEE code such as 59, 2A or 971."))
+    return departements
+
+
 async def create_user(
     *,
     db: Database,
@@ -369,12 +379,7 @@ async def create_user(
         raise Unprocessable(_("An agent must be attached to at least one site."))
     if role == Role.STAFF and desk_id is None and staff_id is None:
         raise Unprocessable(_("A staff account must be attached to a desk."))
-    departements = sorted({d.strip().upper() for d in departements}) \
-        if role == Role.COORDINATOR else []
-    if role == Role.COORDINATOR and not departements:
-        raise Unprocessable(_("A coordinator must be given at least one département."))
-    if any(not _DEPARTEMENT.fullmatch(d) for d in departements):
-        raise Unprocessable(_("A département is an INSEE code such as 59, 2A or 971."))
+    departements = _departements(departements) if role == Role.COORDINATOR else []
     password_hash = hash_password(hasher, password)
     try:
         async with db.write() as session:
@@ -468,11 +473,7 @@ async def grant(
             user.staff_id = staff_row.id
             fields = ("staff",)
         elif role is Role.COORDINATOR:
-            wanted = sorted({d.strip().upper() for d in departements})
-            if not wanted:
-                raise Unprocessable(_("A coordinator must be given at least one département."))
-            if any(not _DEPARTEMENT.fullmatch(d) for d in wanted):
-                raise Unprocessable(_("A département is an INSEE code such as 59, 2A or 971."))
+            wanted = _departements(departements)
             await session.execute(sa.delete(m.UserDepartement).where(
                 m.UserDepartement.user_id == user.id))
             session.add_all(m.UserDepartement(user_id=user.id, departement=d) for d in wanted)
@@ -484,8 +485,16 @@ async def grant(
                      target_id=user.id, fields=fields,
                      detail={"sites": sorted(set(site_ids)) if role is Role.AGENT else [],
                              "staff_id": user.staff_id})
-    [summary] = [u for u in await list_users(db=db) if u.id == user_id]
-    return summary
+        sites = (await session.scalars(sa.select(m.UserSite.site_id).where(
+            m.UserSite.user_id == user.id).order_by(m.UserSite.site_id))).all()
+        covered = (await session.scalars(sa.select(m.UserDepartement.departement).where(
+            m.UserDepartement.user_id == user.id).order_by(
+            m.UserDepartement.departement))).all()
+        desk_id = (await session.scalar(sa.select(m.StaffMember.desk_id).where(
+            m.StaffMember.id == user.staff_id)) if user.staff_id else None)
+        return UserSummary(id=user.id, email=user.email, display_name=user.display_name,
+                           role=user.role, site_ids=tuple(sites), staff_id=user.staff_id,
+                           desk_id=desk_id, departements=tuple(covered))
 
 
 async def list_users(*, db: Database) -> list[UserSummary]:
