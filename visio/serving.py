@@ -27,8 +27,11 @@ log = logging.getLogger("visio.serve")
 LEFTOVER_SECONDS = 5.0
 #: After the port is closed, requests still arriving on kept-alive connections (a proxy's)
 #: are answered for this long with "Connection: close", so that the proxy drops each
-#: connection after its answer instead of sending a request on one the server closes.
-DRAIN_SECONDS = 2.0
+#: connection after its answer instead of sending a request on one the server closes
+#: (a reset: nginx answers 502 to a POST it may not send twice). Longer than the proxy's
+#: idle timeout for its kept-alive connections (deploy/nginx/visio.conf: 2 s), so that
+#: the connections left afterwards are none of the proxy's.
+DRAIN_SECONDS = 3.0
 
 
 async def _serve(app: web.Application, *, host: str, port: int, reuse_port: bool,

@@ -244,29 +244,55 @@ class Call:
                 return False
         return True
 
+    def describe(self) -> str:
+        """Each side's peer id, connection states and the frames it got (not their SDP):
+        what a failure to connect prints."""
+        out = []
+        for name, side in (("a", self.a), ("b", self.b)):
+            if side.rtc is None:
+                out.append(f"{name}: no socket")
+                continue
+            frames = [{k: v for k, v in f.items() if k in ("type", "peer_id", "from", "seq",
+                                                          "polite", "code", "state")}
+                      | ({"desc": f["description"]["type"]} if "description" in f else {})
+                      for f in side.rtc.sock.frames if f.get("type") not in ("pong", "ice")]
+            out.append(f"{name} {side.rtc.peer_id}: states {side.rtc.states}, "
+                       f"pcs {[(p, pc.connectionState) for p, pc in side.rtc.pcs.items()]}, "
+                       f"closed {side.rtc.sock.closed.is_set()}, frames {frames}")
+        return "\n".join(out)
+
     async def wait_connected(self, before: tuple[Any, Any], within: float = 60) -> float:
         return await until(lambda: self.connected_anew(before), within=within,
                            what="the call to connect again", every=0.05)
 
 
 async def start_call(fleet: Fleet, world: World) -> Call:
-    """The two sides of the call, on different instances."""
+    """The two sides of the call, on different instances (both closed if it fails)."""
     a = Side(fleet, await join_token(fleet, world.call, world.call_headers[0]))
     b = Side(fleet, await join_token(fleet, world.call, world.call_headers[1]))
-    await a.connect()
-    one, two = fleet.instances
-    for _ in range(20):
-        await b.connect()
-        if (await sockets_on(one)) == 1 and (await sockets_on(two)) == 1:
-            break
-        assert b.rtc is not None
-        await b.rtc.close()
-        b.rtc = None
-        await until(lambda: True, within=1, what="")
-    else:
-        raise AssertionError("the two sides never landed on different instances")
-    call = Call(a, b)
-    await call.wait_connected((None, None))
+    try:
+        await a.connect()
+        one, two = fleet.instances
+        for _ in range(20):
+            await b.connect()
+            if (await sockets_on(one)) == 1 and (await sockets_on(two)) == 1:
+                break
+            assert b.rtc is not None
+            await b.rtc.close()
+            b.rtc = None
+            await until(lambda: True, within=1, what="")
+        else:
+            raise AssertionError("the two sides never landed on different instances")
+        call = Call(a, b)
+        try:
+            await call.wait_connected((None, None))
+        except AssertionError:
+            print(call.describe())
+            raise
+    except BaseException:
+        await a.close()
+        await b.close()
+        raise
     a.watch()
     b.watch()
     return call
@@ -363,7 +389,8 @@ async def fault_rolling(fleet: Fleet, load: Load, call: Call) -> Row:
     closes = call.a.closes + call.b.closes
     holds = failed == 0 and codes == [0, 0] and len(times) >= 1
     return Row("2 rolling restart (SIGTERM, start) of each instance",
-               f"{failed} failed of {load.total(load.phase)} requests; exit codes {codes}; "
+               f"{failed} failed of {load.total(load.phase)} requests "
+               f"({load.summary(load.phase)}); exit codes {codes}; "
                f"call rejoined in {', '.join(f'{t:.1f} s' for t in times) or '-'}, media "
                f"again in {', '.join(f'{t:.1f} s' for t in media) or '-'}; "
                f"socket closes {dict(closes)}",

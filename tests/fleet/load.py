@@ -169,7 +169,9 @@ class Load:
             return
         slot = slots[0] if soon else rng.choice(slots[:8])
         key = secrets.token_hex(8)
-        phone = f"+336{rng.randrange(10**7, 10**8)}"
+        # 06 1x xx xx xx: metropolitan mobiles (0639 and 069x belong to the overseas
+        # départements, which a French phone number refuses).
+        phone = f"+3361{rng.randrange(10**7):07d}"
         body = {"site_id": site_id, "service_id": self.service_id, "start": slot["start"],
                 "usager": {"first_name": "Jeanne", "last_name": "Martin", "phone": phone,
                            "email": f"u{key}@example.fr", "language": "fr", "consent": True}}
