@@ -549,6 +549,11 @@ class WebhookAttempt(Base):
     __table_args__ = (sa.Index("ix_webhook_attempts_endpoint_at", "endpoint_id", "at"),)
 
 
+#: The columns GET /figures reads from appointments besides ``start`` (migration 0021).
+FIGURES_COLUMNS = ["site_id", "operator_id", "theme", "status", "cancelled_by",
+                   "reschedule_count", "created_at", "first_offered_start", "id"]
+
+
 class Appointment(Base):
     __tablename__ = "appointments"
 
@@ -602,7 +607,8 @@ class Appointment(Base):
         sa.CheckConstraint(
             "status IN ('booked', 'cancelled', 'done', 'no_show')", name="status"
         ),
-        sa.Index("ix_appointments_start", "start"),
+        # On PostgreSQL it also covers what the figures read: an index-only scan.
+        sa.Index("ix_appointments_start", "start", postgresql_include=FIGURES_COLUMNS),
         sa.CheckConstraint('start < "end"', name="range"),
         sa.CheckConstraint('staff_until >= "end"', name="staff_until"),
         sa.Index("ix_appointments_staff_start", "staff_id", "start"),

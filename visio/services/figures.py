@@ -184,6 +184,10 @@ async def figures(*, db: Database, principal: Principal, first: date, last: date
                    values=fig.metrics(c)) for keys, c in counted.items()]
 
 
+#: The groups whose key comes from the appointment's site (a join with sites).
+SITE_GROUPS = frozenset({"departement", "month", "week"})
+
+
 def _group_columns(groups: Sequence[str]) -> list[sa.ColumnElement[Any]]:
     a, s = m.Appointment, m.Site
     local = sa.func.timezone(s.timezone, a.start)
@@ -193,7 +197,9 @@ def _group_columns(groups: Sequence[str]) -> list[sa.ColumnElement[Any]]:
         "month": sa.func.to_char(local, "YYYY-MM"),
         "week": sa.func.to_char(local, 'IYYY-"W"IW'),
     }
-    return [columns[g].label(f"g_{g}") for g in groups]
+    # Keys are ASCII (ids, codes, dates): grouped and ordered byte by byte, which sorts
+    # the period's rows faster than the database's collation does, in the same order.
+    return [sa.collate(columns[g], "C").label(f"g_{g}") for g in groups]
 
 
 def counted_query(principal: Principal, p: Period,
@@ -226,8 +232,10 @@ def counted_query(principal: Principal, p: Period,
         where(sa.and_(c.connected.is_(True), c.audio_only.is_(True))),
         pct(0.5, c.seconds_to_connect), pct(0.5, c.duration_seconds),
         pct(0.5, hours), pct(0.9, hours), pct(0.5, offered), pct(0.9, offered))
-        .select_from(a).join(s, s.id == a.site_id).outerjoin(c, c.appointment_id == a.id)
+        .select_from(a).outerjoin(c, c.appointment_id == a.id)
         .where(*_in_period(principal, p)).group_by(*keys).order_by(*keys))
+    if SITE_GROUPS.intersection(groups):
+        query = query.join(s, s.id == a.site_id)
     return query
 
 
@@ -237,6 +245,9 @@ async def _counted_in_sql(db: Database, principal: Principal, p: Period,
         # JIT compiling this one query's expressions costs more than it saves (measured
         # on the national dataset: 1.7-2.0 s with it, 1.2-1.4 s without).
         await session.execute(sa.text("SET LOCAL jit = off"))
+        # The join with the call outcomes and the sort by group fit in memory (with the
+        # default 4 MB they spill to disk in 8 batches on the national dataset).
+        await session.execute(sa.text("SET LOCAL work_mem = '32MB'"))
         rows = (await session.execute(counted_query(principal, p, groups))).all()
     k = len(groups)
     counted: dict[tuple[str, ...], fig.Counts] = {}
