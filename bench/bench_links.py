@@ -21,6 +21,7 @@ Needs root (TAP devices, network namespaces), Chromium, Playwright and coturn.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -44,7 +45,10 @@ END = "<!-- bench-links:end -->"
 WINDOW = 30.0  # seconds: the statistics are over the call's last 30 s
 CUT_AT = 15.0  # seconds after connecting
 CUT_SECONDS = 5.0
-PRESS_AT = 10.0  # seconds after connecting: the kiosk presses Audio only
+#: Seconds after connecting: the kiosk presses Audio only. Early: on this link the page
+#: goes audio only by itself within seconds, and its button then offers "Back to video"
+#: (pressed, that would measure the opposite). Pressed only while it offers audio only.
+PRESS_AT = 1.0
 STALL = 4.0  # seconds without a decoded frame: the video has stopped
 #: Main's call page before issue 18 ("today"): its call.js is served in place of this
 #: tree's when they differ, so both run on the same server, link and machine.
@@ -95,6 +99,7 @@ class Result:
     cut: tuple[float, float] | None = None
     error: str | None = None
     setup: float = 0.0  # seconds to open both pages (not in "connected after")
+    note: str | None = None
 
 
 def _made(path: Path) -> Path:
@@ -139,7 +144,10 @@ def _call(harness: LinkedCall, run: Run, browsers: dict[bool, Any], seconds: flo
     while time.monotonic() < end:
         now = time.monotonic() - start
         if run.action == "audio-only" and now >= PRESS_AT and "press" not in done:
-            kiosk.click("#audio-only")
+            if kiosk.get_attribute("#audio-only", "aria-pressed") == "true":
+                result.note = "already audio only by itself at the press: not pressed"
+            else:
+                kiosk.click("#audio-only")
             result.reference = time.monotonic()
             done.add("press")
         if run.action == "cut" and now >= CUT_AT and "cut" not in done:
@@ -251,6 +259,22 @@ def _back_after(samples: list[Sample], after: float, side: str, *path: str) -> f
     return None
 
 
+def _sent(window: list[Sample]) -> str:
+    """What each side sent over the window, kbit/s: its transport (RTP and RTCP with their
+    headers), of which audio and video (RTP with headers), and the audio's packets a
+    second: what fills a slow link."""
+    if not all("sent" in s.kiosk and "sent" in s.staff for s in window):
+        return ""
+    parts = []
+    for side in ("kiosk", "staff"):
+        kbps = {key: _rate(window, side, "sent", key, scale=8 / 1000) or 0.0
+                for key in ("transport", "audio", "video")}
+        packets = _rate(window, side, "sent", "audioPackets") or 0.0
+        parts.append(f"{side} {kbps['transport']:.0f} (audio {kbps['audio']:.0f} in "
+                     f"{packets:.0f} packets/s, video {kbps['video']:.0f})")
+    return "sent, kbit/s: " + ", ".join(parts)
+
+
 def _fmt(value: float | None, pattern: str = "{:.0f}", none: str = "—") -> str:
     return none if value is None else pattern.format(value)
 
@@ -300,9 +324,14 @@ def row(result: Result) -> list[str]:
             ", video " + _fmt(_back_after(result.samples, cut_end, "staff", "inVideo",
                                           "frames"), "{:.2f} s") + " (at the staff's side)")
         audio_only = "—"
+    sent = _sent(window)
+    if sent:
+        notes.append(sent)
     kiosk_pair = window[-1].kiosk
     if kiosk_pair.get("candidate") == "relay":
         notes.append(f"kiosk through TURN over {kiosk_pair.get('protocol')}")
+    if result.note:
+        notes.append(result.note)
     if result.error:
         notes.append(result.error)
     return [run.label, result.variant,
@@ -341,8 +370,9 @@ def _variants(pages: str) -> list[tuple[str, str | None]]:
                            capture_output=True, text=True, check=False).stdout
     if not today or today == served:
         return [(f"today (= this tree, {TODAY_REV})" if today else "this tree's", None)]
-    chosen = {"both": [("today", today), ("new", None)], "served": [("new", None)],
-              "today": [("today", today)]}
+    chosen: dict[str, list[tuple[str, str | None]]] = {
+        "both": [("today", today), ("new", None)], "served": [("new", None)],
+        "today": [("today", today)]}
     return [(f"{name} ({TODAY_REV})" if js else f"{name} (this tree)", js)
             for name, js in chosen[pages]]
 
@@ -375,6 +405,9 @@ def main() -> int:
                         help="appended to the call pages' address (e.g. a switch the page "
                              "offers)")
     parser.add_argument("--no-readme", action="store_true", help="do not write README.md")
+    parser.add_argument("--dump", type=Path, default=None,
+                        help="write every call's samples (both pages' getStats() totals "
+                             "and link measures, once a second) to this JSON file")
     args = parser.parse_args()
     runs = [r for r in RUNS if not args.only or any(o in r.label for o in args.only)]
     started = time.monotonic()
@@ -412,6 +445,12 @@ def main() -> int:
                       f"{_fmt(result.connected_after, '{:.1f} s')})"
                       + (f" ({result.error})" if result.error else ""), flush=True)
         load = _load()
+    if args.dump is not None:
+        args.dump.write_text(json.dumps([{
+            "label": r.run.label, "variant": r.variant, "reference": r.reference,
+            "connected_after": r.connected_after,
+            "samples": [{"at": s.at, "kiosk": s.kiosk, "staff": s.staff} for s in r.samples],
+        } for r in results], indent=1))
     table = markdown([row(r) for r in results], HEADER)
     print(f"\n## Calls on emulated links ({revision()})\n")
     print(table)

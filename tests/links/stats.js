@@ -6,13 +6,17 @@ async () => {
     audioOnly: !!c.audioOnly, peers: 0, rtt: null, candidate: null, protocol: null,
     outVideo: {bytes: 0, frames: 0, width: 0, height: 0, fps: 0, active: false},
     inVideo: {frames: 0, bytes: 0, freezes: 0, frozen: 0, width: 0, height: 0},
-    inAudio: {samples: 0, concealed: 0, packets: 0, lost: 0}};
+    inAudio: {samples: 0, concealed: 0, packets: 0, lost: 0},
+    // Bytes this side sent: RTP payload by kind, and everything on the transport (RTP
+    // and RTCP with their headers), to see what fills a slow link.
+    sent: {audio: 0, video: 0, audioPackets: 0, transport: 0, videoActive: false}};
   // The link indicator and its note, where the page has them (issue 18's call page).
   const indicator = document.querySelector('[data-quality]');
   if (indicator && c.link) {
     out.quality = indicator.dataset.quality;
     out.audioOnlyShown = indicator.dataset.audioOnly === 'true';
     out.audioOnlyCause = indicator.dataset.audioOnlyCause || '';
+    out.sample = c.link.sample;  // the last measure the page's link machine was fed
   }
   const note = document.getElementById('link-note');
   if (note && !note.hidden) out.note = note.textContent;
@@ -22,6 +26,12 @@ async () => {
     let pairId = null;
     r.forEach((s) => { if (s.type === 'transport' && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId; });
     r.forEach((s) => {
+      if (s.type === 'outbound-rtp') {
+        out.sent[s.kind] += (s.bytesSent || 0) + (s.headerBytesSent || 0);
+        if (s.kind === 'audio') out.sent.audioPackets += s.packetsSent || 0;
+        if (s.kind === 'video' && s.active !== false) out.sent.videoActive = true;
+      }
+      if (s.type === 'transport') out.sent.transport += s.bytesSent || 0;
       if (s.type === 'outbound-rtp' && s.kind === 'video') {
         out.outVideo.bytes += s.bytesSent || 0; out.outVideo.frames += s.framesEncoded || 0;
         if (s.frameWidth) { out.outVideo.width = s.frameWidth; out.outVideo.height = s.frameHeight; }
