@@ -249,7 +249,129 @@ def test_audio_only_by_itself_and_back(links: Live, browser: Any) -> None:
             context.close()
 
 
+def _video_active(page: Any) -> bool:
+    """Whether the page's video sender has its encoding on."""
+    return bool(next(s for s in page.evaluate(SENDERS) if s["kind"] == "video")["active"])
+
+
+def test_a_very_weak_link_from_the_start_goes_audio_only_at_once(
+        links: Live, browser: Any) -> None:
+    """The kiosk's first measures, before any good one, put the outgoing estimate under
+    what video needs: audio only after one second of them, not five (video's start rate
+    would fill a 100 kbit/s link's queue meanwhile), and the staff side stops its video
+    too. A dip later in the call still waits the five seconds."""
+    appointment = links.appointment_now(commune="Hondschoote", operator="CAF59", staff=1,
+                                        theme="famille")
+    kiosk, staff, contexts = _pair(links, browser, appointment)
+    try:
+        starved = "{kbps: 60, rttMs: 450, loss: 0.02}"
+        state = _feed(kiosk, starved, 1, 0)
+        assert state["audioOnly"] is False, "audio only on a single sample"
+        state = _feed(kiosk, starved, 1, 1)
+        assert state["audioOnly"] is True, state
+        assert _video_active(kiosk) is False
+        wait_until(lambda: _link(staff)["audioOnlyCause"] == "peer", what="staff told")
+        wait_until(lambda: not _video_active(staff), what="the staff's video off")
+        for page in (kiosk, staff):
+            wait_until(lambda p=page: video_still(p), within=20, what="video stopped")
+
+        # Once a good measure was seen, the same estimate waits the five seconds.
+        kiosk.evaluate("window.visioLinkQuality.machine.reset()")
+        _feed(kiosk, FINE, 2, 100)
+        state = _feed(kiosk, starved, 4, 102)
+        assert state["audioOnly"] is False, "the start's shortcut after a good measure"
+        state = _feed(kiosk, starved, 2, 106)
+        assert state["audioOnly"] is True
+    finally:
+        for context in contexts:
+            context.close()
+
+
+def test_audio_only_pressed_stops_video_both_ways_at_once(links: Live, browser: Any) -> None:
+    """The kiosk presses Audio only: its video encoding goes off at once (no waiting for
+    the renegotiation, which a weak link makes slow), and so does the staff member's as
+    soon as the kiosk's link frame says so; the staff page says the other side is in
+    audio only. Pressed again, video comes back both ways."""
+    appointment = links.appointment_now(commune="Hondschoote", operator="CARSAT-HDF",
+                                        staff=1, theme="retraite", booth=2)
+    kiosk, staff, contexts = _pair(links, browser, appointment,
+                                   staff="staff.carsat-hdf@visio.test", manual=True)
+    try:
+        for page in (kiosk, staff):
+            wait_until(lambda p=page: _video_active(p), what="video on")
+        kiosk.click("#audio-only")
+        assert _video_active(kiosk) is False or wait_until(
+            lambda: not _video_active(kiosk), what="the kiosk's video off")
+        wait_until(lambda: not _video_active(staff), what="the staff's video off")
+        wait_until(lambda: _link(staff)["audioOnlyCause"] == "peer-forced",
+                   what="the staff page knows")
+        assert _link(staff)["audioOnly"] == "true"
+        assert staff.inner_text("#peer-media") == "L'autre participant est en audio seulement."
+        assert kiosk.get_attribute("#audio-only", "aria-pressed") == "true"
+        assert staff.get_attribute("#audio-only", "aria-pressed") == "false"
+        for page in (kiosk, staff):
+            wait_until(lambda p=page: video_still(p), within=20, what="video stopped")
+            assert call_state(page) == "connected"
+
+        kiosk.click("#audio-only")
+        for page in (kiosk, staff):
+            wait_until(lambda p=page: _video_active(p), what="video on again")
+            assert frames_rising(page)
+        assert _link(staff)["audioOnlyCause"] == ""
+    finally:
+        for context in contexts:
+            context.close()
+
+
+BREAK_SIGNALING = """(url) => {
+  const c = window.visioCall;
+  c.grant.signaling_url = url;
+  c.ws.close(4000, "test");
+}"""
+
+
+def test_the_other_side_dropping_from_signaling_is_no_wait_for_it(
+        links: Live, browser: Any) -> None:
+    """The kiosk's signaling socket drops and cannot come back for a while (a saturated
+    link): the staff side, whose media from the kiosk flowed a moment before, says the
+    connection dropped and is being restored, never that it waits for the other side;
+    once the kiosk is back, both are connected again."""
+    appointment = links.appointment_now(commune="Le Cateau-Cambrésis", operator="CAF59",
+                                        staff=2, theme="famille")
+    kiosk, staff, contexts = _pair(links, browser, appointment,
+                                   kiosk="agent.le-cateau-cambresis@visio.test",
+                                   staff="staff.caf59@visio.test")
+    try:
+        assert frames_rising(staff, "audioPackets", by=50)
+        staff.evaluate(WATCH)
+        signaling = kiosk.evaluate("window.visioCall.grant.signaling_url")
+        kiosk.evaluate(BREAK_SIGNALING, f"ws://127.0.0.1:{_free_port()}/")
+        wait_until(lambda: staff.evaluate("window.visioCall.peers.size") == 0,
+                   what="the staff side told the kiosk left")
+        assert call_state(staff) == "reconnecting"
+        assert staff.inner_text("#call-state") == "La connexion est coupée ; reconnexion en cours…"
+        kiosk.evaluate("(url) => { window.visioCall.grant.signaling_url = url; }", signaling)
+        for page in (kiosk, staff):
+            wait_until(lambda p=page: call_state(p) == "connected", within=60,
+                       what="connected again")
+        assert "waiting" not in staff.evaluate("window.__seen"), staff.evaluate("window.__seen")
+    finally:
+        for context in contexts:
+            context.close()
+
+
 SILENCE = """(on) => {
+  // The page tunes its senders again on every change of the link (its start over, the
+  // other side's news): while silenced, every encoding it sets stays off.
+  window.__silenced = on;
+  if (!window.__silenceHeld) {
+    window.__silenceHeld = true;
+    const set = RTCRtpSender.prototype.setParameters;
+    RTCRtpSender.prototype.setParameters = function (p, ...rest) {
+      if (window.__silenced) p.encodings.forEach((e) => { e.active = false; });
+      return set.call(this, p, ...rest);
+    };
+  }
   for (const peer of window.visioCall.peers.values()) {
     for (const sender of peer.pc.getSenders()) {
       const p = sender.getParameters();

@@ -25,11 +25,17 @@ const call = {
   forceVideo: false,
   // What this page makes of its link, and what the other side says of its own.
   link: {quality: "good", peerQuality: "good", autoAudioOnly: false, peerAutoAudioOnly: false,
-         interrupted: false, unusable: false, interruptedAt: null, audioOnlyAt: null,
-         audioOnlySeconds: 0, sample: null},
+         peerForcedAudioOnly: false, interrupted: false, unusable: false, interruptedAt: null,
+         audioOnlyAt: null, audioOnlySeconds: 0, sample: null},
   // Every camera and microphone track this page opened (all stopped on leaving).
   tracks: [],
+  // When the other side, connected a moment ago, left the room without this page seeing
+  // its media end: its signaling dropped (a saturated link, a restart), and it is most
+  // likely coming back. Until then (or PEER_BACK_MS), this page says "reconnecting", not
+  // that it waits for the other side.
+  peerDroppedAt: null, peerDroppedTimer: null,
 };
+const PEER_BACK_MS = 20000;
 window.visioCall = call;
 
 function setState(state, text) {
@@ -57,7 +63,9 @@ function refreshState() {
     else if (call.link.interrupted) setState("interrupted");
     else setState("connected");
   } else if (states.length === 0) {
-    setState(!open && call.everConnected ? "reconnecting" : "waiting");
+    const dropped = call.peerDroppedAt !== null
+      && performance.now() - call.peerDroppedAt < PEER_BACK_MS;
+    setState((!open || dropped) && call.everConnected ? "reconnecting" : "waiting");
   } else if (states.includes("failed")) {
     // The other side is there, the media cannot pass: say so, and the number to call.
     setState("no-connection");
@@ -228,14 +236,14 @@ function onFrame(frame) {
       refreshState();
       break;
     case "peer_joined":
+      call.peerDroppedAt = null;
       sendLink(true);
       newPeer(frame.peer_id, frame.polite, frame.media);
       showPeerMedia(frame.media);
       refreshState();
       break;
     case "peer_left":
-      closePeer(frame.peer_id);
-      refreshState();
+      peerLeft(frame.peer_id);
       break;
     case "sdp": onDescription(frame.from, frame.description); break;
     case "ice": onCandidate(frame.from, frame.candidate); break;
@@ -244,6 +252,20 @@ function onFrame(frame) {
     case "room_closed": endCall(); break;
     default: break;
   }
+}
+
+function peerLeft(peerId) {
+  // Media still coming in from that peer (connected, not cut): its signaling dropped,
+  // not the person (see call.peerDroppedAt).
+  const peer = call.peers.get(peerId);
+  const there = peer && peer.pc.connectionState === "connected" && !call.link.interrupted;
+  closePeer(peerId);
+  if (there) {
+    call.peerDroppedAt = performance.now();
+    clearTimeout(call.peerDroppedTimer);
+    call.peerDroppedTimer = setTimeout(refreshState, PEER_BACK_MS + 100);
+  }
+  refreshState();
 }
 
 function showPeerMedia(media) {
@@ -500,15 +522,23 @@ let manualLink = false;  // the debug hook feeds the machine instead of getStats
 let lastLinkSent = null;
 let lastLinkSentAt = 0;
 
+const OPUS_PTIME_MS = 60;
+
 function withDtx(sdp) {
-  // Opus with DTX (silence costs next to nothing) and in-band FEC: the fmtp line of this
-  // side's description is what the other side's encoder follows.
+  // Opus with DTX (silence costs next to nothing), in-band FEC and 60 ms packets: the
+  // fmtp line of this side's description is what the other side's encoder follows.
+  // 60 ms, not 20: a third of the packets, and each costs about 100 bytes of headers on
+  // the wire (RTP, SRTP, UDP, IP, link): 13 kbit/s of headers instead of 40, much of
+  // what a 100 kbit/s link has left to drain its queue in audio only. RED covers a lost
+  // packet with the next one as before.
+  // (`minptime=` in Chromium's line is not `ptime=`.)
   const opus = [...sdp.matchAll(/^a=rtpmap:(\d+) opus\/48000/gim)].map((m) => m[1]);
   return sdp.replace(/^a=fmtp:(\d+) (.*)$/gm, (line, pt, params) => {
     if (!opus.includes(pt)) return line;
     let out = params.replace(/\r$/, "");
     if (!/usedtx=/.test(out)) out += ";usedtx=1";
     if (!/useinbandfec=/.test(out)) out += ";useinbandfec=1";
+    if (!/(^|;)\s*ptime=/.test(out)) out += `;ptime=${OPUS_PTIME_MS}`;
     return `a=fmtp:${pt} ${out}${params.endsWith("\r") ? "\r" : ""}`;
   });
 }
@@ -534,11 +564,29 @@ function autoAudioOnly() {
 }
 
 function videoHeld() {
-  // This side sends no video: audio only chosen, or decided by either side's link.
+  // This side's audio only: chosen here, or decided by either side's link.
   return call.audioOnly || autoAudioOnly();
 }
 
+function videoOff() {
+  // This side sends no video: its own audio only, or the other side chose audio only
+  // (its renegotiation may take seconds through a weak link: the encodings stop at once).
+  return videoHeld() || call.link.peerForcedAudioOnly;
+}
+
 const AUDIO_WEAK_KBPS = 16;
+// Until the link's first good measure, at most VIDEO_START_MS after its first one, video
+// is capped at VIDEO_START_KBPS (the browser starts at 300 kbit/s): on a 100 kbit/s link
+// that start filled the queue (5 s of delay, 15 s to drain) before the measures could say
+// audio only; on a good link the estimate is good within a second or two, and the full
+// cap then lets the browser probe up at once.
+const VIDEO_START_KBPS = 80;
+const VIDEO_START_MS = 4000;
+
+function videoStarting() {
+  const m = machine;
+  return !m.goodSeen && (m.startedAt === null || m.lastT - m.startedAt < VIDEO_START_MS);
+}
 
 async function tuneSenders(pc) {
   // Caps and priorities; video off at once (no round trip) in automatic audio only.
@@ -550,8 +598,9 @@ async function tuneSenders(pc) {
       if (!params.encodings || !params.encodings.length) params.encodings = [{}];
       const [encoding] = params.encodings;
       if (kind === "video") {
-        encoding.maxBitrate = config.videoMaxKbps * 1000;
-        encoding.active = !autoAudioOnly();
+        encoding.maxBitrate = Math.min(config.videoMaxKbps,
+                                       videoStarting() ? VIDEO_START_KBPS : Infinity) * 1000;
+        encoding.active = !videoOff();
         encoding.priority = "low";
         encoding.networkPriority = "low";
         params.degradationPreference = "maintain-framerate";
@@ -560,7 +609,9 @@ async function tuneSenders(pc) {
         encoding.networkPriority = "high";
         // On a very weak link, speech at 16 kbit/s (RED doubles it, headers add about
         // 24 kbit/s): the whole call then fits 100 kbit/s and the queue drains.
-        if (worse(call.link.quality, call.link.peerQuality) === "very-weak") {
+        // In audio only by the link (either side's), capped however the link looks now.
+        if (worse(call.link.quality, call.link.peerQuality) === "very-weak"
+            || autoAudioOnly()) {
           encoding.maxBitrate = AUDIO_WEAK_KBPS * 1000;
         } else {
           delete encoding.maxBitrate;
@@ -582,11 +633,12 @@ function applyLink() {
   linkEl.dataset.quality = shown;
   linkEl.dataset.localQuality = link.quality;
   linkEl.dataset.peerQuality = link.peerQuality;
-  const held = videoHeld();
+  const held = videoOff();
   linkEl.dataset.audioOnly = String(held);
   linkEl.dataset.audioOnlyCause = call.audioOnly ? "forced"
     : (!call.forceVideo && link.autoAudioOnly) ? "auto"
-    : (!call.forceVideo && link.peerAutoAudioOnly) ? "peer" : "";
+    : (!call.forceVideo && link.peerAutoAudioOnly) ? "peer"
+    : link.peerForcedAudioOnly ? "peer-forced" : "";
   linkEl.dataset.forceVideo = String(call.forceVideo);
   linkEl.dataset.problem = link.unusable ? "unusable" : link.interrupted ? "interrupted" : "";
   linkText.textContent = texts[`quality-${shown}`];
@@ -603,7 +655,7 @@ function applyLink() {
   linkNote.dataset.note = note;
   linkNote.textContent = note ? texts[note] : "";
   linkNote.hidden = !note;
-  toggle(audioOnlyButton, held, texts.audioOnly, texts.withVideo);
+  toggle(audioOnlyButton, videoHeld(), texts.audioOnly, texts.withVideo);
   for (const peer of call.peers.values()) tuneSenders(peer.pc);
   refreshState();
   sendLink(false);
@@ -636,6 +688,7 @@ function onPeerLink(frame) {
   const link = call.link;
   link.peerQuality = frame.quality;
   link.peerAutoAudioOnly = frame.audio_only && !frame.forced;
+  link.peerForcedAudioOnly = frame.audio_only && frame.forced;
   // Video forced on the other side holds here too; audio only forced there comes as
   // peer_media (renegotiated) and ends a forced video.
   if (frame.forced && !frame.audio_only) call.forceVideo = true;
@@ -667,9 +720,16 @@ function onLinkState(state) {
   return state;
 }
 
-async function measure(pc, previous) {
-  // One sample of the link from getStats(): see link_quality.js.
+// A remote-inbound-rtp's RTT and loss count this long after its last new report: a
+// stream that stopped (video off in audio only) keeps its last values for ever, and
+// they would hold the link "very weak" long after its queue drained.
+const REMOTE_FRESH_MS = 3000;
+
+async function measure(pc, previous, remoteSeen = new Map()) {
+  // One sample of the link from getStats(): see link_quality.js. `remoteSeen`: per
+  // remote-inbound-rtp, its count of reports and when that count last rose.
   const report = await pc.getStats();
+  const now = performance.now();
   let pairId = null, kbps = null, pairRtt = null, rtpRtt = null, packets = 0, lost = 0;
   let remoteLoss = null;
   report.forEach((s) => { if (s.type === "transport" && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId; });
@@ -680,6 +740,10 @@ async function measure(pc, previous) {
     }
     if (s.type === "inbound-rtp") { packets += s.packetsReceived || 0; lost += s.packetsLost || 0; }
     if (s.type === "remote-inbound-rtp") {
+      const count = s.roundTripTimeMeasurements ?? s.totalRoundTripTime ?? s.packetsLost;
+      const seen = remoteSeen.get(s.id);
+      if (!seen || seen.count !== count) remoteSeen.set(s.id, {count, at: now});
+      if (now - remoteSeen.get(s.id).at > REMOTE_FRESH_MS) return;
       if (s.roundTripTime !== undefined) rtpRtt = Math.max(rtpRtt || 0, s.roundTripTime * 1000);
       if (s.fractionLost !== undefined) remoteLoss = Math.max(remoteLoss || 0, s.fractionLost);
     }
@@ -697,22 +761,33 @@ async function measure(pc, previous) {
           history};
 }
 
+function feedMachine(sample) {
+  const starting = videoStarting();
+  const state = onLinkState(machine.feed(sample));
+  if (starting !== videoStarting()) {
+    for (const p of call.peers.values()) tuneSenders(p.pc);
+  }
+  return state;
+}
+
 async function sampleLink() {
   if (manualLink || call.ended) return;
   const peer = [...call.peers.values()].find((p) =>
     ["connected", "disconnected"].includes(p.pc.connectionState) && p.negotiated);
   if (!peer) return;
   try {
-    const {sample, history} = await measure(peer.pc, peer.linkHistory);
+    peer.remoteSeen = peer.remoteSeen || new Map();
+    const {sample, history} = await measure(peer.pc, peer.linkHistory, peer.remoteSeen);
     if (manualLink) return;  // the debug hook took over while getStats() ran
     peer.linkHistory = history;
     call.link.sample = sample;
-    onLinkState(machine.feed(sample));
+    feedMachine(sample);
   } catch (err) { /* a closed connection has no stats */ }
 }
 
 function resetLink() {
-  Object.assign(call.link, {peerQuality: "good", peerAutoAudioOnly: false});
+  Object.assign(call.link, {peerQuality: "good", peerAutoAudioOnly: false,
+                            peerForcedAudioOnly: false});
   if (manualLink) { applyLink(); return; }
   machine.reset();
   Object.assign(call.link, {quality: "good", autoAudioOnly: false, interrupted: false,
@@ -726,7 +801,7 @@ if (config.linkDebug) {
   window.visioLinkQuality = {
     feed(sample) {
       if (!manualLink) { manualLink = true; machine.reset(); }
-      const state = onLinkState(machine.feed(sample));
+      const state = feedMachine(sample);
       return {...state, shown: linkEl.dataset.quality, callState: call.state};
     },
     machine,
@@ -788,7 +863,7 @@ async function interval(peer) {
     in_kbps: Math.max(Math.round((total.received - last.received) * 8 / seconds / 100) / 10, 0),
     freezes: Math.max(total.freezes - last.freezes, 0),
     concealment: samples > 0 ? Math.round(Math.max(total.concealed - last.concealed, 0) / samples * 10000) / 10000 : 0,
-    audio_only: videoHeld(),
+    audio_only: videoOff(),
     audio_only_s: Math.round(audioOnlyTime() * 10) / 10,
     quality: call.link.quality,
   };

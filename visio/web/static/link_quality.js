@@ -14,6 +14,14 @@ export const THRESHOLDS = Object.freeze({
   weakRttMs: 400,
   weakLoss: 0.03,
   audioOnlyAfterMs: 5000,   // very weak this long: audio only
+  // At the start of a call (until a first good sample, at most startMs after the first
+  // sample), an outgoing estimate under startKbps this long is enough: a link that weak
+  // from the start carries no video, and waiting the full five seconds at video's start
+  // rate fills its queue with seconds of delay (100 kbit/s: 5 s to drain). The estimate
+  // alone decides then: the first loss and RTT measures rest on a handful of packets.
+  startMs: 10000,
+  startKbps: 100,
+  audioOnlyAtStartAfterMs: 500,
   // Back to video: this long with RTT and loss under the "back" limits (the outgoing
   // estimate is not used then: with audio alone the sender has nothing to probe with).
   videoBackAfterMs: 30000,
@@ -64,6 +72,10 @@ export class LinkQuality {
   reset() {
     this.window = [];           // [t, quality] of the last windowMs
     this.veryWeakSince = null;  // start of the current run of very weak samples
+    this.startedAt = null;      // the first sample's time
+    this.lastT = null;          // the last sample's time
+    this.goodSeen = false;      // a good sample (outgoing estimate known) seen yet
+    this.starvedSince = null;   // start of the current run at start under startKbps
     this.backSince = null;      // start of the current run of samples good enough for video
     this.packets = null;
     this.packetsAt = null;      // when the inbound packet count last rose
@@ -94,6 +106,20 @@ export class LinkQuality {
     while (this.window.length && this.window[0][0] <= t - limits.windowMs) this.window.shift();
     const shown = this.window.reduce((worst, [, q]) => (RANK[q] > RANK[worst] ? q : worst), GOOD);
 
+    if (this.startedAt === null) this.startedAt = t;
+    this.lastT = t;
+    const measured = typeof sample.kbps === "number" && Number.isFinite(sample.kbps);
+    if (measured && quality === GOOD) this.goodSeen = true;
+    const starting = !this.goodSeen && t - this.startedAt < limits.startMs;
+    // The run starts under startKbps and goes on while the estimate stays very weak (it
+    // wavers around its fall).
+    if (starting && measured && !interrupted
+        && sample.kbps < (this.starvedSince === null ? limits.startKbps : limits.veryWeakKbps)) {
+      if (this.starvedSince === null) this.starvedSince = t;
+    } else {
+      this.starvedSince = null;
+    }
+
     let audioOnly = this.state.audioOnly;
     if (!interrupted) {
       // A cut is no measure of the link's rate: the state machine waits for media.
@@ -102,8 +128,10 @@ export class LinkQuality {
       } else {
         this.veryWeakSince = null;
       }
-      if (!audioOnly && this.veryWeakSince !== null
-          && t - this.veryWeakSince >= limits.audioOnlyAfterMs) {
+      if (!audioOnly && ((this.veryWeakSince !== null
+          && t - this.veryWeakSince >= limits.audioOnlyAfterMs)
+          || (this.starvedSince !== null
+              && t - this.starvedSince >= limits.audioOnlyAtStartAfterMs))) {
         audioOnly = true;
         this.backSince = null;
       } else if (audioOnly) {
