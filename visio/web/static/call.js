@@ -29,13 +29,11 @@ const call = {
          audioOnlyAt: null, audioOnlySeconds: 0, sample: null},
   // Every camera and microphone track this page opened (all stopped on leaving).
   tracks: [],
-  // When the other side, connected a moment ago, left the room without this page seeing
-  // its media end: its signaling dropped (a saturated link, a restart), and it is most
-  // likely coming back. Until then (or PEER_BACK_MS), this page says "reconnecting", not
-  // that it waits for the other side.
+  // When the other side left the room while its media still came in: see peerLeft.
   peerDroppedAt: null, peerDroppedTimer: null,
 };
 const PEER_BACK_MS = 20000;
+const PEER_LEFT_WATCH_MS = 800;  // DTX still sends a packet every 400 ms
 window.visioCall = call;
 
 function setState(state, text) {
@@ -255,17 +253,36 @@ function onFrame(frame) {
 }
 
 function peerLeft(peerId) {
-  // Media still coming in from that peer (connected, not cut): its signaling dropped,
-  // not the person (see call.peerDroppedAt).
+  // The other side left the room. If its media still comes in a moment later (its side
+  // of the connection not closed, packets still rising), its signaling dropped, not the
+  // person: a saturated link, a restart. Then, until it is back (or PEER_BACK_MS), this
+  // page says "reconnecting", never that it waits for the other side.
   const peer = call.peers.get(peerId);
-  const there = peer && peer.pc.connectionState === "connected" && !call.link.interrupted;
-  closePeer(peerId);
-  if (there) {
-    call.peerDroppedAt = performance.now();
-    clearTimeout(call.peerDroppedTimer);
-    call.peerDroppedTimer = setTimeout(refreshState, PEER_BACK_MS + 100);
+  const connected = (p) => p.pc.connectionState === "connected" && !call.link.interrupted
+    && !p.pc.getSenders().some((s) => s.transport?.state === "closed");
+  if (!peer || !connected(peer)) {
+    closePeer(peerId);
+    refreshState();
+    return;
   }
-  refreshState();
+  inboundPackets(peer.pc).then((before) => setTimeout(async () => {
+    if (call.peers.get(peerId) !== peer) return;  // back already, or gone otherwise
+    const after = await inboundPackets(peer.pc).catch(() => before);
+    if (call.peers.get(peerId) !== peer) return;
+    if (connected(peer) && after > before) {
+      call.peerDroppedAt = performance.now();
+      clearTimeout(call.peerDroppedTimer);
+      call.peerDroppedTimer = setTimeout(refreshState, PEER_BACK_MS + 100);
+    }
+    closePeer(peerId);
+    refreshState();
+  }, PEER_LEFT_WATCH_MS), () => { closePeer(peerId); refreshState(); });
+}
+
+async function inboundPackets(pc) {
+  let packets = 0;
+  (await pc.getStats()).forEach((s) => { if (s.type === "inbound-rtp") packets += s.packetsReceived || 0; });
+  return packets;
 }
 
 function showPeerMedia(media) {
