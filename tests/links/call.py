@@ -42,6 +42,11 @@ STATS_JS = "\n".join(line for line in (Path(__file__).parent / "stats.js").read_
                      if not line.startswith("//"))
 
 
+#: The call page has joined the room (both the page before issue 18 and this one).
+JOINED = ("() => { const c = window.visioCall; return !!(c && c.ws && c.ws.readyState === 1"
+          " && c.pingTimer !== null); }")
+
+
 def _free_port(ip: str) -> int:
     with socket.socket() as s:
         s.bind((ip, 0))
@@ -131,8 +136,11 @@ class LinkedCall:
                 page.route("**/static/call.js*", lambda route: route.fulfill(
                     status=200, body=page_js, content_type="text/javascript"))
         kiosk_page.goto(f"{self.url}/call/{appointment}{query}")
-        wait_for(lambda: kiosk_page.get_attribute("#call-state", "data-call-state") == "waiting",
-                 what="the kiosk waiting")
+        # Waiting in the room, not only in the page's first words: joined (its heartbeat
+        # runs from `joined` on). Otherwise the kiosk's own join could fall after the link
+        # is degraded, and count in the staff member's "connected after".
+        wait_for(lambda: kiosk_page.get_attribute("#call-state", "data-call-state") == "waiting"
+                 and kiosk_page.evaluate(JOINED), what="the kiosk waiting in the room")
         if before_staff is not None:
             before_staff()
         staff_page.goto(f"{self.url}/call/{appointment}{query}")
