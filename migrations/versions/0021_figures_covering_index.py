@@ -17,9 +17,10 @@ counting. So:
   then come from an index-only scan. SQLite has no INCLUDE and keeps its plain index.
 
 Expand only: the previous release reads and writes appointments and call outcomes as
-before (the trigger follows its writes). The index is rebuilt inside the migration's
-transaction, which holds writes to appointments for its duration (about 2 s per million
-rows here): run ``visio db upgrade`` outside opening hours, as every migration.
+before (the trigger follows its writes). The copy and the index are made inside the
+migration's transaction, which holds writes to appointments for its duration (3.5 minutes
+for 1,050,947 appointments and 436,601 outcomes on this 2-core machine, busy): run
+``visio db upgrade`` outside opening hours, as every migration.
 """
 
 from collections.abc import Sequence
