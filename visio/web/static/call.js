@@ -748,7 +748,7 @@ async function measure(pc, previous, remoteSeen = new Map()) {
   const report = await pc.getStats();
   const now = performance.now();
   let pairId = null, kbps = null, pairRtt = null, rtpRtt = null, packets = 0, lost = 0;
-  let remoteLoss = null;
+  let sent = 0, remoteLost = 0;
   report.forEach((s) => { if (s.type === "transport" && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId; });
   report.forEach((s) => {
     if (s.type === "candidate-pair" && s.id === pairId) {
@@ -756,23 +756,32 @@ async function measure(pc, previous, remoteSeen = new Map()) {
       if (s.currentRoundTripTime !== undefined) pairRtt = s.currentRoundTripTime * 1000;
     }
     if (s.type === "inbound-rtp") { packets += s.packetsReceived || 0; lost += s.packetsLost || 0; }
+    if (s.type === "outbound-rtp") sent += s.packetsSent || 0;
     if (s.type === "remote-inbound-rtp") {
+      remoteLost += s.packetsLost || 0;
       const count = s.roundTripTimeMeasurements ?? s.totalRoundTripTime ?? s.packetsLost;
       const seen = remoteSeen.get(s.id);
       if (!seen || seen.count !== count) remoteSeen.set(s.id, {count, at: now});
       if (now - remoteSeen.get(s.id).at > REMOTE_FRESH_MS) return;
       if (s.roundTripTime !== undefined) rtpRtt = Math.max(rtpRtt || 0, s.roundTripTime * 1000);
-      if (s.fractionLost !== undefined) remoteLoss = Math.max(remoteLoss || 0, s.fractionLost);
     }
   });
   const t = performance.now();
-  // Inbound loss over about the last two seconds.
-  const history = (previous || []).filter((h) => t - h.t <= 2500);
-  history.push({t, packets, lost});
-  const first = history[0];
+  // Inbound loss over about the last two seconds; outbound loss (what the other side's
+  // reports count lost, over what this side sent) over about five, as the reports come
+  // about once a second per stream. Not the reports' fractionLost: each covers one
+  // stream between two reports, a handful of packets for speech at 60 ms, and 1 lost of
+  // 12 read as "8 % lost" (very weak) on a link losing 3 %.
+  const history = (previous || []).filter((h) => t - h.t <= 5000);
+  history.push({t, packets, lost, sent, remoteLost});
+  const first = history.find((h) => t - h.t <= 2500);
   const got = packets - first.packets, missed = Math.max(lost - first.lost, 0);
   const inLoss = got + missed > 0 ? missed / (got + missed) : null;
-  const loss = inLoss === null ? remoteLoss : Math.max(inLoss, remoteLoss || 0);
+  const oldest = history[0];
+  const out = sent - oldest.sent, outMissed = Math.max(remoteLost - oldest.remoteLost, 0);
+  const outLoss = out > 0 ? Math.min(outMissed / out, 1) : null;
+  const known = [inLoss, outLoss].filter((v) => v !== null);
+  const loss = known.length ? Math.max(...known) : null;
   const rtts = [pairRtt, rtpRtt].filter((v) => v !== null);
   return {sample: {t, kbps, rttMs: rtts.length ? Math.max(...rtts) : null, loss, packets},
           history};
