@@ -625,7 +625,8 @@ class Appointment(Base):
         sa.CheckConstraint('start < "end"', name="range"),
         sa.CheckConstraint('staff_until >= "end"', name="staff_until"),
         sa.Index("ix_appointments_staff_start", "staff_id", "start"),
-        sa.Index("ix_appointments_site_start", "site_id", "start"),
+        sa.Index("ix_appointments_site_start", "site_id", "start",
+                 postgresql_include=[c for c in FIGURES_COLUMNS if c != "site_id"]),
         sa.Index("ix_appointments_operator_start", "operator_id", "start"),
         # A trigram index answers LIKE '%helene%' on PostgreSQL; SQLite gets a plain one.
         sa.Index("ix_appointments_usager_search", "usager_search", postgresql_using="gin",

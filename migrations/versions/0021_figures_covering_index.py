@@ -13,8 +13,9 @@ counting. So:
 - ``appointments`` gets ``call_*`` columns, the appointment's row in ``call_outcomes``
   copied by a trigger on that table (insert, update, delete; both dialects), whoever
   writes it; filled here for the outcomes already computed;
-- on PostgreSQL the index on ``start`` includes every column the figures read, which
-  then come from an index-only scan. SQLite has no INCLUDE and keeps its plain index.
+- on PostgreSQL the indexes on ``start`` and on ``(site_id, start)`` include every
+  column the figures read, which then come from an index-only scan (by site: already in
+  the order of the groups, no sort). SQLite has no INCLUDE and keeps its plain indexes.
 
 Expand only: the previous release reads and writes appointments and call outcomes as
 before (the trigger follows its writes). The copy and the index are made inside the
@@ -76,6 +77,10 @@ def upgrade() -> None:
         op.drop_index("ix_appointments_start", table_name="appointments")
         op.create_index("ix_appointments_start", "appointments", ["start"],
                         postgresql_include=INCLUDED)
+        # Ordered by site: the figures grouped by site need no sort.
+        op.drop_index("ix_appointments_site_start", table_name="appointments")
+        op.create_index("ix_appointments_site_start", "appointments", ["site_id", "start"],
+                        postgresql_include=[c for c in INCLUDED if c != "site_id"])
         return
     columns = ", ".join(COPIED.values())
     sources = ", ".join(f"c.{column}" for column in COPIED)
@@ -98,6 +103,8 @@ def downgrade() -> None:
         op.execute("DROP FUNCTION call_outcome_to_appointment()")
         op.drop_index("ix_appointments_start", table_name="appointments")
         op.create_index("ix_appointments_start", "appointments", ["start"])
+        op.drop_index("ix_appointments_site_start", table_name="appointments")
+        op.create_index("ix_appointments_site_start", "appointments", ["site_id", "start"])
     else:
         for event in ("insert", "update", "delete"):
             op.execute(f"DROP TRIGGER call_outcome_{event}_to_appointment")
