@@ -551,7 +551,7 @@ class WebhookAttempt(Base):
 
 #: The columns GET /figures reads from appointments besides ``start`` (migration 0021).
 FIGURES_COLUMNS = ["site_id", "operator_id", "theme", "status", "cancelled_by",
-                   "reschedule_count", "created_at", "first_offered_start", "id",
+                   "reschedule_count", "delay_hours", "offered_delay_hours", "id",
                    "call_attempted", "call_connected", "call_kiosk_joined",
                    "call_operator_joined", "call_seconds_to_connect", "call_duration_seconds",
                    "call_audio_only", "call_ended_by_failure"]
@@ -611,6 +611,10 @@ class Appointment(Base):
     call_duration_seconds: Mapped[float | None] = mapped_column(sa.Float)
     call_audio_only: Mapped[bool | None]
     call_ended_by_failure: Mapped[bool | None]
+    # From booking (created_at) to start and to first_offered_start, in hours: kept by a
+    # trigger on appointments (migration 0021), read by the figures' percentiles.
+    delay_hours: Mapped[float | None] = mapped_column(sa.Float)
+    offered_delay_hours: Mapped[float | None] = mapped_column(sa.Float)
     outcome_at: Mapped[datetime | None]
     outcome_reason: Mapped[str | None] = mapped_column(sa.String(500))
     # When the retention purge erased the usager's details and the note (None: kept).
