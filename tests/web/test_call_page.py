@@ -160,11 +160,14 @@ def test_opened_early_the_call_page_waits_and_connects_by_itself(
                                      theme="famille", start=start)
     server.clock.offset = -timedelta(minutes=20)
     opens = _opens(start)
+    # The appointment's own day: run just before midnight in Paris, the app's clock is
+    # still on the day before (as the agent would, the test turns to the next day).
+    day = start.astimezone(ZoneInfo("Europe/Paris")).date().isoformat()
     try:
         kiosk = browser.new_context(locale="fr-FR")
         kiosk_page = kiosk.new_page()
         log_in(kiosk_page, url, AGENT)
-        kiosk_page.goto(f"{url}/agent/today")
+        kiosk_page.goto(f"{url}/agent/today?date={day}")
         words = kiosk_page.inner_text(f'[data-join-opens="{appointment}"]')
         assert words == f"Possible à partir de {opens}"
         kiosk_joins = _join_requests(kiosk_page)
@@ -175,7 +178,7 @@ def test_opened_early_the_call_page_waits_and_connects_by_itself(
         staff = browser.new_context(locale="fr-FR")
         staff_page = staff.new_page()
         log_in(staff_page, url, STAFF)
-        staff_page.goto(f"{url}/staff/agenda")
+        staff_page.goto(f"{url}/staff/agenda?date={day}")
         assert staff_page.inner_text(f'[data-join-opens="{appointment}"]') == \
             f"Possible à partir de {opens}"
         staff_joins = _join_requests(staff_page)
