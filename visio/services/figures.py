@@ -208,8 +208,9 @@ def counted_query(principal: Principal, p: Period,
                   groups: Sequence[str]) -> sa.Select[Any]:
     """PostgreSQL's one grouped query: the group keys, then the counts and percentiles
     ``_counted_in_sql`` reads in this order (the bench explains it). Everything comes
-    from the covering index on ``start`` (the call's outcome copied onto the appointment,
-    migration 0021); sites are joined only for the groups that need them."""
+    from an index that covers it (on ``start``, or on ``(site_id, start)`` for sites:
+    migration 0021, with the call's outcome and the delays copied onto the appointment);
+    sites are joined only for the groups that need them."""
     a, s = m.Appointment, m.Site
     n = sa.func.count
 
@@ -244,16 +245,17 @@ def counted_query(principal: Principal, p: Period,
 async def _counted_in_sql(db: Database, principal: Principal, p: Period,
                           groups: Sequence[str]) -> dict[tuple[str, ...], fig.Counts]:
     async with db.read() as session:
-        # JIT compiling this one query's expressions costs more than it saves (measured
-        # on the national dataset: 1.7-2.0 s with it, 1.2-1.4 s without).
-        await session.execute(sa.text("SET LOCAL jit = off"))
-        # The sort by group in larger runs: 8 MB measured best on the national dataset
-        # (CPU seconds of the query alone: 4 MB 1.23, 8 MB 1.15, 32 MB 1.25).
-        await session.execute(sa.text("SET LOCAL work_mem = '8MB'"))
-        # Planned for the period asked: the driver prepares the statement, and from its
-        # sixth run PostgreSQL would keep a generic plan that knows no period (measured:
-        # 1.0 s for a year by site, then 1.7 s from the sixth run on).
-        await session.execute(sa.text("SET LOCAL plan_cache_mode = force_custom_plan"))
+        # For this one query, in one round trip (each measured on the national dataset):
+        # - no JIT: compiling its expressions costs more than it saves (1.7-2.0 s with it,
+        #   1.2-1.4 s without, before migration 0021);
+        # - 8 MB of work memory for the sort by group (CPU seconds of the query alone:
+        #   4 MB 1.23, 8 MB 1.15, 32 MB 1.25);
+        # - planned for the period asked: the driver prepares the statement, and from its
+        #   sixth run PostgreSQL would keep a generic plan that knows no period (1.0 s for
+        #   a year by site, then 1.7 s from the sixth run on).
+        await session.execute(sa.text(
+            "SELECT set_config('jit', 'off', true), set_config('work_mem', '8MB', true), "
+            "set_config('plan_cache_mode', 'force_custom_plan', true)"))
         rows = (await session.execute(counted_query(principal, p, groups))).all()
     k = len(groups)
     counted: dict[tuple[str, ...], fig.Counts] = {}
