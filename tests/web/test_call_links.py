@@ -87,6 +87,14 @@ def _pair(live: Live, browser: Any, appointment: str, *, kiosk: str = AGENT,
     return pages[0], pages[1], contexts
 
 
+def _cateau_and_caf59(links: Live, browser: Any) -> tuple[Any, Any, list[Any]]:
+    """A call now between Le Cateau-Cambrésis's kiosk and CAF59's second staff member."""
+    appointment = links.appointment_now(commune="Le Cateau-Cambrésis", operator="CAF59",
+                                        staff=2, theme="famille")
+    return _pair(links, browser, appointment, kiosk="agent.le-cateau-cambresis@visio.test",
+                 staff="staff.caf59@visio.test")
+
+
 def _link(page: Any) -> dict[str, Any]:
     return dict(page.evaluate(
         "({...document.getElementById('link-quality').dataset,"
@@ -345,11 +353,7 @@ def test_the_other_side_dropping_from_signaling_is_no_wait_for_it(
     staff side says the connection dropped and is being restored, never that it waits
     for the other side; once the kiosk is back, both are connected again. When the kiosk
     then leaves for real, the staff side waits for it in words."""
-    appointment = links.appointment_now(commune="Le Cateau-Cambrésis", operator="CAF59",
-                                        staff=2, theme="famille")
-    kiosk, staff, contexts = _pair(links, browser, appointment,
-                                   kiosk="agent.le-cateau-cambresis@visio.test",
-                                   staff="staff.caf59@visio.test")
+    kiosk, staff, contexts = _cateau_and_caf59(links, browser)
     try:
         assert frames_rising(staff, "audioPackets", by=50)
         staff.evaluate(WATCH)
@@ -408,11 +412,7 @@ def test_the_cut_shows_at_once_and_ends_when_media_is_back(links: Live, browser:
     """The staff side stops sending anything (every encoding off, as when the link is cut
     one way): the kiosk says "connexion interrompue" (ICE still says connected), and
     "connecté" again once the media comes back."""
-    appointment = links.appointment_now(commune="Le Cateau-Cambrésis", operator="CAF59",
-                                        staff=2, theme="famille")
-    kiosk, staff, contexts = _pair(links, browser, appointment,
-                                   kiosk="agent.le-cateau-cambresis@visio.test",
-                                   staff="staff.caf59@visio.test")
+    kiosk, staff, contexts = _cateau_and_caf59(links, browser)
     try:
         # Audio, not video: real measures drive these pages, and on a loaded machine they
         # may well put the call in audio only by themselves.
