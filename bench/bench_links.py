@@ -97,6 +97,7 @@ class Result:
     samples: list[Sample] = field(default_factory=list)
     reference: float = 0.0  # connect (or the press) instant, for "audio only after"
     cut: tuple[float, float] | None = None
+    cut_wall: float | None = None  # time.time() at the cut (pages date theirs by Date.now())
     error: str | None = None
     setup: float = 0.0  # seconds to open both pages (not in "connected after")
     note: str | None = None
@@ -153,6 +154,7 @@ def _call(harness: LinkedCall, run: Run, browsers: dict[bool, Any], seconds: flo
         if run.action == "cut" and now >= CUT_AT and "cut" not in done:
             harness.link.cut(CUT_SECONDS)
             result.cut = (time.monotonic(), time.monotonic() + CUT_SECONDS)
+            result.cut_wall = time.time()
             done.add("cut")
         try:
             result.samples.append(Sample(time.monotonic(), stats(kiosk), stats(staff)))
@@ -275,6 +277,23 @@ def _sent(window: list[Sample]) -> str:
     return "sent, kbit/s: " + ", ".join(parts)
 
 
+def _cut_shown(result: Result, side: str) -> list[float]:
+    """Seconds from the cut to each sample of ``side`` that no longer says connected; the
+    first is exact (the page's own Date.now() when it showed the cut, against the cut's
+    time.time() on the same machine) where the page records it, else as sampled."""
+    assert result.cut is not None
+    cut_start = result.cut[0]
+    if result.cut_wall is not None:
+        dated = sorted({float(getattr(s, side)["interruptedAt"]) / 1000 - result.cut_wall
+                        for s in result.samples
+                        if getattr(s, side).get("interruptedAt")
+                        and float(getattr(s, side)["interruptedAt"]) / 1000 >= result.cut_wall})
+        if dated:
+            return dated
+    return [s.at - cut_start for s in result.samples
+            if s.at >= cut_start and getattr(s, side).get("state") != "connected"]
+
+
 def _fmt(value: float | None, pattern: str = "{:.0f}", none: str = "—") -> str:
     return none if value is None else pattern.format(value)
 
@@ -311,11 +330,9 @@ def row(result: Result) -> list[str]:
     if said is not None:
         audio_only += f"; both pages say audio only after {said:.1f} s"
     if result.cut is not None:
-        cut_start, cut_end = result.cut
-        shown = [s.at - cut_start for s in result.samples
-                 if s.at >= cut_start and s.kiosk.get("state") != "connected"]
-        shown_staff = [s.at - cut_start for s in result.samples
-                       if s.at >= cut_start and s.staff.get("state") != "connected"]
+        cut_end = result.cut[1]
+        shown = _cut_shown(result, "kiosk")
+        shown_staff = _cut_shown(result, "staff")
         notes.append("cut seen after: kiosk " + (_fmt(shown[0], "{:.1f} s") if shown else
                                                 "never") + ", staff " +
                      (_fmt(shown_staff[0], "{:.1f} s") if shown_staff else "never"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,29 +26,51 @@ def visio_env(database_url: str, **variables: str) -> dict[str, str]:
     return env
 
 
+#: Where each process of ``start_visio`` writes its output, by pid.
+_OUTPUTS: dict[int, Path] = {}
+
+
 async def start_visio(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
-    """``python -m visio ARGS`` (the ``visio`` console script), its output kept."""
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "visio", *args, cwd=ROOT, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    """``python -m visio ARGS`` (the ``visio`` console script), its output kept in a file
+    (``output(process)``), not a pipe: a pipe nobody reads blocks a process that logs
+    more than 64 kB, and ``wait()`` on one waits for every holder of the pipe (``serve
+    --workers`` children included) to close it."""
+    handle, name = tempfile.mkstemp(prefix="visio-process-", suffix=".log")
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "visio", *args, cwd=ROOT, env=env,
+            stdout=handle, stderr=asyncio.subprocess.STDOUT)
+    finally:
+        os.close(handle)
+    _OUTPUTS[process.pid] = Path(name)
+    return process
+
+
+def output(process: asyncio.subprocess.Process, tail: int = 8000) -> str:
+    """The last ``tail`` characters ``process`` (from ``start_visio``) wrote."""
+    path = _OUTPUTS.get(process.pid)
+    if path is None or not path.exists():
+        return ""
+    return path.read_text(errors="replace")[-tail:]
 
 
 async def wait_healthy(base: str, process: asyncio.subprocess.Process,
                        within: float = 30.0) -> None:
     """Until ``base``/healthz answers 200; fails at once if the process died."""
     deadline = time.monotonic() + within
-    async with aiohttp.ClientSession() as session:
+    # A probe that hangs (a process stuck) fails the wait, not the whole run.
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
         while True:
             if process.returncode is not None:
-                _, err = await process.communicate()
-                raise AssertionError(f"visio exited {process.returncode}: {err.decode()}")
+                raise AssertionError(f"visio exited {process.returncode}: {output(process)}")
             try:
                 async with session.get(f"{base}/healthz") as response:
                     if response.status == 200:
                         return
-            except aiohttp.ClientConnectionError:
+            except (aiohttp.ClientConnectionError, TimeoutError):
                 pass
-            assert time.monotonic() < deadline, "visio did not answer /healthz"
+            assert time.monotonic() < deadline, \
+                f"visio did not answer /healthz within {within} s: {output(process)}"
             await asyncio.sleep(0.1)
 
 
@@ -55,10 +78,11 @@ async def stopped(process: asyncio.subprocess.Process, within: float = 30.0) -> 
     """The exit code, once the process has ended (killed if it outlives ``within``)."""
     try:
         return await asyncio.wait_for(process.wait(), within)
-    except TimeoutError:
+    except TimeoutError as err:
         process.kill()
         await process.wait()
-        raise
+        raise AssertionError(f"still running {within} s after the signal, killed: "
+                             f"{output(process)}") from err
 
 
 async def metric(base: str, name: str) -> float:

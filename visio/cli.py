@@ -7,7 +7,6 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from visio.app import create_app
 from visio.db import database_for
 from visio.domain.messages import _
 from visio.errors import NotFound, VisioError
@@ -158,6 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print("warning: without VISIO_REDIS_URL the two sides of a call may reach "
                       "different processes and never meet", file=sys.stderr)
             return supervise(workers=args.workers, host=host, port=port)
+        from visio.app import create_app
         from visio.perf import tune_gc
         from visio.serving import serve
 

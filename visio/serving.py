@@ -14,6 +14,7 @@ naming the tasks it left (their coroutine, never their data).
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import logging
 import signal
 
@@ -25,6 +26,10 @@ log = logging.getLogger("visio.serve")
 
 #: How long the tasks left after the app's cleanup get to finish their cancellation.
 LEFTOVER_SECONDS = 5.0
+#: A stop that takes longer than the grace plus this (a cleanup stuck on a lock, a
+#: thread or a full pipe) ends the process anyway, its threads' stacks written to stderr
+#: first (faulthandler), exit code 1.
+STOP_WATCHDOG_SECONDS = 30.0
 #: After the port is closed, requests still arriving on kept-alive connections (a proxy's)
 #: are answered for this long with "Connection: close", so that the proxy drops each
 #: connection after its answer instead of sending a request on one the server closes
@@ -56,6 +61,7 @@ async def _serve(app: web.Application, *, host: str, port: int, reuse_port: bool
         log.info("serving on http://%s:%d", host, port)
         await stop.wait()
         log.info("stopping: no new connection, %.0f s for the requests in flight", grace)
+        faulthandler.dump_traceback_later(grace + STOP_WATCHDOG_SECONDS, exit=True)
         draining.set()
         await site.stop()  # the port closes: a proxy's new connections go elsewhere
         await asyncio.sleep(min(DRAIN_SECONDS, grace))
@@ -92,3 +98,4 @@ def serve(app: web.Application, *, host: str, port: int, reuse_port: bool,
         asyncio.set_event_loop(None)
         if not stuck:
             loop.close()
+        faulthandler.cancel_dump_traceback_later()

@@ -83,6 +83,28 @@ test("inbound packets stopping is a cut within the threshold, and it ends when t
   assert.ok(back.changed.includes("interrupted"));
 });
 
+test("when the page knows when media last arrived, that instant dates the cut", () => {
+  // The cut watch (getSynchronizationSources(), every 100 ms) gives mediaAt; the packet
+  // count of the slower getStats() sample may not have moved yet, or may have.
+  const machine = new LinkQuality();
+  run(machine, 0, 5, GOOD, 0, 500);
+  const packets = machine.packets;
+  const lastMedia = 4900;
+  let s = machine.feed({...GOOD, t: lastMedia + THRESHOLDS.cutAfterMs - 100, packets,
+                        mediaAt: lastMedia});
+  assert.equal(s.interrupted, false, "not yet");
+  s = machine.feed({...GOOD, t: lastMedia + THRESHOLDS.cutAfterMs, packets, mediaAt: lastMedia});
+  assert.equal(s.interrupted, true, "cut at exactly cutAfterMs after the last media");
+  // Media back: the count may lag behind the watch; the watch's instant decides.
+  s = machine.feed({...GOOD, t: 9000, packets, mediaAt: 8950});
+  assert.equal(s.interrupted, false);
+  assert.ok(s.changed.includes("interrupted"));
+  // A sample without mediaAt (a new connection before its first media) falls back to
+  // the count, from where the watch left it.
+  s = machine.feed({...GOOD, t: 9500, packets: packets + 20});
+  assert.equal(s.interrupted, false);
+});
+
 test("no packet ever received is no cut (the other side sends nothing)", () => {
   const machine = new LinkQuality();
   for (let t = 0; t < 10000; t += 500) assert.equal(machine.feed({t, packets: 0}).interrupted, false);

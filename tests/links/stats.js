@@ -17,6 +17,7 @@ async () => {
     out.audioOnlyShown = indicator.dataset.audioOnly === 'true';
     out.audioOnlyCause = indicator.dataset.audioOnlyCause || '';
     out.sample = c.link.sample;  // the last measure the page's link machine was fed
+    out.interruptedAt = c.link.interruptedAt;  // Date.now() when it last showed a cut
   }
   const note = document.getElementById('link-note');
   if (note && !note.hidden) out.note = note.textContent;

@@ -19,7 +19,7 @@ const EARLY_RETRY_SECONDS = 10;
 const call = {
   ws: null, grant: null, peers: new Map(), stream: null, state: stateEl.dataset.callState,
   audio: true, video: true, audioOnly: false, ended: false, everConnected: false,
-  pingTimer: null, statsTimer: null, retryTimer: null, fallbackTimer: null,
+  pingTimer: null, statsTimer: null, watchTimer: null, retryTimer: null, fallbackTimer: null,
   reconnectDelay: 500,
   // A person's choice: audio only (above, renegotiated) or video whatever the link.
   forceVideo: false,
@@ -514,6 +514,7 @@ function endCall(message) {
   clearInterval(call.pingTimer);
   clearInterval(call.statsTimer);
   clearInterval(call.linkTimer);
+  clearInterval(call.watchTimer);
   clearTimeout(call.retryTimer);
   clearTimeout(call.fallbackTimer);
   call.fallbackTimer = null;
@@ -526,9 +527,11 @@ function endCall(message) {
 
 // ------------------------------------------------------------------ link
 
-// How often the link is sampled (the cut shows within cutAfterMs + SAMPLE_MS), and the
-// call log's summaries (docs/signaling.md).
+// How often the link is sampled, how often the cut watch looks for inbound media (the
+// cut shows within cutAfterMs + WATCH_MS), and the call log's summaries
+// (docs/signaling.md).
 const SAMPLE_MS = 500;
+const WATCH_MS = 100;
 const SUMMARY_SECONDS = 10;
 const RANK = {"good": 0, "weak": 1, "very-weak": 2};
 const machine = new LinkQuality();
@@ -796,19 +799,56 @@ function feedMachine(sample) {
   return state;
 }
 
-async function sampleLink() {
-  if (manualLink || call.ended) return;
-  const peer = [...call.peers.values()].find((p) =>
+function linkedPeer() {
+  return [...call.peers.values()].find((p) =>
     ["connected", "disconnected"].includes(p.pc.connectionState) && p.negotiated);
+}
+
+let sampling = false;  // one getStats() sample at a time: the machine's samples go forward
+
+async function sampleLink() {
+  if (manualLink || call.ended || sampling) return;
+  const peer = linkedPeer();
   if (!peer) return;
+  sampling = true;
   try {
     peer.remoteSeen = peer.remoteSeen || new Map();
     const {sample, history} = await measure(peer.pc, peer.linkHistory, peer.remoteSeen);
     if (manualLink) return;  // the debug hook took over while getStats() ran
+    if (typeof peer.mediaAt === "number") sample.mediaAt = peer.mediaAt;
     peer.linkHistory = history;
     call.link.sample = sample;
     feedMachine(sample);
-  } catch (err) { /* a closed connection has no stats */ }
+  } catch (err) { /* a closed connection has no stats */ } finally {
+    sampling = false;
+  }
+}
+
+function watchMedia() {
+  // The cut watch: when each receiver last delivered media, from
+  // getSynchronizationSources() (synchronous and cheap, unlike getStats()); a change
+  // dates the last inbound media to this tick. When media has stopped for cutAfterMs,
+  // or comes back during a cut, the link is sampled at once instead of at the next
+  // SAMPLE_MS.
+  if (manualLink || call.ended) return;
+  const peer = linkedPeer();
+  if (!peer) return;
+  let latest = 0;
+  try {
+    for (const receiver of peer.pc.getReceivers()) {
+      for (const source of receiver.getSynchronizationSources()) {
+        latest = Math.max(latest, source.timestamp || 0);
+      }
+    }
+  } catch (err) { return; /* a browser without it: the packet counts decide */ }
+  const now = performance.now();
+  if (latest && latest !== peer.mediaStamp) {
+    peer.mediaStamp = latest;
+    peer.mediaAt = now;
+  }
+  if (typeof peer.mediaAt !== "number") return;
+  const silent = now - peer.mediaAt >= machine.limits.cutAfterMs;
+  if (silent !== call.link.interrupted) sampleLink();
 }
 
 function resetLink() {
@@ -917,6 +957,8 @@ function startStats() {
   }, SUMMARY_SECONDS * 1000);
   clearInterval(call.linkTimer);
   call.linkTimer = setInterval(sampleLink, SAMPLE_MS);
+  clearInterval(call.watchTimer);
+  call.watchTimer = setInterval(watchMedia, WATCH_MS);
 }
 startStats();
 

@@ -58,7 +58,8 @@ export function classify(sample, limits = THRESHOLDS, {ignoreKbps = false} = {})
  * The link's state, fed one sample at a time:
  * `{t, kbps?, rttMs?, loss?, packets?}`: `t` in ms (monotonic), `kbps` the available
  * outgoing bitrate, `rttMs`, `loss` the fraction lost since the previous sample, and
- * `packets` the cumulative count of inbound RTP packets (audio and video).
+ * `packets` the cumulative count of inbound RTP packets (audio and video), `mediaAt`
+ * (optional, same clock as `t`) when inbound media last arrived.
  *
  * `feed` answers the state: `{quality, audioOnly, interrupted, unusable}`, plus `changed`
  * (the names of the fields that differ from the previous answer).
@@ -86,9 +87,15 @@ export class LinkQuality {
   feed(sample) {
     const limits = this.limits;
     const t = sample.t;
-    // Cut: inbound packets stopped rising (only once some came in).
+    // Cut: inbound media stopped (only once some came in). `mediaAt`, when the page
+    // knows it, is when media last arrived, watched more often than getStats() runs;
+    // otherwise the inbound packet count stopped rising between samples.
     let interrupted = false;
-    if (typeof sample.packets === "number") {
+    if (typeof sample.mediaAt === "number") {
+      interrupted = t - sample.mediaAt >= limits.cutAfterMs;
+      if (typeof sample.packets === "number") this.packets = sample.packets;
+      this.packetsAt = sample.mediaAt;
+    } else if (typeof sample.packets === "number") {
       if (this.packets === null || sample.packets > this.packets) {
         if (this.packets !== null || sample.packets > 0) this.packetsAt = t;
         this.packets = sample.packets;
