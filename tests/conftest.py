@@ -3,6 +3,13 @@
 Each test gets its own database copied from a migrated template (a file copy on SQLite,
 ``CREATE DATABASE … TEMPLATE`` on PostgreSQL): real commits, real ``BEGIN IMMEDIATE``
 and real exclusion constraints, so race tests and ordinary tests run the same way.
+
+On PostgreSQL a database is created once and reused: after its test, every other
+connection to it is ended, every table emptied and the template's own rows (the themes,
+the audit chain's anchor, the search version) and sequences put back, in one transaction;
+a database no longer at the template's schema (a test that migrated it) or that cannot
+be emptied is dropped instead. Creating and dropping one costs about half a second of
+PostgreSQL's CPU (438 relations, files created and unlinked); emptying one, milliseconds.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ import secrets
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
@@ -54,6 +61,69 @@ class PostgresTemplate:
     admin_dsn: str
     template: str
     url: str
+    #: What a reused database must look like again: the template's schema version, its
+    #: tables, the rows it holds and its sequences' values.
+    version: str = ""
+    tables: tuple[str, ...] = ()
+    rows: dict[str, tuple[tuple[str, ...], list[tuple[object, ...]]]] = field(
+        default_factory=dict)
+    sequences: dict[str, tuple[int, bool]] = field(default_factory=dict)
+    #: Databases emptied after their test, ready for the next one (this worker's).
+    free: list[str] = field(default_factory=list)
+
+
+_SCHEMA_TABLES = "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
+
+
+async def _template_state(pg: PostgresTemplate) -> None:
+    conn = await asyncpg.connect(_dsn(pg.url))
+    try:
+        pg.version = await conn.fetchval("SELECT version_num FROM alembic_version")
+        pg.tables = tuple(r[0] for r in await conn.fetch(_SCHEMA_TABLES))
+        for table in pg.tables:
+            if table == "alembic_version":
+                continue
+            records = await conn.fetch(f'SELECT * FROM "{table}"')
+            if records:
+                pg.rows[table] = (tuple(records[0].keys()), [tuple(r) for r in records])
+        for name, value, called in await conn.fetch(
+                "SELECT sequencename, COALESCE(last_value, start_value), last_value IS NOT NULL"
+                " FROM pg_sequences WHERE schemaname = 'public'"):
+            pg.sequences[name] = (value, called)
+    finally:
+        await conn.close()
+
+
+async def _emptied(pg: PostgresTemplate, name: str) -> bool:
+    """``name`` back to the template's state for the next test; False if it cannot be."""
+    try:
+        conn = await asyncpg.connect(_dsn(pg.url, name), timeout=10)
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return False
+    try:
+        await conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        tables = tuple(r[0] for r in await conn.fetch(_SCHEMA_TABLES))
+        version = await conn.fetchval("SELECT version_num FROM alembic_version")
+        if tables != pg.tables or version != pg.version:
+            return False
+        async with conn.transaction():
+            # Neither foreign keys nor triggers (the audit trail refuses deletes) apply
+            # to this session's deletes.
+            await conn.execute("SET LOCAL session_replication_role = replica;"
+                               "SET LOCAL lock_timeout = '10s';" + "".join(
+                                   f'DELETE FROM "{t}";' for t in tables
+                                   if t != "alembic_version"))
+            for table, (columns, records) in pg.rows.items():
+                await conn.copy_records_to_table(table, records=records, columns=columns)
+            for sequence, (value, called) in pg.sequences.items():
+                await conn.execute("SELECT setval($1, $2, $3)", sequence, value, called)
+        return True
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return False
+    finally:
+        await conn.close()
 
 
 TESTS = Path(__file__).resolve().parent
@@ -109,8 +179,12 @@ def postgres_template() -> Iterator[PostgresTemplate | str]:
         return
     url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
     in_thread(lambda: upgrade(url))
-    yield PostgresTemplate(admin_dsn=admin, template=name, url=url)
-    in_thread(lambda: asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')))
+    template = PostgresTemplate(admin_dsn=admin, template=name, url=url)
+    in_thread(lambda: asyncio.run(_template_state(template)))
+    yield template
+    for database in [*template.free, name]:
+        drop = f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'
+        in_thread(lambda drop=drop: asyncio.run(run(drop)))
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -134,14 +208,20 @@ async def database_url(
     if isinstance(pg, str):
         missing_service(f"PostgreSQL at {POSTGRES_URL} ({pg})")
     assert isinstance(pg, PostgresTemplate)
-    name = f"visio_t_{secrets.token_hex(6)}"
-    conn = await asyncpg.connect(pg.admin_dsn)
-    try:
-        await conn.execute(
-            f'CREATE DATABASE "{name}" TEMPLATE "{pg.template}" STRATEGY WAL_LOG')
-    finally:
-        await conn.close()
+    if pg.free:
+        name = pg.free.pop()
+    else:
+        name = f"visio_t_{secrets.token_hex(6)}"
+        conn = await asyncpg.connect(pg.admin_dsn)
+        try:
+            await conn.execute(
+                f'CREATE DATABASE "{name}" TEMPLATE "{pg.template}" STRATEGY WAL_LOG')
+        finally:
+            await conn.close()
     yield make_url(pg.url).set(database=name).render_as_string(hide_password=False)
+    if await _emptied(pg, name):
+        pg.free.append(name)
+        return
     conn = await asyncpg.connect(pg.admin_dsn)
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
