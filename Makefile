@@ -7,10 +7,12 @@ export VISIO_SECRET_KEY_FILE ?= var/secret_key
 
 .PHONY: install run test bench bench-links load fleet lint messages
 
+# uv (from PyPI, into the venv) installs the project: the same requirements as pip's, in
+# seconds instead of minutes, which a CI run on a loaded machine feels most.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check 'uv>=0.5'
+	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
